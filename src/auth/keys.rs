@@ -1,0 +1,137 @@
+//! Users' RSA public keys: PEM parsing with the rules registration enforces, and a per-backend
+//! cache so a key is parsed once per backend rather than on every request.
+
+use crate::error::{HatchatError, Result};
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPublicKey;
+use std::collections::HashMap;
+use std::rc::Rc;
+use uuid::Uuid;
+
+/// Below this, RSA signatures are forgeable with public effort (NIST SP 800-131A).
+pub const MIN_KEY_BITS: usize = 2048;
+const MAX_PEM_BYTES: usize = 16 * 1024;
+
+/// Accepts SPKI (`BEGIN PUBLIC KEY`, what WebCrypto and `openssl pkey -pubout` write) and PKCS#1
+/// (`BEGIN RSA PUBLIC KEY`) PEM, with LF or CRLF line ends.
+pub fn parse_public_key(pem: &str) -> Result<RsaPublicKey> {
+    let pem = pem.trim();
+    if pem.len() > MAX_PEM_BYTES {
+        return Err(HatchatError::invalid(format!(
+            "public key is longer than {MAX_PEM_BYTES} bytes; expected one RSA public key in PEM"
+        )));
+    }
+    let normalized = pem.replace("\r\n", "\n");
+    let parsed = if normalized.starts_with("-----BEGIN PUBLIC KEY-----") {
+        RsaPublicKey::from_public_key_pem(&normalized).ok()
+    } else if normalized.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
+        RsaPublicKey::from_pkcs1_pem(&normalized).ok()
+    } else {
+        None
+    };
+    let key = parsed.ok_or_else(|| {
+        HatchatError::invalid(
+            "public key must be an RSA key of 2048 to 4096 bits in PEM (-----BEGIN PUBLIC KEY----- \
+             or -----BEGIN RSA PUBLIC KEY-----)",
+        )
+    })?;
+    let bits = key.n().bits();
+    if bits < MIN_KEY_BITS {
+        return Err(HatchatError::invalid(format!(
+            "public key has {bits} bits; at least {MIN_KEY_BITS} are required"
+        )));
+    }
+    Ok(key)
+}
+
+/// Parsed keys by user id. An entry is only used while the stored PEM is byte-for-byte the one it
+/// was parsed from, so a user deleted and registered again with a new key (in any backend) is
+/// never verified against the old one.
+pub struct KeyCache {
+    entries: HashMap<Uuid, (String, Rc<RsaPublicKey>)>,
+    capacity: usize,
+}
+
+impl KeyCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            capacity,
+        }
+    }
+
+    pub fn get_or_parse(&mut self, user_id: Uuid, pem: &str) -> Result<Rc<RsaPublicKey>> {
+        if let Some((cached_pem, key)) = self.entries.get(&user_id) {
+            if cached_pem == pem {
+                return Ok(Rc::clone(key));
+            }
+        }
+        let key = Rc::new(parse_public_key(pem)?);
+        if self.entries.len() >= self.capacity {
+            // Dropping everything is crude but bounded and O(1) amortised; a backend that serves
+            // more users than the capacity re-parses, which is correct, only slower.
+            self.entries.clear();
+        }
+        self.entries
+            .insert(user_id, (pem.to_string(), Rc::clone(&key)));
+        Ok(key)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: &str = include_str!("../../tests/fixtures/keys/alice.pub.pem");
+    const BOB: &str = include_str!("../../tests/fixtures/keys/bob.pub.pem");
+    const PKCS1: &str = include_str!("../../tests/fixtures/keys/dave.pkcs1.pub.pem");
+    const SMALL: &str = include_str!("../../tests/fixtures/keys/small.pub.pem");
+    const BIG: &str = include_str!("../../tests/fixtures/keys/big.pub.pem");
+
+    #[test]
+    fn accepts_spki_pkcs1_and_crlf() {
+        parse_public_key(ALICE).unwrap();
+        parse_public_key(PKCS1).unwrap();
+        parse_public_key(BIG).unwrap();
+        parse_public_key(&ALICE.replace('\n', "\r\n")).unwrap();
+        parse_public_key(&format!("\n  {ALICE}  \n")).unwrap();
+    }
+
+    #[test]
+    fn refuses_small_keys_and_garbage() {
+        let small = parse_public_key(SMALL).unwrap_err().to_string();
+        assert!(small.contains("1024 bits"), "{small}");
+        for bad in [
+            "",
+            "hello",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+        ] {
+            let error = parse_public_key(bad).unwrap_err();
+            assert_eq!(error.sqlstate_code(), "22023");
+            assert!(error.to_string().contains("PEM"), "{error}");
+        }
+        let private = include_str!("../../tests/fixtures/keys/alice.key.pem");
+        assert!(parse_public_key(private).is_err());
+    }
+
+    #[test]
+    fn cache_reuses_a_key_only_while_the_pem_is_unchanged() {
+        let mut cache = KeyCache::new(2);
+        let id = Uuid::new_v4();
+        let first = cache.get_or_parse(id, ALICE).unwrap();
+        let again = cache.get_or_parse(id, ALICE).unwrap();
+        assert!(Rc::ptr_eq(&first, &again));
+        let replaced = cache.get_or_parse(id, BOB).unwrap();
+        assert_ne!(*first, *replaced);
+        cache.get_or_parse(Uuid::new_v4(), ALICE).unwrap();
+        cache.get_or_parse(Uuid::new_v4(), ALICE).unwrap();
+        assert!(cache.len() <= 2);
+    }
+}

@@ -1,0 +1,64 @@
+//! Who is calling. A request carries a token its user signed with their own RSA key; we check the
+//! token's shape and lifetime (pure, in `token`), then its signature against the key stored at
+//! registration (parsed once per backend, in `keys`).
+
+pub mod keys;
+pub mod token;
+
+use crate::db;
+use crate::error::{HatchatError, Result, SqlResult};
+use crate::settings;
+use keys::KeyCache;
+use pgrx::prelude::*;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::RsaPublicKey;
+use std::cell::RefCell;
+use std::sync::OnceLock;
+use uuid::Uuid;
+
+/// The reserved system user: author of join messages, never a caller.
+pub const SYSTEM_USER: Uuid = Uuid::nil();
+
+thread_local! {
+    static KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::new(4096));
+}
+
+/// Verified against when the user does not exist, so that an unknown user costs the same time as a
+/// wrong signature and timing does not reveal which ids are registered.
+fn decoy_key() -> &'static RsaPublicKey {
+    static DECOY: OnceLock<RsaPublicKey> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        RsaPublicKey::from_public_key_pem(include_str!("decoy.pub.pem")).expect("decoy key parses")
+    })
+}
+
+/// The user a raw Authorization value speaks for, or 28000.
+pub fn authenticate(raw_token: Option<&str>) -> Result<Uuid> {
+    let raw = raw_token.ok_or_else(|| HatchatError::malformed_token("no token was given"))?;
+    let token = token::parse(raw)?;
+    token.check_lifetime(jiff::Timestamp::now(), settings::max_token_lifetime())?;
+    let stored_pem = if token.user_id == SYSTEM_USER {
+        None
+    } else {
+        db::first::<String>(
+            "SELECT public_key FROM hatchat.users WHERE id = $1",
+            &[db::pg_uuid(token.user_id).into()],
+        )?
+    };
+    let Some(pem) = stored_pem else {
+        let _ = token.verify(decoy_key());
+        return Err(HatchatError::unauthenticated());
+    };
+    let key = KEYS
+        .with_borrow_mut(|cache| cache.get_or_parse(token.user_id, &pem))
+        .map_err(|_| HatchatError::unauthenticated())?;
+    token.verify(&key)?;
+    Ok(token.user_id)
+}
+
+/// `hatchat.authenticate(token)`: the id of the user who signed the token.
+#[pg_extern(name = "authenticate", security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn authenticate_sql(token: Option<&str>) -> SqlResult<pgrx::Uuid> {
+    Ok(db::pg_uuid(authenticate(token)?))
+}

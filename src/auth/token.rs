@@ -1,0 +1,439 @@
+//! Self-signed request tokens: `b64(header).b64(claim).b64(signature)`, the signature being
+//! RSASSA-PKCS1-v1_5 over the ASCII text of the first two parts joined by `.`. Plain Rust: parsing,
+//! expiry and signature checks, unit-tested without Postgres.
+//!
+//! Every failure is the same 28000 error to the caller. The `detail` of a failure found in the
+//! token alone (its shape, its `exp`) helps a developer fix their signer and reveals nothing about
+//! the database; "no such user" and "wrong signature" share one detail-less error.
+
+use crate::error::{HatchatError, Result};
+use crate::time;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use jiff::{SignedDuration, Timestamp};
+use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use serde::Deserialize;
+use sha2::{Digest, Sha256, Sha512};
+use uuid::Uuid;
+
+/// Far above any real token (a 4096-bit signature is 683 base64 characters); bounds the work an
+/// anonymous caller can make us do before any check.
+const MAX_TOKEN_BYTES: usize = 8192;
+
+/// Standard base64, padded or not. URL-safe input is mapped onto it first.
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    RsaSha256,
+    RsaSha512,
+}
+
+impl Algorithm {
+    /// JWT names (`RS512`), Node's crypto names (`RSA-SHA512`) and WebCrypto's hash names
+    /// (`SHA-512`, which the seed's web client writes). Anything else, `none` included, is refused.
+    fn from_header(alg: &str) -> Option<Self> {
+        match alg {
+            "RS512" | "RSA-SHA512" | "SHA-512" => Some(Self::RsaSha512),
+            "RS256" | "RSA-SHA256" | "SHA-256" => Some(Self::RsaSha256),
+            _ => None,
+        }
+    }
+}
+
+/// A token whose shape is valid; its signature and lifetime are still to be checked.
+#[derive(Debug)]
+pub struct SignedToken<'a> {
+    pub algorithm: Algorithm,
+    pub user_id: Uuid,
+    pub expires_at: Timestamp,
+    signing_input: &'a str,
+    signature: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Claim {
+    id: Option<String>,
+    exp: Option<serde_json::Value>,
+}
+
+/// The raw Authorization value may carry a `Bearer ` prefix (any case), as HTTP sends it.
+pub fn strip_bearer(raw: &str) -> &str {
+    let raw = raw.trim();
+    if raw.eq_ignore_ascii_case("bearer") {
+        return "";
+    }
+    match raw.split_once(char::is_whitespace) {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim_start(),
+        _ => raw,
+    }
+}
+
+pub fn parse(raw: &str) -> Result<SignedToken<'_>> {
+    let token = strip_bearer(raw);
+    if token.is_empty() {
+        return Err(malformed("the token is empty"));
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(malformed(format!(
+            "the token is longer than {MAX_TOKEN_BYTES} bytes"
+        )));
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(claim), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed(
+            "a token has three base64 parts: header.claim.signature",
+        ));
+    };
+    let header: Header = decode_json(header, "header")?;
+    let alg = header
+        .alg
+        .ok_or_else(|| malformed("the header has no \"alg\""))?;
+    let algorithm = Algorithm::from_header(&alg).ok_or_else(|| {
+        malformed(format!(
+            "unsupported alg {alg:?}: use RS512 (or SHA-512) or RS256"
+        ))
+    })?;
+    let claim: Claim = decode_json(claim, "claim")?;
+    let user_id = claim
+        .id
+        .as_deref()
+        .and_then(|id| Uuid::try_parse(id).ok())
+        .ok_or_else(|| malformed("the claim's \"id\" must be the user's uuid"))?;
+    let expires_at = parse_exp(claim.exp.as_ref())?;
+    let signature =
+        decode_base64(signature).ok_or_else(|| malformed("the signature is not base64"))?;
+    let signing_input = &token[..token.rfind('.').expect("three parts have two dots")];
+    Ok(SignedToken {
+        algorithm,
+        user_id,
+        expires_at,
+        signing_input,
+        signature,
+    })
+}
+
+impl SignedToken<'_> {
+    /// Refuses a token that has expired, or that lives longer than the server allows: a leaked
+    /// token must not be replayable for longer than `max_lifetime`.
+    pub fn check_lifetime(&self, now: Timestamp, max_lifetime: SignedDuration) -> Result<()> {
+        if self.expires_at <= now {
+            return Err(malformed(format!(
+                "the token expired at {}",
+                time::format(self.expires_at)
+            )));
+        }
+        let latest = now.checked_add(max_lifetime).unwrap_or(Timestamp::MAX);
+        if self.expires_at > latest {
+            return Err(malformed(format!(
+                "exp {} is more than {}s ahead (hatchat.max_token_lifetime)",
+                time::format(self.expires_at),
+                max_lifetime.as_secs()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn verify(&self, key: &RsaPublicKey) -> Result<()> {
+        let input = self.signing_input.as_bytes();
+        let outcome = match self.algorithm {
+            Algorithm::RsaSha512 => key.verify(
+                Pkcs1v15Sign::new::<Sha512>(),
+                &Sha512::digest(input),
+                &self.signature,
+            ),
+            Algorithm::RsaSha256 => key.verify(
+                Pkcs1v15Sign::new::<Sha256>(),
+                &Sha256::digest(input),
+                &self.signature,
+            ),
+        };
+        outcome.map_err(|_| HatchatError::unauthenticated())
+    }
+}
+
+fn malformed(detail: impl Into<String>) -> HatchatError {
+    HatchatError::malformed_token(detail)
+}
+
+/// Standard or URL-safe alphabet, padded or not.
+pub fn decode_base64(part: &str) -> Option<Vec<u8>> {
+    if part.contains(['-', '_']) {
+        let standard: String = part
+            .chars()
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                c => c,
+            })
+            .collect();
+        LENIENT_BASE64.decode(standard).ok()
+    } else {
+        LENIENT_BASE64.decode(part).ok()
+    }
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(part: &str, name: &str) -> Result<T> {
+    let bytes =
+        decode_base64(part).ok_or_else(|| malformed(format!("the {name} is not base64")))?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        malformed(format!(
+            "the {name} is not a JSON object of the expected shape"
+        ))
+    })
+}
+
+/// `exp` is NumericDate seconds (JWT) or an ISO-8601 string (what the seed's web client sends).
+fn parse_exp(exp: Option<&serde_json::Value>) -> Result<Timestamp> {
+    const HINT: &str = "the claim needs \"exp\": NumericDate seconds or an ISO-8601 timestamp";
+    match exp {
+        Some(serde_json::Value::Number(n)) => {
+            let seconds = n
+                .as_f64()
+                .filter(|s| s.is_finite())
+                .ok_or_else(|| malformed(HINT))?;
+            // Milliseconds (JavaScript's Date.now()) would land tens of thousands of years ahead.
+            if seconds > 1e11 {
+                return Err(malformed(
+                    "exp looks like milliseconds; NumericDate is in seconds",
+                ));
+            }
+            time::from_unix_seconds(seconds).ok_or_else(|| malformed(HINT))
+        }
+        Some(serde_json::Value::String(s)) => time::parse(s).ok_or_else(|| malformed(HINT)),
+        _ => Err(malformed(HINT)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+    use rsa::RsaPrivateKey;
+
+    const ALICE_KEY: &str = include_str!("../../tests/fixtures/keys/alice.key.pem");
+    const ALICE_PUB: &str = include_str!("../../tests/fixtures/keys/alice.pub.pem");
+    const BOB_PUB: &str = include_str!("../../tests/fixtures/keys/bob.pub.pem");
+    const USER: &str = "6f1c3a4e-3b5d-4f7a-9c2e-1d2e3f4a5b6c";
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn sign(header: &str, claim: &str, hash: Algorithm) -> String {
+        let key = RsaPrivateKey::from_pkcs8_pem(ALICE_KEY).unwrap();
+        let input = format!("{}.{}", b64(header.as_bytes()), b64(claim.as_bytes()));
+        let signature = match hash {
+            Algorithm::RsaSha512 => key
+                .sign(
+                    Pkcs1v15Sign::new::<Sha512>(),
+                    &Sha512::digest(input.as_bytes()),
+                )
+                .unwrap(),
+            Algorithm::RsaSha256 => key
+                .sign(
+                    Pkcs1v15Sign::new::<Sha256>(),
+                    &Sha256::digest(input.as_bytes()),
+                )
+                .unwrap(),
+        };
+        format!("{input}.{}", b64(&signature))
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-22T12:00:00Z".parse().unwrap()
+    }
+
+    fn seed_client_token() -> String {
+        let claim = format!(r#"{{"id":"{USER}","exp":"2026-11-22T12:01:00.000Z"}}"#);
+        sign(
+            r#"{"alg":"SHA-512","type":"JWT"}"#,
+            &claim,
+            Algorithm::RsaSha512,
+        )
+    }
+
+    fn alice() -> RsaPublicKey {
+        RsaPublicKey::from_public_key_pem(ALICE_PUB).unwrap()
+    }
+
+    fn detail_of(raw: &str) -> String {
+        parse(raw)
+            .unwrap_err()
+            .detail()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn accepts_the_seed_clients_token() {
+        let raw = format!("Bearer {}", seed_client_token());
+        let token = parse(&raw).unwrap();
+        assert_eq!(token.user_id, Uuid::parse_str(USER).unwrap());
+        assert_eq!(token.algorithm, Algorithm::RsaSha512);
+        token
+            .check_lifetime(now(), SignedDuration::from_hours(24))
+            .unwrap();
+        token.verify(&alice()).unwrap();
+    }
+
+    #[test]
+    fn accepts_jwt_style_rs256_with_numeric_exp_and_url_safe_base64() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let exp = now().as_second() + 30;
+        // A JWT library writes every part URL-safe and unpadded; "??>>" makes a '_' appear.
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"??>>"}"#);
+        let claim = URL_SAFE_NO_PAD.encode(format!(r#"{{"id":"{USER}","exp":{exp}}}"#));
+        assert!(header.contains('_') || header.contains('-'), "{header}");
+        let input = format!("{header}.{claim}");
+        let key = RsaPrivateKey::from_pkcs8_pem(ALICE_KEY).unwrap();
+        let sig = key
+            .sign(
+                Pkcs1v15Sign::new::<Sha256>(),
+                &Sha256::digest(input.as_bytes()),
+            )
+            .unwrap();
+        let raw = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
+        let token = parse(&raw).unwrap();
+        assert_eq!(token.algorithm, Algorithm::RsaSha256);
+        token
+            .check_lifetime(now(), SignedDuration::from_hours(24))
+            .unwrap();
+        token.verify(&alice()).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_signature_by_another_key() {
+        let token = seed_client_token();
+        let bob = RsaPublicKey::from_public_key_pem(BOB_PUB).unwrap();
+        let error = parse(&token).unwrap().verify(&bob).unwrap_err();
+        assert_eq!(error, HatchatError::unauthenticated());
+    }
+
+    #[test]
+    fn refuses_a_tampered_claim_or_header() {
+        let token = seed_client_token();
+        let parts: Vec<&str> = token.split('.').collect();
+        let other = format!(r#"{{"id":"{USER}","exp":"2026-11-22T12:02:00.000Z"}}"#);
+        let tampered_claim = format!("{}.{}.{}", parts[0], b64(other.as_bytes()), parts[2]);
+        assert!(parse(&tampered_claim).unwrap().verify(&alice()).is_err());
+        let header = b64(br#"{"alg":"RS512","type":"JWT"}"#);
+        let tampered_header = format!("{header}.{}.{}", parts[1], parts[2]);
+        assert!(parse(&tampered_header).unwrap().verify(&alice()).is_err());
+    }
+
+    #[test]
+    fn refuses_alg_none_and_unknown_algorithms() {
+        let claim = b64(format!(r#"{{"id":"{USER}","exp":"2026-11-22T12:01:00Z"}}"#).as_bytes());
+        for alg in ["none", "HS256", "ES256", "rs512"] {
+            let header = b64(format!(r#"{{"alg":"{alg}"}}"#).as_bytes());
+            let raw = format!("{header}.{claim}.");
+            assert!(detail_of(&raw).contains("unsupported alg"), "{alg}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_shapes() {
+        let good = seed_client_token();
+        let parts: Vec<&str> = good.split('.').collect();
+        let cases = [
+            ("", "empty"),
+            ("Bearer ", "empty"),
+            ("abc", "three base64 parts"),
+            ("a.b", "three base64 parts"),
+            ("a.b.c.d", "three base64 parts"),
+            ("!!!.x.y", "header is not base64"),
+        ];
+        for (raw, expected) in cases {
+            assert!(
+                detail_of(raw).contains(expected),
+                "{raw:?}: {}",
+                detail_of(raw)
+            );
+        }
+        let not_json = format!("{}.{}.{}", b64(b"[1,2]"), parts[1], parts[2]);
+        assert!(detail_of(&not_json).contains("header is not a JSON object"));
+        let bad_sig = format!("{}.{}.@@@", parts[0], parts[1]);
+        assert!(detail_of(&bad_sig).contains("signature is not base64"));
+        let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert!(detail_of(&huge).contains("longer than"));
+    }
+
+    #[test]
+    fn refuses_claims_without_a_uuid_or_exp() {
+        let header = b64(br#"{"alg":"RS512"}"#);
+        let cases = [
+            (r#"{"exp":1}"#, "\"id\""),
+            (r#"{"id":"bob","exp":1}"#, "\"id\""),
+            (&*format!(r#"{{"id":"{USER}"}}"#), "\"exp\""),
+            (
+                &*format!(r#"{{"id":"{USER}","exp":"tomorrow"}}"#),
+                "\"exp\"",
+            ),
+            (&*format!(r#"{{"id":"{USER}","exp":true}}"#), "\"exp\""),
+            (
+                &*format!(r#"{{"id":"{USER}","exp":1795000000000}}"#),
+                "milliseconds",
+            ),
+        ];
+        for (claim, expected) in cases {
+            let raw = format!("{header}.{}.AAAA", b64(claim.as_bytes()));
+            assert!(
+                detail_of(&raw).contains(expected),
+                "{claim}: {}",
+                detail_of(&raw)
+            );
+        }
+    }
+
+    #[test]
+    fn lifetime_is_bounded_on_both_sides() {
+        let token_at = |exp: &str| {
+            sign(
+                r#"{"alg":"RS512"}"#,
+                &format!(r#"{{"id":"{USER}","exp":"{exp}"}}"#),
+                Algorithm::RsaSha512,
+            )
+        };
+        let day = SignedDuration::from_hours(24);
+        let expired = token_at("2026-11-22T11:59:59Z");
+        let err = parse(&expired)
+            .unwrap()
+            .check_lifetime(now(), day)
+            .unwrap_err();
+        assert!(err.detail().unwrap().contains("expired"));
+        let exactly_now = token_at("2026-11-22T12:00:00Z");
+        assert!(parse(&exactly_now)
+            .unwrap()
+            .check_lifetime(now(), day)
+            .is_err());
+        let too_long = token_at("2026-11-23T12:00:01Z");
+        let err = parse(&too_long)
+            .unwrap()
+            .check_lifetime(now(), day)
+            .unwrap_err();
+        assert!(err.detail().unwrap().contains("hatchat.max_token_lifetime"));
+        let longest = token_at("2026-11-23T12:00:00Z");
+        parse(&longest).unwrap().check_lifetime(now(), day).unwrap();
+    }
+
+    #[test]
+    fn bearer_prefix_is_optional_and_case_insensitive() {
+        assert_eq!(strip_bearer("Bearer abc"), "abc");
+        assert_eq!(strip_bearer("bearer   abc "), "abc");
+        assert_eq!(strip_bearer("abc"), "abc");
+        assert_eq!(strip_bearer("  abc"), "abc");
+        assert_eq!(strip_bearer("Bearer"), "");
+    }
+}

@@ -1,0 +1,353 @@
+//! Channels: an id, an owner, members, and an invite model that says who may add members.
+//! Creating a channel makes the creator its owner and first member; every real join (and leave)
+//! posts a system message, so members see it in the channel's own ordered history.
+
+use crate::auth::{self, SYSTEM_USER};
+use crate::db::{self, pg_uuid, rust_uuid};
+use crate::error::{required, HatchatError, Result, SqlResult};
+use crate::jsonb::Jsonb;
+use crate::messages;
+use crate::users;
+use pgrx::prelude::*;
+use uuid::Uuid;
+
+pub const MAX_CHANNEL_ID_CHARS: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteModel {
+    /// Only the owner adds members.
+    Owner,
+    /// Any member adds members.
+    Member,
+    /// Anyone may add themselves; members may add others.
+    SelfJoin,
+}
+
+impl InviteModel {
+    pub fn parse(raw: &str) -> Result<Self> {
+        match raw {
+            "owner" => Ok(Self::Owner),
+            "member" => Ok(Self::Member),
+            "self" => Ok(Self::SelfJoin),
+            other => Err(HatchatError::invalid(format!(
+                "inviteModel must be \"owner\", \"member\" or \"self\", got {other:?}"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Member => "member",
+            Self::SelfJoin => "self",
+        }
+    }
+
+    pub fn may_add(self, inviter: Role, inviting_self: bool) -> bool {
+        match self {
+            Self::Owner => inviter == Role::Owner,
+            Self::Member => inviter != Role::Stranger,
+            Self::SelfJoin => inviter != Role::Stranger || inviting_self,
+        }
+    }
+}
+
+/// What the caller is to a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Owner,
+    Member,
+    Stranger,
+}
+
+/// 1..200 characters, no control characters; otherwise any text (rooms use ids with `/`).
+pub fn valid_channel_id(raw: &str) -> Result<&str> {
+    let chars = raw.chars().count();
+    if chars == 0 || chars > MAX_CHANNEL_ID_CHARS {
+        return Err(HatchatError::invalid(format!(
+            "channel id must be 1..{MAX_CHANNEL_ID_CHARS} characters, got {chars}"
+        )));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(HatchatError::invalid(
+            "channel id must not contain control characters",
+        ));
+    }
+    Ok(raw)
+}
+
+/// A channel as an authorization decision sees it.
+pub struct Access {
+    pub id: String,
+    pub model: InviteModel,
+    pub role: Role,
+}
+
+impl Access {
+    /// Loads the channel and the caller's role in it, or 404.
+    pub fn load(channel_id: &str, caller: Uuid) -> Result<Self> {
+        let found = db::query(
+            "SELECT c.owner_id = $2, c.invite_model, \
+                    EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = c.id AND m.user_id = $2) \
+               FROM hatchat.channels c WHERE c.id = $1",
+            &[channel_id.into(), pg_uuid(caller).into()],
+            |rows| {
+                if rows.is_empty() {
+                    return Ok(None);
+                }
+                let row = rows.first();
+                let owner = row.get::<bool>(1)?.unwrap_or(false);
+                let model = row.get::<String>(2)?.unwrap_or_default();
+                let member = row.get::<bool>(3)?.unwrap_or(false);
+                Ok(Some((owner, model, member)))
+            },
+        )?;
+        let (owner, model, member) = found.ok_or_else(|| channel_not_found(channel_id))?;
+        let role = match (owner, member) {
+            (true, _) => Role::Owner,
+            (false, true) => Role::Member,
+            (false, false) => Role::Stranger,
+        };
+        Ok(Self {
+            id: channel_id.to_string(),
+            model: InviteModel::parse(&model)?,
+            role,
+        })
+    }
+
+    pub fn require_member(&self) -> Result<()> {
+        match self.role {
+            Role::Stranger => Err(HatchatError::Forbidden(format!(
+                "only members of channel {:?} may do this",
+                self.id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn require_owner(&self) -> Result<()> {
+        match self.role {
+            Role::Owner => Ok(()),
+            _ => Err(HatchatError::Forbidden(format!(
+                "only the owner of channel {:?} may do this",
+                self.id
+            ))),
+        }
+    }
+}
+
+pub fn channel_not_found(id: &str) -> HatchatError {
+    HatchatError::NotFound(format!("channel {id:?} not found"))
+}
+
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn create_channel(
+    token: Option<&str>,
+    id: Option<&str>,
+    invite_model: default!(Option<&str>, "'owner'"),
+) -> SqlResult<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    let id = valid_channel_id(required(id, "channel id")?)?;
+    let model = InviteModel::parse(invite_model.unwrap_or("owner"))?;
+    let created = db::first::<Jsonb>(
+        "INSERT INTO hatchat.channels (id, owner_id, invite_model) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO NOTHING RETURNING hatchat.channel_json(channels)",
+        &[id.into(), pg_uuid(caller).into(), model.as_str().into()],
+    )?;
+    let channel =
+        created.ok_or_else(|| HatchatError::Conflict(format!("channel id {id:?} is taken")))?;
+    join(id, caller)?;
+    Ok(channel)
+}
+
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn update_channel(
+    token: Option<&str>,
+    id: Option<&str>,
+    invite_model: Option<&str>,
+) -> SqlResult<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    let id = valid_channel_id(required(id, "channel id")?)?;
+    let model = InviteModel::parse(required(invite_model, "inviteModel")?)?;
+    Access::load(id, caller)?.require_owner()?;
+    let updated = db::first::<Jsonb>(
+        "UPDATE hatchat.channels SET invite_model = $2 WHERE id = $1 RETURNING hatchat.channel_json(channels)",
+        &[id.into(), model.as_str().into()],
+    )?;
+    Ok(updated.ok_or_else(|| channel_not_found(id))?)
+}
+
+/// Deletes the channel with its members and messages, and wakes its listeners (who then find it
+/// gone instead of waiting out their long-poll).
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn delete_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<()> {
+    let caller = auth::authenticate(token)?;
+    let id = valid_channel_id(required(id, "channel id")?)?;
+    Access::load(id, caller)?.require_owner()?;
+    db::execute("DELETE FROM hatchat.channels WHERE id = $1", &[id.into()])?;
+    messages::notify_channel(id, None);
+    Ok(())
+}
+
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn get_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    let id = valid_channel_id(required(id, "channel id")?)?;
+    Access::load(id, caller)?.require_member()?;
+    let channel = db::first::<Jsonb>(
+        "SELECT hatchat.channel_json(c) || jsonb_build_object('members', \
+                (SELECT coalesce(jsonb_agg(jsonb_build_object('id', u.id, 'username', u.username) \
+                                           ORDER BY m.joined_at, u.id), '[]'::jsonb) \
+                   FROM hatchat.members m JOIN hatchat.users u ON u.id = m.user_id \
+                  WHERE m.channel_id = c.id)) \
+           FROM hatchat.channels c WHERE c.id = $1",
+        &[id.into()],
+    )?;
+    Ok(channel.ok_or_else(|| channel_not_found(id))?)
+}
+
+/// The channels the caller is a member of, oldest first.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    let channels = db::first::<Jsonb>(
+        "SELECT coalesce(jsonb_agg(hatchat.channel_json(c) ORDER BY c.created_at, c.id), '[]'::jsonb) \
+           FROM hatchat.channels c JOIN hatchat.members m ON m.channel_id = c.id \
+          WHERE m.user_id = $1",
+        &[pg_uuid(caller).into()],
+    )?;
+    Ok(channels.expect("an aggregate returns one row"))
+}
+
+/// Adds `user_id` to the channel if the invite model allows the caller to. Adding a member again
+/// succeeds without a second join message (`joined: false`).
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn invite(
+    token: Option<&str>,
+    channel_id: Option<&str>,
+    user_id: Option<pgrx::Uuid>,
+) -> SqlResult<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
+    let user_id = required(user_id, "userId")?;
+    let access = Access::load(channel_id, caller)?;
+    if !access
+        .model
+        .may_add(access.role, rust_uuid(user_id) == caller)
+    {
+        return Err(HatchatError::Forbidden(format!(
+            "channel {channel_id:?} has invite model {:?}: you may not add {}",
+            access.model.as_str(),
+            if rust_uuid(user_id) == caller {
+                "yourself"
+            } else {
+                "other users"
+            }
+        ))
+        .into());
+    }
+    if rust_uuid(user_id) == SYSTEM_USER || !users::user_exists(user_id)? {
+        return Err(users::user_not_found(user_id).into());
+    }
+    let joined = join(channel_id, rust_uuid(user_id))?;
+    Ok(db::first::<Jsonb>(
+        "SELECT jsonb_build_object('channelId', $1::text, 'userId', $2::uuid, 'joined', $3::boolean)",
+        &[channel_id.into(), user_id.into(), joined.into()],
+    )?
+    .expect("a SELECT without FROM returns one row"))
+}
+
+/// A member leaves. The owner cannot: a channel always has its owner (delete it instead).
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn leave_channel(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<()> {
+    let caller = auth::authenticate(token)?;
+    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
+    let access = Access::load(channel_id, caller)?;
+    access.require_member()?;
+    if access.role == Role::Owner {
+        return Err(HatchatError::Forbidden(format!(
+            "the owner cannot leave channel {channel_id:?}; delete it instead"
+        ))
+        .into());
+    }
+    let left = db::execute(
+        "DELETE FROM hatchat.members WHERE channel_id = $1 AND user_id = $2",
+        &[channel_id.into(), pg_uuid(caller).into()],
+    )?;
+    if left > 0 {
+        messages::post_system(channel_id, "leave", caller)?;
+    }
+    Ok(())
+}
+
+/// Makes `user` a member; true when they were not one already (then the join message is posted).
+fn join(channel_id: &str, user: Uuid) -> Result<bool> {
+    let inserted = db::execute(
+        "INSERT INTO hatchat.members (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[channel_id.into(), pg_uuid(user).into()],
+    )?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    messages::post_system(channel_id, "join", user)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invite_models_decide_who_may_add_whom() {
+        use InviteModel as M;
+        use Role as R;
+        // (model, inviter, inviting self) -> allowed
+        let table = [
+            (M::Owner, R::Owner, false, true),
+            (M::Owner, R::Member, false, false),
+            (M::Owner, R::Stranger, true, false),
+            (M::Member, R::Owner, false, true),
+            (M::Member, R::Member, false, true),
+            (M::Member, R::Stranger, true, false),
+            (M::Member, R::Stranger, false, false),
+            (M::SelfJoin, R::Owner, false, true),
+            (M::SelfJoin, R::Member, false, true),
+            (M::SelfJoin, R::Stranger, true, true),
+            (M::SelfJoin, R::Stranger, false, false),
+        ];
+        for (model, inviter, inviting_self, allowed) in table {
+            let decided = model.may_add(inviter, inviting_self);
+            assert_eq!(
+                decided, allowed,
+                "{model:?} {inviter:?} self={inviting_self}"
+            );
+        }
+    }
+
+    #[test]
+    fn invite_model_names_round_trip() {
+        for name in ["owner", "member", "self"] {
+            assert_eq!(InviteModel::parse(name).unwrap().as_str(), name);
+        }
+        assert_eq!(
+            InviteModel::parse("anyone").unwrap_err().sqlstate_code(),
+            "22023"
+        );
+    }
+
+    #[test]
+    fn channel_ids_are_bounded() {
+        assert!(valid_channel_id("triominos/v1/alice/bob").is_ok());
+        assert!(valid_channel_id(&"x".repeat(200)).is_ok());
+        for bad in ["", &"x".repeat(201), "new\nline"] {
+            assert_eq!(valid_channel_id(bad).unwrap_err().sqlstate_code(), "22023");
+        }
+    }
+}

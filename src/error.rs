@@ -1,0 +1,153 @@
+//! The one error type of the extension. Each variant knows its SQLSTATE, so callers (the gateway,
+//! any SQL client) can tell "who are you" from "not allowed" from "no such thing" without parsing
+//! messages. Errors are plain values until the `#[pg_extern]` edge turns them into a Postgres ERROR.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgSqlErrorCode;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HatchatError {
+    /// 28000 — the token is missing, malformed, expired or not signed by the user's key. One
+    /// message for every cause that could reveal whether a user exists; `detail` only carries
+    /// causes visible in the token itself (its shape, its `exp`).
+    Unauthenticated { detail: Option<String> },
+    /// 42501 — authenticated, but this user may not do this.
+    Forbidden(String),
+    /// P0002 — the named thing does not exist (or has expired).
+    NotFound(String),
+    /// 23505 — the id or name is already taken.
+    Conflict(String),
+    /// 22023 — a parameter is malformed or out of range.
+    InvalidParameter(String),
+    /// 54000 — the payload is larger than `hatchat.max_payload_bytes`.
+    PayloadTooLarge { size: usize, limit: usize },
+    /// XX000 — a bug in hatchat (an SPI call that cannot fail did), never caused by input.
+    Internal(String),
+}
+
+pub type Result<T, E = HatchatError> = std::result::Result<T, E>;
+
+/// What a `#[pg_extern]` returns: pgrx raises the report with its SQLSTATE.
+pub type SqlResult<T> = std::result::Result<T, ErrorReport>;
+
+/// SQL NULL where a value is needed is a bad parameter, not a silent NULL result (which is what a
+/// STRICT function would give): every argument is `Option` and checked here.
+pub fn required<T>(value: Option<T>, what: &str) -> Result<T> {
+    value.ok_or_else(|| HatchatError::invalid(format!("{what} is required")))
+}
+
+impl HatchatError {
+    pub fn unauthenticated() -> Self {
+        Self::Unauthenticated { detail: None }
+    }
+
+    pub fn malformed_token(detail: impl Into<String>) -> Self {
+        Self::Unauthenticated {
+            detail: Some(detail.into()),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidParameter(message.into())
+    }
+
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            Self::Unauthenticated { .. } => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            Self::Forbidden(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            Self::NotFound(_) => ERRCODE_NO_DATA_FOUND,
+            Self::Conflict(_) => ERRCODE_UNIQUE_VIOLATION,
+            Self::InvalidParameter(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            Self::PayloadTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Self::Internal(_) => ERRCODE_INTERNAL_ERROR,
+        }
+    }
+
+    /// The five-character SQLSTATE, as clients see it.
+    pub fn sqlstate_code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated { .. } => "28000",
+            Self::Forbidden(_) => "42501",
+            Self::NotFound(_) => "P0002",
+            Self::Conflict(_) => "23505",
+            Self::InvalidParameter(_) => "22023",
+            Self::PayloadTooLarge { .. } => "54000",
+            Self::Internal(_) => "XX000",
+        }
+    }
+
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::Unauthenticated { detail } => detail.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HatchatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unauthenticated { .. } => f.write_str("invalid or expired token"),
+            Self::Forbidden(m)
+            | Self::NotFound(m)
+            | Self::Conflict(m)
+            | Self::InvalidParameter(m) => f.write_str(m),
+            Self::Internal(m) => write!(f, "hatchat internal error: {m}"),
+            Self::PayloadTooLarge { size, limit } => write!(
+                f,
+                "payload is {size} bytes, over the limit of {limit} bytes (hatchat.max_payload_bytes)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HatchatError {}
+
+/// The edge: pgrx raises an `ErrorReport` returned from a `#[pg_extern]` with its own SQLSTATE.
+impl From<HatchatError> for ErrorReport {
+    fn from(error: HatchatError) -> Self {
+        let report = ErrorReport::new(error.sqlstate(), error.to_string(), "hatchat");
+        match error.detail() {
+            Some(detail) => report.set_detail(detail.to_string()),
+            None => report,
+        }
+    }
+}
+
+/// SPI failures are not caused by the caller's input (input is checked before any query), so they
+/// surface as internal errors with their text, never as a panic.
+impl From<pgrx::spi::SpiError> for HatchatError {
+    fn from(error: pgrx::spi::SpiError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unauthenticated_message_never_names_the_cause() {
+        let plain = HatchatError::unauthenticated().to_string();
+        let malformed = HatchatError::malformed_token("token must have three parts").to_string();
+        assert_eq!(plain, malformed);
+        assert_eq!(plain, "invalid or expired token");
+    }
+
+    #[test]
+    fn each_variant_has_its_sqlstate() {
+        let cases = [
+            (HatchatError::unauthenticated(), "28000"),
+            (HatchatError::Forbidden("x".into()), "42501"),
+            (HatchatError::NotFound("x".into()), "P0002"),
+            (HatchatError::Conflict("x".into()), "23505"),
+            (HatchatError::invalid("x"), "22023"),
+            (HatchatError::PayloadTooLarge { size: 2, limit: 1 }, "54000"),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.sqlstate_code(), code, "{error:?}");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! hatchat: a message broker inside PostgreSQL. `CREATE EXTENSION hatchat` gives the whole broker
+//! as SQL functions in schema `hatchat`; every rule (who may do what, token checks, validation,
+//! ordering) is decided here, so any client language gets the same guarantees.
+//!
+//! This file is the index: one module per concept, the settings, and the schema.
+
+// pgrx raises an `ErrorReport` with its SQLSTATE only when a function returns it by value, so the
+// `Err` of every SQL-facing function is that (large) type; it is built once, on the error path.
+#![allow(clippy::result_large_err)]
+
+use pgrx::prelude::*;
+
+mod auth;
+mod channels;
+mod db;
+mod error;
+mod jsonb;
+mod messages;
+mod settings;
+mod time;
+mod users;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::register();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

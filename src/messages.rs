@@ -1,0 +1,248 @@
+//! Messages: each channel's ordered history, and the windows clients read it through.
+//!
+//! Ordering by construction: a send bumps its channel's counter row (`last_seq`, `last_at`) in the
+//! sending transaction. The row lock serializes the writers of one channel until they commit, so
+//! commit order is `seq` order and no reader can see seq N+1 before seq N. `createdAt` comes from
+//! the same row, strictly increasing (`greatest(clock_timestamp(), last_at + 1µs)`), so a client
+//! paging with `since = last createdAt` is as exact as one paging with `afterSeq = last seq`. A
+//! global sequence or a bare `now()` would let a later-committing sender land behind a reader's
+//! cursor, and that message would never be seen.
+
+use crate::auth::{self, SYSTEM_USER};
+use crate::channels::{self, valid_channel_id, Access};
+use crate::db::{self, pg_uuid};
+use crate::error::{required, HatchatError, Result, SqlResult};
+use crate::jsonb::Jsonb;
+use crate::settings;
+use crate::time::Bound;
+use pgrx::prelude::*;
+use uuid::Uuid;
+
+/// The NOTIFY channel every hatchat listener LISTENs on.
+pub const NOTIFY_CHANNEL: &str = "hatchat";
+pub const MAX_ROW_LIMIT: i32 = 1000;
+
+/// Appends to the channel if `from` is a member (the system user always may); `None` when the
+/// channel is missing or `from` is not a member. The counter row update is the serialization
+/// point described above.
+const APPEND: &str = "\
+    WITH counter AS ( \
+        UPDATE hatchat.channels \
+           SET last_seq = last_seq + 1, \
+               last_at = greatest(clock_timestamp(), last_at + interval '1 microsecond') \
+         WHERE id = $1 \
+           AND ($2 = '00000000-0000-0000-0000-000000000000'::uuid \
+                OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = $2)) \
+     RETURNING last_seq, last_at) \
+    INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
+    SELECT $1, last_seq, last_at, $2, $3 FROM counter \
+    RETURNING seq, jsonb_build_object('channelId', channel_id, 'seq', seq, \
+                                      'createdAt', hatchat.iso_time(created_at), 'fromUserId', from_user_id)";
+
+fn append(channel_id: &str, from: Uuid, payload: Jsonb) -> Result<Option<Jsonb>> {
+    let appended = db::query(
+        APPEND,
+        &[channel_id.into(), pg_uuid(from).into(), payload.into()],
+        |rows| {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let row = rows.first();
+            Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?))
+        },
+    )?;
+    Ok(appended.map(|(seq, sent)| {
+        notify_channel(channel_id, Some(seq));
+        sent
+    }))
+}
+
+/// Queues `NOTIFY hatchat, '{"channel": …, "seq": …}'`; Postgres delivers it at commit, so a
+/// listener never hears of a message it cannot yet read. `seq: null` means "re-read: the channel
+/// changed" (it was deleted). The payload stays far under NOTIFY's 8000 bytes: channel ids are at
+/// most 200 characters.
+pub fn notify_channel(channel_id: &str, seq: Option<i64>) {
+    let payload = serde_json::json!({ "channel": channel_id, "seq": seq }).to_string();
+    // SAFETY: pg_notify(text, text) is called with two non-null text datums, as SQL would.
+    unsafe {
+        pgrx::direct_function_call_as_datum(
+            pgrx::pg_sys::pg_notify,
+            &[NOTIFY_CHANNEL.into_datum(), payload.as_str().into_datum()],
+        );
+    }
+}
+
+/// Posts a system message about `user` (`join`, `leave`) from the reserved system user, worded as
+/// the seed words it; `event` and `userId` spare clients from parsing the sentence.
+pub fn post_system(channel_id: &str, event: &str, user: Uuid) -> Result<()> {
+    let sentence = match event {
+        "join" => format!("user {user} has joined the channel"),
+        "leave" => format!("user {user} has left the channel"),
+        other => format!("user {user}: {other}"),
+    };
+    let payload = db::first::<Jsonb>(
+        "SELECT jsonb_build_object('message', $1::text, 'event', $2::text, 'userId', $3::uuid)",
+        &[sentence.into(), event.into(), pg_uuid(user).into()],
+    )?
+    .expect("a SELECT without FROM returns one row");
+    append(channel_id, SYSTEM_USER, payload)?
+        .ok_or_else(|| channels::channel_not_found(channel_id))?;
+    Ok(())
+}
+
+fn check_payload_size(payload: &Jsonb) -> Result<()> {
+    let limit = settings::max_payload_bytes();
+    let size = payload.text_len();
+    if size > limit {
+        return Err(HatchatError::PayloadTooLarge { size, limit });
+    }
+    Ok(())
+}
+
+/// Sends `payload` (any JSON value) to a channel the caller is a member of.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn send_message(
+    token: Option<&str>,
+    channel_id: Option<&str>,
+    payload: Option<Jsonb>,
+) -> SqlResult<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
+    let payload = required(payload, "payload")?;
+    check_payload_size(&payload)?;
+    if let Some(sent) = append(channel_id, caller, payload)? {
+        return Ok(sent);
+    }
+    // The append bumped no counter: the channel is missing or the caller is not a member.
+    Access::load(channel_id, caller)?.require_member()?;
+    // A member, yet no row: the channel was deleted between the two statements.
+    Err(channels::channel_not_found(channel_id).into())
+}
+
+/// A validated read window: `since < createdAt < until` and `seq > after_seq`, oldest first.
+#[derive(Debug, PartialEq)]
+pub struct Window {
+    pub since: Bound,
+    pub until: Bound,
+    pub row_limit: i32,
+    pub after_seq: Option<i64>,
+}
+
+impl Window {
+    pub fn parse(since: &str, until: &str, row_limit: i32, after_seq: Option<i64>) -> Result<Self> {
+        let bound = |text: &str, name: &str| {
+            Bound::parse(text).ok_or_else(|| {
+                HatchatError::invalid(format!(
+                    "{name} must be an ISO-8601 timestamp with a time zone \
+                     (2026-11-22T14:42:24.123456Z), -infinity or infinity; got {text:?}"
+                ))
+            })
+        };
+        if !(1..=MAX_ROW_LIMIT).contains(&row_limit) {
+            return Err(HatchatError::invalid(format!(
+                "limit must be 1..{MAX_ROW_LIMIT}, got {row_limit}"
+            )));
+        }
+        if after_seq.is_some_and(|seq| seq < 0) {
+            return Err(HatchatError::invalid("afterSeq must be 0 or more"));
+        }
+        Ok(Self {
+            since: bound(since, "since")?,
+            until: bound(until, "until")?,
+            row_limit,
+            after_seq,
+        })
+    }
+}
+
+/// Both plans read the window in `seq` order (which is `createdAt` order); each walks the index
+/// that starts nearest the cursor it was given, so a deep cursor does not scan old history.
+const WINDOW_BY_SEQ: &str = "\
+    SELECT coalesce(jsonb_agg(w.message ORDER BY w.seq), '[]'::jsonb) \
+      FROM (SELECT m.seq, hatchat.message_json(m, u.username) AS message \
+              FROM hatchat.messages m LEFT JOIN hatchat.users u ON u.id = m.from_user_id \
+             WHERE m.channel_id = $1 AND m.seq > $5 \
+               AND m.created_at > $2::timestamptz AND m.created_at < $3::timestamptz \
+             ORDER BY m.seq LIMIT $4) w";
+const WINDOW_BY_TIME: &str = "\
+    SELECT coalesce(jsonb_agg(w.message ORDER BY w.seq), '[]'::jsonb) \
+      FROM (SELECT m.seq, hatchat.message_json(m, u.username) AS message \
+              FROM hatchat.messages m LEFT JOIN hatchat.users u ON u.id = m.from_user_id \
+             WHERE m.channel_id = $1 \
+               AND m.created_at > $2::timestamptz AND m.created_at < $3::timestamptz \
+             ORDER BY m.created_at LIMIT $4) w";
+
+pub fn read_window(channel_id: &str, window: &Window) -> Result<Jsonb> {
+    let since = window.since.to_sql_literal();
+    let until = window.until.to_sql_literal();
+    let messages = match window.after_seq {
+        Some(after_seq) => db::first::<Jsonb>(
+            WINDOW_BY_SEQ,
+            &[
+                channel_id.into(),
+                since.as_str().into(),
+                until.as_str().into(),
+                i64::from(window.row_limit).into(),
+                after_seq.into(),
+            ],
+        )?,
+        None => db::first::<Jsonb>(
+            WINDOW_BY_TIME,
+            &[
+                channel_id.into(),
+                since.as_str().into(),
+                until.as_str().into(),
+                i64::from(window.row_limit).into(),
+            ],
+        )?,
+    };
+    Ok(messages.expect("an aggregate returns one row"))
+}
+
+/// Messages of a channel the caller is a member of, oldest first: `since` and `until` are
+/// exclusive bounds on `createdAt`, `after_seq` an exact cursor, `row_limit` 1..1000.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn get_messages(
+    token: Option<&str>,
+    channel_id: Option<&str>,
+    since: default!(Option<&str>, "'-infinity'"),
+    until: default!(Option<&str>, "'infinity'"),
+    row_limit: default!(Option<i32>, 20),
+    after_seq: default!(Option<i64>, "NULL"),
+) -> SqlResult<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
+    let window = Window::parse(
+        since.unwrap_or("-infinity"),
+        until.unwrap_or("infinity"),
+        row_limit.unwrap_or(20),
+        after_seq,
+    )?;
+    Access::load(channel_id, caller)?.require_member()?;
+    Ok(read_window(channel_id, &window)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_check_their_bounds() {
+        let window = Window::parse("-infinity", "2026-11-22T14:42:24Z", 20, Some(3)).unwrap();
+        assert_eq!(window.since, Bound::NegativeInfinity);
+        assert_eq!(window.after_seq, Some(3));
+        for (since, until, limit, after, field) in [
+            ("yesterday", "infinity", 20, None, "since"),
+            ("-infinity", "2026-11-22", 20, None, "until"),
+            ("-infinity", "infinity", 0, None, "limit"),
+            ("-infinity", "infinity", 1001, None, "limit"),
+            ("-infinity", "infinity", 20, Some(-1), "afterSeq"),
+        ] {
+            let error = Window::parse(since, until, limit, after).unwrap_err();
+            assert_eq!(error.sqlstate_code(), "22023");
+            assert!(error.to_string().starts_with(field), "{error}");
+        }
+    }
+}

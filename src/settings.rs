@@ -1,0 +1,43 @@
+//! The extension's settings (GUCs). Limits that guard security or storage can only be changed by a
+//! superuser (or a role granted `SET` on them), so a client cannot lift them for its own session.
+
+use jiff::SignedDuration;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+pub static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
+pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
+
+pub fn register() {
+    GucRegistry::define_int_guc(
+        c"hatchat.max_token_lifetime",
+        c"Longest time ahead a token's exp may lie.",
+        c"Tokens whose exp is further ahead are refused, which bounds how long a leaked token \
+          can be replayed.",
+        &MAX_TOKEN_LIFETIME,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"hatchat.max_payload_bytes",
+        c"Largest message payload, in bytes of JSON text.",
+        c"A larger payload is refused with SQLSTATE 54000.",
+        &MAX_PAYLOAD_BYTES,
+        2,
+        256 * 1024 * 1024,
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
+    );
+    // SAFETY: called once from _PG_init, after our variables are defined; makes a misspelt
+    // `hatchat.*` setting an error instead of a silently ignored placeholder.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"hatchat".as_ptr()) };
+}
+
+pub fn max_token_lifetime() -> SignedDuration {
+    SignedDuration::from_secs(i64::from(MAX_TOKEN_LIFETIME.get()))
+}
+
+pub fn max_payload_bytes() -> usize {
+    usize::try_from(MAX_PAYLOAD_BYTES.get()).unwrap_or(usize::MAX)
+}

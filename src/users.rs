@@ -1,0 +1,147 @@
+//! Users: an id, a username unique ignoring case, and the RSA public key that verifies their
+//! requests. Registration is open (as in the seed); every later change needs the user's own token.
+
+use crate::auth::{self, keys, SYSTEM_USER};
+use crate::db::{self, pg_uuid};
+use crate::error::{required, HatchatError, Result, SqlResult};
+use crate::jsonb::Jsonb;
+use pgrx::prelude::*;
+use uuid::Uuid;
+
+pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// Trimmed; 1..64 characters; no control characters; no `/`, because room ids join usernames with
+/// `/` and `a/b`+`c` must never name the same room as `a`+`b/c`.
+pub fn valid_username(raw: &str) -> Result<&str> {
+    let name = raw.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_USERNAME_CHARS {
+        return Err(HatchatError::invalid(format!(
+            "username must be 1..{MAX_USERNAME_CHARS} characters after trimming, got {chars}"
+        )));
+    }
+    if name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(HatchatError::invalid(
+            "username must not contain '/' or control characters",
+        ));
+    }
+    Ok(name)
+}
+
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn register_user(
+    id: Option<pgrx::Uuid>,
+    public_key: Option<&str>,
+    username: Option<&str>,
+) -> SqlResult<Jsonb> {
+    let id = required(id, "id")?;
+    if db::rust_uuid(id) == SYSTEM_USER {
+        return Err(HatchatError::invalid("the nil uuid is reserved for the system user").into());
+    }
+    let username = valid_username(required(username, "username")?)?;
+    let public_key = required(public_key, "public key")?.trim();
+    keys::parse_public_key(public_key)?;
+    let inserted = db::first::<Jsonb>(
+        "INSERT INTO hatchat.users (id, username, public_key) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING RETURNING hatchat.user_json(users)",
+        &[id.into(), username.into(), public_key.into()],
+    )?;
+    match inserted {
+        Some(user) => Ok(user),
+        None if user_exists(id)? => {
+            Err(HatchatError::Conflict(format!("user id {id} is already registered")).into())
+        }
+        None => Err(username_taken(username).into()),
+    }
+}
+
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn get_user(id: Option<pgrx::Uuid>) -> SqlResult<Jsonb> {
+    let id = required(id, "id")?;
+    let user = db::first::<Jsonb>(
+        "SELECT hatchat.user_json(users) FROM hatchat.users WHERE id = $1",
+        &[id.into()],
+    )?;
+    Ok(user.ok_or_else(|| user_not_found(id))?)
+}
+
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn update_user(
+    token: Option<&str>,
+    id: Option<pgrx::Uuid>,
+    username: Option<&str>,
+) -> SqlResult<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    let id = required(id, "id")?;
+    only_self(caller, id)?;
+    let username = valid_username(required(username, "username")?)?;
+    let taken = db::first::<bool>(
+        "SELECT true FROM hatchat.users WHERE lower(username) = lower($1) AND id <> $2",
+        &[username.into(), id.into()],
+    )?;
+    if taken.is_some() {
+        return Err(username_taken(username).into());
+    }
+    let updated = db::first::<Jsonb>(
+        "UPDATE hatchat.users SET username = $2 WHERE id = $1 RETURNING hatchat.user_json(users)",
+        &[id.into(), username.into()],
+    )?;
+    Ok(updated.ok_or_else(|| user_not_found(id))?)
+}
+
+/// Deletes the user with their memberships and the channels they own (and those channels'
+/// messages). Their messages in other channels stay; they read back with `username: null`.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn delete_user(token: Option<&str>, id: Option<pgrx::Uuid>) -> SqlResult<()> {
+    let caller = auth::authenticate(token)?;
+    let id = required(id, "id")?;
+    only_self(caller, id)?;
+    let deleted = db::execute("DELETE FROM hatchat.users WHERE id = $1", &[id.into()])?;
+    if deleted == 0 {
+        return Err(user_not_found(id).into());
+    }
+    Ok(())
+}
+
+pub fn user_exists(id: pgrx::Uuid) -> Result<bool> {
+    Ok(db::first::<bool>("SELECT true FROM hatchat.users WHERE id = $1", &[id.into()])?.is_some())
+}
+
+fn only_self(caller: Uuid, id: pgrx::Uuid) -> Result<()> {
+    if pg_uuid(caller) != id {
+        return Err(HatchatError::Forbidden(
+            "a user can only change or delete themselves".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn user_not_found(id: pgrx::Uuid) -> HatchatError {
+    HatchatError::NotFound(format!("user {id} not found"))
+}
+
+fn username_taken(username: &str) -> HatchatError {
+    HatchatError::Conflict(format!("username {username:?} is taken"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_trimmed_and_bounded() {
+        assert_eq!(valid_username("  alice ").unwrap(), "alice");
+        assert_eq!(valid_username(&"é".repeat(64)).unwrap().chars().count(), 64);
+        for bad in ["", "   ", &"a".repeat(65), "a/b", "tab\there", "nul\u{7}"] {
+            assert_eq!(
+                valid_username(bad).unwrap_err().sqlstate_code(),
+                "22023",
+                "{bad:?}"
+            );
+        }
+    }
+}
