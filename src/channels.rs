@@ -69,9 +69,7 @@ pub fn valid_channel_id(raw: &str) -> Result<&str> {
         )));
     }
     if raw.chars().any(char::is_control) {
-        return Err(HatchatError::invalid(
-            "channel id must not contain control characters",
-        ));
+        return Err(HatchatError::invalid("channel id must not contain control characters"));
     }
     Ok(raw)
 }
@@ -108,19 +106,14 @@ impl Access {
             (false, true) => Role::Member,
             (false, false) => Role::Stranger,
         };
-        Ok(Self {
-            id: channel_id.to_string(),
-            model: InviteModel::parse(&model)?,
-            role,
-        })
+        Ok(Self { id: channel_id.to_string(), model: InviteModel::parse(&model)?, role })
     }
 
     pub fn require_member(&self) -> Result<()> {
         match self.role {
-            Role::Stranger => Err(HatchatError::Forbidden(format!(
-                "only members of channel {:?} may do this",
-                self.id
-            ))),
+            Role::Stranger => {
+                Err(HatchatError::Forbidden(format!("only members of channel {:?} may do this", self.id)))
+            }
             _ => Ok(()),
         }
     }
@@ -128,10 +121,7 @@ impl Access {
     pub fn require_owner(&self) -> Result<()> {
         match self.role {
             Role::Owner => Ok(()),
-            _ => Err(HatchatError::Forbidden(format!(
-                "only the owner of channel {:?} may do this",
-                self.id
-            ))),
+            _ => Err(HatchatError::Forbidden(format!("only the owner of channel {:?} may do this", self.id))),
         }
     }
 }
@@ -155,19 +145,14 @@ fn create_channel(
          ON CONFLICT (id) DO NOTHING RETURNING hatchat.channel_json(channels)",
         &[id.into(), pg_uuid(caller).into(), model.as_str().into()],
     )?;
-    let channel =
-        created.ok_or_else(|| HatchatError::Conflict(format!("channel id {id:?} is taken")))?;
+    let channel = created.ok_or_else(|| HatchatError::Conflict(format!("channel id {id:?} is taken")))?;
     join(id, caller)?;
     Ok(channel)
 }
 
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn update_channel(
-    token: Option<&str>,
-    id: Option<&str>,
-    invite_model: Option<&str>,
-) -> SqlResult<Jsonb> {
+fn update_channel(token: Option<&str>, id: Option<&str>, invite_model: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let id = valid_channel_id(required(id, "channel id")?)?;
     let model = InviteModel::parse(required(invite_model, "inviteModel")?)?;
@@ -228,27 +213,16 @@ fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
 /// succeeds without a second join message (`joined: false`).
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn invite(
-    token: Option<&str>,
-    channel_id: Option<&str>,
-    user_id: Option<pgrx::Uuid>,
-) -> SqlResult<Jsonb> {
+fn invite(token: Option<&str>, channel_id: Option<&str>, user_id: Option<pgrx::Uuid>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let user_id = required(user_id, "userId")?;
     let access = Access::load(channel_id, caller)?;
-    if !access
-        .model
-        .may_add(access.role, rust_uuid(user_id) == caller)
-    {
+    if !access.model.may_add(access.role, rust_uuid(user_id) == caller) {
         return Err(HatchatError::Forbidden(format!(
             "channel {channel_id:?} has invite model {:?}: you may not add {}",
             access.model.as_str(),
-            if rust_uuid(user_id) == caller {
-                "yourself"
-            } else {
-                "other users"
-            }
+            if rust_uuid(user_id) == caller { "yourself" } else { "other users" }
         ))
         .into());
     }
@@ -324,10 +298,7 @@ mod tests {
         ];
         for (model, inviter, inviting_self, allowed) in table {
             let decided = model.may_add(inviter, inviting_self);
-            assert_eq!(
-                decided, allowed,
-                "{model:?} {inviter:?} self={inviting_self}"
-            );
+            assert_eq!(decided, allowed, "{model:?} {inviter:?} self={inviting_self}");
         }
     }
 
@@ -336,10 +307,7 @@ mod tests {
         for name in ["owner", "member", "self"] {
             assert_eq!(InviteModel::parse(name).unwrap().as_str(), name);
         }
-        assert_eq!(
-            InviteModel::parse("anyone").unwrap_err().sqlstate_code(),
-            "22023"
-        );
+        assert_eq!(InviteModel::parse("anyone").unwrap_err().sqlstate_code(), "22023");
     }
 
     #[test]

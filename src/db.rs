@@ -41,17 +41,8 @@ pub fn query<R>(
 }
 
 /// The first column of the first row; `None` when there is no row or the value is NULL.
-pub fn first<T: FromDatum + IntoDatum>(
-    sql: &'static str,
-    args: &[DatumWithOid<'_>],
-) -> Result<Option<T>> {
-    query(sql, args, |rows| {
-        if rows.is_empty() {
-            Ok(None)
-        } else {
-            Ok(rows.first().get::<T>(1)?)
-        }
-    })
+pub fn first<T: FromDatum + IntoDatum>(sql: &'static str, args: &[DatumWithOid<'_>]) -> Result<Option<T>> {
+    query(sql, args, |rows| if rows.is_empty() { Ok(None) } else { Ok(rows.first().get::<T>(1)?) })
 }
 
 /// Our ids are `uuid::Uuid`; Postgres speaks `pgrx::Uuid`. Same sixteen bytes.

@@ -43,9 +43,7 @@ impl HatchatError {
     }
 
     pub fn malformed_token(detail: impl Into<String>) -> Self {
-        Self::Unauthenticated {
-            detail: Some(detail.into()),
-        }
+        Self::Unauthenticated { detail: Some(detail.into()) }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -90,10 +88,9 @@ impl fmt::Display for HatchatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unauthenticated { .. } => f.write_str("invalid or expired token"),
-            Self::Forbidden(m)
-            | Self::NotFound(m)
-            | Self::Conflict(m)
-            | Self::InvalidParameter(m) => f.write_str(m),
+            Self::Forbidden(m) | Self::NotFound(m) | Self::Conflict(m) | Self::InvalidParameter(m) => {
+                f.write_str(m)
+            }
             Self::Internal(m) => write!(f, "hatchat internal error: {m}"),
             Self::PayloadTooLarge { size, limit } => write!(
                 f,

@@ -40,17 +40,13 @@ const APPEND: &str = "\
                                       'createdAt', hatchat.iso_time(created_at), 'fromUserId', from_user_id)";
 
 fn append(channel_id: &str, from: Uuid, payload: Jsonb) -> Result<Option<Jsonb>> {
-    let appended = db::query(
-        APPEND,
-        &[channel_id.into(), pg_uuid(from).into(), payload.into()],
-        |rows| {
-            if rows.is_empty() {
-                return Ok(None);
-            }
-            let row = rows.first();
-            Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?))
-        },
-    )?;
+    let appended = db::query(APPEND, &[channel_id.into(), pg_uuid(from).into(), payload.into()], |rows| {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let row = rows.first();
+        Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?))
+    })?;
     Ok(appended.map(|(seq, sent)| {
         notify_channel(channel_id, Some(seq));
         sent
@@ -85,8 +81,7 @@ pub fn post_system(channel_id: &str, event: &str, user: Uuid) -> Result<()> {
         &[sentence.into(), event.into(), pg_uuid(user).into()],
     )?
     .expect("a SELECT without FROM returns one row");
-    append(channel_id, SYSTEM_USER, payload)?
-        .ok_or_else(|| channels::channel_not_found(channel_id))?;
+    append(channel_id, SYSTEM_USER, payload)?.ok_or_else(|| channels::channel_not_found(channel_id))?;
     Ok(())
 }
 
@@ -102,11 +97,7 @@ fn check_payload_size(payload: &Jsonb) -> Result<()> {
 /// Sends `payload` (any JSON value) to a channel the caller is a member of.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn send_message(
-    token: Option<&str>,
-    channel_id: Option<&str>,
-    payload: Option<Jsonb>,
-) -> SqlResult<Jsonb> {
+fn send_message(token: Option<&str>, channel_id: Option<&str>, payload: Option<Jsonb>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let payload = required(payload, "payload")?;
@@ -140,19 +131,12 @@ impl Window {
             })
         };
         if !(1..=MAX_ROW_LIMIT).contains(&row_limit) {
-            return Err(HatchatError::invalid(format!(
-                "limit must be 1..{MAX_ROW_LIMIT}, got {row_limit}"
-            )));
+            return Err(HatchatError::invalid(format!("limit must be 1..{MAX_ROW_LIMIT}, got {row_limit}")));
         }
         if after_seq.is_some_and(|seq| seq < 0) {
             return Err(HatchatError::invalid("afterSeq must be 0 or more"));
         }
-        Ok(Self {
-            since: bound(since, "since")?,
-            until: bound(until, "until")?,
-            row_limit,
-            after_seq,
-        })
+        Ok(Self { since: bound(since, "since")?, until: bound(until, "until")?, row_limit, after_seq })
     }
 }
 

@@ -63,10 +63,7 @@ mod tests {
     fn formats_utc_with_microseconds() {
         let ts = parse("2026-11-22T15:42:24.123456+01:00").unwrap();
         assert_eq!(format(ts), "2026-11-22T14:42:24.123456Z");
-        assert_eq!(
-            format(parse("2026-11-22T14:42:24Z").unwrap()),
-            "2026-11-22T14:42:24.000000Z"
-        );
+        assert_eq!(format(parse("2026-11-22T14:42:24Z").unwrap()), "2026-11-22T14:42:24.000000Z");
     }
 
     #[test]
@@ -79,13 +76,7 @@ mod tests {
         ] {
             assert!(parse(text).is_some(), "{text}");
         }
-        for text in [
-            "",
-            "yesterday",
-            "2026-11-22",
-            "2026-11-22T14:42:24",
-            "2026-13-01T00:00:00Z",
-        ] {
+        for text in ["", "yesterday", "2026-11-22", "2026-11-22T14:42:24", "2026-13-01T00:00:00Z"] {
             assert!(parse(text).is_none(), "{text}");
         }
     }

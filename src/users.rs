@@ -21,9 +21,7 @@ pub fn valid_username(raw: &str) -> Result<&str> {
         )));
     }
     if name.chars().any(|c| c.is_control() || c == '/') {
-        return Err(HatchatError::invalid(
-            "username must not contain '/' or control characters",
-        ));
+        return Err(HatchatError::invalid("username must not contain '/' or control characters"));
     }
     Ok(name)
 }
@@ -60,20 +58,14 @@ fn register_user(
 #[search_path(pg_catalog, pg_temp)]
 fn get_user(id: Option<pgrx::Uuid>) -> SqlResult<Jsonb> {
     let id = required(id, "id")?;
-    let user = db::first::<Jsonb>(
-        "SELECT hatchat.user_json(users) FROM hatchat.users WHERE id = $1",
-        &[id.into()],
-    )?;
+    let user =
+        db::first::<Jsonb>("SELECT hatchat.user_json(users) FROM hatchat.users WHERE id = $1", &[id.into()])?;
     Ok(user.ok_or_else(|| user_not_found(id))?)
 }
 
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn update_user(
-    token: Option<&str>,
-    id: Option<pgrx::Uuid>,
-    username: Option<&str>,
-) -> SqlResult<Jsonb> {
+fn update_user(token: Option<&str>, id: Option<pgrx::Uuid>, username: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let id = required(id, "id")?;
     only_self(caller, id)?;
@@ -113,9 +105,7 @@ pub fn user_exists(id: pgrx::Uuid) -> Result<bool> {
 
 fn only_self(caller: Uuid, id: pgrx::Uuid) -> Result<()> {
     if pg_uuid(caller) != id {
-        return Err(HatchatError::Forbidden(
-            "a user can only change or delete themselves".into(),
-        ));
+        return Err(HatchatError::Forbidden("a user can only change or delete themselves".into()));
     }
     Ok(())
 }
@@ -137,11 +127,7 @@ mod tests {
         assert_eq!(valid_username("  alice ").unwrap(), "alice");
         assert_eq!(valid_username(&"é".repeat(64)).unwrap().chars().count(), 64);
         for bad in ["", "   ", &"a".repeat(65), "a/b", "tab\there", "nul\u{7}"] {
-            assert_eq!(
-                valid_username(bad).unwrap_err().sqlstate_code(),
-                "22023",
-                "{bad:?}"
-            );
+            assert_eq!(valid_username(bad).unwrap_err().sqlstate_code(), "22023", "{bad:?}");
         }
     }
 }

@@ -56,10 +56,7 @@ pub struct KeyCache {
 
 impl KeyCache {
     pub fn new(capacity: usize) -> Self {
-        Self {
-            entries: HashMap::new(),
-            capacity,
-        }
+        Self { entries: HashMap::new(), capacity }
     }
 
     pub fn get_or_parse(&mut self, user_id: Uuid, pem: &str) -> Result<Rc<RsaPublicKey>> {
@@ -74,8 +71,7 @@ impl KeyCache {
             // more users than the capacity re-parses, which is correct, only slower.
             self.entries.clear();
         }
-        self.entries
-            .insert(user_id, (pem.to_string(), Rc::clone(&key)));
+        self.entries.insert(user_id, (pem.to_string(), Rc::clone(&key)));
         Ok(key)
     }
 
@@ -108,11 +104,7 @@ mod tests {
     fn refuses_small_keys_and_garbage() {
         let small = parse_public_key(SMALL).unwrap_err().to_string();
         assert!(small.contains("1024 bits"), "{small}");
-        for bad in [
-            "",
-            "hello",
-            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
-        ] {
+        for bad in ["", "hello", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"] {
             let error = parse_public_key(bad).unwrap_err();
             assert_eq!(error.sqlstate_code(), "22023");
             assert!(error.to_string().contains("PEM"), "{error}");

@@ -84,27 +84,18 @@ pub fn parse(raw: &str) -> Result<SignedToken<'_>> {
         return Err(malformed("the token is empty"));
     }
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(malformed(format!(
-            "the token is longer than {MAX_TOKEN_BYTES} bytes"
-        )));
+        return Err(malformed(format!("the token is longer than {MAX_TOKEN_BYTES} bytes")));
     }
     let mut parts = token.split('.');
     let (Some(header), Some(claim), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(malformed(
-            "a token has three base64 parts: header.claim.signature",
-        ));
+        return Err(malformed("a token has three base64 parts: header.claim.signature"));
     };
     let header: Header = decode_json(header, "header")?;
-    let alg = header
-        .alg
-        .ok_or_else(|| malformed("the header has no \"alg\""))?;
-    let algorithm = Algorithm::from_header(&alg).ok_or_else(|| {
-        malformed(format!(
-            "unsupported alg {alg:?}: use RS512 (or SHA-512) or RS256"
-        ))
-    })?;
+    let alg = header.alg.ok_or_else(|| malformed("the header has no \"alg\""))?;
+    let algorithm = Algorithm::from_header(&alg)
+        .ok_or_else(|| malformed(format!("unsupported alg {alg:?}: use RS512 (or SHA-512) or RS256")))?;
     let claim: Claim = decode_json(claim, "claim")?;
     let user_id = claim
         .id
@@ -112,16 +103,9 @@ pub fn parse(raw: &str) -> Result<SignedToken<'_>> {
         .and_then(|id| Uuid::try_parse(id).ok())
         .ok_or_else(|| malformed("the claim's \"id\" must be the user's uuid"))?;
     let expires_at = parse_exp(claim.exp.as_ref())?;
-    let signature =
-        decode_base64(signature).ok_or_else(|| malformed("the signature is not base64"))?;
+    let signature = decode_base64(signature).ok_or_else(|| malformed("the signature is not base64"))?;
     let signing_input = &token[..token.rfind('.').expect("three parts have two dots")];
-    Ok(SignedToken {
-        algorithm,
-        user_id,
-        expires_at,
-        signing_input,
-        signature,
-    })
+    Ok(SignedToken { algorithm, user_id, expires_at, signing_input, signature })
 }
 
 impl SignedToken<'_> {
@@ -129,10 +113,7 @@ impl SignedToken<'_> {
     /// token must not be replayable for longer than `max_lifetime`.
     pub fn check_lifetime(&self, now: Timestamp, max_lifetime: SignedDuration) -> Result<()> {
         if self.expires_at <= now {
-            return Err(malformed(format!(
-                "the token expired at {}",
-                time::format(self.expires_at)
-            )));
+            return Err(malformed(format!("the token expired at {}", time::format(self.expires_at))));
         }
         let latest = now.checked_add(max_lifetime).unwrap_or(Timestamp::MAX);
         if self.expires_at > latest {
@@ -148,16 +129,12 @@ impl SignedToken<'_> {
     pub fn verify(&self, key: &RsaPublicKey) -> Result<()> {
         let input = self.signing_input.as_bytes();
         let outcome = match self.algorithm {
-            Algorithm::RsaSha512 => key.verify(
-                Pkcs1v15Sign::new::<Sha512>(),
-                &Sha512::digest(input),
-                &self.signature,
-            ),
-            Algorithm::RsaSha256 => key.verify(
-                Pkcs1v15Sign::new::<Sha256>(),
-                &Sha256::digest(input),
-                &self.signature,
-            ),
+            Algorithm::RsaSha512 => {
+                key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(input), &self.signature)
+            }
+            Algorithm::RsaSha256 => {
+                key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(input), &self.signature)
+            }
         };
         outcome.map_err(|_| HatchatError::unauthenticated())
     }
@@ -185,13 +162,9 @@ pub fn decode_base64(part: &str) -> Option<Vec<u8>> {
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str, name: &str) -> Result<T> {
-    let bytes =
-        decode_base64(part).ok_or_else(|| malformed(format!("the {name} is not base64")))?;
-    serde_json::from_slice(&bytes).map_err(|_| {
-        malformed(format!(
-            "the {name} is not a JSON object of the expected shape"
-        ))
-    })
+    let bytes = decode_base64(part).ok_or_else(|| malformed(format!("the {name} is not base64")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| malformed(format!("the {name} is not a JSON object of the expected shape")))
 }
 
 /// `exp` is NumericDate seconds (JWT) or an ISO-8601 string (what the seed's web client sends).
@@ -199,15 +172,10 @@ fn parse_exp(exp: Option<&serde_json::Value>) -> Result<Timestamp> {
     const HINT: &str = "the claim needs \"exp\": NumericDate seconds or an ISO-8601 timestamp";
     match exp {
         Some(serde_json::Value::Number(n)) => {
-            let seconds = n
-                .as_f64()
-                .filter(|s| s.is_finite())
-                .ok_or_else(|| malformed(HINT))?;
+            let seconds = n.as_f64().filter(|s| s.is_finite()).ok_or_else(|| malformed(HINT))?;
             // Milliseconds (JavaScript's Date.now()) would land tens of thousands of years ahead.
             if seconds > 1e11 {
-                return Err(malformed(
-                    "exp looks like milliseconds; NumericDate is in seconds",
-                ));
+                return Err(malformed("exp looks like milliseconds; NumericDate is in seconds"));
             }
             time::from_unix_seconds(seconds).ok_or_else(|| malformed(HINT))
         }
@@ -235,18 +203,12 @@ mod tests {
         let key = RsaPrivateKey::from_pkcs8_pem(ALICE_KEY).unwrap();
         let input = format!("{}.{}", b64(header.as_bytes()), b64(claim.as_bytes()));
         let signature = match hash {
-            Algorithm::RsaSha512 => key
-                .sign(
-                    Pkcs1v15Sign::new::<Sha512>(),
-                    &Sha512::digest(input.as_bytes()),
-                )
-                .unwrap(),
-            Algorithm::RsaSha256 => key
-                .sign(
-                    Pkcs1v15Sign::new::<Sha256>(),
-                    &Sha256::digest(input.as_bytes()),
-                )
-                .unwrap(),
+            Algorithm::RsaSha512 => {
+                key.sign(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(input.as_bytes())).unwrap()
+            }
+            Algorithm::RsaSha256 => {
+                key.sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(input.as_bytes())).unwrap()
+            }
         };
         format!("{input}.{}", b64(&signature))
     }
@@ -257,11 +219,7 @@ mod tests {
 
     fn seed_client_token() -> String {
         let claim = format!(r#"{{"id":"{USER}","exp":"2026-11-22T12:01:00.000Z"}}"#);
-        sign(
-            r#"{"alg":"SHA-512","type":"JWT"}"#,
-            &claim,
-            Algorithm::RsaSha512,
-        )
+        sign(r#"{"alg":"SHA-512","type":"JWT"}"#, &claim, Algorithm::RsaSha512)
     }
 
     fn alice() -> RsaPublicKey {
@@ -269,11 +227,7 @@ mod tests {
     }
 
     fn detail_of(raw: &str) -> String {
-        parse(raw)
-            .unwrap_err()
-            .detail()
-            .unwrap_or_default()
-            .to_string()
+        parse(raw).unwrap_err().detail().unwrap_or_default().to_string()
     }
 
     #[test]
@@ -282,9 +236,7 @@ mod tests {
         let token = parse(&raw).unwrap();
         assert_eq!(token.user_id, Uuid::parse_str(USER).unwrap());
         assert_eq!(token.algorithm, Algorithm::RsaSha512);
-        token
-            .check_lifetime(now(), SignedDuration::from_hours(24))
-            .unwrap();
+        token.check_lifetime(now(), SignedDuration::from_hours(24)).unwrap();
         token.verify(&alice()).unwrap();
     }
 
@@ -298,18 +250,11 @@ mod tests {
         assert!(header.contains('_') || header.contains('-'), "{header}");
         let input = format!("{header}.{claim}");
         let key = RsaPrivateKey::from_pkcs8_pem(ALICE_KEY).unwrap();
-        let sig = key
-            .sign(
-                Pkcs1v15Sign::new::<Sha256>(),
-                &Sha256::digest(input.as_bytes()),
-            )
-            .unwrap();
+        let sig = key.sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(input.as_bytes())).unwrap();
         let raw = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
         let token = parse(&raw).unwrap();
         assert_eq!(token.algorithm, Algorithm::RsaSha256);
-        token
-            .check_lifetime(now(), SignedDuration::from_hours(24))
-            .unwrap();
+        token.check_lifetime(now(), SignedDuration::from_hours(24)).unwrap();
         token.verify(&alice()).unwrap();
     }
 
@@ -356,11 +301,7 @@ mod tests {
             ("!!!.x.y", "header is not base64"),
         ];
         for (raw, expected) in cases {
-            assert!(
-                detail_of(raw).contains(expected),
-                "{raw:?}: {}",
-                detail_of(raw)
-            );
+            assert!(detail_of(raw).contains(expected), "{raw:?}: {}", detail_of(raw));
         }
         let not_json = format!("{}.{}.{}", b64(b"[1,2]"), parts[1], parts[2]);
         assert!(detail_of(&not_json).contains("header is not a JSON object"));
@@ -377,52 +318,29 @@ mod tests {
             (r#"{"exp":1}"#, "\"id\""),
             (r#"{"id":"bob","exp":1}"#, "\"id\""),
             (&*format!(r#"{{"id":"{USER}"}}"#), "\"exp\""),
-            (
-                &*format!(r#"{{"id":"{USER}","exp":"tomorrow"}}"#),
-                "\"exp\"",
-            ),
+            (&*format!(r#"{{"id":"{USER}","exp":"tomorrow"}}"#), "\"exp\""),
             (&*format!(r#"{{"id":"{USER}","exp":true}}"#), "\"exp\""),
-            (
-                &*format!(r#"{{"id":"{USER}","exp":1795000000000}}"#),
-                "milliseconds",
-            ),
+            (&*format!(r#"{{"id":"{USER}","exp":1795000000000}}"#), "milliseconds"),
         ];
         for (claim, expected) in cases {
             let raw = format!("{header}.{}.AAAA", b64(claim.as_bytes()));
-            assert!(
-                detail_of(&raw).contains(expected),
-                "{claim}: {}",
-                detail_of(&raw)
-            );
+            assert!(detail_of(&raw).contains(expected), "{claim}: {}", detail_of(&raw));
         }
     }
 
     #[test]
     fn lifetime_is_bounded_on_both_sides() {
         let token_at = |exp: &str| {
-            sign(
-                r#"{"alg":"RS512"}"#,
-                &format!(r#"{{"id":"{USER}","exp":"{exp}"}}"#),
-                Algorithm::RsaSha512,
-            )
+            sign(r#"{"alg":"RS512"}"#, &format!(r#"{{"id":"{USER}","exp":"{exp}"}}"#), Algorithm::RsaSha512)
         };
         let day = SignedDuration::from_hours(24);
         let expired = token_at("2026-11-22T11:59:59Z");
-        let err = parse(&expired)
-            .unwrap()
-            .check_lifetime(now(), day)
-            .unwrap_err();
+        let err = parse(&expired).unwrap().check_lifetime(now(), day).unwrap_err();
         assert!(err.detail().unwrap().contains("expired"));
         let exactly_now = token_at("2026-11-22T12:00:00Z");
-        assert!(parse(&exactly_now)
-            .unwrap()
-            .check_lifetime(now(), day)
-            .is_err());
+        assert!(parse(&exactly_now).unwrap().check_lifetime(now(), day).is_err());
         let too_long = token_at("2026-11-23T12:00:01Z");
-        let err = parse(&too_long)
-            .unwrap()
-            .check_lifetime(now(), day)
-            .unwrap_err();
+        let err = parse(&too_long).unwrap().check_lifetime(now(), day).unwrap_err();
         assert!(err.detail().unwrap().contains("hatchat.max_token_lifetime"));
         let longest = token_at("2026-11-23T12:00:00Z");
         parse(&longest).unwrap().check_lifetime(now(), day).unwrap();

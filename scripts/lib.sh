@@ -1,0 +1,123 @@
+# Shared by the project's commands (run.sh, test.sh, bench.sh): install what is missing — cheaply
+# when it is already there — and manage private PostgreSQL clusters. Source it; don't run it.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PGRX_VERSION=0.18.1
+PG_MAJOR=15
+export PATH="$HOME/.cargo/bin:/usr/lib/postgresql/$PG_MAJOR/bin:$PATH"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Postgres refuses to run as root: as root, its programs run as the `postgres` user.
+as_postgres() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+package_installed() {
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+apt_install() {
+    say "installing $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 && return 0
+    as_root apt-get update -q >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+}
+
+# PostgreSQL 15 with server headers of exactly the server's version (pgrx builds against them),
+# plus what bindgen needs.
+ensure_system_packages() {
+    local wanted=(libclang-dev clang sudo python3) missing=()
+    for p in "${wanted[@]}"; do package_installed "$p" || missing+=("$p"); done
+    if ! package_installed "postgresql-$PG_MAJOR"; then
+        missing+=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR")
+    elif ! package_installed "postgresql-server-dev-$PG_MAJOR"; then
+        local version
+        version=$(dpkg-query -W -f='${Version}' "postgresql-$PG_MAJOR")
+        if ! apt_install "postgresql-server-dev-$PG_MAJOR=$version"; then
+            # The archive moved on: take server and headers together at the newer version.
+            missing+=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR")
+        fi
+    fi
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+    command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup (https://rustup.rs)"
+}
+
+ensure_cargo_pgrx() {
+    if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
+        say "installing cargo-pgrx $PGRX_VERSION (a few minutes, once)"
+        cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+    fi
+    if ! grep -qs "^pg$PG_MAJOR = \"$(command -v pg_config)\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+        cargo pgrx init "--pg$PG_MAJOR" "$(command -v pg_config)" >/dev/null
+    fi
+}
+
+ensure_toolchain() {
+    ensure_system_packages
+    ensure_cargo_pgrx
+}
+
+# Builds the extension and installs it into the system PostgreSQL (`release` or `dev`).
+install_extension() {
+    local profile=${1:-release} flags=()
+    [ "$profile" = release ] && flags+=(--release)
+    [ "$(id -u)" = 0 ] || flags+=(--sudo)
+    say "building and installing the hatchat extension ($profile)"
+    (cd "$ROOT" && cargo pgrx install "${flags[@]}" --pg-config "$(command -v pg_config)" >/dev/null)
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_cluster DIR PORT [durable|throwaway]: initialises (once) and starts a private cluster that
+# listens on 127.0.0.1:PORT and a socket in DIR, trusting local connections as `postgres`.
+start_cluster() {
+    local dir=$1 port=$2 kind=${3:-durable}
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        as_postgres initdb -D "$dir" -U postgres --auth=trust -E UTF8 >/dev/null
+        {
+            echo "listen_addresses = '127.0.0.1'"
+            echo "unix_socket_directories = '$dir'"
+            echo "max_connections = 300"
+            echo "shared_buffers = 256MB"
+            if [ "$kind" = throwaway ]; then
+                # Test data is thrown away: durability only costs time.
+                echo "fsync = off"
+                echo "synchronous_commit = off"
+                echo "full_page_writes = off"
+            fi
+        } | as_postgres tee -a "$dir/postgresql.conf" >/dev/null
+    fi
+    if ! as_postgres pg_ctl -D "$dir" status >/dev/null 2>&1; then
+        as_postgres pg_ctl -D "$dir" -l "$dir/server.log" -o "-p $port" -w start >/dev/null \
+            || { cat "$dir/server.log" >&2; die "PostgreSQL did not start (log above)"; }
+    fi
+}
+
+stop_cluster() {
+    as_postgres pg_ctl -D "$1" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# The port a running private cluster listens on.
+cluster_port() {
+    sed -n '4p' "$1/postmaster.pid"
+}
+
+# create_database PORT NAME: creates NAME (if missing) with the extension in it.
+create_database() {
+    local port=$1 name=$2
+    psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1 \
+        || createdb -h 127.0.0.1 -p "$port" -U postgres "$name"
+    psql -h 127.0.0.1 -p "$port" -U postgres -d "$name" -qc "CREATE EXTENSION IF NOT EXISTS hatchat"
+}

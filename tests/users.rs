@@ -1,0 +1,175 @@
+//! Users through SQL: registration rules, viewing, renaming, deleting and what deletion cascades.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+fn register_raw(id: &Uuid, pem: &str, username: &str) -> Result<Value, postgres::Error> {
+    connect()
+        .query_one("SELECT hatchat.register_user($1, $2, $3)", &[id, &pem, &username])
+        .map(|row| row.get(0))
+}
+
+fn user_count(db: &mut postgres::Client, id: &Uuid) -> i64 {
+    db.query_one("SELECT count(*) FROM hatchat.users WHERE id = $1", &[id]).unwrap().get(0)
+}
+
+#[test]
+fn register_returns_the_user_and_get_user_shows_it_to_anyone() {
+    let mut db = connect();
+    let id = Uuid::new_v4();
+    let name = format!("  alice-{}  ", short_id());
+    let pem = fixture("alice.pub.pem");
+    let registered = register_raw(&id, &pem, &name).unwrap();
+    let expected = json!({"id": id, "username": name.trim(), "publicKey": pem.trim()});
+    assert_eq!(registered, expected);
+    let seen: Value = db.query_one("SELECT hatchat.get_user($1)", &[&id]).unwrap().get(0);
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn pkcs1_keys_register_and_authenticate() {
+    let mut db = connect();
+    let id = Uuid::new_v4();
+    register_raw(&id, &fixture("dave.pkcs1.pub.pem"), &format!("dave-{}", short_id())).unwrap();
+    let user = User { id, username: String::new(), key_name: "dave".into(), public_pem: String::new() };
+    let who: Uuid = db.query_one("SELECT hatchat.authenticate($1)", &[&user.token()]).unwrap().get(0);
+    assert_eq!(who, id);
+}
+
+#[test]
+fn duplicate_ids_and_usernames_conflict_and_change_nothing() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let again = register_raw(&alice.id, &fixture("bob.pub.pem"), &format!("bob-{}", short_id()));
+    assert_eq!(sqlstate(again), "23505");
+    let other = Uuid::new_v4();
+    let shouting = alice.username.to_uppercase();
+    let taken = register_raw(&other, &fixture("bob.pub.pem"), &shouting);
+    let (message, _) = error_text(register_raw(&other, &fixture("bob.pub.pem"), &shouting));
+    assert_eq!(sqlstate(taken), "23505");
+    assert!(message.contains("taken"), "{message}");
+    assert_eq!(user_count(&mut db, &other), 0);
+    let key: String =
+        db.query_one("SELECT public_key FROM hatchat.users WHERE id = $1", &[&alice.id]).unwrap().get(0);
+    assert_eq!(key.trim(), alice.public_pem.trim());
+}
+
+#[test]
+fn registration_refuses_bad_names_keys_and_ids() {
+    let mut db = connect();
+    let good_pem = fixture("alice.pub.pem");
+    let cases: Vec<(Uuid, String, String)> = vec![
+        (Uuid::new_v4(), good_pem.clone(), "".into()),
+        (Uuid::new_v4(), good_pem.clone(), "   ".into()),
+        (Uuid::new_v4(), good_pem.clone(), "x".repeat(65)),
+        (Uuid::new_v4(), good_pem.clone(), "a/b".into()),
+        (Uuid::new_v4(), fixture("small.pub.pem"), format!("s-{}", short_id())),
+        (Uuid::new_v4(), "not a key".into(), format!("s-{}", short_id())),
+        (Uuid::new_v4(), fixture("alice.key.pem"), format!("s-{}", short_id())),
+        (Uuid::nil(), good_pem.clone(), format!("s-{}", short_id())),
+    ];
+    for (id, pem, name) in cases {
+        let result = register_raw(&id, &pem, &name);
+        assert_eq!(sqlstate(result), "22023", "{name:?} / {}", &pem[..20.min(pem.len())]);
+        if !id.is_nil() {
+            assert_eq!(user_count(&mut db, &id), 0);
+        }
+    }
+    let small = error_text(register_raw(&Uuid::new_v4(), &fixture("small.pub.pem"), "tiny-key"));
+    assert!(small.0.contains("1024 bits"), "{}", small.0);
+}
+
+#[test]
+fn null_arguments_are_errors_not_silent_nulls() {
+    let mut db = connect();
+    let result = db.query_one("SELECT hatchat.register_user(NULL, 'k', 'n')", &[]);
+    assert_eq!(sqlstate(result), "22023");
+    let result = db.query_one("SELECT hatchat.get_user(NULL)", &[]);
+    assert_eq!(sqlstate(result), "22023");
+    let result = db.query_one("SELECT hatchat.list_channels(NULL)", &[]);
+    assert_eq!(sqlstate(result), "28000");
+}
+
+#[test]
+fn unknown_users_are_404() {
+    let result = connect().query_one("SELECT hatchat.get_user($1)", &[&Uuid::new_v4()]);
+    assert_eq!(sqlstate(result), "P0002");
+}
+
+#[test]
+fn the_system_user_exists_and_cannot_be_taken_over() {
+    let mut db = connect();
+    let system: Value = db.query_one("SELECT hatchat.get_user($1)", &[&Uuid::nil()]).unwrap().get(0);
+    assert_eq!(system, json!({"id": SYSTEM, "username": "system", "publicKey": null}));
+    let name_taken = register_raw(&Uuid::new_v4(), &fixture("alice.pub.pem"), "SYSTEM");
+    assert_eq!(sqlstate(name_taken), "23505");
+    // A token naming the system user, signed by anyone, is refused like any bad token.
+    let fake = User {
+        id: Uuid::nil(),
+        username: "system".into(),
+        key_name: "alice".into(),
+        public_pem: String::new(),
+    };
+    assert_eq!(sqlstate(db.query_one("SELECT hatchat.authenticate($1)", &[&fake.token()])), "28000");
+    let update = db.query_one("SELECT hatchat.update_user($1, $2, 'x')", &[&fake.token(), &Uuid::nil()]);
+    assert_eq!(sqlstate(update), "28000");
+    let delete = db.execute("SELECT hatchat.delete_user($1, $2)", &[&fake.token(), &Uuid::nil()]);
+    assert_eq!(sqlstate(delete), "28000");
+    assert_eq!(user_count(&mut db, &Uuid::nil()), 1);
+}
+
+#[test]
+fn users_rename_only_themselves() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let bob = register(&mut db, "bob");
+    let new_name = format!("alice2-{}", short_id());
+    let renamed: Value = db
+        .query_one("SELECT hatchat.update_user($1, $2, $3)", &[&alice.token(), &alice.id, &new_name])
+        .unwrap()
+        .get(0);
+    assert_eq!(renamed["username"], json!(new_name));
+    // Changing only the case of one's own name is not a conflict with oneself.
+    let upper = new_name.to_uppercase();
+    db.query_one("SELECT hatchat.update_user($1, $2, $3)", &[&alice.token(), &alice.id, &upper]).unwrap();
+
+    let not_yours = db.query_one("SELECT hatchat.update_user($1, $2, 'hijack')", &[&bob.token(), &alice.id]);
+    assert_eq!(sqlstate(not_yours), "42501");
+    let taken = db
+        .query_one("SELECT hatchat.update_user($1, $2, $3)", &[&bob.token(), &bob.id, &upper.to_lowercase()]);
+    assert_eq!(sqlstate(taken), "23505");
+    let bad = db.query_one("SELECT hatchat.update_user($1, $2, '')", &[&bob.token(), &bob.id]);
+    assert_eq!(sqlstate(bad), "22023");
+    let bob_now: Value = db.query_one("SELECT hatchat.get_user($1)", &[&bob.id]).unwrap().get(0);
+    assert_eq!(bob_now["username"], json!(bob.username));
+}
+
+#[test]
+fn deleting_a_user_removes_memberships_and_owned_channels_but_keeps_their_messages_elsewhere() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let bob = register(&mut db, "bob");
+    let owned = create_channel(&mut db, &bob, "owner");
+    send(&mut db, &bob, &owned, json!("bob's own channel")).unwrap();
+    let shared = create_channel(&mut db, &alice, "self");
+    invite(&mut db, &bob, &shared, &bob).unwrap();
+    send(&mut db, &bob, &shared, json!({"text": "bye"})).unwrap();
+
+    let not_yours = db.execute("SELECT hatchat.delete_user($1, $2)", &[&alice.token(), &bob.id]);
+    assert_eq!(sqlstate(not_yours), "42501");
+    db.execute("SELECT hatchat.delete_user($1, $2)", &[&bob.token(), &bob.id]).unwrap();
+
+    assert_eq!(sqlstate(db.query_one("SELECT hatchat.get_user($1)", &[&bob.id])), "P0002");
+    assert_eq!(sqlstate(db.query_one("SELECT hatchat.authenticate($1)", &[&bob.token()])), "28000");
+    assert_eq!(count(&mut db, "SELECT count(*) FROM hatchat.channels WHERE id = $1", &owned), 0);
+    assert_eq!(count(&mut db, "SELECT count(*) FROM hatchat.messages WHERE channel_id = $1", &owned), 0);
+    let members: Value =
+        db.query_one("SELECT hatchat.get_channel($1, $2)", &[&alice.token(), &shared]).unwrap().get(0);
+    assert_eq!(members["members"].as_array().unwrap().len(), 1);
+    let history = messages(&mut db, &alice, &shared);
+    let bye = history.iter().find(|m| m["payload"] == json!({"text": "bye"})).expect("bob's message stays");
+    assert_eq!(bye["username"], Value::Null);
+    assert_eq!(bye["fromUserId"], json!(bob.id));
+}
