@@ -1,1 +1,68 @@
-fn main() {}
+//! Reads the settings, connects, serves, and shuts down gracefully on SIGTERM/SIGINT: waiting
+//! long-polls are answered at once and in-flight requests finish.
+
+use clap::Parser;
+use hatchat_gateway::app::{app, AppState};
+use hatchat_gateway::config::{Config, LogFormat};
+use hatchat_gateway::db;
+use hatchat_gateway::listen::{spawn_listener, Hub};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    init_logging(config.log_format);
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let pool = db::pool(&config.database_url, config.pool_size)?;
+    let version = db::ensure_extension(&pool).await?;
+    let hub = Hub::new();
+    spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, "hatchat-gateway-listener")?);
+    let state = AppState { pool, hub: Arc::clone(&hub), max_wait: config.max_wait() };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    tracing::info!(address = %config.listen, extension = version, "hatchat gateway serving");
+    axum::serve(listener, app(state, config.max_body_bytes))
+        .with_graceful_shutdown(shutdown_signal(hub))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal(hub: Arc<Hub>) {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate.recv() => {},
+    }
+    tracing::info!(waiting = hub.waiting(), "shutting down: answering long-polls, finishing requests");
+    hub.shut_down();
+    // A request stuck on an unreachable database must not keep the process alive forever.
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        tracing::warn!("requests still running after 30 s; exiting");
+        std::process::exit(1);
+    });
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

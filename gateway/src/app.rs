@@ -1,0 +1,40 @@
+//! The gateway's state and router. `main` serves it; tests build the same router.
+
+use crate::error::ApiError;
+use crate::listen::Hub;
+use crate::routes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::Router;
+use deadpool_postgres::Pool;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::trace::TraceLayer;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub hub: Arc<Hub>,
+    /// The longest a long-poll waits.
+    pub max_wait: Duration,
+}
+
+pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+    let api = routes::router()
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        });
+    // Also under /api: clients written for the original deployment (which proxied /api to the
+    // broker) work unchanged.
+    Router::new()
+        .nest("/api", api.clone())
+        .merge(api)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

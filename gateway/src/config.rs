@@ -1,0 +1,46 @@
+//! Settings: flags, each with an environment fallback.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hatchat-gateway", version, about = "HTTP gateway for the hatchat PostgreSQL extension")]
+pub struct Config {
+    /// PostgreSQL connection string of a database with (or allowed to create) the hatchat extension.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Address to serve HTTP on.
+    #[arg(long, env = "HATCHAT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database connections for requests. A waiting long-poll holds none.
+    #[arg(long, env = "HATCHAT_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: usize,
+
+    /// Longest time a GET /messages long-poll waits, in seconds (clients may ask for less with `wait`).
+    #[arg(long, env = "HATCHAT_MAX_WAIT", default_value_t = 30.0)]
+    pub max_wait_secs: f64,
+
+    /// Largest request body, in bytes. Message payloads have their own limit in the database
+    /// (hatchat.max_payload_bytes), checked there.
+    #[arg(long, env = "HATCHAT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "HATCHAT_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.max_wait_secs.clamp(0.0, 3600.0))
+    }
+}

@@ -1,0 +1,73 @@
+//! The pool of request connections, and the one way routes call SQL: a statement prepared once per
+//! connection, whose jsonb result comes back as text and goes out as the response body unparsed
+//! (so payload numbers wider than an f64 survive, and nothing is parsed twice).
+
+use crate::error::ApiError;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::NoTls;
+
+pub type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+pub fn postgres_config(url: &str, application_name: &str) -> Result<tokio_postgres::Config, String> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| format!("DATABASE_URL: {e}"))?;
+    config.application_name(application_name);
+    config.connect_timeout(Duration::from_secs(10));
+    config.keepalives_idle(Duration::from_secs(30));
+    Ok(config)
+}
+
+pub fn pool(url: &str, size: usize) -> Result<Pool, String> {
+    let config = postgres_config(url, "hatchat-gateway")?;
+    let manager =
+        Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `sql` (which selects one text column: a function's jsonb cast to text) and returns it.
+pub async fn call_json(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<String, ApiError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(sql).await?;
+    let row = client.query_one(&statement, params).await?;
+    Ok(row.get(0))
+}
+
+/// Runs `sql` for its effect (a function returning void).
+pub async fn call(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<(), ApiError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(sql).await?;
+    client.execute(&statement, params).await?;
+    Ok(())
+}
+
+/// A JSON text, as the response.
+pub fn json(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Makes sure the database has the extension (for a database given with DATABASE_URL).
+pub async fn ensure_extension(pool: &Pool) -> Result<String, String> {
+    let client = pool.get().await.map_err(|e| format!("cannot connect to the database: {e}"))?;
+    if let Err(error) = client.batch_execute("CREATE EXTENSION IF NOT EXISTS hatchat").await {
+        tracing::warn!(%error, "CREATE EXTENSION IF NOT EXISTS hatchat failed; checking it is there");
+    }
+    let row = client
+        .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'hatchat'", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    row.map(|r| r.get(0)).ok_or_else(|| {
+        "the hatchat extension is not installed in this database and could not be created: \
+         install it (scripts/run.sh does) and run CREATE EXTENSION hatchat as a privileged role"
+            .to_string()
+    })
+}

@@ -1,0 +1,11 @@
+//! hatchat-gateway: the HTTP doorway to the hatchat extension. Each route is one SQL call; GET
+//! /messages long-polls on NOTIFY through one LISTEN connection per process. No business rules
+//! live here.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod listen;
+pub mod routes;

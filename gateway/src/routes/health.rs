@@ -1,0 +1,24 @@
+//! /ping and /health.
+
+use crate::app::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+pub async fn ping() -> Json<Value> {
+    Json(json!({"pong": 1}))
+}
+
+/// 200 when the database answers and the listener is connected, 503 otherwise; `waiting` counts
+/// the long-polls this process holds.
+pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+    let database = match app.pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    };
+    let listener = app.hub.is_connected();
+    let status = if database && listener { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let up = |ok: bool| if ok { "up" } else { "down" };
+    (status, Json(json!({"database": up(database), "listener": up(listener), "waiting": app.hub.waiting()})))
+}

@@ -1,0 +1,97 @@
+//! /messages: send, and read with a long-poll that wakes on NOTIFY.
+
+use crate::app::AppState;
+use crate::db;
+use crate::error::ApiError;
+use crate::extract::{raw_json, JsonBody, QueryParams, Token};
+use crate::listen::{Topic, Wake};
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewMessage {
+    channel_id: Option<String>,
+    /// Kept as the client's JSON text: parsed only by PostgreSQL, so nothing is rounded.
+    #[serde(default, deserialize_with = "raw_json")]
+    payload: Option<Box<RawValue>>,
+}
+
+pub async fn send(
+    State(app): State<AppState>,
+    Token(token): Token,
+    JsonBody(message): JsonBody<NewMessage>,
+) -> Result<Response, ApiError> {
+    let payload = message.payload.as_deref().map(RawValue::get);
+    let sql = "SELECT hatchat.send_message($1, $2, $3::text::jsonb)::text";
+    Ok(db::json(db::call_json(&app.pool, sql, &[&token, &message.channel_id, &payload]).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    channel_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i32>,
+    after_seq: Option<i64>,
+    /// Seconds to wait at most when nothing matches (capped by the gateway's longest wait).
+    wait: Option<f64>,
+}
+
+impl Window {
+    async fn read(&self, app: &AppState, token: &Option<String>) -> Result<String, ApiError> {
+        // Absent parameters go as NULL: the extension applies its own defaults.
+        let sql = "SELECT hatchat.get_messages($1, $2, $3, $4, $5, $6)::text";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            [token, &self.channel_id, &self.since, &self.until, &self.limit, &self.after_seq];
+        db::call_json(&app.pool, sql, &params).await
+    }
+
+    /// Waiting only makes sense while new messages can still fall inside the window.
+    fn still_open(&self) -> bool {
+        match self.until.as_deref().map(str::trim) {
+            None | Some("infinity") | Some("+infinity") => true,
+            Some("-infinity") => false,
+            // The database already accepted this bound, so it parses; if jiff disagreed, waiting
+            // is the safe choice (the deadline still ends it).
+            Some(until) => until.parse::<jiff::Timestamp>().map_or(true, |t| t > jiff::Timestamp::now()),
+        }
+    }
+
+    fn wait(&self, longest: Duration) -> Result<Duration, ApiError> {
+        match self.wait {
+            None => Ok(longest),
+            Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+                Ok(Duration::from_secs_f64(seconds.min(longest.as_secs_f64())))
+            }
+            Some(_) => Err(ApiError::bad_request("wait must be a number of seconds, 0 or more")),
+        }
+    }
+}
+
+/// Queries once; while the answer is empty and the window open, waits for a notification on the
+/// channel and queries again, until the deadline. Holds no database connection while waiting.
+pub async fn poll(
+    State(app): State<AppState>,
+    Token(token): Token,
+    QueryParams(window): QueryParams<Window>,
+) -> Result<Response, ApiError> {
+    let deadline = Instant::now() + window.wait(app.max_wait)?;
+    // Subscribe before the first query: a message committed in between is not missed.
+    let mut subscription = app.hub.subscribe(Topic::Channel(window.channel_id.clone().unwrap_or_default()));
+    loop {
+        let page = window.read(&app, &token).await?;
+        if page != "[]" || !window.still_open() {
+            return Ok(db::json(page));
+        }
+        match subscription.wait(deadline).await {
+            Wake::Changed => continue,
+            Wake::Timeout | Wake::Shutdown => return Ok(db::json(page)),
+        }
+    }
+}
