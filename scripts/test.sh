@@ -23,7 +23,6 @@ say "throwaway PostgreSQL on 127.0.0.1:$port"
 start_cluster "$cluster" "$port" throwaway
 create_database "$port" hatchat_test
 export HATCHAT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/hatchat_test"
-export HATCHAT_TEST_ADMIN_URL="postgres://postgres@127.0.0.1:$port/postgres"
 
 say "SQL and HTTP suites"
 cargo test --workspace --test '*'

@@ -57,7 +57,8 @@ fn channel_ids_and_models_are_validated_and_unique() {
         assert_eq!(sqlstate(result), "22023", "{bad_id:?} {model}");
         assert_eq!(count(&mut db, "SELECT count(*) FROM hatchat.channels WHERE id = $1", bad_id), 0);
     }
-    let long_id = format!("{}/é", "x".repeat(198));
+    let long_id = format!("{}/é-{}", "x".repeat(187), short_id());
+    assert_eq!(long_id.chars().count(), 200);
     db.query_one("SELECT hatchat.create_channel($1, $2)", &[&alice.token(), &long_id]).unwrap();
     let anonymous = db.query_one("SELECT hatchat.create_channel('nope', 'x')", &[]);
     assert_eq!(sqlstate(anonymous), "28000");

@@ -28,6 +28,11 @@ pub struct Config {
     #[arg(long, env = "HATCHAT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// application_name of this gateway's database connections (its listener adds `-listener`), so
+    /// an operator can tell gateways apart in pg_stat_activity.
+    #[arg(long, env = "HATCHAT_APPLICATION_NAME", default_value = "hatchat-gateway")]
+    pub application_name: String,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "HATCHAT_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

@@ -21,8 +21,8 @@ pub fn postgres_config(url: &str, application_name: &str) -> Result<tokio_postgr
     Ok(config)
 }
 
-pub fn pool(url: &str, size: usize) -> Result<Pool, String> {
-    let config = postgres_config(url, "hatchat-gateway")?;
+pub fn pool(url: &str, application_name: &str, size: usize) -> Result<Pool, String> {
+    let config = postgres_config(url, application_name)?;
     let manager =
         Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)

@@ -24,10 +24,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let pool = db::pool(&config.database_url, config.pool_size)?;
+    let pool = db::pool(&config.database_url, &config.application_name, config.pool_size)?;
     let version = db::ensure_extension(&pool).await?;
     let hub = Hub::new();
-    spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, "hatchat-gateway-listener")?);
+    let listener_name = format!("{}-listener", config.application_name);
+    spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);
     let state = AppState { pool, hub: Arc::clone(&hub), max_wait: config.max_wait() };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

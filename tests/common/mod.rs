@@ -2,14 +2,12 @@
 //! tokens signed the way the seed's web client signs them.
 #![allow(dead_code)] // each suite uses its own part of this module
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
+#[path = "signing.rs"]
+mod signing;
+pub use signing::*;
+
 use postgres::{Client, NoTls};
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use serde_json::Value;
-use sha2::{Digest, Sha512};
-use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
 pub const SYSTEM: &str = "00000000-0000-0000-0000-000000000000";
@@ -27,34 +25,6 @@ pub fn connect() -> Client {
     Client::connect(&database_url(), NoTls).expect("connect to the test database")
 }
 
-pub fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// The four 2048-bit fixture keys, parsed once.
-pub fn private_key(name: &str) -> Arc<RsaPrivateKey> {
-    static KEYS: OnceLock<Vec<(String, Arc<RsaPrivateKey>)>> = OnceLock::new();
-    let keys = KEYS.get_or_init(|| {
-        ["alice", "bob", "carol", "dave"]
-            .iter()
-            .map(|n| {
-                let key = RsaPrivateKey::from_pkcs8_pem(&fixture(&format!("{n}.key.pem"))).unwrap();
-                (n.to_string(), Arc::new(key))
-            })
-            .collect()
-    });
-    keys.iter().find(|(n, _)| n == name).map(|(_, k)| Arc::clone(k)).expect("known fixture")
-}
-
-pub fn b64(bytes: impl AsRef<[u8]>) -> String {
-    STANDARD.encode(bytes)
-}
-
-pub fn short_id() -> String {
-    Uuid::new_v4().simple().to_string()[..10].to_string()
-}
-
 #[derive(Clone)]
 pub struct User {
     pub id: Uuid,
@@ -70,23 +40,13 @@ impl User {
     }
 
     pub fn token_expiring_in(&self, seconds: i64) -> String {
-        let exp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
-        let claim = format!(r#"{{"id":"{}","exp":"{}"}}"#, self.id, exp.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"));
-        self.sign(r#"{"alg":"SHA-512","type":"JWT"}"#, &claim)
+        seed_token(&self.key_name, self.id, seconds)
     }
 
     /// Signs arbitrary header and claim JSON with this user's key (SHA-512).
     pub fn sign(&self, header: &str, claim: &str) -> String {
         sign_parts(&self.key_name, &b64(header), &b64(claim))
     }
-}
-
-/// `header.claim.signature` over the given (already encoded) first two parts.
-pub fn sign_parts(key_name: &str, header: &str, claim: &str) -> String {
-    let input = format!("{header}.{claim}");
-    let digest = Sha512::digest(input.as_bytes());
-    let signature = private_key(key_name).sign(Pkcs1v15Sign::new::<Sha512>(), &digest).unwrap();
-    format!("{input}.{}", b64(signature))
 }
 
 /// Registers a fresh user (random id, unique name) whose key is the named fixture.
