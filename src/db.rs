@@ -35,7 +35,11 @@ pub fn query<R>(
             }
         };
         // The Rc keeps the plan alive even if a nested call replaces the map entry meanwhile.
-        let rows = client.update(&*plan, None, args)?;
+        // `select` rather than `update`: pgrx's `update` assigns a transaction id up front, so a
+        // pure read would write a commit record and wake the WAL writer. Plans are prepared in
+        // mutable mode, so every statement still gets a fresh snapshot and command counter, and
+        // a write gets its transaction id when it writes.
+        let rows = client.select(&*plan, None, args)?;
         read(rows)
     })
 }

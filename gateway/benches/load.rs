@@ -1,1 +1,347 @@
-fn main() {}
+//! The gateway benchmark: a program that prints a table, not a timed test. Run it with
+//! `scripts/bench.sh` (which prepares a durable cluster and the release build).
+//!
+//! 1. Send throughput through `POST /messages`: senders spread over one channel each, and all
+//!    senders on one hot channel, beside `pgbench` inserting the same rows into a plain table.
+//! 2. Delivery latency from a send returning to a waiting long-poll answering with it.
+//! 3. Queries per second and connections while N long-polls idle.
+//! 4. Fan-out: time until all of N waiters on one channel have a message.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use serde_json::{json, Value};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::*;
+
+struct Settings {
+    seconds: u64,
+    concurrency: Vec<usize>,
+    waiters: usize,
+    latency_samples: usize,
+    pool_size: usize,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+        Self {
+            seconds: var("BENCH_SECONDS", "10").parse().expect("BENCH_SECONDS"),
+            concurrency: var("BENCH_CONCURRENCY", "1,4,16,64")
+                .split(',')
+                .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY"))
+                .collect(),
+            waiters: var("BENCH_WAITERS", "1000").parse().expect("BENCH_WAITERS"),
+            latency_samples: var("BENCH_LATENCY_SAMPLES", "500").parse().expect("BENCH_LATENCY_SAMPLES"),
+            pool_size: var("BENCH_POOL_SIZE", "32").parse().expect("BENCH_POOL_SIZE"),
+        }
+    }
+}
+
+/// A user with a token valid for the whole run, so the load generator does not spend its CPU on
+/// signing (the gateway still verifies every request).
+#[derive(Clone)]
+struct Sender {
+    user: User,
+    token: String,
+}
+
+async fn sender(api: &Api) -> Sender {
+    static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
+    let key = ["alice", "bob", "carol", "dave"][NEXT_KEY.fetch_add(1, Ordering::Relaxed) as usize % 4];
+    let user = api.register(key).await;
+    let token = format!("Bearer {}", seed_token(&user.key_name, user.id, 3600));
+    Sender { user, token }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let settings = Settings::from_env();
+    let pool_size = settings.pool_size.to_string();
+    let gateway = Gateway::start_with(&[("HATCHAT_POOL_SIZE", &pool_size)]).await;
+    let api = gateway.api();
+    let admin = admin().await;
+    println!("# hatchat gateway benchmark");
+    println!();
+    println!("{}", machine_line(&admin).await);
+    println!("gateway pool: {} connections; {} s per throughput run", settings.pool_size, settings.seconds);
+    println!();
+
+    let single_client_insert = pgbench_insert(1, settings.seconds, false);
+    throughput(&api, &settings, single_client_insert).await;
+    latency(&api, settings.latency_samples).await;
+    idle_waiters(&gateway, &api, &admin, settings.waiters).await;
+    fan_out(&gateway, &api, settings.waiters).await;
+}
+
+async fn machine_line(admin: &tokio_postgres::Client) -> String {
+    let version: String = admin.query_one("SHOW server_version", &[]).await.unwrap().get(0);
+    let sync: String = admin.query_one("SHOW synchronous_commit", &[]).await.unwrap().get(0);
+    let fsync: String = admin.query_one("SHOW fsync", &[]).await.unwrap().get(0);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("PostgreSQL {version}, fsync={fsync}, synchronous_commit={sync}, {cores} cores")
+}
+
+/// `pgbench` inserting message-shaped rows into a plain table, one transaction a row: each client
+/// on its own channel, or all on one (`hot`). Returns transactions per second.
+fn pgbench_insert(clients: usize, seconds: u64, hot: bool) -> f64 {
+    let url = database_url();
+    let setup = "CREATE TABLE IF NOT EXISTS bench_raw (channel_id text, seq bigserial, \
+                 created_at timestamptz NOT NULL DEFAULT clock_timestamp(), from_user_id uuid, \
+                 payload jsonb, PRIMARY KEY (channel_id, seq))";
+    let status = Command::new("psql").args([&url, "-qc", setup]).status().expect("psql");
+    assert!(status.success());
+    let channel = if hot { "'hot'" } else { "'c' || :client_id" };
+    let script = format!(
+        "INSERT INTO bench_raw (channel_id, from_user_id, payload) VALUES ({channel}, \
+         '6f1c3a4e-3b5d-4f7a-9c2e-1d2e3f4a5b6c', '{{\"text\": \"hello from the benchmark\"}}');"
+    );
+    let path = std::env::temp_dir().join(format!("hatchat-bench-{}.sql", std::process::id()));
+    std::fs::write(&path, script).unwrap();
+    let threads = clients.min(2).to_string();
+    let output = Command::new("pgbench")
+        .args(["-n", "-c", &clients.to_string(), "-j", &threads, "-T", &seconds.to_string(), "-f"])
+        .arg(&path)
+        .arg(&url)
+        .output()
+        .expect("pgbench (from postgresql-15) on PATH");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("pgbench said: {text}{}", String::from_utf8_lossy(&output.stderr)));
+    let _ = std::fs::remove_file(path);
+    tps
+}
+
+/// Sends from `senders` (one task each, one request at a time) for `seconds`; messages per second.
+async fn send_rate(api: &Api, senders: &[(Sender, String)], seconds: u64) -> f64 {
+    let sent = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = senders
+        .iter()
+        .cloned()
+        .map(|(sender, channel)| {
+            let (http, base, sent, failed) =
+                (api.http.clone(), api.base.clone(), sent.clone(), failed.clone());
+            tokio::spawn(async move {
+                let body = json!({"channelId": channel, "payload": {"text": "hello from the benchmark"}});
+                while Instant::now() < stop {
+                    let response = http
+                        .post(format!("{base}/messages"))
+                        .header("Authorization", &sender.token)
+                        .json(&body)
+                        .send()
+                        .await;
+                    match response {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let failures = failed.load(Ordering::Relaxed);
+    assert_eq!(failures, 0, "{failures} sends failed during the benchmark");
+    sent.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn throughput(api: &Api, settings: &Settings, single_client_insert: f64) {
+    let most = *settings.concurrency.iter().max().unwrap();
+    let owner = sender(api).await;
+    let hot = api.create_channel(&owner.user, "self").await;
+    let mut senders = Vec::new();
+    for _ in 0..most {
+        let s = sender(api).await;
+        let own = api.create_channel(&s.user, "owner").await;
+        api.join(&s.user, &hot).await.expect(200);
+        senders.push((s, own));
+    }
+    println!("## Send throughput (POST /messages, messages/s)");
+    println!();
+    println!("single-client pgbench INSERT: {single_client_insert:.0}/s");
+    println!();
+    println!("| clients | spread: gateway | pgbench INSERT | ratio | hot channel: gateway | ÷ single-client INSERT |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for &clients in &settings.concurrency {
+        let spread = send_rate(api, &senders[..clients], settings.seconds).await;
+        let raw = pgbench_insert(clients, settings.seconds, false);
+        let on_hot: Vec<_> = senders[..clients].iter().map(|(s, _)| (s.clone(), hot.clone())).collect();
+        let hot_rate = send_rate(api, &on_hot, settings.seconds).await;
+        println!(
+            "| {clients} | {spread:.0} | {raw:.0} | {:.2} | {hot_rate:.0} | {:.2} |",
+            spread / raw,
+            hot_rate / single_client_insert
+        );
+    }
+    println!();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// One waiter long-polls in a loop; a sender sends every few milliseconds. For each message: the
+/// time from its send returning to the waiter's long-poll answering with it (0 when the long-poll
+/// answered first: NOTIFY fires at commit, possibly before the sender has its HTTP answer).
+async fn latency(api: &Api, samples: usize) {
+    let owner = sender(api).await;
+    let channel = api.create_channel(&owner.user, "owner").await;
+    let (http, base) = (api.http.clone(), api.base.clone());
+    let (token, url) = (owner.token.clone(), format!("{base}/messages?channelId={}", encode(&channel)));
+    let waiter = tokio::spawn(async move {
+        let mut received = Vec::new();
+        let mut after = 1;
+        while received.len() < samples {
+            let page: Value = http
+                .get(format!("{url}&afterSeq={after}&limit=1000&wait=10"))
+                .header("Authorization", &token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let now = Instant::now();
+            for message in page.as_array().unwrap() {
+                after = message["seq"].as_i64().unwrap();
+                received.push((after, now));
+            }
+        }
+        received
+    });
+    let mut sent = Vec::new();
+    for i in 0..samples {
+        tokio::time::sleep(Duration::from_millis(4)).await;
+        let body = json!({"channelId": channel, "payload": {"i": i}});
+        let response = api.http.post(format!("{}/messages", api.base)).header("Authorization", &owner.token);
+        let reply: Value = response.json(&body).send().await.unwrap().json().await.unwrap();
+        sent.push((reply["seq"].as_i64().unwrap(), Instant::now()));
+    }
+    let received = waiter.await.unwrap();
+    let mut lags: Vec<Duration> = sent
+        .iter()
+        .map(|(seq, at)| {
+            let got = received.iter().find(|(s, _)| s == seq).expect("every message delivered").1;
+            got.saturating_duration_since(*at)
+        })
+        .collect();
+    lags.sort();
+    println!("## Delivery latency (send returned -> waiting long-poll answered), {samples} messages");
+    println!();
+    println!("| p50 | p99 | max |");
+    println!("|---:|---:|---:|");
+    println!(
+        "| {} | {} | {} |",
+        ms(percentile(&lags, 0.5)),
+        ms(percentile(&lags, 0.99)),
+        ms(*lags.last().unwrap())
+    );
+    println!();
+}
+
+/// Starts `count` long-polls (wait 30 s) spread over `channels` channels; returns their tasks.
+async fn start_waiters(
+    gateway: &Gateway,
+    api: &Api,
+    count: usize,
+    channels: &[String],
+    reader: &Sender,
+) -> Vec<tokio::task::JoinHandle<Instant>> {
+    let before = gateway.waiting().await;
+    let tasks = (0..count)
+        .map(|i| {
+            let (http, token) = (api.http.clone(), reader.token.clone());
+            let url = format!(
+                "{}/messages?channelId={}&afterSeq=1&wait=30",
+                api.base,
+                encode(&channels[i % channels.len()])
+            );
+            tokio::spawn(async move {
+                let response = http.get(url).header("Authorization", token).send().await.unwrap();
+                assert!(response.status().is_success());
+                let _ = response.bytes().await;
+                Instant::now()
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gateway.waiting().await < before + count as u64 {
+        assert!(Instant::now() < deadline, "waiters did not all start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tasks
+}
+
+async fn idle_waiters(gateway: &Gateway, api: &Api, admin: &tokio_postgres::Client, count: usize) {
+    let reader = sender(api).await;
+    let mut channels = Vec::new();
+    for _ in 0..100.min(count) {
+        channels.push(api.create_channel(&reader.user, "owner").await);
+    }
+    let waiters = start_waiters(gateway, api, count, &channels, &reader).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stats = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()";
+    let connections = "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity \
+                       WHERE application_name IN ($1, $2)";
+    let listener_name = format!("{}-listener", gateway.name);
+    let before: i64 = admin.query_one(stats, &[]).await.unwrap().get(0);
+    let window = Duration::from_secs(5);
+    tokio::time::sleep(window).await;
+    // pg_stat_database lags by up to half a second (PGSTAT_MIN_INTERVAL): read it after a pause.
+    let row = admin.query_one(connections, &[&gateway.name, &listener_name]).await.unwrap();
+    let (open, active): (i64, i64) = (row.get(0), row.get(1));
+    let after: i64 = admin.query_one(stats, &[]).await.unwrap().get(0);
+    // Our own two statistics queries commit too.
+    let per_second = (after - before - 2).max(0) as f64 / window.as_secs_f64();
+    println!("## {count} idle long-polls");
+    println!();
+    println!("| waiting (gateway /health) | gateway connections open | of them active | transactions/s while idle |");
+    println!("|---:|---:|---:|---:|");
+    println!("| {} | {open} (pool + 1 listener) | {active} | {per_second:.1} |", gateway.waiting().await);
+    println!();
+    // Release them: one message in each channel.
+    for channel in &channels {
+        api.send(&reader.user, channel, json!("release")).await.expect(200);
+    }
+    for waiter in waiters {
+        waiter.await.unwrap();
+    }
+}
+
+async fn fan_out(gateway: &Gateway, api: &Api, count: usize) {
+    let reader = sender(api).await;
+    let channel = api.create_channel(&reader.user, "owner").await;
+    let waiters = start_waiters(gateway, api, count, std::slice::from_ref(&channel), &reader).await;
+    let started = Instant::now();
+    api.send(&reader.user, &channel, json!("to everyone")).await.expect(200);
+    let mut last = started;
+    for waiter in waiters {
+        last = last.max(waiter.await.unwrap());
+    }
+    println!("## Fan-out: one message to {count} waiters on one channel");
+    println!();
+    println!("| all {count} answered after |");
+    println!("|---:|");
+    println!("| {} |", ms(last - started));
+    println!();
+}

@@ -8,10 +8,8 @@ pub mod token;
 use crate::db;
 use crate::error::{HatchatError, Result, SqlResult};
 use crate::settings;
-use keys::KeyCache;
+use keys::{KeyCache, VerifyingKey};
 use pgrx::prelude::*;
-use rsa::pkcs8::DecodePublicKey;
-use rsa::RsaPublicKey;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 use uuid::Uuid;
@@ -25,11 +23,9 @@ thread_local! {
 
 /// Verified against when the user does not exist, so that an unknown user costs the same time as a
 /// wrong signature and timing does not reveal which ids are registered.
-fn decoy_key() -> &'static RsaPublicKey {
-    static DECOY: OnceLock<RsaPublicKey> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        RsaPublicKey::from_public_key_pem(include_str!("decoy.pub.pem")).expect("decoy key parses")
-    })
+fn decoy_key() -> &'static VerifyingKey {
+    static DECOY: OnceLock<VerifyingKey> = OnceLock::new();
+    DECOY.get_or_init(|| keys::parse_public_key(include_str!("decoy.pub.pem")).expect("decoy key parses"))
 }
 
 /// The user a raw Authorization value speaks for, or 28000.

@@ -6,15 +6,15 @@
 //! token alone (its shape, its `exp`) helps a developer fix their signer and reveals nothing about
 //! the database; "no such user" and "wrong signature" share one detail-less error.
 
+use crate::auth::keys::VerifyingKey;
 use crate::error::{HatchatError, Result};
 use crate::time;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use jiff::{SignedDuration, Timestamp};
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use ring::signature::{RsaParameters, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA512};
 use serde::Deserialize;
-use sha2::{Digest, Sha256, Sha512};
 use uuid::Uuid;
 
 /// Far above any real token (a 4096-bit signature is 683 base64 characters); bounds the work an
@@ -41,6 +41,13 @@ impl Algorithm {
             "RS512" | "RSA-SHA512" | "SHA-512" => Some(Self::RsaSha512),
             "RS256" | "RSA-SHA256" | "SHA-256" => Some(Self::RsaSha256),
             _ => None,
+        }
+    }
+
+    fn ring_parameters(self) -> &'static RsaParameters {
+        match self {
+            Self::RsaSha256 => &RSA_PKCS1_2048_8192_SHA256,
+            Self::RsaSha512 => &RSA_PKCS1_2048_8192_SHA512,
         }
     }
 }
@@ -126,17 +133,13 @@ impl SignedToken<'_> {
         Ok(())
     }
 
-    pub fn verify(&self, key: &RsaPublicKey) -> Result<()> {
-        let input = self.signing_input.as_bytes();
-        let outcome = match self.algorithm {
-            Algorithm::RsaSha512 => {
-                key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(input), &self.signature)
-            }
-            Algorithm::RsaSha256 => {
-                key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(input), &self.signature)
-            }
-        };
-        outcome.map_err(|_| HatchatError::unauthenticated())
+    pub fn verify(&self, key: &VerifyingKey) -> Result<()> {
+        let parameters = self.algorithm.ring_parameters();
+        if key.verify(parameters, self.signing_input.as_bytes(), &self.signature) {
+            Ok(())
+        } else {
+            Err(HatchatError::unauthenticated())
+        }
     }
 }
 
@@ -187,8 +190,10 @@ fn parse_exp(exp: Option<&serde_json::Value>) -> Result<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
-    use rsa::RsaPrivateKey;
+    use crate::auth::keys::parse_public_key;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::{Pkcs1v15Sign, RsaPrivateKey};
+    use sha2::{Digest, Sha256, Sha512};
 
     const ALICE_KEY: &str = include_str!("../../tests/fixtures/keys/alice.key.pem");
     const ALICE_PUB: &str = include_str!("../../tests/fixtures/keys/alice.pub.pem");
@@ -222,8 +227,8 @@ mod tests {
         sign(r#"{"alg":"SHA-512","type":"JWT"}"#, &claim, Algorithm::RsaSha512)
     }
 
-    fn alice() -> RsaPublicKey {
-        RsaPublicKey::from_public_key_pem(ALICE_PUB).unwrap()
+    fn alice() -> VerifyingKey {
+        parse_public_key(ALICE_PUB).unwrap()
     }
 
     fn detail_of(raw: &str) -> String {
@@ -261,7 +266,7 @@ mod tests {
     #[test]
     fn refuses_a_signature_by_another_key() {
         let token = seed_client_token();
-        let bob = RsaPublicKey::from_public_key_pem(BOB_PUB).unwrap();
+        let bob = parse_public_key(BOB_PUB).unwrap();
         let error = parse(&token).unwrap().verify(&bob).unwrap_err();
         assert_eq!(error, HatchatError::unauthenticated());
     }

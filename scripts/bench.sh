@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the gateway benchmark and prints its table: a durable private PostgreSQL cluster (fsync and
+# synchronous_commit on, as in production), the release builds, a gateway started by the benchmark.
+# Settings (environment): BENCH_SECONDS (10), BENCH_CONCURRENCY (1,4,16,64), BENCH_WAITERS (1000),
+# BENCH_LATENCY_SAMPLES (500), BENCH_POOL_SIZE (32).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+ensure_toolchain
+install_extension release
+cluster=$(mktemp -d /tmp/hatchat-bench.XXXXXX)
+trap 'stop_cluster "$cluster"; rm -rf "$cluster"' EXIT
+port=$(free_port)
+start_cluster "$cluster" "$port" durable
+create_database "$port" hatchat_bench
+# The benchmark drives the gateway through the same harness as the HTTP suites.
+export HATCHAT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/hatchat_bench"
+ulimit -n 65536 2>/dev/null || true
+say "benchmarking (a few minutes)"
+cargo bench -q -p hatchat-gateway --bench load

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs the broker: the hatchat gateway on 127.0.0.1:8080 (or $HATCHAT_LISTEN) over the database in
+# $DATABASE_URL or, without it, over a private PostgreSQL cluster kept in .hatchat/ (made on the
+# first run, reused after). Installs what is missing first; cheap when everything is there.
+#
+#   scripts/run.sh          build, install, start the database and serve
+#   scripts/run.sh psql     open psql on the embedded database (the extension is created there)
+#   scripts/run.sh stop     stop the embedded database cluster
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+command=${1:-serve}
+
+# The embedded cluster's data lives in the project (git-ignored) when the postgres user can reach
+# it; a checkout under a private home (/root) falls back to /var/tmp.
+embedded_data_dir() {
+    if [ "$(id -u)" != 0 ] || runuser -u postgres -- test -x "$ROOT"; then
+        echo "$ROOT/.hatchat/pgdata"
+    else
+        echo "/var/tmp/hatchat-$(printf '%s' "$ROOT" | sha1sum | cut -c1-8)/pgdata"
+    fi
+}
+
+start_embedded_database() {
+    local dir port
+    dir=$(embedded_data_dir)
+    if [ -f "$dir/postmaster.pid" ] && as_postgres pg_ctl -D "$dir" status >/dev/null 2>&1; then
+        port=$(cluster_port "$dir")
+    else
+        port=${HATCHAT_PG_PORT:-54329}
+        say "starting the embedded PostgreSQL in $dir on 127.0.0.1:$port"
+        start_cluster "$dir" "$port" durable
+    fi
+    create_database "$port" hatchat
+    echo "postgres://postgres@127.0.0.1:$port/hatchat"
+}
+
+case "$command" in
+    serve)
+        ensure_toolchain
+        install_extension release
+        say "building the gateway"
+        cargo build --release -p hatchat-gateway -q
+        if [ -z "${DATABASE_URL:-}" ]; then
+            DATABASE_URL=$(start_embedded_database)
+            export DATABASE_URL
+        fi
+        say "serving on http://${HATCHAT_LISTEN:-127.0.0.1:8080} (Ctrl-C stops the gateway)"
+        exec "$ROOT/target/release/hatchat-gateway"
+        ;;
+    psql)
+        ensure_toolchain
+        install_extension release
+        url=$(start_embedded_database)
+        exec psql "$url"
+        ;;
+    stop)
+        stop_cluster "$(embedded_data_dir)"
+        say "embedded database stopped"
+        ;;
+    *)
+        die "usage: scripts/run.sh [serve|psql|stop]"
+        ;;
+esac
