@@ -6,6 +6,7 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 pub static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
 pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
+pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -29,6 +30,18 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::UNIT_BYTE,
     );
+    GucRegistry::define_bool_guc(
+        c"hatchat.notify",
+        c"Whether a send NOTIFYs listeners from its own transaction.",
+        c"On (the default), every send wakes listeners when it commits. A client that turns it off \
+          for its session (the gateway does) announces its sends itself, coalesced, outside the \
+          send's transaction: a transaction that NOTIFYs holds a database-wide lock until its \
+          commit is flushed, which would serialize all sends. Other changes (joins, deletes) \
+          always notify.",
+        &NOTIFY,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // SAFETY: called once from _PG_init, after our variables are defined; makes a misspelt
     // `hatchat.*` setting an error instead of a silently ignored placeholder.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"hatchat".as_ptr()) };
@@ -36,6 +49,10 @@ pub fn register() {
 
 pub fn max_token_lifetime() -> SignedDuration {
     SignedDuration::from_secs(i64::from(MAX_TOKEN_LIFETIME.get()))
+}
+
+pub fn sends_notify() -> bool {
+    NOTIFY.get()
 }
 
 pub fn max_payload_bytes() -> usize {

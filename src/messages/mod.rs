@@ -18,6 +18,8 @@ use crate::time::Bound;
 use pgrx::prelude::*;
 use uuid::Uuid;
 
+mod batch;
+
 /// The NOTIFY channel every hatchat listener LISTENs on.
 pub const NOTIFY_CHANNEL: &str = "hatchat";
 pub const MAX_ROW_LIMIT: i32 = 1000;
@@ -39,7 +41,8 @@ const APPEND: &str = "\
     RETURNING seq, jsonb_build_object('channelId', channel_id, 'seq', seq, \
                                       'createdAt', hatchat.iso_time(created_at), 'fromUserId', from_user_id)";
 
-fn append(channel_id: &str, from: Uuid, payload: Jsonb) -> Result<Option<Jsonb>> {
+/// Appends one message; `notify` says whether to NOTIFY from this transaction.
+fn append(channel_id: &str, from: Uuid, payload: Jsonb, notify: bool) -> Result<Option<Jsonb>> {
     let appended = db::query(APPEND, &[channel_id.into(), pg_uuid(from).into(), payload.into()], |rows| {
         if rows.is_empty() {
             return Ok(None);
@@ -48,7 +51,9 @@ fn append(channel_id: &str, from: Uuid, payload: Jsonb) -> Result<Option<Jsonb>>
         Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?))
     })?;
     Ok(appended.map(|(seq, sent)| {
-        notify_channel(channel_id, Some(seq));
+        if notify {
+            notify_channel(channel_id, Some(seq));
+        }
         sent
     }))
 }
@@ -81,13 +86,16 @@ pub fn post_system(channel_id: &str, event: &str, user: Uuid) -> Result<()> {
         &[sentence.into(), event.into(), pg_uuid(user).into()],
     )?
     .expect("a SELECT without FROM returns one row");
-    append(channel_id, SYSTEM_USER, payload)?.ok_or_else(|| channels::channel_not_found(channel_id))?;
+    append(channel_id, SYSTEM_USER, payload, true)?.ok_or_else(|| channels::channel_not_found(channel_id))?;
     Ok(())
 }
 
 fn check_payload_size(payload: &Jsonb) -> Result<()> {
+    check_size(payload.text_len())
+}
+
+fn check_size(size: usize) -> Result<()> {
     let limit = settings::max_payload_bytes();
-    let size = payload.text_len();
     if size > limit {
         return Err(HatchatError::PayloadTooLarge { size, limit });
     }
@@ -102,13 +110,19 @@ fn send_message(token: Option<&str>, channel_id: Option<&str>, payload: Option<J
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let payload = required(payload, "payload")?;
     check_payload_size(&payload)?;
-    if let Some(sent) = append(channel_id, caller, payload)? {
+    if let Some(sent) = append(channel_id, caller, payload, settings::sends_notify())? {
         return Ok(sent);
     }
-    // The append bumped no counter: the channel is missing or the caller is not a member.
-    Access::load(channel_id, caller)?.require_member()?;
-    // A member, yet no row: the channel was deleted between the two statements.
-    Err(channels::channel_not_found(channel_id).into())
+    Err(why_not_appended(channel_id, caller).into())
+}
+
+/// An append bumped no counter: the channel is missing or the sender is not a member.
+fn why_not_appended(channel_id: &str, sender: Uuid) -> HatchatError {
+    match Access::load(channel_id, sender).and_then(|access| access.require_member()) {
+        Err(error) => error,
+        // A member, yet no row: the channel was deleted between the two statements.
+        Ok(()) => channels::channel_not_found(channel_id),
+    }
 }
 
 /// A validated read window: `since < createdAt < until` and `seq > after_seq`, oldest first.
