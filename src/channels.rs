@@ -111,9 +111,7 @@ impl Access {
 
     pub fn require_member(&self) -> Result<()> {
         match self.role {
-            Role::Stranger => {
-                Err(HatchatError::Forbidden(format!("only members of channel {:?} may do this", self.id)))
-            }
+            Role::Stranger => Err(members_only(&self.id)),
             _ => Ok(()),
         }
     }
@@ -128,6 +126,10 @@ impl Access {
 
 pub fn channel_not_found(id: &str) -> HatchatError {
     HatchatError::NotFound(format!("channel {id:?} not found"))
+}
+
+pub fn members_only(id: &str) -> HatchatError {
+    HatchatError::Forbidden(format!("only members of channel {id:?} may do this"))
 }
 
 #[pg_extern(security_definer)]

@@ -19,6 +19,16 @@ use pgrx::{FromDatum, IntoDatum, PgMemoryContexts};
 pub struct Jsonb(pg_sys::Datum);
 
 impl Jsonb {
+    /// Parses JSON text that hatchat itself produced (the text must be valid JSON).
+    pub fn from_text(text: &str) -> crate::error::Result<Self> {
+        let text = std::ffi::CString::new(text)
+            .map_err(|_| crate::error::HatchatError::Internal("JSON text with a NUL byte".into()))?;
+        // SAFETY: jsonb_in reads a C string and returns a palloc'd jsonb in the current context.
+        let datum =
+            unsafe { pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(text.as_ptr().into())]) };
+        datum.map(Jsonb).ok_or_else(|| crate::error::HatchatError::Internal("jsonb_in returned NULL".into()))
+    }
+
     /// The size of the value as JSON text, in bytes (what `octet_length(value::text)` says).
     pub fn text_len(&self) -> usize {
         // SAFETY: the datum is a valid jsonb for the lifetime of this value; jsonb_out returns a

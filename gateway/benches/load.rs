@@ -11,6 +11,7 @@
 mod support;
 
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,7 +72,7 @@ async fn main() {
     println!();
 
     let single_client_insert = pgbench_insert(1, settings.seconds, false);
-    throughput(&api, &settings, single_client_insert).await;
+    throughput(&api, &settings, single_client_insert, gateway.pid()).await;
     latency(&api, settings.latency_samples).await;
     idle_waiters(&gateway, &api, &admin, settings.waiters).await;
     fan_out(&gateway, &api, settings.waiters).await;
@@ -119,8 +120,55 @@ fn pgbench_insert(clients: usize, seconds: u64, hot: bool) -> f64 {
     tps
 }
 
-/// Sends from `senders` (one task each, one request at a time) for `seconds`; messages per second.
-async fn send_rate(api: &Api, senders: &[(Sender, String)], seconds: u64) -> f64 {
+/// CPU seconds used by every `postgres` process, by the gateway, and by this load generator (from
+/// /proc: utime + stime), over a window. Only processes alive at both ends count: a backend that
+/// exits meanwhile (pgbench's) takes its counters with it.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    postgres: f64,
+    gateway: f64,
+    load: f64,
+}
+
+/// pid -> (comm, CPU seconds so far).
+fn cpu_snapshot() -> HashMap<u32, (String, f64)> {
+    let mut snapshot = HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some((head, tail)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map(|(_, c)| c.to_string()).unwrap_or_default();
+        let fields: Vec<f64> = tail.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+        if fields.len() > 12 {
+            snapshot.insert(pid, (comm, (fields[11] + fields[12]) / 100.0));
+        }
+    }
+    snapshot
+}
+
+fn cpu_used(
+    before: &HashMap<u32, (String, f64)>,
+    after: &HashMap<u32, (String, f64)>,
+    gateway_pid: u32,
+) -> Cpu {
+    let mut cpu = Cpu::default();
+    for (pid, (comm, seconds)) in after {
+        let Some((_, earlier)) = before.get(pid) else { continue };
+        let used = seconds - earlier;
+        if comm == "postgres" {
+            cpu.postgres += used;
+        } else if *pid == gateway_pid {
+            cpu.gateway += used;
+        } else if *pid == std::process::id() {
+            cpu.load += used;
+        }
+    }
+    cpu
+}
+
+/// Sends from `senders` (one task each, one request at a time) for `seconds`; messages per second
+/// and the CPU microseconds spent per message by each part.
+async fn send_rate(api: &Api, senders: &[(Sender, String)], seconds: u64, gateway_pid: u32) -> (f64, Cpu) {
     let sent = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let stop = Instant::now() + Duration::from_secs(seconds);
@@ -131,12 +179,16 @@ async fn send_rate(api: &Api, senders: &[(Sender, String)], seconds: u64) -> f64
             let (http, base, sent, failed) =
                 (api.http.clone(), api.base.clone(), sent.clone(), failed.clone());
             tokio::spawn(async move {
+                // Built once: the load generator shares the machine's cores with what it measures.
                 let body = json!({"channelId": channel, "payload": {"text": "hello from the benchmark"}});
+                let body = bytes::Bytes::from(body.to_string());
+                let url = format!("{base}/messages");
                 while Instant::now() < stop {
                     let response = http
-                        .post(format!("{base}/messages"))
+                        .post(&url)
                         .header("Authorization", &sender.token)
-                        .json(&body)
+                        .header("Content-Type", "application/json")
+                        .body(body.clone())
                         .send()
                         .await;
                     match response {
@@ -153,15 +205,24 @@ async fn send_rate(api: &Api, senders: &[(Sender, String)], seconds: u64) -> f64
         })
         .collect();
     let started = Instant::now();
+    let before = cpu_snapshot();
     for task in tasks {
         task.await.unwrap();
     }
+    let used = cpu_used(&before, &cpu_snapshot(), gateway_pid);
     let failures = failed.load(Ordering::Relaxed);
     assert_eq!(failures, 0, "{failures} sends failed during the benchmark");
-    sent.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    let messages = sent.load(Ordering::Relaxed) as f64;
+    let per_message = |seconds: f64| seconds / messages * 1e6;
+    let cpu = Cpu {
+        postgres: per_message(used.postgres),
+        gateway: per_message(used.gateway),
+        load: per_message(used.load),
+    };
+    (messages / started.elapsed().as_secs_f64(), cpu)
 }
 
-async fn throughput(api: &Api, settings: &Settings, single_client_insert: f64) {
+async fn throughput(api: &Api, settings: &Settings, single_client_insert: f64, gateway_pid: u32) {
     let most = *settings.concurrency.iter().max().unwrap();
     let owner = sender(api).await;
     let hot = api.create_channel(&owner.user, "self").await;
@@ -178,15 +239,28 @@ async fn throughput(api: &Api, settings: &Settings, single_client_insert: f64) {
     println!();
     println!("| clients | spread: gateway | pgbench INSERT | ratio | hot channel: gateway | ÷ single-client INSERT |");
     println!("|---:|---:|---:|---:|---:|---:|");
+    let mut costs = Vec::new();
     for &clients in &settings.concurrency {
-        let spread = send_rate(api, &senders[..clients], settings.seconds).await;
+        let (spread, spread_cpu) = send_rate(api, &senders[..clients], settings.seconds, gateway_pid).await;
         let raw = pgbench_insert(clients, settings.seconds, false);
         let on_hot: Vec<_> = senders[..clients].iter().map(|(s, _)| (s.clone(), hot.clone())).collect();
-        let hot_rate = send_rate(api, &on_hot, settings.seconds).await;
+        let (hot_rate, hot_cpu) = send_rate(api, &on_hot, settings.seconds, gateway_pid).await;
         println!(
             "| {clients} | {spread:.0} | {raw:.0} | {:.2} | {hot_rate:.0} | {:.2} |",
             spread / raw,
             hot_rate / single_client_insert
+        );
+        costs.push((clients, spread_cpu, hot_cpu));
+    }
+    println!();
+    println!("CPU per message (µs), spread / hot: PostgreSQL (all processes), gateway, load generator");
+    println!();
+    println!("| clients | PostgreSQL | gateway | load generator |");
+    println!("|---:|---:|---:|---:|");
+    for (clients, spread, hot) in costs {
+        println!(
+            "| {clients} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} |",
+            spread.postgres, hot.postgres, spread.gateway, hot.gateway, spread.load, hot.load
         );
     }
     println!();

@@ -3,6 +3,7 @@
 use crate::error::ApiError;
 use crate::listen::Hub;
 use crate::routes;
+use crate::sends::Sends;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
@@ -15,6 +16,7 @@ use tower_http::trace::TraceLayer;
 pub struct AppState {
     pub pool: Pool,
     pub hub: Arc<Hub>,
+    pub sends: Arc<Sends>,
     /// The longest a long-poll waits.
     pub max_wait: Duration,
 }

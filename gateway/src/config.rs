@@ -19,6 +19,11 @@ pub struct Config {
     #[arg(long, env = "HATCHAT_POOL_SIZE", default_value_t = 16)]
     pub pool_size: usize,
 
+    /// Send transactions run at once. Sends arriving while all are busy are committed together in
+    /// the next free one (group commit); about the number of database cores is a good value.
+    #[arg(long, env = "HATCHAT_SEND_SLOTS", default_value_t = 2)]
+    pub send_slots: usize,
+
     /// Longest time a GET /messages long-poll waits, in seconds (clients may ask for less with `wait`).
     #[arg(long, env = "HATCHAT_MAX_WAIT", default_value_t = 30.0)]
     pub max_wait_secs: f64,

@@ -21,8 +21,11 @@ pub fn postgres_config(url: &str, application_name: &str) -> Result<tokio_postgr
     Ok(config)
 }
 
+/// Request connections send with `hatchat.notify = off`: the gateway announces its own sends
+/// (see notify.rs), so no send transaction takes the database-wide NOTIFY lock.
 pub fn pool(url: &str, application_name: &str, size: usize) -> Result<Pool, String> {
-    let config = postgres_config(url, application_name)?;
+    let mut config = postgres_config(url, application_name)?;
+    add_options(&mut config, "-c hatchat.notify=off");
     let manager =
         Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
@@ -32,6 +35,12 @@ pub fn pool(url: &str, application_name: &str, size: usize) -> Result<Pool, Stri
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// Adds server settings to those the URL may already carry.
+pub fn add_options(config: &mut tokio_postgres::Config, options: &str) {
+    let existing = config.get_options().unwrap_or_default().to_string();
+    config.options(format!("{existing} {options}").trim());
 }
 
 /// Runs `sql` (which selects one text column: a function's jsonb cast to text) and returns it.

@@ -5,12 +5,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
     pub detail: Option<String>,
+    /// The database's SQLSTATE, when the error came from there.
+    pub sqlstate: Option<String>,
 }
 
 /// The SQLSTATEs the extension raises, and what they mean over HTTP.
@@ -41,7 +43,7 @@ fn classify(sqlstate: &str) -> (StatusCode, &'static str) {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), detail: None }
+        Self { status, code, message: message.into(), detail: None, sqlstate: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -51,23 +53,31 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        tracing::error!(message, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// An error the extension reported with `sqlstate` (raised, or answered per batch item).
+    pub fn from_sqlstate(sqlstate: &str, message: String, detail: Option<String>) -> Self {
+        let (status, code) = classify(sqlstate);
+        if status.is_server_error() {
+            tracing::error!(sqlstate, message, "database error");
+        }
+        Self { status, code, message, detail, sqlstate: Some(sqlstate.to_string()) }
+    }
 }
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(error: tokio_postgres::Error) -> Self {
         match error.as_db_error() {
-            Some(db) => {
-                let (status, code) = classify(db.code().code());
-                if status.is_server_error() {
-                    tracing::error!(sqlstate = db.code().code(), message = db.message(), "database error");
-                }
-                Self {
-                    status,
-                    code,
-                    message: db.message().to_string(),
-                    detail: db.detail().map(str::to_string),
-                }
-            }
+            Some(db) => Self::from_sqlstate(
+                db.code().code(),
+                db.message().to_string(),
+                db.detail().map(str::to_string),
+            ),
             // No SQLSTATE: the connection broke, the database is away.
             None => {
                 tracing::warn!(%error, "database connection error");

@@ -8,4 +8,6 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod listen;
+pub mod notify;
 pub mod routes;
+pub mod sends;

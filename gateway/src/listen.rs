@@ -40,8 +40,9 @@ pub enum Wake {
     Shutdown,
 }
 
-#[derive(Default)]
 pub struct Hub {
+    /// Names this process in the NOTIFYs it sends, so it can skip hearing its own.
+    instance: String,
     topics: Mutex<HashMap<Topic, watch::Sender<u64>>>,
     /// Bumped after every (re)connect of the listener, and at shutdown.
     everyone: watch::Sender<u64>,
@@ -61,7 +62,19 @@ pub struct Subscription {
 
 impl Hub {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Arc::new(Self {
+            instance: format!("{}-{:x}", std::process::id(), nanos.as_nanos()),
+            topics: Mutex::default(),
+            everyone: watch::Sender::default(),
+            connected: AtomicBool::default(),
+            shutting_down: AtomicBool::default(),
+            waiting: AtomicUsize::default(),
+        })
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     pub fn subscribe(self: &Arc<Self>, topic: Topic) -> Subscription {
@@ -92,6 +105,8 @@ impl Hub {
     /// Applies one notification payload from the extension (or a gateway's coalesced NOTIFY).
     pub fn dispatch(&self, payload: &str) {
         match serde_json::from_str::<Payload>(payload) {
+            // Our own announcement: our waiters were woken when the send returned.
+            Ok(payload) if payload.gateway.as_deref() == Some(self.instance.as_str()) => {}
             Ok(payload) => payload.topics().for_each(|topic| self.notify(&topic)),
             Err(error) => {
                 tracing::warn!(%error, payload, "unreadable notification; waking everyone to be safe");
@@ -150,10 +165,11 @@ impl Drop for Subscription {
     }
 }
 
-/// `{"channel": c, "seq": n}` from a send, `{"channels": [..]}` coalesced, `{"user": u}` /
-/// `{"users": [..]}` for notification streams.
+/// `{"channel": c, "seq": n}` from a send, `{"channels": [..], "gateway": g}` coalesced by a
+/// gateway, `{"user": u}` / `{"users": [..]}` for notification streams.
 #[derive(Deserialize)]
 struct Payload {
+    gateway: Option<String>,
     channel: Option<String>,
     #[serde(default)]
     channels: Vec<String>,

@@ -6,6 +6,8 @@ use hatchat_gateway::app::{app, AppState};
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
 use hatchat_gateway::listen::{spawn_listener, Hub};
+use hatchat_gateway::notify::spawn_notifier;
+use hatchat_gateway::sends::Sends;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +31,12 @@ async fn run(config: Config) -> Result<(), String> {
     let hub = Hub::new();
     let listener_name = format!("{}-listener", config.application_name);
     spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);
-    let state = AppState { pool, hub: Arc::clone(&hub), max_wait: config.max_wait() };
+    let mut notifier_config =
+        db::postgres_config(&config.database_url, &format!("{}-notifier", config.application_name))?;
+    db::add_options(&mut notifier_config, "-c synchronous_commit=off");
+    let (notifier, notifier_task) = spawn_notifier(Arc::clone(&hub), notifier_config);
+    let sends = Sends::new(pool.clone(), notifier, config.send_slots);
+    let state = AppState { pool, hub: Arc::clone(&hub), sends, max_wait: config.max_wait() };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -37,7 +44,12 @@ async fn run(config: Config) -> Result<(), String> {
     axum::serve(listener, app(state, config.max_body_bytes))
         .with_graceful_shutdown(shutdown_signal(hub))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    // The router (and with it the last Notifier) is gone: let the notifier announce what is left.
+    if tokio::time::timeout(Duration::from_secs(5), notifier_task).await.is_err() {
+        tracing::warn!("some sends could not be announced before exit; waiters elsewhere re-poll");
+    }
+    Ok(())
 }
 
 async fn shutdown_signal(hub: Arc<Hub>) {

@@ -11,7 +11,9 @@ use crate::settings;
 use keys::{KeyCache, VerifyingKey};
 use pgrx::prelude::*;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
+use token::SignedToken;
 use uuid::Uuid;
 
 /// The reserved system user: author of join messages, never a caller.
@@ -30,9 +32,7 @@ fn decoy_key() -> &'static VerifyingKey {
 
 /// The user a raw Authorization value speaks for, or 28000.
 pub fn authenticate(raw_token: Option<&str>) -> Result<Uuid> {
-    let raw = raw_token.ok_or_else(|| HatchatError::malformed_token("no token was given"))?;
-    let token = token::parse(raw)?;
-    token.check_lifetime(jiff::Timestamp::now(), settings::max_token_lifetime())?;
+    let token = parse_unexpired(raw_token)?;
     let stored_pem = if token.user_id == SYSTEM_USER {
         None
     } else {
@@ -41,12 +41,49 @@ pub fn authenticate(raw_token: Option<&str>) -> Result<Uuid> {
             &[db::pg_uuid(token.user_id).into()],
         )?
     };
+    verify(&token, stored_pem.as_deref())
+}
+
+/// Authenticates many tokens with one lookup of their users' keys (for batches).
+pub fn authenticate_all(raw_tokens: &[Option<&str>]) -> Result<Vec<Result<Uuid>>> {
+    let tokens: Vec<Result<SignedToken>> = raw_tokens.iter().map(|raw| parse_unexpired(*raw)).collect();
+    let ids: Vec<pgrx::Uuid> = tokens.iter().flatten().map(|t| db::pg_uuid(t.user_id)).collect();
+    let keys: HashMap<Uuid, String> = db::query(
+        "SELECT id, public_key FROM hatchat.users WHERE id = ANY($1) AND public_key IS NOT NULL",
+        &[ids.into()],
+        |rows| {
+            rows.filter_map(|row| match (row.get::<pgrx::Uuid>(1), row.get::<String>(2)) {
+                (Ok(Some(id)), Ok(Some(pem))) => Some(Ok((db::rust_uuid(id), pem))),
+                _ => None,
+            })
+            .collect()
+        },
+    )?;
+    Ok(tokens
+        .into_iter()
+        .map(|token| {
+            let token = token?;
+            verify(&token, keys.get(&token.user_id).map(String::as_str))
+        })
+        .collect())
+}
+
+fn parse_unexpired(raw_token: Option<&str>) -> Result<SignedToken<'_>> {
+    let raw = raw_token.ok_or_else(|| HatchatError::malformed_token("no token was given"))?;
+    let token = token::parse(raw)?;
+    token.check_lifetime(jiff::Timestamp::now(), settings::max_token_lifetime())?;
+    Ok(token)
+}
+
+/// Checks the signature against the key the user registered (`None`: no such user, or the system
+/// user, who has no key — verified against the decoy so both cost the same).
+fn verify(token: &SignedToken, stored_pem: Option<&str>) -> Result<Uuid> {
     let Some(pem) = stored_pem else {
         let _ = token.verify(decoy_key());
         return Err(HatchatError::unauthenticated());
     };
     let key = KEYS
-        .with_borrow_mut(|cache| cache.get_or_parse(token.user_id, &pem))
+        .with_borrow_mut(|cache| cache.get_or_parse(token.user_id, pem))
         .map_err(|_| HatchatError::unauthenticated())?;
     token.verify(&key)?;
     Ok(token.user_id)

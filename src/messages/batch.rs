@@ -1,10 +1,14 @@
 //! `send_messages`: many sends in one transaction, for group commit. Each item is authenticated,
 //! validated and authorized on its own and gets its own answer — the object `send_message` returns,
 //! or `{"error": {"sqlstate", "message", "detail"}}` with exactly the error it would raise alone —
-//! and a failed item stores nothing. The good items of one channel bump its counter once, so they
-//! take consecutive seqs in item order and the whole batch costs one commit.
+//! and a failed item stores nothing. Items may name any channels: the good items of one channel
+//! bump its counter once, so they take consecutive seqs in item order.
+//!
+//! The work is set-based so a batch costs a fixed number of statements whatever its size: one
+//! read of the items, one lookup of all senders' keys, one lock of the channels in id order that
+//! also checks every (channel, sender) membership, one append for all of them.
 
-use super::{check_size, notify_channel, why_not_appended};
+use super::{check_size, notify_channel};
 use crate::auth;
 use crate::channels::{self, valid_channel_id};
 use crate::db::{self, pg_uuid};
@@ -12,56 +16,67 @@ use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
 use crate::settings;
 use pgrx::prelude::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 pub const MAX_BATCH_ITEMS: i64 = 1000;
 
 /// One item as read from the array, before any check.
 struct Item {
-    ord: i64,
     is_object: bool,
     token: Option<String>,
     channel_id: Option<String>,
     channel_id_is_text: bool,
     payload_size: Option<i64>,
+    payload: Option<Jsonb>,
 }
 
-/// An item that passed every check and waits to be appended.
-struct Accepted {
+/// An item that passed the checks made before the membership check.
+struct Candidate {
+    /// 1-based position in the array.
     ord: i64,
+    channel: String,
     sender: Uuid,
+    payload: Jsonb,
 }
 
 const READ_ITEMS: &str = "\
-    SELECT t.ord, jsonb_typeof(t.item) = 'object', t.item->>'token', t.item->>'channelId', \
-           jsonb_typeof(t.item->'channelId') = 'string', octet_length((t.item->'payload')::text) \
+    SELECT jsonb_typeof(t.item) = 'object', t.item->>'token', t.item->>'channelId', \
+           jsonb_typeof(t.item->'channelId') = 'string', octet_length((t.item->'payload')::text), \
+           t.item->'payload' \
       FROM jsonb_array_elements($1) WITH ORDINALITY AS t(item, ord) ORDER BY t.ord";
 
-/// Appends the accepted items of one channel: the counter moves once by their number, and item k
-/// of the group gets seq base+k and createdAt base_at + (k-1) µs — strictly increasing, as alone.
-const APPEND_GROUP: &str = "\
-    WITH counter AS ( \
-        UPDATE hatchat.channels \
-           SET last_seq = last_seq + cardinality($2::bigint[]), \
-               last_at = greatest(clock_timestamp(), last_at + interval '1 microsecond') \
-                         + (cardinality($2::bigint[]) - 1) * interval '1 microsecond' \
-         WHERE id = $1 \
-     RETURNING last_seq - cardinality($2::bigint[]) AS base_seq, \
-               last_at - (cardinality($2::bigint[]) - 1) * interval '1 microsecond' AS base_at), \
-    batch AS ( \
-        SELECT u.k, u.sender, t.item->'payload' AS payload \
-          FROM unnest($2::bigint[], $3::uuid[]) WITH ORDINALITY AS u(ord, sender, k) \
-          JOIN jsonb_array_elements($4) WITH ORDINALITY AS t(item, ord) ON t.ord = u.ord) \
-    INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
-    SELECT $1, c.base_seq + b.k, c.base_at + (b.k - 1) * interval '1 microsecond', b.sender, b.payload \
-      FROM counter c, batch b \
-    RETURNING seq, jsonb_build_object('channelId', channel_id, 'seq', seq, \
-                                      'createdAt', hatchat.iso_time(created_at), 'fromUserId', from_user_id)";
+/// Locks the counter rows of the batch's channels in id order — so concurrent batches never
+/// deadlock each other — and says, for each (channel, sender) pair whose channel exists, whether
+/// the sender is a member. Per-row index probes: one generic plan serves every batch size (the
+/// function runs generic plans, planned once per backend).
+const LOCK_AND_CHECK: &str = "\
+    SELECT c.id, p.sender, \
+           EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = c.id AND m.user_id = p.sender) \
+      FROM unnest($1::text[], $2::uuid[]) AS p(channel, sender) \
+      JOIN hatchat.channels c ON c.id = p.channel \
+     ORDER BY c.id \
+       FOR NO KEY UPDATE OF c";
 
-const ASSEMBLE: &str = "\
-    SELECT coalesce(jsonb_agg(coalesce(r.ok, r.error::jsonb) ORDER BY r.i), '[]'::jsonb) \
-      FROM unnest($1::jsonb[], $2::text[]) WITH ORDINALITY AS r(ok, error, i)";
+/// Each channel's counter moves once by its number of items ($5, $6); the item that is k-th of its
+/// channel in array order ($1) gets seq base+k and createdAt base_at + (k-1) µs: consecutive and
+/// strictly increasing, as alone.
+const APPEND_ALL: &str = "\
+    WITH counters AS ( \
+        UPDATE hatchat.channels c \
+           SET last_seq = c.last_seq + w.n, \
+               last_at = greatest(clock_timestamp(), c.last_at + interval '1 microsecond') \
+                         + (w.n - 1) * interval '1 microsecond' \
+          FROM unnest($5::text[], $6::bigint[]) AS w(channel, n) \
+         WHERE c.id = w.channel \
+     RETURNING c.id, c.last_seq - w.n AS base_seq, \
+               c.last_at - (w.n - 1) * interval '1 microsecond' AS base_at) \
+    INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
+    SELECT u.channel, c.base_seq + u.k, c.base_at + (u.k - 1) * interval '1 microsecond', u.sender, u.payload \
+      FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::jsonb[]) AS u(k, channel, sender, payload) \
+      JOIN counters c ON c.id = u.channel \
+    RETURNING channel_id, seq, jsonb_build_object('channelId', channel_id, 'seq', seq, \
+                                      'createdAt', hatchat.iso_time(created_at), 'fromUserId', from_user_id)::text";
 
 /// `items` is a JSON array of `{token, channelId, payload}`; the answer is an array of the same
 /// length, in the same order.
@@ -70,28 +85,29 @@ const ASSEMBLE: &str = "\
 fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
     let items = required(items, "items")?;
     let read = read_items(items)?;
-    let mut outcomes: Vec<Result<Jsonb>> = Vec::with_capacity(read.len());
-    let mut groups: Vec<(String, Vec<Accepted>)> = Vec::new();
-    let mut authorized: HashMap<(String, Uuid), Result<()>> = HashMap::new();
-    for item in &read {
-        match check(item, &mut authorized) {
-            Ok((channel, accepted)) => {
-                match groups.iter_mut().find(|(c, _)| *c == channel) {
-                    Some((_, group)) => group.push(accepted),
-                    None => groups.push((channel, vec![accepted])),
-                }
-                // A placeholder, replaced once the group is appended.
+    let mut outcomes: Vec<Result<String>> = Vec::with_capacity(read.len());
+    let tokens: Vec<Option<&str>> = read.iter().map(|item| item.token.as_deref()).collect();
+    let senders = auth::authenticate_all(&tokens)?;
+    let mut candidates = Vec::new();
+    for (index, (item, sender)) in read.iter().zip(senders).enumerate() {
+        match check(item, sender) {
+            Ok((channel, sender, payload)) => {
+                candidates.push(Candidate { ord: index as i64 + 1, channel, sender, payload });
                 outcomes.push(Err(HatchatError::Internal("not appended".into())));
             }
             Err(error) => outcomes.push(Err(error)),
         }
     }
-    for (channel, group) in groups {
-        for (ord, outcome) in append_group(&channel, &group, items)? {
-            outcomes[ord as usize - 1] = outcome;
-        }
+    let refused = lock_and_check(&candidates)?;
+    let (accepted, rejected): (Vec<Candidate>, Vec<Candidate>) =
+        candidates.into_iter().partition(|c| !refused.contains_key(&(c.channel.clone(), c.sender)));
+    for candidate in rejected {
+        outcomes[candidate.ord as usize - 1] = Err(refused[&(candidate.channel, candidate.sender)].clone());
     }
-    Ok(assemble(outcomes)?)
+    for (ord, outcome) in append_all(&accepted)? {
+        outcomes[ord as usize - 1] = outcome;
+    }
+    Ok(Jsonb::from_text(&assemble(outcomes))?)
 }
 
 fn read_items(items: Jsonb) -> Result<Vec<Item>> {
@@ -115,75 +131,139 @@ fn read_items(items: Jsonb) -> Result<Vec<Item>> {
     db::query(READ_ITEMS, &[items.into()], |rows| {
         rows.map(|row| {
             Ok(Item {
-                ord: row.get::<i64>(1)?.unwrap_or_default(),
-                is_object: row.get::<bool>(2)?.unwrap_or(false),
-                token: row.get::<String>(3)?,
-                channel_id: row.get::<String>(4)?,
-                channel_id_is_text: row.get::<bool>(5)?.unwrap_or(false),
-                payload_size: row.get::<i32>(6)?.map(i64::from),
+                is_object: row.get::<bool>(1)?.unwrap_or(false),
+                token: row.get::<String>(2)?,
+                channel_id: row.get::<String>(3)?,
+                channel_id_is_text: row.get::<bool>(4)?.unwrap_or(false),
+                payload_size: row.get::<i32>(5)?.map(i64::from),
+                payload: row.get::<Jsonb>(6)?,
             })
         })
         .collect()
     })
 }
 
-/// The checks of `send_message`, in its order, so an item fails as it would alone.
-fn check(item: &Item, authorized: &mut HashMap<(String, Uuid), Result<()>>) -> Result<(String, Accepted)> {
+/// The checks of `send_message` before membership, in its order, so an item fails as it would
+/// alone.
+fn check(item: &Item, sender: Result<Uuid>) -> Result<(String, Uuid, Jsonb)> {
     if !item.is_object {
         return Err(HatchatError::invalid("each item must be an object {token, channelId, payload}"));
     }
-    let sender = auth::authenticate(item.token.as_deref())?;
+    let sender = sender?;
     if item.channel_id.is_some() && !item.channel_id_is_text {
         return Err(HatchatError::invalid("channelId must be a string"));
     }
     let channel = valid_channel_id(required(item.channel_id.as_deref(), "channelId")?)?;
     let size = required(item.payload_size, "payload")?;
     check_size(usize::try_from(size).unwrap_or(usize::MAX))?;
-    authorized
-        .entry((channel.to_string(), sender))
-        .or_insert_with(|| channels::Access::load(channel, sender).and_then(|access| access.require_member()))
-        .clone()?;
-    Ok((channel.to_string(), Accepted { ord: item.ord, sender }))
+    let payload = required(item.payload, "payload")?;
+    Ok((channel.to_string(), sender, payload))
 }
 
-/// Appends one channel's accepted items; each item's outcome, by its position in the array.
-fn append_group(channel: &str, group: &[Accepted], items: Jsonb) -> Result<Vec<(i64, Result<Jsonb>)>> {
-    let ords: Vec<i64> = group.iter().map(|a| a.ord).collect();
-    let senders: Vec<pgrx::Uuid> = group.iter().map(|a| pg_uuid(a.sender)).collect();
-    let mut appended = db::query(
-        APPEND_GROUP,
-        &[channel.into(), ords.clone().into(), senders.into(), items.into()],
-        |rows| {
-            rows.map(|row| Ok((row.get::<i64>(1)?.unwrap_or_default(), row.get::<Jsonb>(2)?)))
-                .collect::<Result<Vec<_>>>()
-        },
-    )?;
-    if appended.is_empty() {
-        // The counter row was gone: the channel was deleted since the checks.
-        let missing = why_not_appended(channel, group[0].sender);
-        return Ok(ords.into_iter().map(|ord| (ord, Err(missing.clone()))).collect());
+/// Locks the batch's channels and returns the (channel, sender) pairs that may not send, with the
+/// error each would get alone.
+fn lock_and_check(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), HatchatError>> {
+    let channels: Vec<&str> = candidates.iter().map(|c| c.channel.as_str()).collect();
+    let senders: Vec<pgrx::Uuid> = candidates.iter().map(|c| pg_uuid(c.sender)).collect();
+    let mut members: HashMap<(String, Uuid), bool> = HashMap::new();
+    db::query(LOCK_AND_CHECK, &[channels.into(), senders.into()], |rows| {
+        for row in rows {
+            let channel = row.get::<String>(1)?.unwrap_or_default();
+            let sender = db::rust_uuid(row.get::<pgrx::Uuid>(2)?.expect("unnest keeps the sender"));
+            members.insert((channel, sender), row.get::<bool>(3)?.unwrap_or(false));
+        }
+        Ok(())
+    })?;
+    let mut refused = HashMap::new();
+    for candidate in candidates {
+        let pair = (candidate.channel.clone(), candidate.sender);
+        match members.get(&pair) {
+            Some(true) => {}
+            Some(false) => drop(refused.insert(pair, channels::members_only(&candidate.channel))),
+            None => drop(refused.insert(pair, channels::channel_not_found(&candidate.channel))),
+        }
     }
-    // Seqs follow item order within the group (RETURNING itself has no order).
-    appended.sort_by_key(|(seq, _)| *seq);
+    Ok(refused)
+}
+
+/// Appends every accepted item; each item's outcome, by its position in the array.
+fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
+    if accepted.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Each item's place within its channel, and each channel's count.
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    let places: Vec<i64> = accepted
+        .iter()
+        .map(|c| {
+            let count = counts.entry(c.channel.as_str()).or_default();
+            *count += 1;
+            *count
+        })
+        .collect();
+    let channels: Vec<&str> = accepted.iter().map(|c| c.channel.as_str()).collect();
+    let senders: Vec<pgrx::Uuid> = accepted.iter().map(|c| pg_uuid(c.sender)).collect();
+    let payloads: Vec<Jsonb> = accepted.iter().map(|c| c.payload).collect();
+    let (distinct, sizes): (Vec<&str>, Vec<i64>) = counts.iter().map(|(c, n)| (*c, *n)).unzip();
+    // (channel, place) -> answer
+    let mut answers: HashMap<(String, i64), String> = HashMap::new();
+    let mut last_seq: BTreeMap<String, i64> = BTreeMap::new();
+    let args = [
+        places.clone().into(),
+        channels.into(),
+        senders.into(),
+        payloads.into(),
+        distinct.into(),
+        sizes.into(),
+    ];
+    db::query(APPEND_ALL, &args, |rows| {
+        let mut appended: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+        for row in rows {
+            let (Some(channel), Some(seq), Some(answer)) =
+                (row.get::<String>(1)?, row.get::<i64>(2)?, row.get::<String>(3)?)
+            else {
+                return Err(HatchatError::Internal("an appended row without its answer".into()));
+            };
+            appended.entry(channel).or_default().push((seq, answer));
+        }
+        // Within a channel, seq order is place order (RETURNING has no order of its own).
+        for (channel, mut rows) in appended {
+            rows.sort_by_key(|(seq, _)| *seq);
+            last_seq.insert(channel.clone(), rows.last().map_or(0, |(seq, _)| *seq));
+            for (place, (_, answer)) in rows.into_iter().enumerate() {
+                answers.insert((channel.clone(), place as i64 + 1), answer);
+            }
+        }
+        Ok(())
+    })?;
     if settings::sends_notify() {
-        notify_channel(channel, appended.last().map(|(seq, _)| *seq));
+        for (channel, seq) in &last_seq {
+            notify_channel(channel, Some(*seq));
+        }
     }
-    Ok(ords
-        .into_iter()
-        .zip(appended)
-        .map(|(ord, (_, sent))| (ord, sent.ok_or_else(|| HatchatError::Internal("no answer".into()))))
+    Ok(accepted
+        .iter()
+        .zip(places)
+        .map(|(candidate, place)| {
+            let outcome = answers
+                .remove(&(candidate.channel.clone(), place))
+                // The counter row was gone: the channel was deleted since it was locked-checked.
+                .ok_or_else(|| channels::channel_not_found(&candidate.channel));
+            (candidate.ord, outcome)
+        })
         .collect())
 }
 
-fn assemble(outcomes: Vec<Result<Jsonb>>) -> Result<Jsonb> {
-    let (oks, errors): (Vec<Option<Jsonb>>, Vec<Option<String>>) = outcomes
+/// The answers as one JSON array text, in item order.
+fn assemble(outcomes: Vec<Result<String>>) -> String {
+    let answers: Vec<String> = outcomes
         .into_iter()
         .map(|outcome| match outcome {
-            Ok(sent) => (Some(sent), None),
-            Err(error) => (None, Some(error_json(&error))),
+            Ok(sent) => sent,
+            Err(error) => error_json(&error),
         })
-        .unzip();
-    Ok(db::first::<Jsonb>(ASSEMBLE, &[oks.into(), errors.into()])?.expect("an aggregate returns one row"))
+        .collect();
+    format!("[{}]", answers.join(","))
 }
 
 fn error_json(error: &HatchatError) -> String {

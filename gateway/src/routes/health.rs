@@ -11,7 +11,7 @@ pub async fn ping() -> Json<Value> {
 }
 
 /// 200 when the database answers and the listener is connected, 503 otherwise; `waiting` counts
-/// the long-polls this process holds.
+/// the long-polls this process holds, `sends` the send transactions and the sends they carried.
 pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = match app.pool.get().await {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
@@ -20,5 +20,12 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let listener = app.hub.is_connected();
     let status = if database && listener { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let up = |ok: bool| if ok { "up" } else { "down" };
-    (status, Json(json!({"database": up(database), "listener": up(listener), "waiting": app.hub.waiting()})))
+    let (transactions, messages) = app.sends.counts();
+    let body = json!({
+        "database": up(database),
+        "listener": up(listener),
+        "waiting": app.hub.waiting(),
+        "sends": {"transactions": transactions, "messages": messages},
+    });
+    (status, Json(body))
 }

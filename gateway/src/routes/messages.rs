@@ -26,9 +26,7 @@ pub async fn send(
     Token(token): Token,
     JsonBody(message): JsonBody<NewMessage>,
 ) -> Result<Response, ApiError> {
-    let payload = message.payload.as_deref().map(RawValue::get);
-    let sql = "SELECT hatchat.send_message($1, $2, $3::text::jsonb)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&token, &message.channel_id, &payload]).await?))
+    Ok(db::json(app.sends.send(token, message.channel_id, message.payload).await?))
 }
 
 #[derive(Deserialize)]

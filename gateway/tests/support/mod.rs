@@ -79,6 +79,10 @@ impl Gateway {
         Api { base: self.base.clone(), http: reqwest::Client::new() }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn terminate(&self) {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
@@ -96,10 +100,12 @@ impl Gateway {
         }
     }
 
+    pub async fn health(&self) -> Value {
+        reqwest::get(format!("{}/health", self.base)).await.unwrap().json().await.unwrap()
+    }
+
     pub async fn waiting(&self) -> u64 {
-        let health: Value =
-            reqwest::get(format!("{}/health", self.base)).await.unwrap().json().await.unwrap();
-        health["waiting"].as_u64().unwrap()
+        self.health().await["waiting"].as_u64().unwrap()
     }
 }
 

@@ -1,0 +1,261 @@
+//! Sends off the NOTIFY lock and committed together: concurrent sends that batch answer each as if
+//! sent alone; many clients over one and many channels stay exact; a plain-SQL send wakes
+//! long-polls only when its transaction commits; killing the notifier loses no wake-up.
+
+mod support;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// Sends `items` all at once (so that they batch) and returns each (status, body).
+async fn send_all(api: &Api, items: Vec<(Option<String>, String, Value)>) -> Vec<(u16, Value)> {
+    let tasks: Vec<_> = items
+        .into_iter()
+        .map(|(token, channel, payload)| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let mut request = api.http.post(format!("{}/messages", api.base));
+                if let Some(token) = token {
+                    request = request.header("Authorization", token);
+                }
+                let response =
+                    request.json(&json!({"channelId": channel, "payload": payload})).send().await.unwrap();
+                (response.status().as_u16(), response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batched_sends_answer_each_as_if_sent_alone() {
+    // One slot: everything that arrives while a send is in flight is committed together.
+    let gateway = Gateway::start_with(&[("HATCHAT_SEND_SLOTS", "1")]).await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let stranger = api.register("carol").await;
+    let channel = api.create_channel(&alice, "owner").await;
+    let other = api.create_channel(&alice, "owner").await;
+    let expired = format!("Bearer {}", seed_token("alice", alice.id, -5));
+    let big = json!("x".repeat(70_000));
+
+    for round in 0..5 {
+        let items = vec![
+            (Some(alice.token()), channel.clone(), json!({"round": round, "n": 1})),
+            (Some("Bearer bad.token.here".to_string()), channel.clone(), json!("bad token")),
+            (Some(expired.clone()), channel.clone(), json!("expired")),
+            (Some(stranger.token()), channel.clone(), json!("not a member")),
+            (Some(alice.token()), "no-such-channel".to_string(), json!("missing")),
+            (Some(alice.token()), channel.clone(), big.clone()),
+            (None, channel.clone(), json!("no token")),
+            (Some(alice.token()), other.clone(), json!({"round": round, "n": 2})),
+            (Some(alice.token()), channel.clone(), json!({"round": round, "n": 3})),
+        ];
+        let answers = send_all(&api, items).await;
+        let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+        assert_eq!(statuses, [200, 401, 401, 403, 404, 413, 401, 200, 200], "round {round}: {answers:?}");
+        for (status, body) in &answers {
+            if *status != 200 {
+                assert!(body["error"].is_string() && body["message"].is_string(), "{body}");
+            }
+        }
+        let alone = api.send(&stranger, &channel, json!("again, alone")).await;
+        assert_eq!((alone.status, &alone.body["message"]), (403, &answers[3].1["message"]));
+    }
+    let sends = &gateway.health().await["sends"];
+    let (transactions, messages) =
+        (sends["transactions"].as_u64().unwrap(), sends["messages"].as_u64().unwrap());
+    assert_eq!(messages, 5 * 10);
+    assert!(transactions <= 35, "the sends were committed together: {transactions} transactions for 50");
+    let stored = api.poll(&alice, &channel, "limit=1000&wait=0").await.expect(200);
+    let payloads: Vec<&Value> = stored.as_array().unwrap()[1..].iter().map(|m| &m["payload"]).collect();
+    assert_eq!(payloads.len(), 10, "only the good sends were stored: {payloads:?}");
+    assert!(payloads.iter().all(|p| p["round"].is_number()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_clients_over_many_channels_get_the_seqs_that_were_stored() {
+    const CLIENTS: usize = 24;
+    const EACH: usize = 15;
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let owner = api.register("alice").await;
+    let channels: Vec<String> = {
+        let mut channels = Vec::new();
+        for _ in 0..4 {
+            channels.push(api.create_channel(&owner, "self").await);
+        }
+        channels
+    };
+    let mut clients = Vec::new();
+    for n in 0..CLIENTS {
+        let user = api.register(["bob", "carol", "dave"][n % 3]).await;
+        for channel in &channels {
+            api.join(&user, channel).await.expect(200);
+        }
+        clients.push(user);
+    }
+    let started = Instant::now();
+    let sending: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(n, user)| {
+            let (api, channels) = (api.clone(), channels.clone());
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                for i in 0..EACH {
+                    let channel = &channels[(n + i) % channels.len()];
+                    let reply = api.send(&user, channel, json!({"client": n, "i": i})).await.expect(200);
+                    sent.push((
+                        channel.clone(),
+                        reply["seq"].as_i64().unwrap(),
+                        json!({"client": n, "i": i}),
+                    ));
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut answered: HashMap<(String, i64), Value> = HashMap::new();
+    for task in sending {
+        for (channel, seq, payload) in task.await.unwrap() {
+            assert!(answered.insert((channel, seq), payload).is_none(), "a seq answered twice");
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+    for channel in &channels {
+        let stored = api.poll(&owner, channel, "limit=1000&wait=0").await.expect(200);
+        let stored = stored.as_array().unwrap();
+        let seqs: Vec<i64> = stored.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, (1..=stored.len() as i64).collect::<Vec<_>>(), "gap-free");
+        let mut timestamps: Vec<&str> = stored.iter().map(|m| m["createdAt"].as_str().unwrap()).collect();
+        let sorted = timestamps.clone();
+        timestamps.dedup();
+        assert_eq!(timestamps, sorted, "createdAt strictly increasing");
+        for message in stored.iter().filter(|m| m["payload"]["client"].is_number()) {
+            let key = (channel.clone(), message["seq"].as_i64().unwrap());
+            assert_eq!(answered.get(&key), Some(&message["payload"]), "the answer names the stored message");
+        }
+    }
+    assert_eq!(answered.len(), CLIENTS * EACH);
+}
+
+async fn start_poll(
+    gateway: &Gateway,
+    reader: &User,
+    channel: &str,
+    after: i64,
+) -> tokio::task::JoinHandle<Reply> {
+    let before = gateway.waiting().await;
+    let (api, reader, channel) = (gateway.api(), reader.clone(), channel.to_string());
+    let handle =
+        tokio::spawn(async move { api.poll(&reader, &channel, &format!("afterSeq={after}&wait=5")).await });
+    while gateway.waiting().await <= before {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_sql_send_wakes_long_polls_only_when_its_transaction_commits() {
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let channel = api.create_channel(&alice, "owner").await;
+    let mut db = {
+        let (client, connection) =
+            tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    };
+
+    let waiting = start_poll(&gateway, &alice, &channel, 1).await;
+    let tx = db.transaction().await.unwrap();
+    tx.execute("SELECT hatchat.send_message($1, $2, '\"rolled back\"')", &[&alice.token(), &channel])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "not woken before commit");
+    tx.rollback().await.unwrap();
+    let reply = waiting.await.unwrap();
+    assert_eq!(reply.expect(200), json!([]), "a rollback wakes nobody with a message");
+
+    let waiting = start_poll(&gateway, &alice, &channel, 1).await;
+    let tx = db.transaction().await.unwrap();
+    tx.execute("SELECT hatchat.send_message($1, $2, '\"first\"')", &[&alice.token(), &channel])
+        .await
+        .unwrap();
+    tx.execute("SELECT hatchat.send_message($1, $2, '\"second\"')", &[&alice.token(), &channel])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "not woken before commit");
+    let committed = Instant::now();
+    tx.commit().await.unwrap();
+    let page = waiting.await.unwrap().expect(200);
+    assert!(committed.elapsed() < Duration::from_secs(1));
+    let payloads: Vec<&Value> = page.as_array().unwrap().iter().map(|m| &m["payload"]).collect();
+    assert_eq!(payloads, [&json!("first"), &json!("second")]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_notifier_loses_no_wake_up() {
+    let sender_side = Gateway::start().await;
+    let reader_side = Gateway::start().await;
+    let api = sender_side.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let channel = api.create_channel(&alice, "self").await;
+    api.join(&bob, &channel).await.expect(200);
+    let admin = admin().await;
+    let notifier = format!("{}-notifier", sender_side.name);
+    const ROUNDS: i64 = 4;
+
+    // A reader on the other gateway follows the channel with long waits: only the NOTIFY of the
+    // sending gateway's notifier wakes it, so a lost announcement would show as a 10 s lag.
+    let reader = {
+        let (api, alice, channel) = (reader_side.api(), alice.clone(), channel.clone());
+        tokio::spawn(async move {
+            let mut received: HashMap<i64, Instant> = HashMap::new();
+            let mut last = 2;
+            while last < 2 + 2 * ROUNDS {
+                let page = api.poll(&alice, &channel, &format!("afterSeq={last}&wait=10")).await.expect(200);
+                for message in page.as_array().unwrap() {
+                    last = message["seq"].as_i64().unwrap();
+                    received.insert(last, Instant::now());
+                }
+            }
+            received
+        })
+    };
+    let mut sent: HashMap<i64, Instant> = HashMap::new();
+    for round in 0..ROUNDS {
+        let reply = api.send(&bob, &channel, json!({"round": round, "kill": "before"})).await.expect(200);
+        sent.insert(reply["seq"].as_i64().unwrap(), Instant::now());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let killed: Option<bool> = admin
+            .query_one(
+                "SELECT bool_or(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                &[&notifier],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(killed, Some(true), "found the notifier's backend");
+        // Announced on a dead connection: must be re-announced after reconnecting.
+        let reply = api.send(&bob, &channel, json!({"round": round, "kill": "after"})).await.expect(200);
+        sent.insert(reply["seq"].as_i64().unwrap(), Instant::now());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let received =
+        tokio::time::timeout(Duration::from_secs(30), reader).await.expect("all delivered").unwrap();
+    for (seq, at) in &sent {
+        let lag = received[seq].saturating_duration_since(*at);
+        assert!(lag < Duration::from_secs(1), "seq {seq} reached the other gateway after {lag:?}");
+    }
+}
