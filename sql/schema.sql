@@ -11,6 +11,12 @@ CREATE TABLE hatchat.users (
     -- PEM as registered; NULL only for the system user, who can never sign anything.
     public_key  text,
     created_at  timestamptz NOT NULL DEFAULT now(),
+    -- Moderation: writes are refused until then (hatchat_admin or the server secret sets it).
+    banned_until  timestamptz,
+    -- Posts by a muted user answer as usual but are neither stored nor delivered.
+    muted         boolean NOT NULL DEFAULT false,
+    -- Set by the user: they cannot post and receive no notifications.
+    chat_disabled boolean NOT NULL DEFAULT false,
     CONSTRAINT only_system_has_no_key
         CHECK ((public_key IS NULL) = (id = '00000000-0000-0000-0000-000000000000'))
 );
@@ -26,11 +32,21 @@ CREATE TABLE hatchat.channels (
     owner_id     uuid NOT NULL REFERENCES hatchat.users (id) ON DELETE CASCADE,
     invite_model text NOT NULL CHECK (invite_model IN ('owner', 'member', 'self')),
     created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    -- The per-channel counter: every send bumps it in its own transaction (see messages.rs).
+    -- The per-channel counter: every send bumps it in its own transaction (see messages/mod.rs).
     last_seq     bigint NOT NULL DEFAULT 0,
-    last_at      timestamptz NOT NULL DEFAULT '-infinity'
+    last_at      timestamptz NOT NULL DEFAULT '-infinity',
+    -- Rooms (the multi-room chat service) are channels with a type and a fixed member list.
+    type         text,
+    -- Retention: keep the newest max_messages; expire ttl_seconds after the last post or refresh.
+    max_messages integer CHECK (max_messages > 0),
+    ttl_seconds  integer CHECK (ttl_seconds > 0),
+    -- NULL: never. An expired channel is treated as missing at once and purged later.
+    expires_at   timestamptz,
+    -- Whether a post creates notifications for the other members (rooms do).
+    notify       boolean NOT NULL DEFAULT false
 );
 CREATE INDEX channels_owner_id ON hatchat.channels (owner_id);
+CREATE INDEX channels_expires_at ON hatchat.channels (expires_at) WHERE expires_at IS NOT NULL;
 
 CREATE TABLE hatchat.members (
     channel_id text NOT NULL REFERENCES hatchat.channels (id) ON DELETE CASCADE,
@@ -53,6 +69,57 @@ CREATE TABLE hatchat.messages (
     UNIQUE (channel_id, created_at)
 );
 
+-- Who blocked whom: a blocked sender's posts notify nobody who blocked them. Keyed by the
+-- blocking user (a per-user table, shardable by user).
+CREATE TABLE hatchat.blocks (
+    user_id         uuid NOT NULL REFERENCES hatchat.users (id) ON DELETE CASCADE,
+    blocked_user_id uuid NOT NULL REFERENCES hatchat.users (id) ON DELETE CASCADE,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, blocked_user_id)
+);
+
+-- Each user's notification stream is ordered by a per-user counter bumped in the posting
+-- transaction (the same construction as a channel's seq, for the same reason: a reader paging
+-- with after_id never misses a notification that commits late). A notification stream belongs to
+-- its user, so these tables are keyed by user_id (shardable by user).
+CREATE TABLE hatchat.inboxes (
+    user_id uuid PRIMARY KEY REFERENCES hatchat.users (id) ON DELETE CASCADE,
+    last_id bigint NOT NULL DEFAULT 0
+);
+
+CREATE TABLE hatchat.notifications (
+    user_id      uuid NOT NULL REFERENCES hatchat.inboxes (user_id) ON DELETE CASCADE,
+    id           bigint NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    body         jsonb NOT NULL,
+    -- Set once the gateway forwarded it to HATCHAT_NOTIFY_URL.
+    forwarded_at timestamptz,
+    PRIMARY KEY (user_id, id)
+);
+CREATE INDEX notifications_to_forward ON hatchat.notifications (user_id, id) WHERE forwarded_at IS NULL;
+
+-- The server secret, as a salted SHA-256 (the secret itself is never stored). One row at most.
+CREATE TABLE hatchat.api_secret (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    salt      bytea NOT NULL,
+    hash      bytea NOT NULL,
+    set_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- Roles (cluster-wide, so created only if missing): hatchat_admin may set the server secret and
+-- moderate; hatchat_forwarder may read and mark notifications for forwarding (the gateway's role,
+-- when it forwards).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hatchat_admin') THEN
+        CREATE ROLE hatchat_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hatchat_forwarder') THEN
+        CREATE ROLE hatchat_forwarder NOLOGIN;
+    END IF;
+END
+$$;
+
 -- Tables are reached only through the API functions (SECURITY DEFINER), which enforce the rules;
 -- a role that may call them cannot bypass them by writing rows directly.
 REVOKE ALL ON ALL TABLES IN SCHEMA hatchat FROM PUBLIC;
@@ -71,7 +138,19 @@ CREATE FUNCTION hatchat.user_json(u hatchat.users) RETURNS jsonb
 CREATE FUNCTION hatchat.channel_json(c hatchat.channels) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN jsonb_build_object('id', c.id, 'ownerId', c.owner_id, 'inviteModel', c.invite_model,
-                              'createdAt', hatchat.iso_time(c.created_at));
+                              'createdAt', hatchat.iso_time(c.created_at),
+                              'maxMessages', c.max_messages, 'ttlSeconds', c.ttl_seconds,
+                              'expiresAt', hatchat.iso_time(c.expires_at), 'notify', c.notify);
+
+CREATE FUNCTION hatchat.moderation_json(u hatchat.users) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('userId', u.id, 'bannedUntil', hatchat.iso_time(u.banned_until),
+                              'muted', u.muted, 'chatDisabled', u.chat_disabled);
+
+-- Whether a channel is live: an expired one behaves as missing from the moment it expires.
+CREATE FUNCTION hatchat.is_live(c hatchat.channels) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN c.expires_at IS NULL OR c.expires_at > now();
 
 CREATE FUNCTION hatchat.message_json(m hatchat.messages, username text) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE

@@ -1,14 +1,17 @@
-//! Channels: an id, an owner, members, and an invite model that says who may add members.
-//! Creating a channel makes the creator its owner and first member; every real join (and leave)
-//! posts a system message, so members see it in the channel's own ordered history.
+//! Channels: an id, an owner, members, an invite model that says who may add members, and
+//! retention (keep the newest N messages; expire some time after the last post). Creating a
+//! channel makes the creator its owner and first member; every real join (and leave) posts a
+//! system message, so members see it in the channel's own ordered history. Rooms (rooms.rs) are
+//! channels too, with a type and a fixed member list.
 
-use crate::auth::{self, SYSTEM_USER};
+use crate::auth::{self, Caller, SYSTEM_USER};
 use crate::db::{self, pg_uuid, rust_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
 use crate::messages;
 use crate::users;
 use pgrx::prelude::*;
+use serde::Deserialize;
 use uuid::Uuid;
 
 pub const MAX_CHANNEL_ID_CHARS: usize = 200;
@@ -44,10 +47,11 @@ impl InviteModel {
     }
 
     pub fn may_add(self, inviter: Role, inviting_self: bool) -> bool {
-        match self {
-            Self::Owner => inviter == Role::Owner,
-            Self::Member => inviter != Role::Stranger,
-            Self::SelfJoin => inviter != Role::Stranger || inviting_self,
+        match (self, inviter) {
+            (_, Role::System) => true,
+            (Self::Owner, role) => role == Role::Owner,
+            (Self::Member, role) => role != Role::Stranger,
+            (Self::SelfJoin, role) => role != Role::Stranger || inviting_self,
         }
     }
 }
@@ -58,6 +62,8 @@ pub enum Role {
     Owner,
     Member,
     Stranger,
+    /// The server secret: reads, posts and adds members anywhere, owns nothing.
+    System,
 }
 
 /// 1..200 characters, no control characters; otherwise any text (rooms use ids with `/`).
@@ -74,21 +80,50 @@ pub fn valid_channel_id(raw: &str) -> Result<&str> {
     Ok(raw)
 }
 
-/// A channel as an authorization decision sees it.
+/// `create_channel`'s options: retention and notifications. Unknown keys are refused, so a typo
+/// does not silently create an unlimited channel.
+#[derive(Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChannelOptions {
+    pub max_messages: Option<i32>,
+    pub ttl_seconds: Option<i32>,
+    #[serde(default)]
+    pub notify: bool,
+}
+
+impl ChannelOptions {
+    pub fn parse(json: &str) -> Result<Self> {
+        let options: Self = serde_json::from_str(json).map_err(|e| {
+            HatchatError::invalid(format!(
+                "options must be an object with maxMessages, ttlSeconds (positive integers) and notify \
+                 (boolean): {e}"
+            ))
+        })?;
+        for (name, value) in [("maxMessages", options.max_messages), ("ttlSeconds", options.ttl_seconds)] {
+            if value.is_some_and(|v| v < 1) {
+                return Err(HatchatError::invalid(format!("{name} must be at least 1")));
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// A channel as an authorization decision sees it. Expired channels are not found.
 pub struct Access {
     pub id: String,
     pub model: InviteModel,
     pub role: Role,
+    pub is_room: bool,
 }
 
 impl Access {
     /// Loads the channel and the caller's role in it, or 404.
-    pub fn load(channel_id: &str, caller: Uuid) -> Result<Self> {
+    pub fn load(channel_id: &str, caller: &Caller) -> Result<Self> {
         let found = db::query(
-            "SELECT c.owner_id = $2, c.invite_model, \
+            "SELECT c.owner_id = $2, c.invite_model, c.type IS NOT NULL, \
                     EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = c.id AND m.user_id = $2) \
-               FROM hatchat.channels c WHERE c.id = $1",
-            &[channel_id.into(), pg_uuid(caller).into()],
+               FROM hatchat.channels c WHERE c.id = $1 AND hatchat.is_live(c)",
+            &[channel_id.into(), pg_uuid(caller.id()).into()],
             |rows| {
                 if rows.is_empty() {
                     return Ok(None);
@@ -96,19 +131,22 @@ impl Access {
                 let row = rows.first();
                 let owner = row.get::<bool>(1)?.unwrap_or(false);
                 let model = row.get::<String>(2)?.unwrap_or_default();
-                let member = row.get::<bool>(3)?.unwrap_or(false);
-                Ok(Some((owner, model, member)))
+                let is_room = row.get::<bool>(3)?.unwrap_or(false);
+                let member = row.get::<bool>(4)?.unwrap_or(false);
+                Ok(Some((owner, model, is_room, member)))
             },
         )?;
-        let (owner, model, member) = found.ok_or_else(|| channel_not_found(channel_id))?;
-        let role = match (owner, member) {
-            (true, _) => Role::Owner,
-            (false, true) => Role::Member,
-            (false, false) => Role::Stranger,
+        let (owner, model, is_room, member) = found.ok_or_else(|| channel_not_found(channel_id))?;
+        let role = match (caller.is_system(), owner, member) {
+            (true, _, _) => Role::System,
+            (false, true, _) => Role::Owner,
+            (false, false, true) => Role::Member,
+            (false, false, false) => Role::Stranger,
         };
-        Ok(Self { id: channel_id.to_string(), model: InviteModel::parse(&model)?, role })
+        Ok(Self { id: channel_id.to_string(), model: InviteModel::parse(&model)?, role, is_room })
     }
 
+    /// Reading and posting: members, and the system.
     pub fn require_member(&self) -> Result<()> {
         match self.role {
             Role::Stranger => Err(members_only(&self.id)),
@@ -132,23 +170,47 @@ pub fn members_only(id: &str) -> HatchatError {
     HatchatError::Forbidden(format!("only members of channel {id:?} may do this"))
 }
 
+/// Removes `id` if it exists but has expired, so the id is free again (an expired channel behaves
+/// as a missing one, also when it is created anew).
+pub fn drop_if_expired(id: &str) -> Result<()> {
+    db::execute("DELETE FROM hatchat.channels c WHERE c.id = $1 AND NOT hatchat.is_live(c)", &[id.into()])?;
+    Ok(())
+}
+
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn create_channel(
     token: Option<&str>,
     id: Option<&str>,
     invite_model: default!(Option<&str>, "'owner'"),
+    options: default!(Option<Jsonb>, "'{}'"),
 ) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
+    caller.may_write()?;
     let id = valid_channel_id(required(id, "channel id")?)?;
     let model = InviteModel::parse(invite_model.unwrap_or("owner"))?;
+    let options = match options {
+        Some(options) => ChannelOptions::parse(&options.to_text())?,
+        None => ChannelOptions::default(),
+    };
+    drop_if_expired(id)?;
     let created = db::first::<Jsonb>(
-        "INSERT INTO hatchat.channels (id, owner_id, invite_model) VALUES ($1, $2, $3) \
+        "INSERT INTO hatchat.channels (id, owner_id, invite_model, max_messages, ttl_seconds, expires_at, notify) \
+         VALUES ($1, $2, $3, $4, $5, clock_timestamp() + $5 * interval '1 second', $6) \
          ON CONFLICT (id) DO NOTHING RETURNING hatchat.channel_json(channels)",
-        &[id.into(), pg_uuid(caller).into(), model.as_str().into()],
+        &[
+            id.into(),
+            pg_uuid(caller.id()).into(),
+            model.as_str().into(),
+            options.max_messages.into(),
+            options.ttl_seconds.into(),
+            options.notify.into(),
+        ],
     )?;
     let channel = created.ok_or_else(|| HatchatError::Conflict(format!("channel id {id:?} is taken")))?;
-    join(id, caller)?;
+    if !caller.is_system() {
+        join(id, caller.id())?;
+    }
     Ok(channel)
 }
 
@@ -156,9 +218,10 @@ fn create_channel(
 #[search_path(pg_catalog, pg_temp)]
 fn update_channel(token: Option<&str>, id: Option<&str>, invite_model: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
+    caller.may_write()?;
     let id = valid_channel_id(required(id, "channel id")?)?;
     let model = InviteModel::parse(required(invite_model, "inviteModel")?)?;
-    Access::load(id, caller)?.require_owner()?;
+    Access::load(id, &caller)?.require_owner()?;
     let updated = db::first::<Jsonb>(
         "UPDATE hatchat.channels SET invite_model = $2 WHERE id = $1 RETURNING hatchat.channel_json(channels)",
         &[id.into(), model.as_str().into()],
@@ -172,8 +235,9 @@ fn update_channel(token: Option<&str>, id: Option<&str>, invite_model: Option<&s
 #[search_path(pg_catalog, pg_temp)]
 fn delete_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<()> {
     let caller = auth::authenticate(token)?;
+    caller.may_write()?;
     let id = valid_channel_id(required(id, "channel id")?)?;
-    Access::load(id, caller)?.require_owner()?;
+    Access::load(id, &caller)?.require_owner()?;
     db::execute("DELETE FROM hatchat.channels WHERE id = $1", &[id.into()])?;
     messages::notify_channel(id, None);
     Ok(())
@@ -184,7 +248,7 @@ fn delete_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<()> {
 fn get_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let id = valid_channel_id(required(id, "channel id")?)?;
-    Access::load(id, caller)?.require_member()?;
+    Access::load(id, &caller)?.require_member()?;
     let channel = db::first::<Jsonb>(
         "SELECT hatchat.channel_json(c) || jsonb_build_object('members', \
                 (SELECT coalesce(jsonb_agg(jsonb_build_object('id', u.id, 'username', u.username) \
@@ -197,7 +261,7 @@ fn get_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<Jsonb> {
     Ok(channel.ok_or_else(|| channel_not_found(id))?)
 }
 
-/// The channels the caller is a member of, oldest first.
+/// The live channels the caller is a member of, oldest first.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
@@ -205,8 +269,8 @@ fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
     let channels = db::first::<Jsonb>(
         "SELECT coalesce(jsonb_agg(hatchat.channel_json(c) ORDER BY c.created_at, c.id), '[]'::jsonb) \
            FROM hatchat.channels c JOIN hatchat.members m ON m.channel_id = c.id \
-          WHERE m.user_id = $1",
-        &[pg_uuid(caller).into()],
+          WHERE m.user_id = $1 AND hatchat.is_live(c)",
+        &[pg_uuid(caller.id()).into()],
     )?;
     Ok(channels.expect("an aggregate returns one row"))
 }
@@ -217,14 +281,19 @@ fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
 #[search_path(pg_catalog, pg_temp)]
 fn invite(token: Option<&str>, channel_id: Option<&str>, user_id: Option<pgrx::Uuid>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
+    caller.may_write()?;
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let user_id = required(user_id, "userId")?;
-    let access = Access::load(channel_id, caller)?;
-    if !access.model.may_add(access.role, rust_uuid(user_id) == caller) {
+    let access = Access::load(channel_id, &caller)?;
+    let inviting_self = rust_uuid(user_id) == caller.id();
+    if access.is_room && access.role != Role::System {
+        return Err(HatchatError::Forbidden(format!("room {channel_id:?} has a fixed member list")).into());
+    }
+    if !access.model.may_add(access.role, inviting_self) {
         return Err(HatchatError::Forbidden(format!(
             "channel {channel_id:?} has invite model {:?}: you may not add {}",
             access.model.as_str(),
-            if rust_uuid(user_id) == caller { "yourself" } else { "other users" }
+            if inviting_self { "yourself" } else { "other users" }
         ))
         .into());
     }
@@ -239,13 +308,16 @@ fn invite(token: Option<&str>, channel_id: Option<&str>, user_id: Option<pgrx::U
     .expect("a SELECT without FROM returns one row"))
 }
 
-/// A member leaves. The owner cannot: a channel always has its owner (delete it instead).
+/// A member leaves. The owner cannot: a channel always has its owner (delete it instead). Rooms
+/// keep their member list.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn leave_channel(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<()> {
     let caller = auth::authenticate(token)?;
+    caller.may_write()?;
+    let user = caller.user()?;
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
-    let access = Access::load(channel_id, caller)?;
+    let access = Access::load(channel_id, &caller)?;
     access.require_member()?;
     if access.role == Role::Owner {
         return Err(HatchatError::Forbidden(format!(
@@ -253,14 +325,27 @@ fn leave_channel(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<()>
         ))
         .into());
     }
+    if access.is_room {
+        return Err(HatchatError::Forbidden(format!("room {channel_id:?} has a fixed member list")).into());
+    }
     let left = db::execute(
         "DELETE FROM hatchat.members WHERE channel_id = $1 AND user_id = $2",
-        &[channel_id.into(), pg_uuid(caller).into()],
+        &[channel_id.into(), pg_uuid(user.id).into()],
     )?;
     if left > 0 {
-        messages::post_system(channel_id, "leave", caller)?;
+        messages::post_system(channel_id, "leave", user.id)?;
     }
     Ok(())
+}
+
+/// Deletes expired channels with their members and messages; the number deleted. The gateway
+/// calls it periodically; pg_cron users can schedule it.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn purge_expired() -> SqlResult<i32> {
+    let purged =
+        db::execute("DELETE FROM hatchat.channels c WHERE c.expires_at <= now() RETURNING c.id", &[])?;
+    Ok(i32::try_from(purged).unwrap_or(i32::MAX))
 }
 
 /// Makes `user` a member; true when they were not one already (then the join message is posted).
@@ -289,6 +374,7 @@ mod tests {
             (M::Owner, R::Owner, false, true),
             (M::Owner, R::Member, false, false),
             (M::Owner, R::Stranger, true, false),
+            (M::Owner, R::System, false, true),
             (M::Member, R::Owner, false, true),
             (M::Member, R::Member, false, true),
             (M::Member, R::Stranger, true, false),
@@ -318,6 +404,24 @@ mod tests {
         assert!(valid_channel_id(&"x".repeat(200)).is_ok());
         for bad in ["", &"x".repeat(201), "new\nline"] {
             assert_eq!(valid_channel_id(bad).unwrap_err().sqlstate_code(), "22023");
+        }
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert_eq!(ChannelOptions::parse("{}").unwrap(), ChannelOptions::default());
+        let all = ChannelOptions::parse(r#"{"maxMessages": 10, "ttlSeconds": 60, "notify": true}"#).unwrap();
+        assert_eq!(all, ChannelOptions { max_messages: Some(10), ttl_seconds: Some(60), notify: true });
+        for bad in [
+            r#"{"maxMessages": 0}"#,
+            r#"{"ttlSeconds": -5}"#,
+            r#"{"maxMessages": "ten"}"#,
+            r#"{"maxMessages": 1e12}"#,
+            r#"{"maxMesages": 10}"#,
+            r#"[]"#,
+            r#"{"notify": "yes"}"#,
+        ] {
+            assert_eq!(ChannelOptions::parse(bad).unwrap_err().sqlstate_code(), "22023", "{bad}");
         }
     }
 }

@@ -46,6 +46,11 @@ impl HatchatError {
         Self::Unauthenticated { detail: Some(detail.into()) }
     }
 
+    /// 28000 with a reason that reveals nothing about other users (not a room's participant).
+    pub fn unauthenticated_with(detail: impl Into<String>) -> Self {
+        Self::Unauthenticated { detail: Some(detail.into()) }
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidParameter(message.into())
     }

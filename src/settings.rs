@@ -7,6 +7,8 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 pub static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
 pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static ROOM_MAX_MESSAGES: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static ROOM_TTL: GucSetting<i32> = GucSetting::<i32>::new(60 * 24 * 60 * 60);
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -42,6 +44,26 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"hatchat.room_max_messages",
+        c"Messages a new room keeps (the newest).",
+        c"Older messages are deleted as new ones arrive. Applies to rooms created afterwards.",
+        &ROOM_MAX_MESSAGES,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hatchat.room_ttl",
+        c"How long a new room lives after its last post or refresh.",
+        c"An expired room is gone at once (404) and purged by hatchat.purge_expired().",
+        &ROOM_TTL,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
     // SAFETY: called once from _PG_init, after our variables are defined; makes a misspelt
     // `hatchat.*` setting an error instead of a silently ignored placeholder.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"hatchat".as_ptr()) };
@@ -53,6 +75,14 @@ pub fn max_token_lifetime() -> SignedDuration {
 
 pub fn sends_notify() -> bool {
     NOTIFY.get()
+}
+
+pub fn room_max_messages() -> i32 {
+    ROOM_MAX_MESSAGES.get()
+}
+
+pub fn room_ttl_seconds() -> i32 {
+    ROOM_TTL.get()
 }
 
 pub fn max_payload_bytes() -> usize {

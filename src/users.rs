@@ -67,8 +67,9 @@ fn get_user(id: Option<pgrx::Uuid>) -> SqlResult<Jsonb> {
 #[search_path(pg_catalog, pg_temp)]
 fn update_user(token: Option<&str>, id: Option<pgrx::Uuid>, username: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
+    caller.may_write()?;
     let id = required(id, "id")?;
-    only_self(caller, id)?;
+    only_self(caller.user()?.id, id)?;
     let username = valid_username(required(username, "username")?)?;
     let taken = db::first::<bool>(
         "SELECT true FROM hatchat.users WHERE lower(username) = lower($1) AND id <> $2",
@@ -85,13 +86,14 @@ fn update_user(token: Option<&str>, id: Option<pgrx::Uuid>, username: Option<&st
 }
 
 /// Deletes the user with their memberships and the channels they own (and those channels'
-/// messages). Their messages in other channels stay; they read back with `username: null`.
+/// messages). Their messages in other channels stay; they read back with `username: null`. A
+/// banned user may still delete their account.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn delete_user(token: Option<&str>, id: Option<pgrx::Uuid>) -> SqlResult<()> {
     let caller = auth::authenticate(token)?;
     let id = required(id, "id")?;
-    only_self(caller, id)?;
+    only_self(caller.user()?.id, id)?;
     let deleted = db::execute("DELETE FROM hatchat.users WHERE id = $1", &[id.into()])?;
     if deleted == 0 {
         return Err(user_not_found(id).into());

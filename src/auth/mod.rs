@@ -1,8 +1,10 @@
 //! Who is calling. A request carries a token its user signed with their own RSA key; we check the
 //! token's shape and lifetime (pure, in `token`), then its signature against the key stored at
-//! registration (parsed once per backend, in `keys`).
+//! registration (parsed once per backend, in `keys`). Wherever a token is accepted, the server
+//! secret is too (`secret`): it acts as the system.
 
 pub mod keys;
+pub mod secret;
 pub mod token;
 
 use crate::db;
@@ -16,8 +18,76 @@ use std::sync::OnceLock;
 use token::SignedToken;
 use uuid::Uuid;
 
-/// The reserved system user: author of join messages, never a caller.
+/// The reserved system user: author of join messages and of everything the server secret posts.
 pub const SYSTEM_USER: Uuid = Uuid::nil();
+
+/// Who a request acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    User(UserState),
+    /// The holder of the server secret: may read and post in any channel or room.
+    System,
+}
+
+/// A user as authorization sees them, read with their key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserState {
+    pub id: Uuid,
+    pub username: String,
+    pub banned_until: Option<String>,
+    pub muted: bool,
+    pub chat_disabled: bool,
+}
+
+impl Caller {
+    /// The author id of what this caller posts (the system user for the system).
+    pub fn id(&self) -> Uuid {
+        match self {
+            Caller::User(user) => user.id,
+            Caller::System => SYSTEM_USER,
+        }
+    }
+
+    pub fn is_system(&self) -> bool {
+        matches!(self, Caller::System)
+    }
+
+    /// For operations only a user can do (their own account, their own blocks).
+    pub fn user(&self) -> Result<&UserState> {
+        match self {
+            Caller::User(user) => Ok(user),
+            Caller::System => {
+                Err(HatchatError::Forbidden("this needs a user's token, not the server secret".into()))
+            }
+        }
+    }
+
+    /// Every write refuses a banned user while the ban lasts.
+    pub fn may_write(&self) -> Result<&Self> {
+        match self {
+            Caller::User(UserState { banned_until: Some(until), .. }) => {
+                Err(HatchatError::Forbidden(format!("you are banned until {until}")))
+            }
+            _ => Ok(self),
+        }
+    }
+
+    /// Posting also refuses a user who disabled their chat.
+    pub fn may_post(&self) -> Result<&Self> {
+        self.may_write()?;
+        match self {
+            Caller::User(user) if user.chat_disabled => {
+                Err(HatchatError::Forbidden("you disabled chat: enable it to post".into()))
+            }
+            _ => Ok(self),
+        }
+    }
+
+    /// A muted user's posts answer as usual but are not stored (the seed's behaviour).
+    pub fn is_muted(&self) -> bool {
+        matches!(self, Caller::User(user) if user.muted)
+    }
+}
 
 thread_local! {
     static KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::new(4096));
@@ -30,42 +100,66 @@ fn decoy_key() -> &'static VerifyingKey {
     DECOY.get_or_init(|| keys::parse_public_key(include_str!("decoy.pub.pem")).expect("decoy key parses"))
 }
 
-/// The user a raw Authorization value speaks for, or 28000.
-pub fn authenticate(raw_token: Option<&str>) -> Result<Uuid> {
-    let token = parse_unexpired(raw_token)?;
-    let stored_pem = if token.user_id == SYSTEM_USER {
-        None
-    } else {
-        db::first::<String>(
-            "SELECT public_key FROM hatchat.users WHERE id = $1",
-            &[db::pg_uuid(token.user_id).into()],
-        )?
-    };
-    verify(&token, stored_pem.as_deref())
+/// The key and moderation state of users, by id.
+const USERS_BY_ID: &str = "\
+    SELECT id, public_key, username, \
+           CASE WHEN banned_until > now() THEN hatchat.iso_time(banned_until) END, muted, chat_disabled \
+      FROM hatchat.users WHERE id = ANY($1) AND public_key IS NOT NULL";
+
+struct Stored {
+    pem: String,
+    state: UserState,
 }
 
-/// Authenticates many tokens with one lookup of their users' keys (for batches).
-pub fn authenticate_all(raw_tokens: &[Option<&str>]) -> Result<Vec<Result<Uuid>>> {
+fn load_users(ids: Vec<pgrx::Uuid>) -> Result<HashMap<Uuid, Stored>> {
+    db::query(USERS_BY_ID, &[ids.into()], |rows| {
+        let mut users = HashMap::new();
+        for row in rows {
+            let (Some(id), Some(pem), Some(username)) =
+                (row.get::<pgrx::Uuid>(1)?, row.get::<String>(2)?, row.get::<String>(3)?)
+            else {
+                continue;
+            };
+            let id = db::rust_uuid(id);
+            let state = UserState {
+                id,
+                username,
+                banned_until: row.get::<String>(4)?,
+                muted: row.get::<bool>(5)?.unwrap_or(false),
+                chat_disabled: row.get::<bool>(6)?.unwrap_or(false),
+            };
+            users.insert(id, Stored { pem, state });
+        }
+        Ok(users)
+    })
+}
+
+/// Who a raw Authorization value speaks for, or 28000.
+pub fn authenticate(raw_token: Option<&str>) -> Result<Caller> {
+    authenticate_all(&[raw_token])?.pop().expect("one answer per token")
+}
+
+/// Authenticates many tokens with one lookup of their users (for batches).
+pub fn authenticate_all(raw_tokens: &[Option<&str>]) -> Result<Vec<Result<Caller>>> {
     let tokens: Vec<Result<SignedToken>> = raw_tokens.iter().map(|raw| parse_unexpired(*raw)).collect();
     let ids: Vec<pgrx::Uuid> = tokens.iter().flatten().map(|t| db::pg_uuid(t.user_id)).collect();
-    let keys: HashMap<Uuid, String> = db::query(
-        "SELECT id, public_key FROM hatchat.users WHERE id = ANY($1) AND public_key IS NOT NULL",
-        &[ids.into()],
-        |rows| {
-            rows.filter_map(|row| match (row.get::<pgrx::Uuid>(1), row.get::<String>(2)) {
-                (Ok(Some(id)), Ok(Some(pem))) => Some(Ok((db::rust_uuid(id), pem))),
-                _ => None,
-            })
-            .collect()
-        },
-    )?;
-    Ok(tokens
-        .into_iter()
-        .map(|token| {
-            let token = token?;
-            verify(&token, keys.get(&token.user_id).map(String::as_str))
-        })
-        .collect())
+    let users = if ids.is_empty() { HashMap::new() } else { load_users(ids)? };
+    let mut callers = Vec::with_capacity(tokens.len());
+    for (raw, token) in raw_tokens.iter().zip(tokens) {
+        let outcome = match token {
+            Ok(token) => verify(&token, users.get(&token.user_id)),
+            Err(error) => Err(error),
+        };
+        callers.push(match outcome {
+            Ok(user) => Ok(Caller::User(user)),
+            // Not a valid user token: it may be the server secret (checked in constant time).
+            Err(error) => match raw {
+                Some(raw) if secret::is_server_secret(token::strip_bearer(raw))? => Ok(Caller::System),
+                _ => Err(error),
+            },
+        });
+    }
+    Ok(callers)
 }
 
 fn parse_unexpired(raw_token: Option<&str>) -> Result<SignedToken<'_>> {
@@ -77,21 +171,22 @@ fn parse_unexpired(raw_token: Option<&str>) -> Result<SignedToken<'_>> {
 
 /// Checks the signature against the key the user registered (`None`: no such user, or the system
 /// user, who has no key — verified against the decoy so both cost the same).
-fn verify(token: &SignedToken, stored_pem: Option<&str>) -> Result<Uuid> {
-    let Some(pem) = stored_pem else {
+fn verify(token: &SignedToken, stored: Option<&Stored>) -> Result<UserState> {
+    let Some(stored) = stored else {
         let _ = token.verify(decoy_key());
         return Err(HatchatError::unauthenticated());
     };
     let key = KEYS
-        .with_borrow_mut(|cache| cache.get_or_parse(token.user_id, pem))
+        .with_borrow_mut(|cache| cache.get_or_parse(token.user_id, &stored.pem))
         .map_err(|_| HatchatError::unauthenticated())?;
     token.verify(&key)?;
-    Ok(token.user_id)
+    Ok(stored.state.clone())
 }
 
-/// `hatchat.authenticate(token)`: the id of the user who signed the token.
+/// `hatchat.authenticate(token)`: the id of the user who signed the token (the nil uuid for the
+/// server secret).
 #[pg_extern(name = "authenticate", security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn authenticate_sql(token: Option<&str>) -> SqlResult<pgrx::Uuid> {
-    Ok(db::pg_uuid(authenticate(token)?))
+    Ok(db::pg_uuid(authenticate(token)?.id()))
 }

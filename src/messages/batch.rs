@@ -8,12 +8,13 @@
 //! read of the items, one lookup of all senders' keys, one lock of the channels in id order that
 //! also checks every (channel, sender) membership, one append for all of them.
 
-use super::{check_size, notify_channel};
-use crate::auth;
+use super::{cap, check_size, muted_answer, notify_channel};
+use crate::auth::{self, Caller};
 use crate::channels::{self, valid_channel_id};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
+use crate::notifications;
 use crate::settings;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +38,7 @@ struct Candidate {
     ord: i64,
     channel: String,
     sender: Uuid,
+    muted: bool,
     payload: Jsonb,
 }
 
@@ -46,15 +48,17 @@ const READ_ITEMS: &str = "\
            t.item->'payload' \
       FROM jsonb_array_elements($1) WITH ORDINALITY AS t(item, ord) ORDER BY t.ord";
 
-/// Locks the counter rows of the batch's channels in id order — so concurrent batches never
-/// deadlock each other — and says, for each (channel, sender) pair whose channel exists, whether
-/// the sender is a member. Per-row index probes: one generic plan serves every batch size (the
-/// function runs generic plans, planned once per backend).
+/// Locks the counter rows of the batch's live channels in id order — so concurrent batches never
+/// deadlock each other — and says, for each (channel, sender) pair whose channel is live, whether
+/// the sender may post there (a member, or the system). Per-row index probes: one generic plan
+/// serves every batch size (the function runs generic plans, planned once per backend).
 const LOCK_AND_CHECK: &str = "\
     SELECT c.id, p.sender, \
-           EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = c.id AND m.user_id = p.sender) \
+           p.sender = '00000000-0000-0000-0000-000000000000' \
+           OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = c.id AND m.user_id = p.sender) \
       FROM unnest($1::text[], $2::uuid[]) AS p(channel, sender) \
       JOIN hatchat.channels c ON c.id = p.channel \
+     WHERE hatchat.is_live(c) \
      ORDER BY c.id \
        FOR NO KEY UPDATE OF c";
 
@@ -66,17 +70,23 @@ const APPEND_ALL: &str = "\
         UPDATE hatchat.channels c \
            SET last_seq = c.last_seq + w.n, \
                last_at = greatest(clock_timestamp(), c.last_at + interval '1 microsecond') \
-                         + (w.n - 1) * interval '1 microsecond' \
+                         + (w.n - 1) * interval '1 microsecond', \
+               expires_at = clock_timestamp() + c.ttl_seconds * interval '1 second' \
           FROM unnest($5::text[], $6::bigint[]) AS w(channel, n) \
          WHERE c.id = w.channel \
      RETURNING c.id, c.last_seq - w.n AS base_seq, \
-               c.last_at - (w.n - 1) * interval '1 microsecond' AS base_at) \
-    INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
-    SELECT u.channel, c.base_seq + u.k, c.base_at + (u.k - 1) * interval '1 microsecond', u.sender, u.payload \
-      FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::jsonb[]) AS u(k, channel, sender, payload) \
-      JOIN counters c ON c.id = u.channel \
-    RETURNING channel_id, seq, jsonb_build_object('channelId', channel_id, 'seq', seq, \
-                                      'createdAt', hatchat.iso_time(created_at), 'fromUserId', from_user_id)::text";
+               c.last_at - (w.n - 1) * interval '1 microsecond' AS base_at, c.max_messages, c.notify), \
+    inserted AS ( \
+        INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
+        SELECT u.channel, c.base_seq + u.k, c.base_at + (u.k - 1) * interval '1 microsecond', u.sender, u.payload \
+          FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::jsonb[]) AS u(k, channel, sender, payload) \
+          JOIN counters c ON c.id = u.channel \
+        RETURNING channel_id, seq, created_at, from_user_id) \
+    SELECT i.channel_id, i.seq, \
+           jsonb_build_object('channelId', i.channel_id, 'seq', i.seq, 'createdAt', hatchat.iso_time(i.created_at), \
+                              'fromUserId', i.from_user_id)::text, \
+           c.max_messages, c.notify \
+      FROM inserted i JOIN counters c ON c.id = i.channel_id";
 
 /// `items` is a JSON array of `{token, channelId, payload}`; the answer is an array of the same
 /// length, in the same order.
@@ -92,7 +102,8 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
     for (index, (item, sender)) in read.iter().zip(senders).enumerate() {
         match check(item, sender) {
             Ok((channel, sender, payload)) => {
-                candidates.push(Candidate { ord: index as i64 + 1, channel, sender, payload });
+                let (muted, sender) = (sender.is_muted(), sender.id());
+                candidates.push(Candidate { ord: index as i64 + 1, channel, sender, muted, payload });
                 outcomes.push(Err(HatchatError::Internal("not appended".into())));
             }
             Err(error) => outcomes.push(Err(error)),
@@ -103,6 +114,11 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
         candidates.into_iter().partition(|c| !refused.contains_key(&(c.channel.clone(), c.sender)));
     for candidate in rejected {
         outcomes[candidate.ord as usize - 1] = Err(refused[&(candidate.channel, candidate.sender)].clone());
+    }
+    // A muted sender is answered as usual, but nothing is stored.
+    let (muted, accepted): (Vec<Candidate>, Vec<Candidate>) = accepted.into_iter().partition(|c| c.muted);
+    for candidate in muted {
+        outcomes[candidate.ord as usize - 1] = muted_answer(&candidate.channel, candidate.sender);
     }
     for (ord, outcome) in append_all(&accepted)? {
         outcomes[ord as usize - 1] = outcome;
@@ -145,11 +161,12 @@ fn read_items(items: Jsonb) -> Result<Vec<Item>> {
 
 /// The checks of `send_message` before membership, in its order, so an item fails as it would
 /// alone.
-fn check(item: &Item, sender: Result<Uuid>) -> Result<(String, Uuid, Jsonb)> {
+fn check(item: &Item, sender: Result<Caller>) -> Result<(String, Caller, Jsonb)> {
     if !item.is_object {
         return Err(HatchatError::invalid("each item must be an object {token, channelId, payload}"));
     }
     let sender = sender?;
+    sender.may_post()?;
     if item.channel_id.is_some() && !item.channel_id_is_text {
         return Err(HatchatError::invalid("channelId must be a string"));
     }
@@ -207,7 +224,8 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
     let (distinct, sizes): (Vec<&str>, Vec<i64>) = counts.iter().map(|(c, n)| (*c, *n)).unzip();
     // (channel, place) -> answer
     let mut answers: HashMap<(String, i64), String> = HashMap::new();
-    let mut last_seq: BTreeMap<String, i64> = BTreeMap::new();
+    // channel -> (last seq, max_messages, notify)
+    let mut settings_of: BTreeMap<String, (i64, Option<i32>, bool)> = BTreeMap::new();
     let args = [
         places.clone().into(),
         channels.into(),
@@ -216,6 +234,7 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
         distinct.into(),
         sizes.into(),
     ];
+    let mut seqs: Vec<(String, i64)> = Vec::new();
     db::query(APPEND_ALL, &args, |rows| {
         let mut appended: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
         for row in rows {
@@ -224,21 +243,30 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
             else {
                 return Err(HatchatError::Internal("an appended row without its answer".into()));
             };
+            let (max_messages, notify) = (row.get::<i32>(4)?, row.get::<bool>(5)?.unwrap_or(false));
+            let last = settings_of.entry(channel.clone()).or_insert((seq, max_messages, notify));
+            last.0 = last.0.max(seq);
             appended.entry(channel).or_default().push((seq, answer));
         }
         // Within a channel, seq order is place order (RETURNING has no order of its own).
         for (channel, mut rows) in appended {
             rows.sort_by_key(|(seq, _)| *seq);
-            last_seq.insert(channel.clone(), rows.last().map_or(0, |(seq, _)| *seq));
-            for (place, (_, answer)) in rows.into_iter().enumerate() {
+            for (place, (seq, answer)) in rows.into_iter().enumerate() {
+                seqs.push((channel.clone(), seq));
                 answers.insert((channel.clone(), place as i64 + 1), answer);
             }
         }
         Ok(())
     })?;
-    if settings::sends_notify() {
-        for (channel, seq) in &last_seq {
-            notify_channel(channel, Some(*seq));
+    for (channel, (last_seq, max_messages, notify)) in &settings_of {
+        cap(channel, *last_seq, *max_messages)?;
+        if *notify {
+            for (_, seq) in seqs.iter().filter(|(c, _)| c == channel) {
+                notifications::fan_out(channel, *seq, None)?;
+            }
+        }
+        if settings::sends_notify() {
+            notify_channel(channel, Some(*last_seq));
         }
     }
     Ok(accepted

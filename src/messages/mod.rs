@@ -8,11 +8,12 @@
 //! global sequence or a bare `now()` would let a later-committing sender land behind a reader's
 //! cursor, and that message would never be seen.
 
-use crate::auth::{self, SYSTEM_USER};
+use crate::auth::{self, Caller, SYSTEM_USER};
 use crate::channels::{self, valid_channel_id, Access};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
+use crate::notifications;
 use crate::settings;
 use crate::time::Bound;
 use pgrx::prelude::*;
@@ -24,38 +25,81 @@ mod batch;
 pub const NOTIFY_CHANNEL: &str = "hatchat";
 pub const MAX_ROW_LIMIT: i32 = 1000;
 
-/// Appends to the channel if `from` is a member (the system user always may); `None` when the
-/// channel is missing or `from` is not a member. The counter row update is the serialization
-/// point described above.
+/// Appends to a live channel if `from` is a member (the system user always may); no row when the
+/// channel is missing, expired, or `from` is not a member. The counter row update is the
+/// serialization point described above; it also refreshes the channel's expiry. Returns the
+/// answer and the channel's retention and notification settings.
 const APPEND: &str = "\
     WITH counter AS ( \
-        UPDATE hatchat.channels \
+        UPDATE hatchat.channels c \
            SET last_seq = last_seq + 1, \
-               last_at = greatest(clock_timestamp(), last_at + interval '1 microsecond') \
-         WHERE id = $1 \
+               last_at = greatest(clock_timestamp(), last_at + interval '1 microsecond'), \
+               expires_at = clock_timestamp() + ttl_seconds * interval '1 second' \
+         WHERE c.id = $1 AND hatchat.is_live(c) \
            AND ($2 = '00000000-0000-0000-0000-000000000000'::uuid \
                 OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = $2)) \
-     RETURNING last_seq, last_at) \
-    INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
-    SELECT $1, last_seq, last_at, $2, $3 FROM counter \
-    RETURNING seq, jsonb_build_object('channelId', channel_id, 'seq', seq, \
-                                      'createdAt', hatchat.iso_time(created_at), 'fromUserId', from_user_id)";
+     RETURNING last_seq, last_at, max_messages, notify), \
+    inserted AS ( \
+        INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
+        SELECT $1, last_seq, last_at, $2, $3 FROM counter \
+        RETURNING channel_id, seq, created_at, from_user_id) \
+    SELECT i.seq, jsonb_build_object('channelId', i.channel_id, 'seq', i.seq, \
+                                     'createdAt', hatchat.iso_time(i.created_at), 'fromUserId', i.from_user_id), \
+           c.max_messages, c.notify \
+      FROM inserted i, counter c";
 
-/// Appends one message; `notify` says whether to NOTIFY from this transaction.
-fn append(channel_id: &str, from: Uuid, payload: Jsonb, notify: bool) -> Result<Option<Jsonb>> {
+/// A message appended, and what the channel's settings ask to follow it.
+pub struct Appended {
+    pub seq: i64,
+    pub answer: Jsonb,
+    pub max_messages: Option<i32>,
+    pub notify: bool,
+}
+
+/// Appends one message (see `APPEND`) and applies what follows: capping, notifications (with
+/// `push` attached to them, for room posts), and the NOTIFY when `announce`.
+pub fn append(
+    channel_id: &str,
+    from: Uuid,
+    payload: Jsonb,
+    announce: bool,
+    push: Option<Jsonb>,
+) -> Result<Option<Appended>> {
     let appended = db::query(APPEND, &[channel_id.into(), pg_uuid(from).into(), payload.into()], |rows| {
         if rows.is_empty() {
             return Ok(None);
         }
         let row = rows.first();
-        Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?))
+        Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?).map(|(seq, answer)| -> Result<Appended> {
+            Ok(Appended {
+                seq,
+                answer,
+                max_messages: row.get::<i32>(3)?,
+                notify: row.get::<bool>(4)?.unwrap_or(false),
+            })
+        }))
     })?;
-    Ok(appended.map(|(seq, sent)| {
-        if notify {
-            notify_channel(channel_id, Some(seq));
-        }
-        sent
-    }))
+    let Some(appended) = appended.transpose()? else { return Ok(None) };
+    cap(channel_id, appended.seq, appended.max_messages)?;
+    if appended.notify {
+        notifications::fan_out(channel_id, appended.seq, push)?;
+    }
+    if announce {
+        notify_channel(channel_id, Some(appended.seq));
+    }
+    Ok(Some(appended))
+}
+
+/// Keeps only the newest `max_messages` of a channel, `last_seq` being the newest. The messages
+/// that remain keep their seqs: capping never reorders or renumbers.
+pub fn cap(channel_id: &str, last_seq: i64, max_messages: Option<i32>) -> Result<()> {
+    if let Some(max) = max_messages {
+        db::execute(
+            "DELETE FROM hatchat.messages WHERE channel_id = $1 AND seq <= $2",
+            &[channel_id.into(), (last_seq - i64::from(max)).into()],
+        )?;
+    }
+    Ok(())
 }
 
 /// Queues `NOTIFY hatchat, '{"channel": …, "seq": …}'`; Postgres delivers it at commit, so a
@@ -63,12 +107,16 @@ fn append(channel_id: &str, from: Uuid, payload: Jsonb, notify: bool) -> Result<
 /// changed" (it was deleted). The payload stays far under NOTIFY's 8000 bytes: channel ids are at
 /// most 200 characters.
 pub fn notify_channel(channel_id: &str, seq: Option<i64>) {
-    let payload = serde_json::json!({ "channel": channel_id, "seq": seq }).to_string();
+    notify(&serde_json::json!({ "channel": channel_id, "seq": seq }).to_string());
+}
+
+/// Queues one NOTIFY on the hatchat channel.
+pub fn notify(payload: &str) {
     // SAFETY: pg_notify(text, text) is called with two non-null text datums, as SQL would.
     unsafe {
         pgrx::direct_function_call_as_datum(
             pgrx::pg_sys::pg_notify,
-            &[NOTIFY_CHANNEL.into_datum(), payload.as_str().into_datum()],
+            &[NOTIFY_CHANNEL.into_datum(), payload.into_datum()],
         );
     }
 }
@@ -86,7 +134,8 @@ pub fn post_system(channel_id: &str, event: &str, user: Uuid) -> Result<()> {
         &[sentence.into(), event.into(), pg_uuid(user).into()],
     )?
     .expect("a SELECT without FROM returns one row");
-    append(channel_id, SYSTEM_USER, payload, true)?.ok_or_else(|| channels::channel_not_found(channel_id))?;
+    append(channel_id, SYSTEM_USER, payload, true, None)?
+        .ok_or_else(|| channels::channel_not_found(channel_id))?;
     Ok(())
 }
 
@@ -102,22 +151,33 @@ fn check_size(size: usize) -> Result<()> {
     Ok(())
 }
 
+/// What a muted sender is answered: the usual shape, but nothing was stored (`seq` null).
+pub fn muted_answer(channel_id: &str, sender: Uuid) -> Result<String> {
+    Ok(serde_json::json!({"channelId": channel_id, "seq": null, "createdAt": null, "fromUserId": sender})
+        .to_string())
+}
+
 /// Sends `payload` (any JSON value) to a channel the caller is a member of.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn send_message(token: Option<&str>, channel_id: Option<&str>, payload: Option<Jsonb>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
+    caller.may_post()?;
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let payload = required(payload, "payload")?;
     check_payload_size(&payload)?;
-    if let Some(sent) = append(channel_id, caller, payload, settings::sends_notify())? {
-        return Ok(sent);
+    if caller.is_muted() {
+        Access::load(channel_id, &caller)?.require_member()?;
+        return Ok(Jsonb::from_text(&muted_answer(channel_id, caller.id())?)?);
     }
-    Err(why_not_appended(channel_id, caller).into())
+    if let Some(sent) = append(channel_id, caller.id(), payload, settings::sends_notify(), None)? {
+        return Ok(sent.answer);
+    }
+    Err(why_not_appended(channel_id, &caller).into())
 }
 
 /// An append bumped no counter: the channel is missing or the sender is not a member.
-fn why_not_appended(channel_id: &str, sender: Uuid) -> HatchatError {
+fn why_not_appended(channel_id: &str, sender: &Caller) -> HatchatError {
     match Access::load(channel_id, sender).and_then(|access| access.require_member()) {
         Err(error) => error,
         // A member, yet no row: the channel was deleted between the two statements.
@@ -218,7 +278,7 @@ fn get_messages(
         row_limit.unwrap_or(20),
         after_seq,
     )?;
-    Access::load(channel_id, caller)?.require_member()?;
+    Access::load(channel_id, &caller)?.require_member()?;
     Ok(read_window(channel_id, &window)?)
 }
 

@@ -1,0 +1,174 @@
+//! Moderation, for channels and rooms alike. Admins (a database role granted hatchat_admin, or the
+//! server secret) ban and mute; users disable their own chat and block others.
+//!
+//! - banned: 403 on every write while the ban lasts (a user may still delete their account);
+//! - muted: posts answer as usual but are neither stored nor delivered (the seed's behaviour);
+//! - chat disabled: 403 on posting, and no notifications;
+//! - blocked: the blocker gets no notifications of the blocked user's posts.
+//!
+//! The self-service functions take an optional `self_id`: the gateway passes the `:id` of
+//! `/users/:id/...` and the call is refused unless it is the caller.
+
+use crate::auth::{self, secret, Caller, UserState};
+use crate::db::{self, pg_uuid, rust_uuid};
+use crate::error::{required, HatchatError, Result, SqlResult};
+use crate::jsonb::Jsonb;
+use crate::users;
+use pgrx::prelude::*;
+
+/// Admin calls: a role with hatchat_admin needs no token; otherwise the token must be the secret.
+fn require_admin(token: Option<&str>) -> Result<()> {
+    if secret::caller_role_is_admin() {
+        return Ok(());
+    }
+    match auth::authenticate(token)? {
+        Caller::System => Ok(()),
+        Caller::User(_) => Err(HatchatError::Forbidden(
+            "only an admin (hatchat_admin or the server secret) may do this".into(),
+        )),
+    }
+}
+
+/// Self-service calls: a user's token, matching `self_id` when one is given.
+fn require_self(token: Option<&str>, self_id: Option<pgrx::Uuid>) -> Result<UserState> {
+    let caller = auth::authenticate(token)?;
+    caller.may_write()?;
+    let user = caller.user()?.clone();
+    if self_id.is_some_and(|id| rust_uuid(id) != user.id) {
+        return Err(HatchatError::Forbidden("a user can only change their own settings".into()));
+    }
+    Ok(user)
+}
+
+fn existing_user(user_id: Option<pgrx::Uuid>) -> Result<pgrx::Uuid> {
+    let user_id = required(user_id, "user id")?;
+    if rust_uuid(user_id) == auth::SYSTEM_USER || !users::user_exists(user_id)? {
+        return Err(users::user_not_found(user_id));
+    }
+    Ok(user_id)
+}
+
+fn update_user_flags(
+    sql: &'static str,
+    user_id: pgrx::Uuid,
+    value: pgrx::datum::DatumWithOid<'_>,
+) -> Result<Jsonb> {
+    db::first::<Jsonb>(sql, &[user_id.into(), value])?.ok_or_else(|| users::user_not_found(user_id))
+}
+
+/// Bans a user until `until` (a past time lifts the ban).
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn ban_user(
+    token: Option<&str>,
+    user_id: Option<pgrx::Uuid>,
+    until: Option<pgrx::datum::TimestampWithTimeZone>,
+) -> SqlResult<Jsonb> {
+    require_admin(token)?;
+    let user_id = existing_user(user_id)?;
+    let until = required(until, "until")?;
+    Ok(update_user_flags(
+        "UPDATE hatchat.users SET banned_until = $2 WHERE id = $1 RETURNING hatchat.moderation_json(users)",
+        user_id,
+        until.into(),
+    )?)
+}
+
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn unban_user(token: Option<&str>, user_id: Option<pgrx::Uuid>) -> SqlResult<Jsonb> {
+    require_admin(token)?;
+    let user_id = existing_user(user_id)?;
+    Ok(update_user_flags(
+        "UPDATE hatchat.users SET banned_until = NULL WHERE id = $1 AND $2 RETURNING hatchat.moderation_json(users)",
+        user_id,
+        true.into(),
+    )?)
+}
+
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn mute_user(token: Option<&str>, user_id: Option<pgrx::Uuid>, muted: Option<bool>) -> SqlResult<Jsonb> {
+    require_admin(token)?;
+    let user_id = existing_user(user_id)?;
+    let muted = required(muted, "muted")?;
+    Ok(update_user_flags(
+        "UPDATE hatchat.users SET muted = $2 WHERE id = $1 RETURNING hatchat.moderation_json(users)",
+        user_id,
+        muted.into(),
+    )?)
+}
+
+/// A user turns their own chat off (no posting, no notifications) or on again.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_chat_disabled(
+    token: Option<&str>,
+    disabled: Option<bool>,
+    self_id: default!(Option<pgrx::Uuid>, "NULL"),
+) -> SqlResult<Jsonb> {
+    let user = require_self(token, self_id)?;
+    let disabled = required(disabled, "disabled")?;
+    Ok(update_user_flags(
+        "UPDATE hatchat.users SET chat_disabled = $2 WHERE id = $1 RETURNING hatchat.moderation_json(users)",
+        pg_uuid(user.id),
+        disabled.into(),
+    )?)
+}
+
+fn blocked_json(user: &UserState) -> Result<Jsonb> {
+    Ok(db::first::<Jsonb>(
+        "SELECT coalesce(jsonb_agg(jsonb_build_object('id', u.id, 'username', u.username) ORDER BY b.created_at, u.id), '[]'::jsonb) \
+           FROM hatchat.blocks b JOIN hatchat.users u ON u.id = b.blocked_user_id WHERE b.user_id = $1",
+        &[pg_uuid(user.id).into()],
+    )?
+    .expect("an aggregate returns one row"))
+}
+
+/// The caller blocks `user_id`; the answer is their list of blocked users.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn block_user(
+    token: Option<&str>,
+    user_id: Option<pgrx::Uuid>,
+    self_id: default!(Option<pgrx::Uuid>, "NULL"),
+) -> SqlResult<Jsonb> {
+    let user = require_self(token, self_id)?;
+    let blocked = existing_user(user_id)?;
+    if rust_uuid(blocked) == user.id {
+        return Err(HatchatError::invalid("a user cannot block themselves").into());
+    }
+    db::execute(
+        "INSERT INTO hatchat.blocks (user_id, blocked_user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[pg_uuid(user.id).into(), blocked.into()],
+    )?;
+    Ok(blocked_json(&user)?)
+}
+
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn unblock_user(
+    token: Option<&str>,
+    user_id: Option<pgrx::Uuid>,
+    self_id: default!(Option<pgrx::Uuid>, "NULL"),
+) -> SqlResult<Jsonb> {
+    let user = require_self(token, self_id)?;
+    let blocked = required(user_id, "user id")?;
+    db::execute(
+        "DELETE FROM hatchat.blocks WHERE user_id = $1 AND blocked_user_id = $2",
+        &[pg_uuid(user.id).into(), blocked.into()],
+    )?;
+    Ok(blocked_json(&user)?)
+}
+
+/// The users the caller blocked: `[{id, username}]`.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn list_blocked(token: Option<&str>, self_id: default!(Option<pgrx::Uuid>, "NULL")) -> SqlResult<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    let user = caller.user()?;
+    if self_id.is_some_and(|id| rust_uuid(id) != user.id) {
+        return Err(HatchatError::Forbidden("a user can only see their own blocks".into()).into());
+    }
+    Ok(blocked_json(user)?)
+}
