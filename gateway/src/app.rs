@@ -21,8 +21,8 @@ pub struct AppState {
     pub max_wait: Duration,
 }
 
-pub fn app(state: AppState, max_body_bytes: usize) -> Router {
-    let api = routes::router()
+pub fn app(state: AppState, max_body_bytes: usize, chat_prefix: &str) -> Router {
+    let api = routes::router(chat_prefix)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -38,6 +38,24 @@ pub struct Config {
     #[arg(long, env = "HATCHAT_APPLICATION_NAME", default_value = "hatchat-gateway")]
     pub application_name: String,
 
+    /// Path prefix of the multi-room chat routes (`/{prefix}/auth/{token}/rooms`…).
+    #[arg(long, env = "HATCHAT_CHAT_PREFIX", default_value = "chat/v1")]
+    pub chat_prefix: String,
+
+    /// When set, every notification is POSTed as JSON to this URL (at least once, in order per
+    /// user, retried with backoff; progress is kept in the database).
+    #[arg(long, env = "HATCHAT_NOTIFY_URL")]
+    pub notify_url: Option<String>,
+
+    /// Seconds between calls of hatchat.purge_expired() (0 turns purging off).
+    #[arg(long, env = "HATCHAT_PURGE_INTERVAL", default_value_t = 60)]
+    pub purge_interval_secs: u64,
+
+    /// The database role requests run as when the login role is a superuser or an admin: HTTP
+    /// clients must never act with admin rights (admin calls then need the server secret).
+    #[arg(long, env = "HATCHAT_REQUEST_ROLE", default_value = "hatchat_gateway")]
+    pub request_role: String,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "HATCHAT_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

@@ -22,10 +22,19 @@ pub fn postgres_config(url: &str, application_name: &str) -> Result<tokio_postgr
 }
 
 /// Request connections send with `hatchat.notify = off`: the gateway announces its own sends
-/// (see notify.rs), so no send transaction takes the database-wide NOTIFY lock.
-pub fn pool(url: &str, application_name: &str, size: usize) -> Result<Pool, String> {
+/// (see notify.rs), so no send transaction takes the database-wide NOTIFY lock. With
+/// `request_role`, they run as that role (see `prepare_database`).
+pub fn pool(
+    url: &str,
+    application_name: &str,
+    size: usize,
+    request_role: Option<&str>,
+) -> Result<Pool, String> {
     let mut config = postgres_config(url, application_name)?;
     add_options(&mut config, "-c hatchat.notify=off");
+    if let Some(role) = request_role {
+        add_options(&mut config, &format!("-c role={role}"));
+    }
     let manager =
         Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
@@ -64,9 +73,25 @@ pub fn json(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Makes sure the database has the extension (for a database given with DATABASE_URL).
-pub async fn ensure_extension(pool: &Pool) -> Result<String, String> {
-    let client = pool.get().await.map_err(|e| format!("cannot connect to the database: {e}"))?;
+/// What startup learnt about the database.
+pub struct Prepared {
+    pub extension_version: String,
+    /// The role requests must run as, when the login role is too powerful to use directly.
+    pub request_role: Option<String>,
+}
+
+/// Makes sure the database has the extension (for a database given with DATABASE_URL), and
+/// decides which role requests run as: a superuser or hatchat_admin login would let every HTTP
+/// client act as an admin, so then requests run as `request_role` (created if missing), and admin
+/// calls over HTTP need the server secret.
+pub async fn prepare_database(url: &str, request_role: &str) -> Result<Prepared, String> {
+    if !request_role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(format!("request role {request_role:?}: use lowercase letters, digits and _"));
+    }
+    let config = postgres_config(url, "hatchat-gateway-setup")?;
+    let (client, connection) =
+        config.connect(NoTls).await.map_err(|e| format!("cannot connect to the database: {e}"))?;
+    tokio::spawn(connection);
     if let Err(error) = client.batch_execute("CREATE EXTENSION IF NOT EXISTS hatchat").await {
         tracing::warn!(%error, "CREATE EXTENSION IF NOT EXISTS hatchat failed; checking it is there");
     }
@@ -74,9 +99,50 @@ pub async fn ensure_extension(pool: &Pool) -> Result<String, String> {
         .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'hatchat'", &[])
         .await
         .map_err(|e| e.to_string())?;
-    row.map(|r| r.get(0)).ok_or_else(|| {
+    let extension_version: String = row.map(|r| r.get(0)).ok_or_else(|| {
         "the hatchat extension is not installed in this database and could not be created: \
          install it (scripts/run.sh does) and run CREATE EXTENSION hatchat as a privileged role"
             .to_string()
-    })
+    })?;
+    let powers = client
+        .query_one(
+            "SELECT r.rolsuper, pg_has_role(current_user, 'hatchat_admin', 'USAGE') FROM pg_roles r \
+              WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let (superuser, admin): (bool, bool) = (powers.get(0), powers.get(1));
+    if !superuser && !admin {
+        return Ok(Prepared { extension_version, request_role: None });
+    }
+    if superuser {
+        client
+            .batch_execute(&format!(
+                "DO $$ BEGIN \
+                     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{request_role}') THEN \
+                         CREATE ROLE {request_role} NOLOGIN; \
+                     END IF; \
+                 END $$"
+            ))
+            .await
+            .map_err(|e| format!("cannot create the request role {request_role}: {e}"))?;
+    }
+    // Check the role can be taken and has no admin rights of its own.
+    client
+        .batch_execute(&format!("SET ROLE {request_role}"))
+        .await
+        .map_err(|e| format!("the login role has admin rights and cannot SET ROLE {request_role}: {e}"))?;
+    let still_admin: bool = client
+        .query_one("SELECT pg_has_role(current_user, 'hatchat_admin', 'USAGE')", &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    if still_admin {
+        return Err(format!(
+            "the request role {request_role} has hatchat_admin: HTTP clients would act as admins"
+        ));
+    }
+    tracing::info!(role = request_role, "requests run as a role without admin rights");
+    Ok(Prepared { extension_version, request_role: Some(request_role.to_string()) })
 }

@@ -64,16 +64,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
     }
 }
 
-/// A path segment (`/users/{id}`), percent-decoded.
-pub struct PathParam(pub String);
+/// Path segments (`/users/{id}` gives a String, `/auth/{token}/rooms/{*room}` a pair),
+/// percent-decoded.
+pub struct PathParams<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+/// The common case: one segment.
+pub type PathParam = PathParams<String>;
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Path::<String>::from_request_parts(parts, state)
+        axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
-            .map(|p| PathParam(p.0))
+            .map(|p| PathParams(p.0))
             .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
     }
 }
@@ -88,6 +92,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Token {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let header = parts.headers.get(header::AUTHORIZATION);
         Ok(Token(header.map(|v| v.to_str().unwrap_or_default().to_string())))
+    }
+}
+
+/// A JSON body kept as its text, checked to be JSON: for bodies the extension reads whole.
+pub struct RawJsonBody(pub Box<serde_json::value::RawValue>);
+
+impl<S: Send + Sync> FromRequest<S> for RawJsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        JsonBody::<Box<serde_json::value::RawValue>>::from_request(request, state)
+            .await
+            .map(|b| RawJsonBody(b.0))
+    }
+}
+
+/// How long a long-poll may wait: `wait` seconds if given (0 or more), at most `longest`.
+pub fn wait_param(wait: Option<f64>, longest: std::time::Duration) -> Result<std::time::Duration, ApiError> {
+    match wait {
+        None => Ok(longest),
+        Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+            Ok(std::time::Duration::from_secs_f64(seconds.min(longest.as_secs_f64())))
+        }
+        Some(_) => Err(ApiError::bad_request("wait must be a number of seconds, 0 or more")),
     }
 }
 

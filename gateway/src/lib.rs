@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod forward;
 pub mod listen;
 pub mod notify;
 pub mod routes;

@@ -27,6 +27,8 @@ pub enum Topic {
     Channel(String),
     /// New notifications for a user.
     User(String),
+    /// New notifications for anyone (the forwarder waits on this).
+    AnyUser,
 }
 
 /// Why a wait ended.
@@ -181,7 +183,9 @@ struct Payload {
 impl Payload {
     fn topics(self) -> impl Iterator<Item = Topic> {
         let channels = self.channel.into_iter().chain(self.channels).map(Topic::Channel);
-        channels.chain(self.user.into_iter().chain(self.users).map(Topic::User))
+        let users: Vec<Topic> = self.user.into_iter().chain(self.users).map(Topic::User).collect();
+        let any_user = (!users.is_empty()).then_some(Topic::AnyUser);
+        channels.chain(users).chain(any_user)
     }
 }
 

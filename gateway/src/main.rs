@@ -5,6 +5,7 @@ use clap::Parser;
 use hatchat_gateway::app::{app, AppState};
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
+use hatchat_gateway::forward::spawn_forwarder;
 use hatchat_gateway::listen::{spawn_listener, Hub};
 use hatchat_gateway::notify::spawn_notifier;
 use hatchat_gateway::sends::Sends;
@@ -26,8 +27,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let pool = db::pool(&config.database_url, &config.application_name, config.pool_size)?;
-    let version = db::ensure_extension(&pool).await?;
+    let prepared = db::prepare_database(&config.database_url, &config.request_role).await?;
+    let pool = db::pool(
+        &config.database_url,
+        &config.application_name,
+        config.pool_size,
+        prepared.request_role.as_deref(),
+    )?;
     let hub = Hub::new();
     let listener_name = format!("{}-listener", config.application_name);
     spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);
@@ -35,13 +41,18 @@ async fn run(config: Config) -> Result<(), String> {
         db::postgres_config(&config.database_url, &format!("{}-notifier", config.application_name))?;
     db::add_options(&mut notifier_config, "-c synchronous_commit=off");
     let (notifier, notifier_task) = spawn_notifier(Arc::clone(&hub), notifier_config);
+    if let Some(url) = &config.notify_url {
+        let name = format!("{}-forwarder", config.application_name);
+        spawn_forwarder(Arc::clone(&hub), db::postgres_config(&config.database_url, &name)?, url.clone());
+    }
+    spawn_purger(pool.clone(), config.purge_interval_secs);
     let sends = Sends::new(pool.clone(), notifier, config.send_slots);
     let state = AppState { pool, hub: Arc::clone(&hub), sends, max_wait: config.max_wait() };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    tracing::info!(address = %config.listen, extension = version, "hatchat gateway serving");
-    axum::serve(listener, app(state, config.max_body_bytes))
+    tracing::info!(address = %config.listen, extension = prepared.extension_version, "hatchat gateway serving");
+    axum::serve(listener, app(state, config.max_body_bytes, &config.chat_prefix))
         .with_graceful_shutdown(shutdown_signal(hub))
         .await
         .map_err(|e| e.to_string())?;
@@ -50,6 +61,24 @@ async fn run(config: Config) -> Result<(), String> {
         tracing::warn!("some sends could not be announced before exit; waiters elsewhere re-poll");
     }
     Ok(())
+}
+
+/// Deletes expired channels every `interval` seconds (0: never).
+fn spawn_purger(pool: deadpool_postgres::Pool, interval: u64) {
+    if interval == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(interval));
+        loop {
+            ticks.tick().await;
+            match db::call_json(&pool, "SELECT hatchat.purge_expired()::text", &[]).await {
+                Ok(purged) if purged != "0" => tracing::info!(purged, "purged expired channels"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(message = error.message, "purging expired channels failed"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal(hub: Arc<Hub>) {

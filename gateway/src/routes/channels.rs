@@ -3,7 +3,7 @@
 use crate::app::AppState;
 use crate::db;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathParam, Token};
+use crate::extract::{JsonBody, PathParam, PathParams, Token};
 use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
@@ -13,6 +13,8 @@ use serde::Deserialize;
 pub struct NewChannel {
     id: Option<String>,
     invite_model: Option<String>,
+    /// `{maxMessages, ttlSeconds, notify}`, passed to the extension as it came.
+    options: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -33,8 +35,11 @@ pub async fn create(
     Token(token): Token,
     JsonBody(channel): JsonBody<NewChannel>,
 ) -> Result<Response, ApiError> {
-    let sql = "SELECT hatchat.create_channel($1, $2, $3)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&token, &channel.id, &channel.invite_model]).await?))
+    let options = channel.options.as_deref().map(serde_json::value::RawValue::get).unwrap_or("{}");
+    let sql = "SELECT hatchat.create_channel($1, $2, $3, $4::text::jsonb)::text";
+    Ok(db::json(
+        db::call_json(&app.pool, sql, &[&token, &channel.id, &channel.invite_model, &options]).await?,
+    ))
 }
 
 pub async fn list(State(app): State<AppState>, Token(token): Token) -> Result<Response, ApiError> {
@@ -44,7 +49,7 @@ pub async fn list(State(app): State<AppState>, Token(token): Token) -> Result<Re
 pub async fn get(
     State(app): State<AppState>,
     Token(token): Token,
-    PathParam(id): PathParam,
+    PathParams(id): PathParam,
 ) -> Result<Response, ApiError> {
     let sql = "SELECT hatchat.get_channel($1, $2)::text";
     Ok(db::json(db::call_json(&app.pool, sql, &[&token, &id]).await?))
@@ -53,7 +58,7 @@ pub async fn get(
 pub async fn update(
     State(app): State<AppState>,
     Token(token): Token,
-    PathParam(id): PathParam,
+    PathParams(id): PathParam,
     JsonBody(change): JsonBody<ChannelChange>,
 ) -> Result<Response, ApiError> {
     let sql = "SELECT hatchat.update_channel($1, $2, $3)::text";
@@ -63,7 +68,7 @@ pub async fn update(
 pub async fn delete(
     State(app): State<AppState>,
     Token(token): Token,
-    PathParam(id): PathParam,
+    PathParams(id): PathParam,
 ) -> Result<Response, ApiError> {
     db::call(&app.pool, "SELECT hatchat.delete_channel($1, $2)", &[&token, &id]).await?;
     Ok(db::json(r#"{"deleted":true}"#.into()))
@@ -81,7 +86,7 @@ pub async fn invite(
 pub async fn leave(
     State(app): State<AppState>,
     Token(token): Token,
-    PathParam(id): PathParam,
+    PathParams(id): PathParam,
 ) -> Result<Response, ApiError> {
     db::call(&app.pool, "SELECT hatchat.leave_channel($1, $2)", &[&token, &id]).await?;
     Ok(db::json(r#"{"left":true}"#.into()))

@@ -3,13 +3,12 @@
 use crate::app::AppState;
 use crate::db;
 use crate::error::ApiError;
-use crate::extract::{raw_json, JsonBody, QueryParams, Token};
+use crate::extract::{raw_json, wait_param, JsonBody, QueryParams, Token};
 use crate::listen::{Topic, Wake};
 use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Deserialize)]
@@ -60,16 +59,6 @@ impl Window {
             Some(until) => until.parse::<jiff::Timestamp>().map_or(true, |t| t > jiff::Timestamp::now()),
         }
     }
-
-    fn wait(&self, longest: Duration) -> Result<Duration, ApiError> {
-        match self.wait {
-            None => Ok(longest),
-            Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
-                Ok(Duration::from_secs_f64(seconds.min(longest.as_secs_f64())))
-            }
-            Some(_) => Err(ApiError::bad_request("wait must be a number of seconds, 0 or more")),
-        }
-    }
 }
 
 /// Queries once; while the answer is empty and the window open, waits for a notification on the
@@ -79,7 +68,7 @@ pub async fn poll(
     Token(token): Token,
     QueryParams(window): QueryParams<Window>,
 ) -> Result<Response, ApiError> {
-    let deadline = Instant::now() + window.wait(app.max_wait)?;
+    let deadline = Instant::now() + wait_param(window.wait, app.max_wait)?;
     // Subscribe before the first query: a message committed in between is not missed.
     let mut subscription = app.hub.subscribe(Topic::Channel(window.channel_id.clone().unwrap_or_default()));
     loop {

@@ -4,22 +4,36 @@
 mod channels;
 mod health;
 mod messages;
+mod moderation;
+mod notifications;
+mod rooms;
 mod users;
 
 use crate::app::AppState;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
-pub fn router() -> Router<AppState> {
+/// The API routes; the multi-room chat routes live under `/{chat_prefix}/auth/{token}`.
+pub fn router(chat_prefix: &str) -> Router<AppState> {
+    let chat = format!("/{}/auth/{{token}}", chat_prefix.trim_matches('/'));
     Router::new()
         .route("/users", post(users::register))
         .route("/users/{id}", get(users::get).patch(users::update).delete(users::delete))
+        .route("/users/{id}/chat-disabled", put(moderation::set_chat_disabled))
+        .route("/users/{id}/blocks", get(moderation::list_blocked).post(moderation::block))
+        .route("/users/{id}/blocks/{blocked}", axum::routing::delete(moderation::unblock))
+        .route("/admin/users/{id}/ban", post(moderation::ban).delete(moderation::unban))
+        .route("/admin/users/{id}/mute", post(moderation::mute))
         .route("/channels", post(channels::create).get(channels::list))
         .route("/channels/{id}", get(channels::get).patch(channels::update).delete(channels::delete))
         .route("/invite", post(channels::invite))
         .route("/channels/invite", post(channels::invite))
         .route("/channels/{id}/leave", post(channels::leave))
         .route("/messages", post(messages::send).get(messages::poll))
+        .route("/notifications", get(notifications::poll))
+        .route(&format!("{chat}/rooms"), post(rooms::create))
+        .route(&format!("{chat}/rooms/{{*room}}"), get(rooms::get).post(rooms::post_message))
+        .route(&format!("{chat}/system-messages"), post(rooms::system_message))
         .route("/ping", get(health::ping))
         .route("/health", get(health::health))
 }

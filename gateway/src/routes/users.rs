@@ -3,7 +3,7 @@
 use crate::app::AppState;
 use crate::db;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathParam, Token};
+use crate::extract::{JsonBody, PathParam, PathParams, Token};
 use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
@@ -29,7 +29,7 @@ pub async fn register(
     Ok(db::json(db::call_json(&app.pool, sql, &[&user.id, &user.public_key, &user.username]).await?))
 }
 
-pub async fn get(State(app): State<AppState>, PathParam(id): PathParam) -> Result<Response, ApiError> {
+pub async fn get(State(app): State<AppState>, PathParams(id): PathParam) -> Result<Response, ApiError> {
     let sql = "SELECT hatchat.get_user($1::text::uuid)::text";
     Ok(db::json(db::call_json(&app.pool, sql, &[&id]).await?))
 }
@@ -37,7 +37,7 @@ pub async fn get(State(app): State<AppState>, PathParam(id): PathParam) -> Resul
 pub async fn update(
     State(app): State<AppState>,
     Token(token): Token,
-    PathParam(id): PathParam,
+    PathParams(id): PathParam,
     JsonBody(rename): JsonBody<Rename>,
 ) -> Result<Response, ApiError> {
     let sql = "SELECT hatchat.update_user($1, $2::text::uuid, $3)::text";
@@ -47,7 +47,7 @@ pub async fn update(
 pub async fn delete(
     State(app): State<AppState>,
     Token(token): Token,
-    PathParam(id): PathParam,
+    PathParams(id): PathParam,
 ) -> Result<Response, ApiError> {
     db::call(&app.pool, "SELECT hatchat.delete_user($1, $2::text::uuid)", &[&token, &id]).await?;
     Ok(db::json(r#"{"deleted":true}"#.into()))

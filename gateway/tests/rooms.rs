@@ -1,0 +1,280 @@
+//! The multi-room chat service over HTTP: the seed's routes and status codes, the moderation
+//! routes, the notifications long-poll, purging, and forwarding to a receiver that fails at first.
+
+mod support;
+use axum::http::StatusCode;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::*;
+
+const SECRET: &str = "test-server-secret-4b1d9f0e7c";
+
+async fn set_secret() {
+    admin().await.execute("SELECT hatchat.set_api_secret($1)", &[&SECRET]).await.unwrap();
+}
+
+/// A token as a path segment: URL-safe base64, signed over that text (no escaping needed).
+fn url_safe_token(user: &User) -> String {
+    let exp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS512","typ":"JWT"}"#);
+    let claim = URL_SAFE_NO_PAD.encode(format!(r#"{{"id":"{}","exp":{}}}"#, user.id, exp.as_second()));
+    let token = sign_parts(&user.key_name, &header, &claim);
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let signature =
+        URL_SAFE_NO_PAD.encode(base64::engine::general_purpose::STANDARD.decode(signature).unwrap());
+    format!("{input}.{signature}")
+}
+
+/// The seed client's standard-base64 token, percent-encoded for the path.
+fn encoded_token(user: &User) -> String {
+    encode(&seed_token(&user.key_name, user.id, 60))
+}
+
+fn text(timestamp: i64, message: &str) -> Value {
+    json!({"timestamp": timestamp, "type": "text", "message": message})
+}
+
+async fn room(api: &Api, token: &str, users: &[&str]) -> Reply {
+    api.post(&format!("/chat/v1/auth/{token}/rooms"), None, json!({"type": "triominos/v1", "users": users}))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rooms_with_the_seeds_routes_and_statuses() {
+    set_secret().await;
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let carol = api.register("carol").await;
+
+    // Create: 200 (URL-safe token), 200 again (existing), 401 not a participant, 404 unknown user.
+    let created = room(&api, &url_safe_token(&alice), &[&alice.username, &bob.username]).await.expect(200);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["messages"], json!([]));
+    room(&api, &encoded_token(&bob), &[&bob.username, &alice.username]).await.expect(200);
+    room(&api, &encoded_token(&carol), &[&alice.username, &bob.username]).await.expect(401);
+    room(&api, &encoded_token(&alice), &[&alice.username, "nobody-here"]).await.expect(404);
+    room(&api, "not-a-token", &[&alice.username]).await.expect(401);
+    room(&api, SECRET, &[&carol.username, &bob.username]).await.expect(200);
+
+    // Post: 200 stored, 400 per bad field, 401, 404.
+    let path = format!("/chat/v1/auth/{}/rooms/{}/messages", encoded_token(&alice), encode(&id));
+    let posted = api.post(&path, None, text(1429084016939, "Hey bob!")).await.expect(200);
+    assert_eq!(posted["from"], json!(alice.username));
+    let bad =
+        api.post(&path, None, json!({"timestamp": "now", "type": "t", "message": "m"})).await.expect(400);
+    assert!(bad["message"].as_str().unwrap().starts_with("timestamp"), "{bad}");
+    api.post(&path, None, json!({"timestamp": 1, "type": "t"})).await.expect(400);
+    let outsider = format!("/chat/v1/auth/{}/rooms/{}/messages", encoded_token(&carol), encode(&id));
+    api.post(&outsider, None, text(1, "let me in")).await.expect(401);
+    let missing =
+        format!("/chat/v1/auth/{}/rooms/{}/messages", encoded_token(&alice), encode("no/such/room"));
+    api.post(&missing, None, text(1, "anyone?")).await.expect(404);
+    // Plain slashes in the room id work too.
+    let plain = format!("/chat/v1/auth/{}/rooms/{id}/messages", url_safe_token(&bob));
+    api.post(&plain, None, text(1429084016940, "Hi Alice :)")).await.expect(200);
+
+    // Get: newest first, for participants and the secret; 401, 404.
+    let got = api
+        .get(&format!("/chat/v1/auth/{}/rooms/{}", encoded_token(&alice), encode(&id)), None)
+        .await
+        .expect(200);
+    let said: Vec<&str> =
+        got["messages"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap()).collect();
+    assert_eq!(said, ["Hi Alice :)", "Hey bob!"]);
+    api.get(&format!("/chat/v1/auth/{SECRET}/rooms/{}", encode(&id)), None).await.expect(200);
+    api.get(&format!("/chat/v1/auth/{}/rooms/{}", encoded_token(&carol), encode(&id)), None)
+        .await
+        .expect(401);
+    api.get(&format!("/chat/v1/auth/{}/rooms/{}", encoded_token(&alice), encode("no/room")), None)
+        .await
+        .expect(404);
+
+    // Banned: 403 on creating and posting.
+    let ban = json!({"until": "2099-01-01T00:00:00Z"});
+    api.post(&format!("/admin/users/{}/ban", bob.id), Some(SECRET), ban).await.expect(200);
+    room(&api, &encoded_token(&bob), &[&bob.username, &alice.username]).await.expect(403);
+    let bob_posts = format!("/chat/v1/auth/{}/rooms/{}/messages", encoded_token(&bob), encode(&id));
+    api.post(&bob_posts, None, text(2, "banned")).await.expect(403);
+    api.call(Method::DELETE, &format!("/admin/users/{}/ban", bob.id), Some(SECRET), None).await.expect(200);
+    api.post(&bob_posts, None, text(3, "back")).await.expect(200);
+
+    // System messages: the secret only; they create the room and post an event from $$.
+    let system = json!({"type": "triominos/v1", "users": [carol.username, alice.username], "timestamp": 5, "message": "GAME_STARTED"});
+    api.post(&format!("/chat/v1/auth/{}/system-messages", encoded_token(&alice)), None, system.clone())
+        .await
+        .expect(401);
+    let event = api.post(&format!("/chat/v1/auth/{SECRET}/system-messages"), None, system).await.expect(200);
+    assert_eq!((event["from"].clone(), event["type"].clone()), (json!("$$"), json!("event")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_routes_need_the_secret_even_when_the_gateway_logs_in_as_superuser() {
+    set_secret().await;
+    let gateway = Gateway::start().await; // its DATABASE_URL is the postgres superuser
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    for token in [None, Some(alice.token())] {
+        let status = api
+            .post(&format!("/admin/users/{}/mute", bob.id), token.as_deref(), json!({"muted": true}))
+            .await;
+        assert!(status.status == 401 || status.status == 403, "{status:?}");
+    }
+    let muted =
+        api.post(&format!("/admin/users/{}/mute", bob.id), Some(SECRET), json!({"muted": true})).await;
+    assert_eq!(muted.expect(200)["muted"], json!(true));
+    api.post(&format!("/admin/users/{}/ban", bob.id), Some(SECRET), json!({"until": "someday"}))
+        .await
+        .expect(400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn self_service_moderation_routes() {
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let blocks = format!("/users/{}/blocks", alice.id);
+    let listed = api.post(&blocks, Some(&alice.token()), json!({"userId": bob.id})).await.expect(200);
+    assert_eq!(listed, json!([{"id": bob.id, "username": bob.username}]));
+    assert_eq!(api.get(&blocks, Some(&alice.token())).await.expect(200), listed);
+    api.get(&blocks, Some(&bob.token())).await.expect(403);
+    api.post(&blocks, Some(&alice.token()), json!({"userId": alice.id})).await.expect(400);
+    let unblocked =
+        api.call(Method::DELETE, &format!("{blocks}/{}", bob.id), Some(&alice.token()), None).await;
+    assert_eq!(unblocked.expect(200), json!([]));
+    let path = format!("/users/{}/chat-disabled", alice.id);
+    let disabled = api.call(Method::PUT, &path, Some(&alice.token()), Some(json!({"disabled": true}))).await;
+    assert_eq!(disabled.expect(200)["chatDisabled"], json!(true));
+    api.call(Method::PUT, &path, Some(&bob.token()), Some(json!({"disabled": true}))).await.expect(403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_long_poll_wakes_on_a_post() {
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let id = room(&api, &encoded_token(&alice), &[&alice.username, &bob.username]).await.expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let waiting = {
+        let (api, bob) = (api.clone(), bob.clone());
+        tokio::spawn(async move { api.get("/notifications?after=0&wait=10", Some(&bob.token())).await })
+    };
+    while gateway.waiting().await == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let path = format!("/chat/v1/auth/{}/rooms/{}/messages", encoded_token(&alice), encode(&id));
+    let sent = Instant::now();
+    api.post(&path, None, text(1, "ping")).await.expect(200);
+    let notes = waiting.await.unwrap().expect(200);
+    assert!(sent.elapsed() < Duration::from_secs(2));
+    assert_eq!(notes[0]["data"]["message"], json!("ping"));
+    assert_eq!(notes[0]["id"], json!(1));
+    let quiet = api.get("/notifications?after=1&wait=0.3", Some(&bob.token())).await.expect(200);
+    assert_eq!(quiet, json!([]));
+    api.get("/notifications?wait=0", None).await.expect(401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_purges_expired_rooms() {
+    let gateway = Gateway::start_with(&[("HATCHAT_PURGE_INTERVAL", "1")]).await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let id = format!("short-{}", short_id());
+    let options = json!({"id": id, "options": {"ttlSeconds": 1}});
+    api.post("/channels", Some(&alice.token()), options).await.expect(200);
+    let db = admin().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: i64 =
+            db.query_one("SELECT count(*) FROM hatchat.channels WHERE id = $1", &[&id]).await.unwrap().get(0);
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not purged");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+type Received = Arc<Mutex<Vec<Value>>>;
+
+/// A notification receiver that refuses its first `failures` requests, then records the bodies.
+async fn receiver(failures: usize) -> (String, Received) {
+    let received: Received = Arc::default();
+    let refused = Arc::new(Mutex::new(0usize));
+    let record = {
+        let received = received.clone();
+        move |axum::Json(body): axum::Json<Value>| async move {
+            let mut refused = refused.lock().unwrap();
+            if *refused < failures {
+                *refused += 1;
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+            received.lock().unwrap().push(body);
+            StatusCode::OK
+        }
+    };
+    let app = axum::Router::new().route("/notify", axum::routing::post(record));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_are_forwarded_in_order_despite_a_failing_receiver() {
+    // Other tests' notifications would be forwarded to this receiver too: mark them all done first.
+    let db = admin().await;
+    db.execute("UPDATE hatchat.notifications SET forwarded_at = now() WHERE forwarded_at IS NULL", &[])
+        .await
+        .unwrap();
+    let (url, received) = receiver(3).await;
+    let gateway = Gateway::start_with(&[("HATCHAT_NOTIFY_URL", &url)]).await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let id = room(&api, &encoded_token(&alice), &[&alice.username, &bob.username]).await.expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/chat/v1/auth/{}/rooms/{}/messages", encoded_token(&alice), encode(&id));
+    for i in 0..5 {
+        api.post(&path, None, text(i, &format!("m{i}"))).await.expect(200);
+    }
+    let for_bob = |received: &Received| -> Vec<String> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| n["to"] == json!(bob.username))
+            .map(|n| n["data"]["message"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while for_bob(&received).len() < 5 {
+        assert!(Instant::now() < deadline, "forwarded only {:?}", for_bob(&received));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(for_bob(&received), ["m0", "m1", "m2", "m3", "m4"], "in order, each once");
+
+    // A restart neither loses nor repeats: what was acknowledged is not sent again.
+    drop(gateway);
+    let restarted = Gateway::start_with(&[("HATCHAT_NOTIFY_URL", &url)]).await;
+    restarted.api().post(&path, None, text(9, "after restart")).await.expect(200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while for_bob(&received).len() < 6 {
+        assert!(Instant::now() < deadline, "not forwarded after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(for_bob(&received), ["m0", "m1", "m2", "m3", "m4", "after restart"]);
+}
