@@ -64,6 +64,16 @@ ensure_toolchain() {
     ensure_cargo_pgrx
 }
 
+# What the web client's tests need: Debian's Chromium and ChromeDriver, and Node for the unit tests
+# of its JavaScript (Debian's nodejs when none is installed).
+ensure_browser_tools() {
+    local missing=()
+    for p in chromium chromium-driver; do package_installed "$p" || missing+=("$p"); done
+    command -v node >/dev/null || missing+=(nodejs)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+    [ -x /usr/bin/chromedriver ] || die "chromium-driver could not be installed: the browser test needs it"
+}
+
 # Builds the extension and installs it into the system PostgreSQL (`release` or `dev`).
 install_extension() {
     local profile=${1:-release} flags=()

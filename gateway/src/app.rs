@@ -35,6 +35,7 @@ pub fn app(state: AppState, max_body_bytes: usize, chat_prefix: &str) -> Router 
     // broker) work unchanged.
     Router::new()
         .nest("/api", api.clone())
+        .merge(routes::web())
         .merge(api)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())

@@ -8,10 +8,16 @@ mod moderation;
 mod notifications;
 mod rooms;
 mod users;
+mod web;
 
 use crate::app::AppState;
 use axum::routing::{get, post, put};
 use axum::Router;
+
+/// The web client's files, served at the root (not under /api).
+pub fn web() -> Router<AppState> {
+    web::paths().fold(Router::new(), |router, path| router.route(path, get(web::serve)))
+}
 
 /// The API routes; the multi-room chat routes live under `/{chat_prefix}/auth/{token}`.
 pub fn router(chat_prefix: &str) -> Router<AppState> {

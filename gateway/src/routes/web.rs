@@ -1,0 +1,80 @@
+//! The reference web client (`web/`), compiled into the binary and served at `/`. Files are
+//! revalidated on every load (`no-cache` with an ETag): their names carry no content hash, so a
+//! long cache would keep an old client after an upgrade. The page gets a strict Content Security
+//! Policy: everything comes from this origin, nothing else may load or be framed.
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../../web/index.html"),
+    },
+    Asset {
+        path: "/index.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../../web/index.html"),
+    },
+    Asset {
+        path: "/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../../web/app.js"),
+    },
+    Asset {
+        path: "/api.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../../web/api.js"),
+    },
+    Asset {
+        path: "/crypto.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../../web/crypto.js"),
+    },
+    Asset {
+        path: "/style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../../web/style.css"),
+    },
+];
+
+const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
+                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+pub fn paths() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|asset| asset.path)
+}
+
+fn etag(body: &[u8]) -> String {
+    let mut hasher = DefaultHasher::new();
+    body.hash(&mut hasher);
+    format!("\"{:016x}\"", hasher.finish())
+}
+
+/// Serves the asset at `path` (one of `paths()`), or 304 when the client's copy is current.
+pub async fn serve(uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let Some(asset) = ASSETS.iter().find(|asset| asset.path == uri.path()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let tag = etag(asset.body);
+    let fresh = headers.get(header::IF_NONE_MATCH).is_some_and(|seen| seen.as_bytes() == tag.as_bytes());
+    let mut response =
+        if fresh { StatusCode::NOT_MODIFIED.into_response() } else { asset.body.into_response() };
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    out.insert(header::ETAG, HeaderValue::from_str(&tag).expect("a hex tag is a valid header"));
+    out.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    out.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    out.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}

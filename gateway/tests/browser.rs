@@ -1,0 +1,236 @@
+//! The web client end to end in a real browser (Debian's Chromium, driven through chromedriver):
+//! two people with separate profiles chat through a share link, each sees the other's messages
+//! within a second, in order, exactly once; a reload shows the same history once; the database
+//! holds only ciphertext; a link with the wrong key shows "cannot decrypt". Screenshots of the
+//! windows are saved under target/browser-test/.
+
+mod support;
+use fantoccini::{ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A chromedriver process on a free port; killed when dropped.
+struct Driver {
+    url: String,
+    child: Child,
+}
+
+impl Driver {
+    async fn start() -> Self {
+        assert!(
+            std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists(),
+            "the browser test needs Debian's chromium and chromium-driver \
+             (apt-get install chromium chromium-driver; scripts/test.sh installs them)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("{url}/status")).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Driver { url, child }
+    }
+
+    /// A browser with a profile of its own (its own localStorage, so its own identity).
+    async fn browser(&self, name: &str) -> fantoccini::Client {
+        let profile = std::env::temp_dir().join(format!("hatchat-browser-{name}-{}", short_id()));
+        let options = json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--window-size=1100,900", format!("--user-data-dir={}", profile.display()),
+            ],
+        });
+        let capabilities = serde_json::Map::from_iter([("goog:chromeOptions".to_string(), options)]);
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The messages a window shows: (seq, kind, text).
+async fn shown(browser: &fantoccini::Client) -> Vec<(i64, String, String)> {
+    let script = "return [...document.querySelectorAll('[data-testid=message]')].map(m => \
+                  [Number(m.dataset.seq), m.dataset.kind, m.querySelector('.body').textContent])";
+    let value = browser.execute(script, vec![]).await.unwrap();
+    serde_json::from_value::<Vec<(i64, String, String)>>(value).unwrap()
+}
+
+fn texts(messages: &[(i64, String, String)]) -> Vec<String> {
+    messages.iter().filter(|(_, kind, _)| kind == "text").map(|(_, _, text)| text.clone()).collect()
+}
+
+/// Waits until `check` holds for what the window shows, at most `within`; returns the wait.
+async fn until_shown(
+    browser: &fantoccini::Client,
+    within: Duration,
+    check: impl Fn(&[(i64, String, String)]) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let messages = shown(browser).await;
+        if check(&messages) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "not shown within {within:?}: {messages:?}");
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
+
+async fn text_of(browser: &fantoccini::Client, test_id: &str) -> String {
+    let element = browser.find(Locator::Css(&format!("[data-testid={test_id}]"))).await.unwrap();
+    element.text().await.unwrap()
+}
+
+async fn wait_connected(browser: &fantoccini::Client) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while text_of(browser, "status").await != "connected" {
+        assert!(Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The element for `css` once it is shown and enabled (views exist in the page while hidden).
+async fn usable(browser: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(element) = browser.find(Locator::Css(css)).await {
+            if element.is_displayed().await.unwrap_or(false) && element.is_enabled().await.unwrap_or(false) {
+                return element;
+            }
+        }
+        assert!(Instant::now() < deadline, "{css} never became usable");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn say(browser: &fantoccini::Client, text: &str) {
+    let input = usable(browser, "[data-testid=message-input]").await;
+    input.send_keys(&format!("{text}\u{E007}")).await.unwrap(); // U+E007: WebDriver's Enter key
+}
+
+async fn screenshot(browser: &fantoccini::Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), browser.screenshot().await.unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_people_chat_end_to_end_encrypted() {
+    let gateway = Gateway::start().await;
+    let driver = Driver::start().await;
+    let a = driver.browser("a").await;
+    let b = driver.browser("b").await;
+
+    // A starts a channel and shares the link.
+    a.goto(&format!("{}/", gateway.base)).await.unwrap();
+    usable(&a, "[data-testid=start-channel]").await.click().await.unwrap();
+    let link_input = usable(&a, "[data-testid=share-link]").await;
+    let mut link = String::new();
+    while link.is_empty() {
+        link = link_input.prop("value").await.unwrap().unwrap_or_default();
+    }
+    let (_, fragment) = link.split_once('#').expect("the key rides in the fragment");
+    let (channel, key) = fragment.rsplit_once('/').unwrap();
+    assert!(!key.is_empty());
+
+    // B opens it and joins.
+    b.goto(&link).await.unwrap();
+    wait_connected(&b).await;
+    wait_connected(&a).await;
+
+    // Each sees the other's messages within a second, in order, exactly once.
+    say(&a, "hello from A").await;
+    let lag =
+        until_shown(&b, Duration::from_secs(1), |m| texts(m).contains(&"hello from A".to_string())).await;
+    println!("B saw A's message after {lag:?}");
+    say(&b, "hi from B").await;
+    let lag = until_shown(&a, Duration::from_secs(1), |m| texts(m).contains(&"hi from B".to_string())).await;
+    println!("A saw B's message after {lag:?}");
+    for text in ["one", "two", "three"] {
+        say(&a, text).await;
+    }
+    let expected = ["hello from A", "hi from B", "one", "two", "three"].map(String::from).to_vec();
+    for browser in [&a, &b] {
+        until_shown(browser, Duration::from_secs(2), |m| texts(m) == expected).await;
+        let messages = shown(browser).await;
+        let seqs: Vec<i64> = messages.iter().map(|(seq, _, _)| *seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, each once: {seqs:?}");
+        assert!(
+            messages.iter().any(|(_, kind, text)| kind == "system" && text.ends_with("joined")),
+            "{messages:?}"
+        );
+    }
+    let members = text_of(&a, "members").await;
+    assert_eq!(members.lines().filter(|l| !l.trim().is_empty()).count(), 2, "{members}");
+    screenshot(&a, "a").await;
+    screenshot(&b, "b").await;
+
+    // B reloads: the same history, once.
+    b.refresh().await.unwrap();
+    wait_connected(&b).await;
+    until_shown(&b, Duration::from_secs(5), |m| texts(m) == expected).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(texts(&shown(&b).await), expected, "nothing shown twice after a reload");
+
+    // The server only ever saw ciphertext.
+    let db = admin().await;
+    let stored: Vec<Value> = db
+        .query("SELECT payload::text FROM hatchat.messages WHERE channel_id = $1 AND from_user_id <> '00000000-0000-0000-0000-000000000000'", &[&channel])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| serde_json::from_str(row.get::<_, &str>(0)).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 5);
+    for payload in &stored {
+        let text = payload.to_string();
+        assert!(payload["ct"].is_string() && payload["iv"].is_string(), "{text}");
+        for plain in &expected {
+            assert!(!text.contains(plain.as_str()), "plaintext {plain:?} in {text}");
+        }
+    }
+
+    // Someone with a wrong key sees that the messages do not decrypt (rather than nothing).
+    let c = driver.browser("c").await;
+    let wrong_key = match key.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", &key[1..]),
+    };
+    c.goto(&format!("{}/#{channel}/{wrong_key}", gateway.base)).await.unwrap();
+    wait_connected(&c).await;
+    until_shown(&c, Duration::from_secs(5), |m| {
+        m.iter().filter(|(_, kind, text)| kind == "undecryptable" && text.contains("cannot decrypt")).count()
+            == 5
+    })
+    .await;
+    screenshot(&c, "wrong-key").await;
+
+    for browser in [a, b, c] {
+        browser.close().await.unwrap();
+    }
+}
