@@ -4,7 +4,7 @@
 # first run, reused after). Installs what is missing first; cheap when everything is there.
 #
 #   scripts/run.sh          build, install, start the database and serve
-#   scripts/run.sh psql     open psql on the embedded database (the extension is created there)
+#   scripts/run.sh psql [psql arguments]   psql on the embedded database (with the extension)
 #   scripts/run.sh stop     stop the embedded database cluster
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -49,10 +49,11 @@ case "$command" in
         exec "$ROOT/target/release/hatchat-gateway"
         ;;
     psql)
+        shift
         ensure_toolchain
         install_extension release
         url=$(start_embedded_database)
-        exec psql "$url"
+        exec psql "$url" "$@"
         ;;
     stop)
         stop_cluster "$(embedded_data_dir)"

@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use postgres::fallible_iterator::FallibleIterator;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -96,20 +95,6 @@ fn the_batch_itself_must_be_an_array_of_bounded_size() {
     let too_many = Value::Array(vec![json!({}); 1001]);
     assert_eq!(sqlstate(batch(&mut db, too_many)), "22023");
     assert_eq!(batch(&mut db, json!([])).unwrap(), Vec::<Value>::new());
-}
-
-/// The next notification about `channel` within `wait`; other tests' channels are skipped.
-fn heard(listener: &mut postgres::Client, channel: &str, wait: Duration) -> Option<Value> {
-    let deadline = std::time::Instant::now() + wait;
-    let mut notifications = listener.notifications();
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let next = notifications.timeout_iter(left).next().unwrap()?;
-        let payload: Value = serde_json::from_str(next.payload()).unwrap();
-        if payload["channel"] == json!(channel) {
-            return Some(payload);
-        }
-    }
 }
 
 #[test]

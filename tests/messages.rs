@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use postgres::fallible_iterator::FallibleIterator;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -190,30 +189,20 @@ fn sends_notify_listeners_only_when_they_commit() {
 
     let mut tx = db.transaction().unwrap();
     tx.query_one("SELECT hatchat.send_message($1, $2, '1')", &[&bob.token(), &id]).unwrap();
-    assert!(wait_for_channel(&mut listener, &id).is_none(), "no notification before commit");
+    assert!(heard(&mut listener, &id, Duration::from_millis(500)).is_none(), "no notification before commit");
     tx.commit().unwrap();
 
-    let heard = wait_for_channel(&mut listener, &id).expect("a notification after commit");
-    assert_eq!(heard, json!({"channel": id, "seq": 3}));
+    let notified =
+        heard(&mut listener, &id, Duration::from_millis(500)).expect("a notification after commit");
+    assert_eq!(notified, json!({"channel": id, "seq": 3}));
 
     let mut tx = db.transaction().unwrap();
     tx.query_one("SELECT hatchat.send_message($1, $2, '2')", &[&bob.token(), &id]).unwrap();
     tx.rollback().unwrap();
-    assert!(wait_for_channel(&mut listener, &id).is_none(), "nothing for a rolled-back send");
-}
-
-/// The next notification about `channel` within half a second; other tests' channels are skipped.
-fn wait_for_channel(listener: &mut postgres::Client, channel: &str) -> Option<Value> {
-    let deadline = std::time::Instant::now() + Duration::from_millis(500);
-    let mut notifications = listener.notifications();
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let next = notifications.timeout_iter(left).next().unwrap()?;
-        let payload: Value = serde_json::from_str(next.payload()).unwrap();
-        if payload["channel"] == json!(channel) {
-            return Some(payload);
-        }
-    }
+    assert!(
+        heard(&mut listener, &id, Duration::from_millis(500)).is_none(),
+        "nothing for a rolled-back send"
+    );
 }
 
 #[test]
@@ -224,6 +213,6 @@ fn notification_payloads_stay_small_for_the_longest_channel_ids() {
     let mut listener = connect();
     listener.batch_execute("LISTEN hatchat").unwrap();
     db.query_one("SELECT hatchat.create_channel($1, $2)", &[&alice.token(), &id]).unwrap();
-    let heard = wait_for_channel(&mut listener, &id).unwrap();
-    assert_eq!(heard["seq"], json!(1));
+    let notified = heard(&mut listener, &id, Duration::from_millis(500)).unwrap();
+    assert_eq!(notified["seq"], json!(1));
 }

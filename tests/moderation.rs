@@ -8,22 +8,6 @@ use serde_json::{json, Value};
 
 const SECRET: &str = "test-server-secret-4b1d9f0e7c";
 
-fn app_role() -> postgres::Client {
-    let mut admin = connect();
-    admin
-        .batch_execute(
-            "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hatchat_test_app') THEN
-                     CREATE ROLE hatchat_test_app LOGIN;
-                 END IF;
-             END $$",
-        )
-        .unwrap();
-    let mut config: postgres::Config = database_url().parse().unwrap();
-    config.user("hatchat_test_app");
-    config.connect(postgres::NoTls).unwrap()
-}
-
 #[test]
 fn only_admins_set_the_secret_and_only_its_salted_hash_is_stored() {
     let mut admin = connect();
@@ -35,7 +19,7 @@ fn only_admins_set_the_secret_and_only_its_salted_hash_is_stored() {
     assert!(!row.to_string().contains(SECRET), "no plaintext anywhere in the row");
     assert_eq!(sqlstate(admin.execute("SELECT hatchat.set_api_secret('short')", &[])), "22023");
 
-    let mut app = app_role();
+    let mut app = app_connection();
     assert_eq!(
         sqlstate(app.execute("SELECT hatchat.set_api_secret($1)", &[&"another-long-secret-value"])),
         "42501"
@@ -55,7 +39,7 @@ fn only_admins_set_the_secret_and_only_its_salted_hash_is_stored() {
 fn bans_and_mutes_need_an_admin_role_or_the_secret() {
     let mut admin = connect();
     admin.execute("SELECT hatchat.set_api_secret($1)", &[&SECRET]).unwrap();
-    let mut app = app_role();
+    let mut app = app_connection();
     let alice = register(&mut app, "alice");
     let bob = register(&mut app, "bob");
     let by_user = app

@@ -5,23 +5,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-/// A login role with no privileges beyond what PUBLIC gets, and a connection as that role.
-fn app_connection() -> postgres::Client {
-    let mut admin = connect();
-    admin
-        .batch_execute(
-            "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hatchat_test_app') THEN
-                     CREATE ROLE hatchat_test_app LOGIN;
-                 END IF;
-             END $$",
-        )
-        .unwrap();
-    let mut config: postgres::Config = database_url().parse().unwrap();
-    config.user("hatchat_test_app");
-    config.connect(postgres::NoTls).unwrap()
-}
-
 #[test]
 fn an_ordinary_role_uses_the_api_but_cannot_touch_the_tables() {
     let mut app = app_connection();

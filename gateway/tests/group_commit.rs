@@ -145,22 +145,6 @@ async fn many_clients_over_many_channels_get_the_seqs_that_were_stored() {
     assert_eq!(answered.len(), CLIENTS * EACH);
 }
 
-async fn start_poll(
-    gateway: &Gateway,
-    reader: &User,
-    channel: &str,
-    after: i64,
-) -> tokio::task::JoinHandle<Reply> {
-    let before = gateway.waiting().await;
-    let (api, reader, channel) = (gateway.api(), reader.clone(), channel.to_string());
-    let handle =
-        tokio::spawn(async move { api.poll(&reader, &channel, &format!("afterSeq={after}&wait=5")).await });
-    while gateway.waiting().await <= before {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    handle
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plain_sql_send_wakes_long_polls_only_when_its_transaction_commits() {
     let gateway = Gateway::start().await;
@@ -174,7 +158,7 @@ async fn a_plain_sql_send_wakes_long_polls_only_when_its_transaction_commits() {
         client
     };
 
-    let waiting = start_poll(&gateway, &alice, &channel, 1).await;
+    let waiting = background_poll(&gateway, &alice, &channel, "afterSeq=1&wait=5").await;
     let tx = db.transaction().await.unwrap();
     tx.execute("SELECT hatchat.send_message($1, $2, '\"rolled back\"')", &[&alice.token(), &channel])
         .await
@@ -182,10 +166,10 @@ async fn a_plain_sql_send_wakes_long_polls_only_when_its_transaction_commits() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "not woken before commit");
     tx.rollback().await.unwrap();
-    let reply = waiting.await.unwrap();
+    let (reply, _) = waiting.await.unwrap();
     assert_eq!(reply.expect(200), json!([]), "a rollback wakes nobody with a message");
 
-    let waiting = start_poll(&gateway, &alice, &channel, 1).await;
+    let waiting = background_poll(&gateway, &alice, &channel, "afterSeq=1&wait=5").await;
     let tx = db.transaction().await.unwrap();
     tx.execute("SELECT hatchat.send_message($1, $2, '\"first\"')", &[&alice.token(), &channel])
         .await
@@ -197,7 +181,7 @@ async fn a_plain_sql_send_wakes_long_polls_only_when_its_transaction_commits() {
     assert!(!waiting.is_finished(), "not woken before commit");
     let committed = Instant::now();
     tx.commit().await.unwrap();
-    let page = waiting.await.unwrap().expect(200);
+    let page = waiting.await.unwrap().0.expect(200);
     assert!(committed.elapsed() < Duration::from_secs(1));
     let payloads: Vec<&Value> = page.as_array().unwrap().iter().map(|m| &m["payload"]).collect();
     assert_eq!(payloads, [&json!("first"), &json!("second")]);

@@ -16,28 +16,6 @@ async fn setup(api: &Api) -> (User, User, String) {
     (alice, bob, channel)
 }
 
-/// Starts a long-poll in the background; returns when the gateway holds it.
-async fn background_poll(
-    gateway: &Gateway,
-    reader: &User,
-    channel: &str,
-    query: &str,
-) -> tokio::task::JoinHandle<(Reply, Instant)> {
-    let before = gateway.waiting().await;
-    let (api, reader, channel, query) =
-        (gateway.api(), reader.clone(), channel.to_string(), query.to_string());
-    let handle = tokio::spawn(async move {
-        let reply = api.poll(&reader, &channel, &query).await;
-        (reply, Instant::now())
-    });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while gateway.waiting().await <= before {
-        assert!(Instant::now() < deadline, "the long-poll never started waiting");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    handle
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_send_from_another_client_releases_the_long_poll_within_100ms() {
     let gateway = Gateway::start().await;

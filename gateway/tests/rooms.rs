@@ -38,6 +38,12 @@ fn text(timestamp: i64, message: &str) -> Value {
     json!({"timestamp": timestamp, "type": "text", "message": message})
 }
 
+/// The id of a new room of `alice` and `bob`.
+async fn room_id(api: &Api, alice: &User, bob: &User) -> String {
+    let created = room(api, &encoded_token(alice), &[&alice.username, &bob.username]).await.expect(200);
+    created["id"].as_str().unwrap().to_string()
+}
+
 async fn room(api: &Api, token: &str, users: &[&str]) -> Reply {
     api.post(&format!("/chat/v1/auth/{token}/rooms"), None, json!({"type": "triominos/v1", "users": users}))
         .await
@@ -161,10 +167,7 @@ async fn notifications_long_poll_wakes_on_a_post() {
     let api = gateway.api();
     let alice = api.register("alice").await;
     let bob = api.register("bob").await;
-    let id = room(&api, &encoded_token(&alice), &[&alice.username, &bob.username]).await.expect(200)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = room_id(&api, &alice, &bob).await;
     let waiting = {
         let (api, bob) = (api.clone(), bob.clone());
         tokio::spawn(async move { api.get("/notifications?after=0&wait=10", Some(&bob.token())).await })
@@ -242,10 +245,7 @@ async fn notifications_are_forwarded_in_order_despite_a_failing_receiver() {
     let api = gateway.api();
     let alice = api.register("alice").await;
     let bob = api.register("bob").await;
-    let id = room(&api, &encoded_token(&alice), &[&alice.username, &bob.username]).await.expect(200)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = room_id(&api, &alice, &bob).await;
     let path = format!("/chat/v1/auth/{}/rooms/{}/messages", encoded_token(&alice), encode(&id));
     for i in 0..5 {
         api.post(&path, None, text(i, &format!("m{i}"))).await.expect(200);

@@ -109,3 +109,34 @@ pub fn error_text<T: std::fmt::Debug>(result: Result<T, postgres::Error>) -> (St
 pub fn count(db: &mut Client, sql: &str, param: &str) -> i64 {
     db.query_one(sql, &[&param]).unwrap().get(0)
 }
+
+/// A connection as a login role with no privileges beyond what PUBLIC gets.
+pub fn app_connection() -> Client {
+    connect()
+        .batch_execute(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hatchat_test_app') THEN
+                     CREATE ROLE hatchat_test_app LOGIN;
+                 END IF;
+             END $$",
+        )
+        .unwrap();
+    let mut config: postgres::Config = database_url().parse().unwrap();
+    config.user("hatchat_test_app");
+    config.connect(NoTls).unwrap()
+}
+
+/// The next notification about `channel` within `wait`; other tests' channels are skipped.
+pub fn heard(listener: &mut Client, channel: &str, wait: std::time::Duration) -> Option<Value> {
+    use postgres::fallible_iterator::FallibleIterator;
+    let deadline = std::time::Instant::now() + wait;
+    let mut notifications = listener.notifications();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let next = notifications.timeout_iter(left).next().unwrap()?;
+        let payload: Value = serde_json::from_str(next.payload()).unwrap();
+        if payload["channel"] == serde_json::json!(channel) {
+            return Some(payload);
+        }
+    }
+}

@@ -245,3 +245,25 @@ impl User {
 pub fn seqs(messages: &Value) -> Vec<i64> {
     messages.as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect()
 }
+
+/// Starts a long-poll in the background; returns when the gateway holds it.
+pub async fn background_poll(
+    gateway: &Gateway,
+    reader: &User,
+    channel: &str,
+    query: &str,
+) -> tokio::task::JoinHandle<(Reply, Instant)> {
+    let before = gateway.waiting().await;
+    let (api, reader, channel, query) =
+        (gateway.api(), reader.clone(), channel.to_string(), query.to_string());
+    let handle = tokio::spawn(async move {
+        let reply = api.poll(&reader, &channel, &query).await;
+        (reply, Instant::now())
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gateway.waiting().await <= before {
+        assert!(Instant::now() < deadline, "the long-poll never started waiting");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle
+}
