@@ -74,7 +74,7 @@ async fn main() {
     println!();
 
     let single_client_insert = pgbench_insert(1, settings.seconds, false);
-    throughput(&api, &settings, single_client_insert, gateway.pid()).await;
+    throughput(&gateway, &settings, single_client_insert).await;
     latency(&api, settings.latency_samples).await;
     idle_waiters(&gateway, &api, &admin, settings.waiters).await;
     fan_out(&gateway, &api, settings.waiters).await;
@@ -168,9 +168,18 @@ fn cpu_used(
     cpu
 }
 
-/// Sends from `senders` (one task each, one request at a time) for `seconds`; messages per second
-/// and the CPU microseconds spent per message by each part.
-async fn send_rate(api: &Api, senders: &[(Sender, String)], seconds: u64, gateway_pid: u32) -> (f64, Cpu) {
+/// (send transactions, sends) the gateway has run so far.
+async fn send_counts(gateway: &Gateway) -> (u64, u64) {
+    let sends = gateway.health().await["sends"].clone();
+    (sends["transactions"].as_u64().unwrap_or(0), sends["messages"].as_u64().unwrap_or(0))
+}
+
+/// Sends from `senders` (one task each, one request at a time) for `seconds`; messages per second,
+/// sends per transaction (the batching achieved), and the CPU microseconds spent per message.
+async fn send_rate(gateway: &Gateway, senders: &[(Sender, String)], seconds: u64) -> (f64, f64, Cpu) {
+    let api = gateway.api();
+    let gateway_pid = gateway.pid();
+    let (transactions_before, messages_before) = send_counts(gateway).await;
     let sent = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let stop = Instant::now() + Duration::from_secs(seconds);
@@ -221,10 +230,14 @@ async fn send_rate(api: &Api, senders: &[(Sender, String)], seconds: u64, gatewa
         gateway: per_message(used.gateway),
         load: per_message(used.load),
     };
-    (messages / started.elapsed().as_secs_f64(), cpu)
+    let (transactions_after, messages_after) = send_counts(gateway).await;
+    let per_transaction =
+        (messages_after - messages_before) as f64 / (transactions_after - transactions_before).max(1) as f64;
+    (messages / started.elapsed().as_secs_f64(), per_transaction, cpu)
 }
 
-async fn throughput(api: &Api, settings: &Settings, single_client_insert: f64, gateway_pid: u32) {
+async fn throughput(gateway: &Gateway, settings: &Settings, single_client_insert: f64) {
+    let api = &gateway.api();
     let most = *settings.concurrency.iter().max().unwrap();
     let owner = sender(api).await;
     let hot = api.create_channel(&owner.user, "self").await;
@@ -243,25 +256,29 @@ async fn throughput(api: &Api, settings: &Settings, single_client_insert: f64, g
     println!("|---:|---:|---:|---:|---:|---:|");
     let mut costs = Vec::new();
     for &clients in &settings.concurrency {
-        let (spread, spread_cpu) = send_rate(api, &senders[..clients], settings.seconds, gateway_pid).await;
+        let (spread, spread_batch, spread_cpu) =
+            send_rate(gateway, &senders[..clients], settings.seconds).await;
         let raw = pgbench_insert(clients, settings.seconds, false);
         let on_hot: Vec<_> = senders[..clients].iter().map(|(s, _)| (s.clone(), hot.clone())).collect();
-        let (hot_rate, hot_cpu) = send_rate(api, &on_hot, settings.seconds, gateway_pid).await;
+        let (hot_rate, hot_batch, hot_cpu) = send_rate(gateway, &on_hot, settings.seconds).await;
         println!(
             "| {clients} | {spread:.0} | {raw:.0} | {:.2} | {hot_rate:.0} | {:.2} |",
             spread / raw,
             hot_rate / single_client_insert
         );
-        costs.push((clients, spread_cpu, hot_cpu));
+        costs.push((clients, spread_cpu, hot_cpu, spread_batch, hot_batch));
     }
     println!();
-    println!("CPU per message (µs), spread / hot: PostgreSQL (all processes), gateway, load generator");
+    println!(
+        "Sends per transaction, and CPU per message (µs) by PostgreSQL (all processes), the gateway and"
+    );
+    println!("the load generator; each cell spread / hot");
     println!();
-    println!("| clients | PostgreSQL | gateway | load generator |");
-    println!("|---:|---:|---:|---:|");
-    for (clients, spread, hot) in costs {
+    println!("| clients | sends per transaction | PostgreSQL | gateway | load generator |");
+    println!("|---:|---:|---:|---:|---:|");
+    for (clients, spread, hot, spread_batch, hot_batch) in costs {
         println!(
-            "| {clients} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} |",
+            "| {clients} | {spread_batch:.1} / {hot_batch:.1} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} |",
             spread.postgres, hot.postgres, spread.gateway, hot.gateway, spread.load, hot.load
         );
     }
