@@ -20,8 +20,9 @@ pub struct Config {
     pub pool_size: usize,
 
     /// Send transactions run at once. Sends arriving while all are busy are committed together in
-    /// the next free one (group commit); about the number of database cores is a good value.
-    #[arg(long, env = "HATCHAT_SEND_SLOTS", default_value_t = 2)]
+    /// the next free one (group commit). A send transaction waiting on a lock stops counting after
+    /// 50 ms, so one slot is enough; more trade batching for parallel commits.
+    #[arg(long, env = "HATCHAT_SEND_SLOTS", default_value_t = 1)]
     pub send_slots: usize,
 
     /// Longest time a GET /messages long-poll waits, in seconds (clients may ask for less with `wait`).

@@ -7,8 +7,12 @@
 //! Sends to one hot channel batch this way too, which is what lets it pass one commit per message.
 //!
 //! A channel is in at most one batch at a time: sends to a channel whose batch is in flight wait
-//! for the next. So if an outside transaction holds a channel's counter row (a long transaction
-//! that sent to it), it can hold up one slot and the sends batched with it, never the gateway.
+//! for the next. A batch that has run for `STALL` stops counting against the slots, so the sends
+//! queued behind it start in a slot of their own: if an outside transaction holds a channel's
+//! counter row (a long transaction that sent to it), it holds up the sends batched with it, never
+//! the gateway. One slot is the default: measured here, more slots commit smaller batches and
+//! spend more database CPU per send (see the README), and stall relief gives the robustness
+//! that extra slots would otherwise buy.
 //!
 //! Each send still gets its own answer: the extension checks every item on its own. A slot's
 //! work runs in a task of its own, so a client that hangs up does not stall the sends queued
@@ -20,8 +24,11 @@ use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// The extension's limit per `send_messages` call.
@@ -29,6 +36,9 @@ const MAX_BATCH: usize = 1000;
 /// SQLSTATE deadlock_detected: a batch can only deadlock with an outside transaction that locked
 /// channels in another order; it changed nothing, so it is retried.
 const DEADLOCK: &str = "40P01";
+/// A batch running longer than this is waiting on a lock (or a stalled disk), not working: a
+/// commit takes about a millisecond here.
+const STALL: Duration = Duration::from_millis(50);
 
 pub struct Sends {
     pool: Pool,
@@ -44,11 +54,18 @@ pub struct Sends {
 struct State {
     queue: VecDeque<Pending>,
     busy_slots: usize,
+    /// Busy slots whose batch has run longer than `STALL`: they do not count against the limit.
+    stalled_slots: usize,
     /// Channels with a batch in flight.
     in_flight: HashSet<String>,
 }
 
 impl State {
+    /// Slots at work that count against the limit.
+    fn working_slots(&self) -> usize {
+        self.busy_slots - self.stalled_slots
+    }
+
     /// The queued sends whose channels have no batch in flight (up to a batch), in arrival order;
     /// their channels are then in flight.
     fn take_batch(&mut self) -> Vec<Pending> {
@@ -126,16 +143,28 @@ impl Sends {
         let start_slot = {
             let mut state = self.state.lock().expect("sends lock");
             state.queue.push_back(pending);
-            let free = state.busy_slots < self.slots;
-            if free {
-                state.busy_slots += 1;
-            }
-            free
+            self.claim_slot(&mut state)
         };
         if start_slot {
-            tokio::spawn(Arc::clone(self).work_slot());
+            Arc::clone(self).start_slot();
         }
         answered.await.unwrap_or_else(|_| Err(ApiError::unavailable("the send was interrupted; try again")))
+    }
+
+    /// Whether a new slot may start (then it is counted busy): only while sends are queued.
+    fn claim_slot(&self, state: &mut State) -> bool {
+        let free = !state.queue.is_empty() && state.working_slots() < self.slots;
+        if free {
+            state.busy_slots += 1;
+        }
+        free
+    }
+
+    /// Runs a slot in a task of its own. (Boxed: a slot may start another, and the compiler needs
+    /// the future's type written down to see that it is `Send`.)
+    fn start_slot(self: Arc<Self>) {
+        let slot: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(self.work_slot());
+        tokio::spawn(slot);
     }
 
     /// One slot: takes what is queued (see `take_batch`), delivers it, and goes on until nothing
@@ -149,7 +178,8 @@ impl Sends {
                 for channel in delivered.drain(..) {
                     state.in_flight.remove(&channel);
                 }
-                let batch = state.take_batch();
+                // After a stall, slots started meanwhile may be more than the limit: one stops.
+                let batch = if state.working_slots() > self.slots { Vec::new() } else { state.take_batch() };
                 if batch.is_empty() {
                     state.busy_slots -= 1;
                     return;
@@ -157,8 +187,28 @@ impl Sends {
                 batch
             };
             delivered = batch.iter().map(|p| p.channel.clone()).collect();
-            self.deliver(batch).await;
+            self.deliver_watched(batch).await;
         }
+    }
+
+    /// Delivers a batch; if it stalls, its slot stops counting and the sends queued behind it
+    /// start in another slot.
+    async fn deliver_watched(self: &Arc<Self>, batch: Vec<Pending>) {
+        let delivery = self.deliver(batch);
+        tokio::pin!(delivery);
+        if tokio::time::timeout(STALL, &mut delivery).await.is_ok() {
+            return;
+        }
+        let start_slot = {
+            let mut state = self.state.lock().expect("sends lock");
+            state.stalled_slots += 1;
+            self.claim_slot(&mut state)
+        };
+        if start_slot {
+            Arc::clone(self).start_slot();
+        }
+        delivery.await;
+        self.state.lock().expect("sends lock").stalled_slots -= 1;
     }
 
     async fn deliver(&self, batch: Vec<Pending>) {

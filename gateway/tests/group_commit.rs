@@ -1,6 +1,7 @@
 //! Sends off the NOTIFY lock and committed together: concurrent sends that batch answer each as if
 //! sent alone; many clients over one and many channels stay exact; a plain-SQL send wakes
-//! long-polls only when its transaction commits; killing the notifier loses no wake-up.
+//! long-polls only when its transaction commits; killing the notifier loses no wake-up; a channel
+//! locked by an outside transaction holds up only its own sends.
 
 mod support;
 use serde_json::{json, Value};
@@ -146,17 +147,47 @@ async fn many_clients_over_many_channels_get_the_seqs_that_were_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_channel_held_by_an_outside_transaction_holds_up_only_its_own_sends() {
+    // One slot (the default): the held channel's send stalls in it; others must still go.
+    let gateway = Gateway::start_with(&[("HATCHAT_SEND_SLOTS", "1")]).await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let held = api.create_channel(&alice, "owner").await;
+    let free = api.create_channel(&alice, "owner").await;
+    let mut db = admin().await;
+    let tx = db.transaction().await.unwrap();
+    tx.execute("SELECT hatchat.send_message($1, $2, '\"outside\"')", &[&alice.token(), &held]).await.unwrap();
+
+    let send_in_background = |payload: &'static str| {
+        let (api, alice, held) = (api.clone(), alice.clone(), held.clone());
+        tokio::spawn(async move { api.send(&alice, &held, json!(payload)).await })
+    };
+    let first = send_in_background("first behind");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = send_in_background("second behind");
+    for n in 0..3 {
+        let reply = tokio::time::timeout(Duration::from_secs(10), api.send(&alice, &free, json!(n)))
+            .await
+            .expect("a send to another channel is not held up by the held one");
+        assert_eq!(reply.expect(200)["seq"], n + 2);
+    }
+    assert!(!first.is_finished() && !second.is_finished(), "the held channel's sends wait for its lock");
+
+    tx.commit().await.unwrap();
+    assert_eq!(first.await.unwrap().expect(200)["seq"], 3);
+    assert_eq!(second.await.unwrap().expect(200)["seq"], 4);
+    let stored = api.poll(&alice, &held, "afterSeq=1&wait=0").await.expect(200);
+    let payloads: Vec<&Value> = stored.as_array().unwrap().iter().map(|m| &m["payload"]).collect();
+    assert_eq!(payloads, [&json!("outside"), &json!("first behind"), &json!("second behind")]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_plain_sql_send_wakes_long_polls_only_when_its_transaction_commits() {
     let gateway = Gateway::start().await;
     let api = gateway.api();
     let alice = api.register("alice").await;
     let channel = api.create_channel(&alice, "owner").await;
-    let mut db = {
-        let (client, connection) =
-            tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
-        client
-    };
+    let mut db = admin().await;
 
     let waiting = background_poll(&gateway, &alice, &channel, "afterSeq=1&wait=5").await;
     let tx = db.transaction().await.unwrap();
