@@ -1,6 +1,7 @@
 //! Who is calling. A request carries a token its user signed with their own RSA key; we check the
 //! token's shape and lifetime (pure, in `token`), then its signature against the key stored at
-//! registration (parsed once per backend, in `keys`). Wherever a token is accepted, the server
+//! registration (parsed once per backend, in `keys`, which also remembers the last token each key
+//! verified). Wherever a token is accepted, the server
 //! secret is too (`secret`): it acts as the system.
 
 pub mod keys;
@@ -176,10 +177,10 @@ fn verify(token: &SignedToken, stored: Option<&Stored>) -> Result<UserState> {
         let _ = token.verify(decoy_key());
         return Err(HatchatError::unauthenticated());
     };
-    let key = KEYS
-        .with_borrow_mut(|cache| cache.get_or_parse(token.user_id, &stored.pem))
-        .map_err(|_| HatchatError::unauthenticated())?;
-    token.verify(&key)?;
+    KEYS.with_borrow_mut(|cache| {
+        cache.verify_once(token.user_id, &stored.pem, token.text, |key| token.verify(key))
+    })
+    .map_err(|_| HatchatError::unauthenticated())?;
     Ok(stored.state.clone())
 }
 

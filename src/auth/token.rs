@@ -58,6 +58,8 @@ pub struct SignedToken<'a> {
     pub algorithm: Algorithm,
     pub user_id: Uuid,
     pub expires_at: Timestamp,
+    /// The whole token, without `Bearer `: what a verified signature is remembered by.
+    pub text: &'a str,
     signing_input: &'a str,
     signature: Vec<u8>,
 }
@@ -76,11 +78,12 @@ struct Claim {
 /// The raw Authorization value may carry a `Bearer ` prefix (any case), as HTTP sends it.
 pub fn strip_bearer(raw: &str) -> &str {
     let raw = raw.trim();
-    if raw.eq_ignore_ascii_case("bearer") {
-        return "";
-    }
-    match raw.split_once(char::is_whitespace) {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim_start(),
+    // Looks at the first word only: a token is long, and this runs for every request.
+    let is_bearer = raw.get(..6).is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer"));
+    match raw.get(6..) {
+        Some(rest) if is_bearer && (rest.is_empty() || rest.starts_with(char::is_whitespace)) => {
+            rest.trim_start()
+        }
         _ => raw,
     }
 }
@@ -112,7 +115,7 @@ pub fn parse(raw: &str) -> Result<SignedToken<'_>> {
     let expires_at = parse_exp(claim.exp.as_ref())?;
     let signature = decode_base64(signature).ok_or_else(|| malformed("the signature is not base64"))?;
     let signing_input = &token[..token.rfind('.').expect("three parts have two dots")];
-    Ok(SignedToken { algorithm, user_id, expires_at, signing_input, signature })
+    Ok(SignedToken { algorithm, user_id, expires_at, text: token, signing_input, signature })
 }
 
 impl SignedToken<'_> {
@@ -358,5 +361,9 @@ mod tests {
         assert_eq!(strip_bearer("abc"), "abc");
         assert_eq!(strip_bearer("  abc"), "abc");
         assert_eq!(strip_bearer("Bearer"), "");
+        assert_eq!(strip_bearer("BEARER\tabc"), "abc");
+        assert_eq!(strip_bearer("Bearerabc"), "Bearerabc");
+        assert_eq!(strip_bearer("Bear"), "Bear");
+        assert_eq!(strip_bearer("Beäre abc"), "Beäre abc");
     }
 }
