@@ -33,8 +33,9 @@ fn classify(sqlstate: &str) -> (StatusCode, &'static str) {
     match sqlstate {
         // Class 22, data exception: malformed input (bad uuid, bad timestamp, out of range).
         s if s.starts_with("22") => (StatusCode::BAD_REQUEST, "bad_request"),
-        // Class 08 (connection), 57 (operator intervention: shutdown, cancel), 53 (resources).
-        s if s.starts_with("08") || s.starts_with("57") || s.starts_with("53") => {
+        // Class 08 (connection), 57 (operator intervention: shutdown, cancel), 53 (resources),
+        // 40 (transaction rollback: deadlock, serialization): nothing changed, trying again helps.
+        s if ["08", "57", "53", "40"].iter().any(|class| s.starts_with(class)) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -124,6 +125,7 @@ mod tests {
             ("22P02", 400),
             ("54000", 413),
             ("57P01", 503),
+            ("40P01", 503),
             ("XX000", 500),
         ];
         for (sqlstate, status) in cases {
