@@ -7,8 +7,8 @@
 //! Sends to one hot channel batch this way too, which is what lets it pass one commit per message.
 //!
 //! A channel is in at most one batch at a time: sends to a channel whose batch is in flight wait
-//! for the next. A batch that has run for `STALL` stops counting against the slots, so the sends
-//! queued behind it start in a slot of their own: if an outside transaction holds a channel's
+//! for the next. A batch that has run for `STALL` stops counting against the slots (up to half
+//! the pool in all), so the sends queued behind it start in a slot of their own: if an outside transaction holds a channel's
 //! counter row (a long transaction that sent to it), it holds up the sends batched with it, never
 //! the gateway. One slot is the default: measured here, more slots commit smaller batches and
 //! spend more database CPU per send (see the README), and stall relief gives the robustness
@@ -44,6 +44,9 @@ pub struct Sends {
     pool: Pool,
     notifier: Notifier,
     slots: usize,
+    /// Slots at most, stalled ones included: half the pool, so that a database slow enough to
+    /// stall every batch still leaves connections for reads and the other routes.
+    max_slots: usize,
     state: Mutex<State>,
     /// Send transactions run and the sends they carried: their ratio is the batching achieved.
     transactions: AtomicU64,
@@ -116,10 +119,13 @@ struct ItemError {
 
 impl Sends {
     pub fn new(pool: Pool, notifier: Notifier, slots: usize) -> Arc<Self> {
+        let slots = slots.max(1);
+        let max_slots = slots.max(pool.status().max_size / 2);
         Arc::new(Self {
             pool,
             notifier,
-            slots: slots.max(1),
+            slots,
+            max_slots,
             state: Mutex::default(),
             transactions: AtomicU64::new(0),
             messages: AtomicU64::new(0),
@@ -153,7 +159,9 @@ impl Sends {
 
     /// Whether a new slot may start (then it is counted busy): only while sends are queued.
     fn claim_slot(&self, state: &mut State) -> bool {
-        let free = !state.queue.is_empty() && state.working_slots() < self.slots;
+        let free = !state.queue.is_empty()
+            && state.working_slots() < self.slots
+            && state.busy_slots < self.max_slots;
         if free {
             state.busy_slots += 1;
         }
