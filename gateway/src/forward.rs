@@ -1,8 +1,9 @@
 //! Forwarding notifications to `HATCHAT_NOTIFY_URL` (the seed's notification service): each is
 //! POSTed as JSON, at least once, in order per user. A user whose notification the receiver
 //! refuses waits (capped exponential backoff) before the next try, and their later notifications
-//! wait behind it; other users go on. Progress is recorded in the database (`forwarded_at`), so a
-//! restart neither loses nor repeats what was acknowledged. One gateway forwards at a time: the
+//! wait behind it; other users go on. Each acknowledgement is recorded in the database
+//! (`forwarded_at`) before the next POST, so a restart loses nothing and repeats at most the one
+//! in flight (its `X-Hatchat-Notification` header names it). One gateway forwards at a time: the
 //! others wait on a PostgreSQL advisory lock.
 
 use crate::listen::{Hub, Topic, Wake};
