@@ -42,11 +42,8 @@ impl HatchatError {
         Self::Unauthenticated { detail: None }
     }
 
-    pub fn malformed_token(detail: impl Into<String>) -> Self {
-        Self::Unauthenticated { detail: Some(detail.into()) }
-    }
-
-    /// 28000 with a reason that reveals nothing about other users (not a room's participant).
+    /// 28000 with a reason that reveals nothing about other users (a malformed token, not a
+    /// room's participant).
     pub fn unauthenticated_with(detail: impl Into<String>) -> Self {
         Self::Unauthenticated { detail: Some(detail.into()) }
     }
@@ -133,7 +130,7 @@ mod tests {
     #[test]
     fn unauthenticated_message_never_names_the_cause() {
         let plain = HatchatError::unauthenticated().to_string();
-        let malformed = HatchatError::malformed_token("token must have three parts").to_string();
+        let malformed = HatchatError::unauthenticated_with("token must have three parts").to_string();
         assert_eq!(plain, malformed);
         assert_eq!(plain, "invalid or expired token");
     }

@@ -15,8 +15,6 @@ use crate::jsonb::Jsonb;
 use crate::messages;
 use pgrx::prelude::*;
 
-pub const MAX_ROW_LIMIT: i32 = 1000;
-
 /// The notifications of message ($1, $2), with `push` ($3) attached to the message ones.
 const FAN_OUT: &str = "\
     WITH msg AS ( \
@@ -92,11 +90,7 @@ fn get_notifications(
     if after_id < 0 {
         return Err(HatchatError::invalid("after must be 0 or more").into());
     }
-    if !(1..=MAX_ROW_LIMIT).contains(&row_limit) {
-        return Err(
-            HatchatError::invalid(format!("limit must be 1..{MAX_ROW_LIMIT}, got {row_limit}")).into()
-        );
-    }
+    messages::check_row_limit(row_limit)?;
     let page = db::first::<Jsonb>(
         "SELECT coalesce(jsonb_agg(jsonb_build_object('id', n.id, 'createdAt', hatchat.iso_time(n.created_at)) \
                                    || n.body ORDER BY n.id), '[]'::jsonb) \
@@ -109,12 +103,7 @@ fn get_notifications(
 /// Forwarding is for the role that forwards (the gateway's, granted hatchat_forwarder): it reads
 /// everyone's notifications.
 fn require_forwarder() -> Result<()> {
-    // SAFETY: catalog lookups on the current backend's state.
-    let allowed = unsafe {
-        let role = pg_sys::get_role_oid(c"hatchat_forwarder".as_ptr(), true);
-        role != pg_sys::InvalidOid && pg_sys::has_privs_of_role(pg_sys::GetOuterUserId(), role)
-    };
-    if allowed || secret::caller_role_is_admin() {
+    if secret::caller_has_role(c"hatchat_forwarder") || secret::caller_role_is_admin() {
         Ok(())
     } else {
         Err(HatchatError::Forbidden("only a role granted hatchat_forwarder may forward notifications".into()))
@@ -126,7 +115,7 @@ fn require_forwarder() -> Result<()> {
 #[search_path(pg_catalog, pg_temp)]
 fn notifications_to_forward(row_limit: default!(Option<i32>, 100)) -> SqlResult<Jsonb> {
     require_forwarder()?;
-    let row_limit = row_limit.unwrap_or(100).clamp(1, MAX_ROW_LIMIT);
+    let row_limit = row_limit.unwrap_or(100).clamp(1, messages::MAX_ROW_LIMIT);
     let page = db::first::<Jsonb>(
         "SELECT coalesce(jsonb_agg(jsonb_build_object('userId', n.user_id, 'id', n.id, 'body', n.body) \
                                    ORDER BY n.created_at, n.user_id, n.id), '[]'::jsonb) \

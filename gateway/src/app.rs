@@ -23,7 +23,7 @@ pub struct AppState {
 
 pub fn app(state: AppState, max_body_bytes: usize, chat_prefix: &str) -> Router {
     let api = routes::router(chat_prefix)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -16,7 +16,7 @@ pub struct ApiError {
 }
 
 /// The SQLSTATEs the extension raises, and what they mean over HTTP.
-pub const SQLSTATE_TO_HTTP: &[(&str, StatusCode, &str)] = &[
+const SQLSTATE_TO_HTTP: &[(&str, StatusCode, &str)] = &[
     ("28000", StatusCode::UNAUTHORIZED, "unauthorized"),
     ("42501", StatusCode::FORBIDDEN, "forbidden"),
     ("P0002", StatusCode::NOT_FOUND, "not_found"),
@@ -49,6 +49,10 @@ impl ApiError {
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {

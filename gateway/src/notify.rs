@@ -91,13 +91,14 @@ async fn run(mut queue: mpsc::UnboundedReceiver<String>, config: tokio_postgres:
 
 /// `{"channels": [...], "gateway": instance}` payloads, each under the size limit.
 fn payloads(channels: &BTreeSet<String>, instance: &str) -> Vec<String> {
+    let payload = |batch: &[&str]| serde_json::json!({"channels": batch, "gateway": instance}).to_string();
     let mut payloads = Vec::new();
     let mut batch: Vec<&str> = Vec::new();
     let mut size = 0;
     for channel in channels {
         let quoted = serde_json::to_string(channel).expect("a string serializes").len() + 1;
         if size + quoted > MAX_PAYLOAD_BYTES && !batch.is_empty() {
-            payloads.push(serde_json::json!({"channels": batch, "gateway": instance}).to_string());
+            payloads.push(payload(&batch));
             batch.clear();
             size = 0;
         }
@@ -105,7 +106,7 @@ fn payloads(channels: &BTreeSet<String>, instance: &str) -> Vec<String> {
         size += quoted;
     }
     if !batch.is_empty() {
-        payloads.push(serde_json::json!({"channels": batch, "gateway": instance}).to_string());
+        payloads.push(payload(&batch));
     }
     payloads
 }

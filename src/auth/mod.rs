@@ -146,6 +146,7 @@ pub fn authenticate_all(raw_tokens: &[Option<&str>]) -> Result<Vec<Result<Caller
     let ids: Vec<pgrx::Uuid> = tokens.iter().flatten().map(|t| db::pg_uuid(t.user_id)).collect();
     let users = if ids.is_empty() { HashMap::new() } else { load_users(ids)? };
     let mut callers = Vec::with_capacity(tokens.len());
+    let mut secret: Option<secret::StoredSecret> = None;
     for (raw, token) in raw_tokens.iter().zip(tokens) {
         let outcome = match token {
             Ok(token) => verify(&token, users.get(&token.user_id)),
@@ -155,7 +156,9 @@ pub fn authenticate_all(raw_tokens: &[Option<&str>]) -> Result<Vec<Result<Caller
             Ok(user) => Ok(Caller::User(user)),
             // Not a valid user token: it may be the server secret (checked in constant time).
             Err(error) => match raw {
-                Some(raw) if secret::is_server_secret(token::strip_bearer(raw))? => Ok(Caller::System),
+                Some(raw) if stored_secret(&mut secret)?.matches(token::strip_bearer(raw)) => {
+                    Ok(Caller::System)
+                }
                 _ => Err(error),
             },
         });
@@ -163,8 +166,16 @@ pub fn authenticate_all(raw_tokens: &[Option<&str>]) -> Result<Vec<Result<Caller
     Ok(callers)
 }
 
+/// The server secret, read at the first token that needs it.
+fn stored_secret(loaded: &mut Option<secret::StoredSecret>) -> Result<&secret::StoredSecret> {
+    match loaded {
+        Some(stored) => Ok(stored),
+        None => Ok(loaded.insert(secret::StoredSecret::load()?)),
+    }
+}
+
 fn parse_unexpired(raw_token: Option<&str>) -> Result<SignedToken<'_>> {
-    let raw = raw_token.ok_or_else(|| HatchatError::malformed_token("no token was given"))?;
+    let raw = raw_token.ok_or_else(|| HatchatError::unauthenticated_with("no token was given"))?;
     let token = token::parse(raw)?;
     token.check_lifetime(jiff::Timestamp::now(), settings::max_token_lifetime())?;
     Ok(token)

@@ -23,25 +23,40 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Whether `candidate` is the server secret (false when none is set).
-pub fn is_server_secret(candidate: &str) -> Result<bool> {
-    let stored = db::query("SELECT salt, hash FROM hatchat.api_secret", &[], |rows| {
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let row = rows.first();
-        Ok(row.get::<Vec<u8>>(1)?.zip(row.get::<Vec<u8>>(2)?))
-    })?;
-    Ok(stored.is_some_and(|(salt, hash)| constant_time_eq(&digest(&salt, candidate.trim()), &hash)))
+/// The stored secret's salt and hash (None when no secret is set). Read once per call however
+/// many tokens it checks.
+pub struct StoredSecret(Option<(Vec<u8>, Vec<u8>)>);
+
+impl StoredSecret {
+    pub fn load() -> Result<Self> {
+        let stored = db::query("SELECT salt, hash FROM hatchat.api_secret", &[], |rows| {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let row = rows.first();
+            Ok(row.get::<Vec<u8>>(1)?.zip(row.get::<Vec<u8>>(2)?))
+        })?;
+        Ok(Self(stored))
+    }
+
+    /// Whether `candidate` is the server secret (false when none is set).
+    pub fn matches(&self, candidate: &str) -> bool {
+        self.0.as_ref().is_some_and(|(salt, hash)| constant_time_eq(&digest(salt, candidate.trim()), hash))
+    }
 }
 
 /// Whether the database role calling (after any SET ROLE; not the definer of this function) has
 /// the privileges of `hatchat_admin`. Superusers do.
 pub fn caller_role_is_admin() -> bool {
+    caller_has_role(c"hatchat_admin")
+}
+
+/// Whether the calling role (not the definer of this function) has the privileges of `role`.
+pub fn caller_has_role(role: &std::ffi::CStr) -> bool {
     // SAFETY: plain catalog lookups on the current backend's state.
     unsafe {
-        let admin = pg_sys::get_role_oid(c"hatchat_admin".as_ptr(), true);
-        admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(pg_sys::GetOuterUserId(), admin)
+        let role = pg_sys::get_role_oid(role.as_ptr(), true);
+        role != pg_sys::InvalidOid && pg_sys::has_privs_of_role(pg_sys::GetOuterUserId(), role)
     }
 }
 

@@ -147,7 +147,7 @@ impl SignedToken<'_> {
 }
 
 fn malformed(detail: impl Into<String>) -> HatchatError {
-    HatchatError::malformed_token(detail)
+    HatchatError::unauthenticated_with(detail)
 }
 
 /// Standard or URL-safe alphabet, padded or not.

@@ -23,7 +23,17 @@ mod batch;
 
 /// The NOTIFY channel every hatchat listener LISTENs on.
 pub const NOTIFY_CHANNEL: &str = "hatchat";
+/// The most rows one page returns (messages or notifications).
 pub const MAX_ROW_LIMIT: i32 = 1000;
+
+/// Refuses a page size outside 1..MAX_ROW_LIMIT.
+pub fn check_row_limit(row_limit: i32) -> Result<()> {
+    if (1..=MAX_ROW_LIMIT).contains(&row_limit) {
+        Ok(())
+    } else {
+        Err(HatchatError::invalid(format!("limit must be 1..{MAX_ROW_LIMIT}, got {row_limit}")))
+    }
+}
 
 /// Appends to a live channel if `from` is a member (the system user always may); no row when the
 /// channel is missing, expired, or `from` is not a member. The counter row update is the
@@ -204,9 +214,7 @@ impl Window {
                 ))
             })
         };
-        if !(1..=MAX_ROW_LIMIT).contains(&row_limit) {
-            return Err(HatchatError::invalid(format!("limit must be 1..{MAX_ROW_LIMIT}, got {row_limit}")));
-        }
+        check_row_limit(row_limit)?;
         if after_seq.is_some_and(|seq| seq < 0) {
             return Err(HatchatError::invalid("afterSeq must be 0 or more"));
         }

@@ -16,7 +16,7 @@ use axum::Router;
 
 /// The web client's files, served at the root (not under /api).
 pub fn web() -> Router<AppState> {
-    web::paths().fold(Router::new(), |router, path| router.route(path, get(web::serve)))
+    web::routes()
 }
 
 /// The API routes; the multi-room chat routes live under `/{chat_prefix}/auth/{token}`.

@@ -43,9 +43,7 @@ pub async fn post_message(
     PathParams((token, rest)): PathParams<(String, String)>,
     RawJsonBody(body): RawJsonBody,
 ) -> Result<Response, ApiError> {
-    let room = rest
-        .strip_suffix("/messages")
-        .ok_or_else(|| ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route"))?;
+    let room = rest.strip_suffix("/messages").ok_or_else(|| ApiError::not_found("no such route"))?;
     let sql = "SELECT hatchat.post_room_message($1, $2, $3::text::jsonb)::text";
     Ok(db::json(db::call_json(&app.pool, sql, &[&token, &room, &body.get()]).await?))
 }

@@ -5,6 +5,8 @@
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 struct Asset {
@@ -50,8 +52,12 @@ const CSP: &str =
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
                    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub fn paths() -> impl Iterator<Item = &'static str> {
-    ASSETS.iter().map(|asset| asset.path)
+/// The routes of the page: each asset at its path, its ETag computed once.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    ASSETS.iter().fold(Router::new(), |router, asset| {
+        let tag = etag(asset.body);
+        router.route(asset.path, get(move |headers: HeaderMap| async move { serve(asset, &tag, &headers) }))
+    })
 }
 
 fn etag(body: &[u8]) -> String {
@@ -60,19 +66,15 @@ fn etag(body: &[u8]) -> String {
     format!("\"{:016x}\"", hasher.finish())
 }
 
-/// Serves the asset at `path` (one of `paths()`), or 304 when the client's copy is current.
-pub async fn serve(uri: axum::http::Uri, headers: HeaderMap) -> Response {
-    let Some(asset) = ASSETS.iter().find(|asset| asset.path == uri.path()) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let tag = etag(asset.body);
+/// Serves `asset`, or 304 when the client's copy is current.
+fn serve(asset: &Asset, tag: &str, headers: &HeaderMap) -> Response {
     let fresh = headers.get(header::IF_NONE_MATCH).is_some_and(|seen| seen.as_bytes() == tag.as_bytes());
     let mut response =
         if fresh { StatusCode::NOT_MODIFIED.into_response() } else { asset.body.into_response() };
     let out = response.headers_mut();
     out.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    out.insert(header::ETAG, HeaderValue::from_str(&tag).expect("a hex tag is a valid header"));
+    out.insert(header::ETAG, HeaderValue::from_str(tag).expect("a hex tag is a valid header"));
     out.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     out.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     out.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
