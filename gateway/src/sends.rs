@@ -59,8 +59,8 @@ struct State {
     busy_slots: usize,
     /// Busy slots whose batch has run longer than `STALL`: they do not count against the limit.
     stalled_slots: usize,
-    /// Channels with a batch in flight.
-    in_flight: HashSet<String>,
+    /// Channels with a batch in flight (a send without a channel fails alone, keyed by None).
+    in_flight: HashSet<Option<String>>,
 }
 
 impl State {
@@ -91,7 +91,7 @@ impl State {
 
 struct Pending {
     token: Option<String>,
-    channel: String,
+    channel: Option<String>,
     payload: Option<Box<RawValue>>,
     answer: oneshot::Sender<Result<String, ApiError>>,
 }
@@ -100,7 +100,7 @@ struct Pending {
 #[serde(rename_all = "camelCase")]
 struct Item<'a> {
     token: &'a Option<String>,
-    channel_id: &'a str,
+    channel_id: &'a Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<&'a RawValue>,
 }
@@ -145,7 +145,7 @@ impl Sends {
         payload: Option<Box<RawValue>>,
     ) -> Result<String, ApiError> {
         let (answer, answered) = oneshot::channel();
-        let pending = Pending { token, channel: channel.unwrap_or_default(), payload, answer };
+        let pending = Pending { token, channel, payload, answer };
         let start_slot = {
             let mut state = self.state.lock().expect("sends lock");
             state.queue.push_back(pending);
@@ -179,7 +179,7 @@ impl Sends {
     /// it may take is waiting (sends for channels in flight elsewhere are picked up by the slot
     /// that has them in flight, when it finishes).
     async fn work_slot(self: Arc<Self>) {
-        let mut delivered: Vec<String> = Vec::new();
+        let mut delivered: Vec<Option<String>> = Vec::new();
         loop {
             let batch = {
                 let mut state = self.state.lock().expect("sends lock");
@@ -231,8 +231,12 @@ impl Sends {
             }
             answers
         };
-        let delivered: BTreeSet<&str> =
-            batch.iter().zip(&answers).filter(|(_, a)| a.is_ok()).map(|(p, _)| p.channel.as_str()).collect();
+        let delivered: BTreeSet<&str> = batch
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| a.is_ok())
+            .filter_map(|(p, _)| p.channel.as_deref())
+            .collect();
         for channel in delivered {
             self.notifier.sent(channel);
         }
