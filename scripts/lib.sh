@@ -74,13 +74,36 @@ ensure_browser_tools() {
     [ -x /usr/bin/chromedriver ] || die "chromium-driver could not be installed: the browser test needs it"
 }
 
-# Builds the extension and installs it into the system PostgreSQL (`release` or `dev`).
+# install_extension [release|dev] [PG_CONFIG]: builds the extension and installs it into the
+# PostgreSQL installation PG_CONFIG describes (the system's by default).
 install_extension() {
-    local profile=${1:-release} flags=()
+    local profile=${1:-release} pg_config=${2:-$(command -v pg_config)} flags=()
     [ "$profile" = release ] && flags+=(--release)
-    [ "$(id -u)" = 0 ] || flags+=(--sudo)
-    say "building and installing the hatchat extension ($profile)"
-    (cd "$ROOT" && cargo pgrx install "${flags[@]}" --pg-config "$(command -v pg_config)" >/dev/null)
+    [ "$(id -u)" = 0 ] || case "$pg_config" in /usr/*) flags+=(--sudo) ;; esac
+    say "building and installing the hatchat extension ($profile) into $(dirname "$pg_config")"
+    (cd "$ROOT" && cargo pgrx install "${flags[@]}" --pg-config "$pg_config" >/dev/null)
+}
+
+# private_pg_install DIR: a copy of the system's PostgreSQL installation (programs, libraries,
+# share files; headers linked) under DIR, made once; prints its bin directory. PostgreSQL finds
+# its libraries and extensions relative to its own programs, so a cluster started from this copy
+# loads the extension build installed into it, and the system installation, the one the broker of
+# scripts/run.sh loads, never sees that build.
+private_pg_install() {
+    local dir=$1 lib=/usr/lib/postgresql/$PG_MAJOR share=/usr/share/postgresql/$PG_MAJOR
+    if [ ! -x "$dir$lib/bin/postgres" ]; then
+        mkdir -p "$dir/usr/lib/postgresql" "$dir/usr/share/postgresql" "$dir/usr/include/postgresql"
+        cp -a "$lib" "$dir/usr/lib/postgresql/"
+        cp -a "$share" "$dir/usr/share/postgresql/"
+        ln -sfn "/usr/include/postgresql/$PG_MAJOR" "$dir/usr/include/postgresql/$PG_MAJOR"
+    fi
+    echo "$dir$lib/bin"
+}
+
+# Where the tests' private installation lives: outside the checkout, which the postgres user may
+# not be able to reach, and kept between runs (it is a cache, made again when missing).
+test_pg_install_dir() {
+    echo "/var/tmp/hatchat-test-pg-$(printf '%s' "$ROOT" | sha1sum | cut -c1-8)"
 }
 
 free_port() {

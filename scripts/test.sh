@@ -3,23 +3,32 @@
 # unit tests, then the SQL, HTTP and browser suites against a throwaway PostgreSQL cluster with the
 # extension installed. Installs what is missing first (PostgreSQL headers, clang, cargo-pgrx,
 # Chromium and ChromeDriver, Node).
+#
+#   scripts/test.sh                     everything (what CI runs)
+#   scripts/test.sh --test rooms [...]  only these cargo test arguments, against a fresh cluster
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 ensure_toolchain
 ensure_browser_tools
 
-say "cargo fmt --check"
-cargo fmt --all -- --check
-say "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+if [ $# -eq 0 ]; then
+    say "cargo fmt --check"
+    cargo fmt --all -- --check
+    say "cargo clippy -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings
 
-say "unit tests"
-cargo test --workspace --lib --bins
-say "web client unit tests (node --test)"
-node --test web/tests/
+    say "unit tests"
+    cargo test --workspace --lib --bins
+    say "web client unit tests (node --test)"
+    node --test web/tests/
+fi
 
-install_extension dev
+# The tests run against a PostgreSQL installation of their own, with the dev build installed into
+# it: the system installation keeps the release build that scripts/run.sh installed.
+pg_bin=$(private_pg_install "$(test_pg_install_dir)")
+install_extension dev "$pg_bin/pg_config"
+export PATH="$pg_bin:$PATH"
 cluster=$(mktemp -d /tmp/hatchat-test.XXXXXX)
 trap 'stop_cluster "$cluster"; rm -rf "$cluster"' EXIT
 port=$(free_port)
@@ -28,6 +37,11 @@ start_cluster "$cluster" "$port" throwaway
 create_database "$port" hatchat_test
 export HATCHAT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/hatchat_test"
 
+if [ $# -gt 0 ]; then
+    say "cargo test --workspace $*"
+    cargo test --workspace "$@"
+    exit 0
+fi
 say "SQL, HTTP and browser suites"
 cargo test --workspace --test '*'
 say "all tests passed (browser screenshots in target/browser-test/)"
