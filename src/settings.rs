@@ -9,6 +9,9 @@ pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024
 pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ROOM_MAX_MESSAGES: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static ROOM_TTL: GucSetting<i32> = GucSetting::<i32>::new(60 * 24 * 60 * 60);
+pub static MAX_JSON_DEPTH: GucSetting<i32> =
+    GucSetting::<i32>::new(hatchat_wire::json::DEFAULT_MAX_DEPTH as i32);
+pub static MAX_NOTIFICATIONS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -64,6 +67,27 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::UNIT_S,
     );
+    GucRegistry::define_int_guc(
+        c"hatchat.max_json_depth",
+        c"Deepest nesting of arrays and objects in any JSON a function takes.",
+        c"Deeper JSON is refused with SQLSTATE 22023. The gateway reads it at startup and refuses \
+          deeper request bodies before they reach SQL.",
+        &MAX_JSON_DEPTH,
+        1,
+        1000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hatchat.max_notifications",
+        c"Notifications kept per user (the newest).",
+        c"Older ones are deleted as new ones arrive, so no user's stream grows without bound.",
+        &MAX_NOTIFICATIONS,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     // SAFETY: called once from _PG_init, after our variables are defined; makes a misspelt
     // `hatchat.*` setting an error instead of a silently ignored placeholder.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"hatchat".as_ptr()) };
@@ -83,6 +107,14 @@ pub fn room_max_messages() -> i32 {
 
 pub fn room_ttl_seconds() -> i32 {
     ROOM_TTL.get()
+}
+
+pub fn max_json_depth() -> usize {
+    usize::try_from(MAX_JSON_DEPTH.get()).unwrap_or(hatchat_wire::json::DEFAULT_MAX_DEPTH)
+}
+
+pub fn max_notifications() -> i32 {
+    MAX_NOTIFICATIONS.get()
 }
 
 pub fn max_payload_bytes() -> usize {
