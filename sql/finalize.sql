@@ -12,3 +12,35 @@ ALTER FUNCTION hatchat.send_messages(jsonb) SET plan_cache_mode = force_generic_
 -- one pgbench client, synchronous_commit off). Not every function gains: get_messages' generic
 -- plan cannot see which of its optional bounds are set, and is thousands of times slower.
 ALTER FUNCTION hatchat.send_message(text, text, jsonb) SET plan_cache_mode = force_generic_plan;
+
+-- Least privilege: the API functions are SECURITY DEFINER, so they run as their owner. Owned by
+-- the superuser who installed the extension, a bug in one of them (or in PostgreSQL's handling of
+-- its input) would act with superuser rights. They are owned instead by hatchat_owner, a NOLOGIN
+-- role that owns hatchat's tables and nothing else: a function can do no more than read and write
+-- hatchat's own tables. Nobody may log in as it or be granted it, so nobody reaches the tables
+-- but through the functions.
+DO $$
+DECLARE
+    object record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hatchat_owner') THEN
+        CREATE ROLE hatchat_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+    ELSIF EXISTS (SELECT 1 FROM pg_roles r
+                   WHERE r.rolname = 'hatchat_owner'
+                     AND (r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb
+                          OR r.rolreplication OR r.rolbypassrls
+                          OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid))) THEN
+        -- Someone made a role of that name with powers (or members): it must not own the tables.
+        RAISE EXCEPTION 'role hatchat_owner exists with LOGIN, other attributes or members; '
+                        'drop it or make it a plain NOLOGIN role without members first';
+    END IF;
+    FOR object IN SELECT c.oid::regclass AS name FROM pg_class c
+                   WHERE c.relnamespace = 'hatchat'::regnamespace AND c.relkind IN ('r', 'p') LOOP
+        EXECUTE format('ALTER TABLE %s OWNER TO hatchat_owner', object.name);
+    END LOOP;
+    FOR object IN SELECT p.oid::regprocedure AS name FROM pg_proc p
+                   WHERE p.pronamespace = 'hatchat'::regnamespace AND p.prosecdef LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO hatchat_owner', object.name);
+    END LOOP;
+END
+$$;
