@@ -59,8 +59,23 @@ ensure_cargo_pgrx() {
     fi
 }
 
+# rust-toolchain.toml names the Rust the project is built with. rustup cannot download here, so a
+# machine whose stable toolchain is that version gets it linked under its version's name.
+ensure_rust_toolchain() {
+    command -v rustup >/dev/null || return 0
+    local wanted
+    wanted=$(sed -n 's/^channel = "\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml")
+    rustup toolchain list | grep -q "^$wanted" && return 0
+    if rustup run stable rustc --version 2>/dev/null | grep -q "^rustc $wanted "; then
+        rustup toolchain link "$wanted" "$(rustup run stable rustc --print sysroot)"
+    else
+        die "Rust $wanted (rust-toolchain.toml) is not installed: rustup toolchain install $wanted"
+    fi
+}
+
 ensure_toolchain() {
     ensure_system_packages
+    ensure_rust_toolchain
     ensure_cargo_pgrx
 }
 

@@ -4,10 +4,6 @@
 //!
 //! This file is the index: one module per concept, the settings, and the schema.
 
-// pgrx raises an `ErrorReport` with its SQLSTATE only when a function returns it by value, so the
-// `Err` of every SQL-facing function is that (large) type; it is built once, on the error path.
-#![allow(clippy::result_large_err)]
-
 use pgrx::prelude::*;
 
 mod auth;
