@@ -3,6 +3,8 @@
 //!
 //! 1. Send throughput through `POST /messages`: senders spread over one channel each, and all
 //!    senders on one hot channel, beside `pgbench` inserting the same rows into a plain table.
+//!    The same from plain SQL: `pgbench` calling `hatchat.send_message`, beside `pgmq.send` (the
+//!    SQL-only pgmq in ../shared/peers, when it is there) and the raw INSERT, in one run.
 //! 2. Delivery latency from a send returning to a waiting long-poll answering with it.
 //! 3. Queries per second and connections while N long-polls idle.
 //! 4. Fan-out: time until all of N waiters on one channel have a message.
@@ -74,6 +76,7 @@ async fn main() {
     println!();
 
     let single_client_insert = pgbench_insert(1, settings.seconds, false);
+    sql_throughput(&api, &settings, single_client_insert).await;
     throughput(&gateway, &settings, single_client_insert).await;
     latency(&api, settings.latency_samples).await;
     idle_waiters(&gateway, &api, &admin, settings.waiters).await;
@@ -88,29 +91,41 @@ async fn machine_line(admin: &tokio_postgres::Client) -> String {
     format!("PostgreSQL {version}, fsync={fsync}, synchronous_commit={sync}, {cores} cores")
 }
 
+fn psql(sql: &str) {
+    let status = Command::new("psql").args([&database_url(), "-qc", sql]).status().expect("psql");
+    assert!(status.success(), "psql -c {sql}");
+}
+
 /// `pgbench` inserting message-shaped rows into a plain table, one transaction a row: each client
 /// on its own channel, or all on one (`hot`). Returns transactions per second.
 fn pgbench_insert(clients: usize, seconds: u64, hot: bool) -> f64 {
-    let url = database_url();
-    let setup = "CREATE TABLE IF NOT EXISTS bench_raw (channel_id text, seq bigserial, \
-                 created_at timestamptz NOT NULL DEFAULT clock_timestamp(), from_user_id uuid, \
-                 payload jsonb, PRIMARY KEY (channel_id, seq))";
-    let status = Command::new("psql").args([&url, "-qc", setup]).status().expect("psql");
-    assert!(status.success());
+    psql(
+        "CREATE TABLE IF NOT EXISTS bench_raw (channel_id text, seq bigserial, \
+         created_at timestamptz NOT NULL DEFAULT clock_timestamp(), from_user_id uuid, \
+         payload jsonb, PRIMARY KEY (channel_id, seq))",
+    );
     let channel = if hot { "'hot'" } else { "'c' || :client_id" };
     let script = format!(
         "INSERT INTO bench_raw (channel_id, from_user_id, payload) VALUES ({channel}, \
          '6f1c3a4e-3b5d-4f7a-9c2e-1d2e3f4a5b6c', '{{\"text\": \"hello from the benchmark\"}}');"
     );
+    pgbench(&script, clients, seconds, &[])
+}
+
+/// `pgbench` running `script` (one transaction each) from `clients` clients, prepared statements,
+/// with `-D` variables; transactions per second.
+fn pgbench(script: &str, clients: usize, seconds: u64, variables: &[(&str, &str)]) -> f64 {
+    let url = database_url();
     let path = std::env::temp_dir().join(format!("hatchat-bench-{}.sql", std::process::id()));
     std::fs::write(&path, script).unwrap();
     let threads = clients.min(2).to_string();
-    let output = Command::new("pgbench")
-        .args(["-n", "-c", &clients.to_string(), "-j", &threads, "-T", &seconds.to_string(), "-f"])
-        .arg(&path)
-        .arg(&url)
-        .output()
-        .expect("pgbench (from postgresql-15) on PATH");
+    let mut command = Command::new("pgbench");
+    command.args(["-n", "-M", "prepared", "-c", &clients.to_string(), "-j", &threads]);
+    command.args(["-T", &seconds.to_string()]);
+    for (name, value) in variables {
+        command.arg("-D").arg(format!("{name}={value}"));
+    }
+    let output = command.arg("-f").arg(&path).arg(&url).output().expect("pgbench (from postgresql-15) on PATH");
     let text = String::from_utf8_lossy(&output.stdout);
     let tps = text
         .lines()
@@ -234,6 +249,72 @@ async fn send_rate(gateway: &Gateway, senders: &[(Sender, String)], seconds: u64
     let per_transaction =
         (messages_after - messages_before) as f64 / (transactions_after - transactions_before).max(1) as f64;
     (messages / started.elapsed().as_secs_f64(), per_transaction, cpu)
+}
+
+/// pgmq's SQL-only install, from the shared peers folder beside the checkout (None when absent).
+fn pgmq_install() -> Option<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = root.join("../shared/peers/pgmq-1.5.1/pgmq.sql");
+    path.exists().then_some(path)
+}
+
+/// Plain SQL clients (pgbench) calling `hatchat.send_message`, spread (a channel each) and hot (one
+/// channel), beside `pgmq.send` (a queue each) and the raw INSERT at the same concurrency.
+async fn sql_throughput(api: &Api, settings: &Settings, single_client_insert: f64) {
+    let most = *settings.concurrency.iter().max().unwrap();
+    let owner = sender(api).await;
+    let token = owner.token.clone();
+    // One sender on every channel: the per-call work (token, membership, append) is the same as
+    // with a user per client, and pgbench needs one token only.
+    let hot = api.create_channel(&owner.user, "owner").await;
+    let prefix = format!("sql-{}", short_id());
+    for client in 0..most {
+        let body = json!({"id": format!("{prefix}-{client}"), "inviteModel": "owner"});
+        api.post("/channels", Some(&owner.token), body).await.expect(200);
+    }
+    let pgmq = pgmq_install();
+    if let Some(path) = &pgmq {
+        let status = Command::new("psql").args([&database_url(), "-q", "-1", "-f"]).arg(path).status();
+        assert!(status.expect("psql").success(), "installing pgmq from {}", path.display());
+        for client in 0..most {
+            psql(&format!("SELECT pgmq.create('bench_{client}')"));
+        }
+    }
+    let send = "SELECT hatchat.send_message(:token, :prefix || '-' || (:client_id)::text, \
+                '{\"text\": \"hello from the benchmark\"}');";
+    let send_hot = "SELECT hatchat.send_message(:token, :hot, '{\"text\": \"hello from the benchmark\"}');";
+    let queue = "SELECT pgmq.send('bench_' || (:client_id)::text, '{\"text\": \"hello from the benchmark\"}');";
+    let variables = [("token", token.as_str()), ("prefix", prefix.as_str()), ("hot", hot.as_str())];
+    println!("## Send throughput from plain SQL (pgbench, one send per transaction, messages/s)");
+    println!();
+    println!("hatchat.announcer_mode(): {}", announcer_mode().await);
+    println!();
+    println!("| clients | spread: send_message | pgmq.send | raw INSERT | ÷ INSERT | ÷ pgmq | hot: send_message | ÷ single-client INSERT |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &clients in &settings.concurrency {
+        let spread = pgbench(send, clients, settings.seconds, &variables);
+        let queued = pgmq.as_ref().map(|_| pgbench(queue, clients, settings.seconds, &[]));
+        let raw = pgbench_insert(clients, settings.seconds, false);
+        let on_hot = pgbench(send_hot, clients, settings.seconds, &variables);
+        let (queued_text, versus_queue) = match queued {
+            Some(q) => (format!("{q:.0}"), format!("{:.2}", spread / q)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {clients} | {spread:.0} | {queued_text} | {raw:.0} | {:.2} | {versus_queue} | {on_hot:.0} | {:.2} |",
+            spread / raw,
+            on_hot / single_client_insert
+        );
+    }
+    println!();
+}
+
+async fn announcer_mode() -> String {
+    let admin = admin().await;
+    match admin.query_one("SELECT hatchat.announcer_mode()", &[]).await {
+        Ok(row) => row.get(0),
+        Err(_) => "(no announcer)".into(),
+    }
 }
 
 async fn throughput(gateway: &Gateway, settings: &Settings, single_client_insert: f64) {
