@@ -6,6 +6,7 @@
 
 use pgrx::prelude::*;
 
+mod announce;
 mod auth;
 mod channels;
 mod db;
@@ -27,6 +28,7 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
+    announce::init();
 }
 
 /// Required by `cargo pgrx test`.

@@ -1,0 +1,356 @@
+//! Announcing what changed to every gateway: a PostgreSQL NOTIFY on `hatchat_wire::wake`'s
+//! channel, naming the keys of the channels and users that changed (a wake-up).
+//!
+//! A transaction that NOTIFYs takes a database-wide lock when it commits and holds it until its
+//! commit is flushed, so senders that announce their own messages commit one at a time. With
+//! hatchat in `shared_preload_libraries`, no sender does: a commit callback hands the keys of what
+//! its transaction changed to the announcer, one background worker per database, which raises one
+//! coalesced NOTIFY in a transaction of its own. The callback runs after the commit is visible to
+//! other sessions, so a wake-up never arrives before what it announces can be read. Without the
+//! preload (or when the announcer cannot start), a change is announced from its own transaction,
+//! as PostgreSQL delivers NOTIFYs at commit: correct, only slower under many concurrent senders.
+//!
+//! Nothing is lost quietly: keys that do not fit the queue, or that a failing announcer held, turn
+//! into one "everyone look again" wake-up.
+
+use hatchat_wire::wake::{self, Kind, WakeUp};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock, PgXactCallbackEvent};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Databases with an announcer at once; a further one announces from its senders' transactions.
+const DATABASES: usize = 16;
+/// Keys a database's queue holds between two announcements; more become "everyone look again".
+const KEYS: usize = 4096;
+/// An announcer with nothing to do for this long exits (and lets its database be dropped); the
+/// next send starts another.
+const IDLE_EXIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Worker {
+    None,
+    Starting,
+    Running,
+}
+
+#[derive(Clone, Copy)]
+struct Queue {
+    /// The database this queue serves (0: free).
+    database: u32,
+    worker: Worker,
+    /// The running announcer's latch (a pointer into shared memory), set to wake it.
+    latch: usize,
+    /// Transactions that will hand keys over (at commit) or give up (at abort): while any is
+    /// open, the announcer does not exit.
+    senders: u32,
+    /// Keys were dropped (a full queue, a failed announcement): announce "everyone".
+    overflow: bool,
+    len: u32,
+    keys: [u64; KEYS],
+    users: [bool; KEYS],
+}
+
+impl Queue {
+    const FREE: Queue = Queue {
+        database: 0,
+        worker: Worker::None,
+        latch: 0,
+        senders: 0,
+        overflow: false,
+        len: 0,
+        keys: [0; KEYS],
+        users: [false; KEYS],
+    };
+
+    fn push(&mut self, key: u64, user: bool) {
+        let at = self.len as usize;
+        if at == KEYS {
+            self.overflow = true;
+            return;
+        }
+        self.keys[at] = key;
+        self.users[at] = user;
+        self.len += 1;
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Queues([Queue; DATABASES]);
+
+// SAFETY: plain old data (integers, booleans, arrays of them): valid in every process.
+unsafe impl PGRXSharedMemory for Queues {}
+
+impl Queues {
+    fn of(&mut self, database: u32) -> Option<&mut Queue> {
+        let index = self.0.iter().position(|q| q.database == database)?;
+        Some(&mut self.0[index])
+    }
+
+    /// The database's queue, claiming a free one if it has none.
+    fn claim(&mut self, database: u32) -> Option<&mut Queue> {
+        let index = self
+            .0
+            .iter()
+            .position(|q| q.database == database)
+            .or_else(|| self.0.iter().position(|q| q.database == 0))?;
+        let queue = &mut self.0[index];
+        queue.database = database;
+        Some(queue)
+    }
+}
+
+static QUEUES: PgLwLock<Queues> = unsafe { PgLwLock::new(c"hatchat_announcer") };
+/// Set in the postmaster when hatchat is preloaded; backends inherit it.
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// From `_PG_init`: the announcer's shared memory exists only when hatchat is preloaded.
+pub fn init() {
+    // SAFETY: reads a flag PostgreSQL sets while loading shared_preload_libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        pg_shmem_init!(QUEUES = Queues([Queue::FREE; DATABASES]));
+        PRELOADED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What the current transaction changed, for the commit callback.
+#[derive(Default)]
+struct Pending {
+    channels: Vec<u64>,
+    users: Vec<u64>,
+}
+
+thread_local! {
+    /// Some while this transaction hands its keys to the announcer at commit.
+    static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+}
+
+/// Announces that `channel` changed (a message, a member, the channel itself), once the current
+/// transaction commits.
+pub fn channel(id: &str) {
+    announce(Kind::Channel, wake::key(Kind::Channel, id));
+}
+
+/// Announces that these users' notification streams grew, once the current transaction commits.
+pub fn users<'a>(ids: impl IntoIterator<Item = &'a str>) {
+    for id in ids {
+        announce(Kind::User, wake::key(Kind::User, id));
+    }
+}
+
+fn announce(kind: Kind, key: u64) {
+    let queued = PENDING.with_borrow_mut(|pending| match pending {
+        Some(pending) => {
+            record(pending, kind, key);
+            true
+        }
+        None if enlist() => {
+            let mut fresh = Pending::default();
+            record(&mut fresh, kind, key);
+            *pending = Some(fresh);
+            true
+        }
+        None => false,
+    });
+    if !queued {
+        let (channels, users) = match kind {
+            Kind::Channel => (vec![key], vec![]),
+            Kind::User => (vec![], vec![key]),
+        };
+        notify_now(&WakeUp::encode(&channels, &users, false));
+    }
+}
+
+fn record(pending: &mut Pending, kind: Kind, key: u64) {
+    let keys = match kind {
+        Kind::Channel => &mut pending.channels,
+        Kind::User => &mut pending.users,
+    };
+    if !keys.contains(&key) {
+        keys.push(key);
+    }
+}
+
+fn database() -> u32 {
+    // SAFETY: set once the backend is connected; read-only afterwards.
+    unsafe { pg_sys::MyDatabaseId }.to_u32()
+}
+
+/// Makes this transaction a sender of its database's announcer (starting one if none runs), and
+/// arranges the hand-over at commit. False when there is no announcer to be had.
+fn enlist() -> bool {
+    if !PRELOADED.load(Ordering::Relaxed) {
+        return false;
+    }
+    let database = database();
+    let start = {
+        let mut queues = QUEUES.exclusive();
+        let Some(queue) = queues.claim(database) else { return false };
+        queue.senders += 1;
+        let start = queue.worker == Worker::None;
+        if start {
+            queue.worker = Worker::Starting;
+        }
+        start
+    };
+    if start && !start_worker(database) {
+        let mut queues = QUEUES.exclusive();
+        if let Some(queue) = queues.of(database) {
+            queue.worker = Worker::None;
+            queue.senders -= 1;
+        }
+        return false;
+    }
+    pgrx::register_xact_callback(PgXactCallbackEvent::Commit, hand_over);
+    pgrx::register_xact_callback(PgXactCallbackEvent::Abort, give_up);
+    true
+}
+
+fn start_worker(database: u32) -> bool {
+    BackgroundWorkerBuilder::new("hatchat announcer")
+        .set_type("hatchat announcer")
+        .set_library("hatchat")
+        .set_function("hatchat_announcer_main")
+        .enable_spi_access()
+        .set_argument(Some(pg_sys::Datum::from(database)))
+        .set_restart_time(None)
+        .load_dynamic()
+        .is_ok()
+}
+
+/// The commit callback: the keys go to the queue and the announcer is woken. Runs after the
+/// commit is visible; must not fail.
+fn hand_over() {
+    let Some(pending) = PENDING.with_borrow_mut(Option::take) else { return };
+    let latch = {
+        let mut queues = QUEUES.exclusive();
+        let Some(queue) = queues.of(database()) else { return };
+        for key in &pending.channels {
+            queue.push(*key, false);
+        }
+        for key in &pending.users {
+            queue.push(*key, true);
+        }
+        queue.senders = queue.senders.saturating_sub(1);
+        queue.latch
+    };
+    if latch != 0 {
+        // SAFETY: the latch of a live announcer's PGPROC, in shared memory.
+        unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
+    }
+}
+
+/// The abort callback: nothing was committed, nothing to announce.
+fn give_up() {
+    PENDING.with_borrow_mut(Option::take);
+    let mut queues = QUEUES.exclusive();
+    if let Some(queue) = queues.of(database()) {
+        queue.senders = queue.senders.saturating_sub(1);
+    }
+}
+
+/// NOTIFYs from the current transaction (delivered when it commits).
+fn notify_now(payloads: &[String]) {
+    for payload in payloads {
+        // SAFETY: pg_notify(text, text) with two non-null text datums, as SQL would call it.
+        unsafe {
+            pgrx::direct_function_call_as_datum(
+                pg_sys::pg_notify,
+                &[wake::NOTIFY_CHANNEL.into_datum(), payload.as_str().into_datum()],
+            );
+        }
+    }
+}
+
+/// Whether this backend's changes are announced by the announcer (`worker`) or from their own
+/// transactions (`in-transaction`): what a test or an operator checks.
+#[pg_extern(name = "announcer_mode")]
+fn announcer_mode() -> &'static str {
+    if PRELOADED.load(Ordering::Relaxed) {
+        "worker"
+    } else {
+        "in-transaction"
+    }
+}
+
+/// The announcer of one database (its oid is the argument): waits for keys, and announces them.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn hatchat_announcer_main(argument: pg_sys::Datum) {
+    let database = argument.value() as u32;
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(database)), None);
+    {
+        let mut queues = QUEUES.exclusive();
+        let Some(queue) = queues.claim(database) else { return };
+        queue.worker = Worker::Running;
+        // SAFETY: MyLatch points at this process's latch in shared memory once it runs.
+        queue.latch = unsafe { pg_sys::MyLatch } as usize;
+    }
+    // SAFETY: registers a plain function, run once when this process exits for any reason.
+    unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(database)) };
+    let mut idle_since = Instant::now();
+    loop {
+        let alive = BackgroundWorker::wait_latch(Some(Duration::from_secs(5)));
+        let drained = drain(database);
+        if let Some(wake) = drained {
+            BackgroundWorker::transaction(|| notify_now(&WakeUp::encode(&wake.channels, &wake.users, wake.all)));
+            idle_since = Instant::now();
+        } else if idle_since.elapsed() >= IDLE_EXIT && retire(database) {
+            return;
+        }
+        if !alive {
+            return;
+        }
+    }
+}
+
+/// Takes the queued keys (deduplicated), or None when there are none.
+fn drain(database: u32) -> Option<WakeUp> {
+    let mut queues = QUEUES.exclusive();
+    let queue = queues.of(database)?;
+    if queue.len == 0 && !queue.overflow {
+        return None;
+    }
+    let mut wake = WakeUp { all: queue.overflow, ..WakeUp::default() };
+    for at in 0..queue.len as usize {
+        let keys = if queue.users[at] { &mut wake.users } else { &mut wake.channels };
+        keys.push(queue.keys[at]);
+    }
+    queue.len = 0;
+    queue.overflow = false;
+    drop(queues);
+    wake.channels.sort_unstable();
+    wake.channels.dedup();
+    wake.users.sort_unstable();
+    wake.users.dedup();
+    Some(wake)
+}
+
+/// Gives the queue up when nothing is queued and no sender is about to hand keys over.
+fn retire(database: u32) -> bool {
+    let mut queues = QUEUES.exclusive();
+    let Some(queue) = queues.of(database) else { return true };
+    if queue.len > 0 || queue.overflow || queue.senders > 0 {
+        return false;
+    }
+    *queue = Queue::FREE;
+    true
+}
+
+/// However the announcer ends, the next one is started by the next sender; keys it held unsent
+/// become an "everyone look again" (a failed NOTIFY may have been one of them).
+#[pg_guard]
+unsafe extern "C-unwind" fn on_exit(_code: i32, argument: pg_sys::Datum) {
+    let database = argument.value() as u32;
+    let mut queues = QUEUES.exclusive();
+    if let Some(queue) = queues.of(database) {
+        queue.worker = Worker::None;
+        queue.latch = 0;
+        queue.overflow = true;
+    }
+}
+
