@@ -3,3 +3,4 @@
 //! Rust, no PostgreSQL: unit-tested in milliseconds.
 
 pub mod json;
+pub mod wake;
