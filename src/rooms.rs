@@ -20,8 +20,8 @@ use serde::Deserialize;
 
 pub const MAX_TYPE_CHARS: usize = 100;
 pub const MAX_ROOM_USERS: usize = 32;
-/// The author name of what the server secret posts, as in the seed.
-pub const SYSTEM_NAME: &str = "$$";
+/// The author name of what the server secret posts, as in the seed (reserved: no user takes it).
+pub const SYSTEM_NAME: &str = users::SERVER_SECRET_NAME;
 
 pub fn valid_room_type(raw: &str) -> Result<&str> {
     let chars = raw.chars().count();
