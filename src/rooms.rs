@@ -9,9 +9,9 @@
 
 use crate::auth::{self, Caller};
 use crate::channels::{self, valid_channel_id, Access, Role};
-use crate::db;
+use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
-use crate::jsonb::Jsonb;
+use crate::jsonb::{check_depth, Jsonb};
 use crate::messages;
 use crate::settings;
 use crate::users;
@@ -20,8 +20,8 @@ use serde::Deserialize;
 
 pub const MAX_TYPE_CHARS: usize = 100;
 pub const MAX_ROOM_USERS: usize = 32;
-/// The author name of what the server secret posts, as in the seed.
-pub const SYSTEM_NAME: &str = "$$";
+/// The author name of what the server secret posts, as in the seed (reserved: no user takes it).
+pub const SYSTEM_NAME: &str = users::SERVER_SECRET_NAME;
 
 pub fn valid_room_type(raw: &str) -> Result<&str> {
     let chars = raw.chars().count();
@@ -121,15 +121,24 @@ fn resolve_usernames(names: &[String]) -> Result<Vec<(pgrx::Uuid, String)>> {
     Ok(rows.into_iter().filter_map(|(_, id, name)| id.zip(name)).collect())
 }
 
-/// Creates the room of `room_type` and `usernames` or, if it exists, refreshes its expiry; its id.
-/// With `caller` a user, they must be one of the users (401 otherwise, as the seed says).
+/// Opens the room of `room_type` and `usernames`: creates it, or finds it and refreshes its expiry;
+/// its id. Names only lead to ids here. Usernames change hands (a rename, an account deleted and
+/// its name registered again), so an existing room is entered by its members' ids, and only when
+/// the names given resolve to exactly those members: a later holder of a name never walks into the
+/// old holder's rooms, and no member is ever added to an existing room.
+///
+/// Channels and rooms share one id space, so anyone may create an ordinary channel under the id a
+/// room would get (`type/alice/bob`) before the room exists. Such a squatter blocks that room id
+/// (409 for the room's users), but never reads or writes the room: room functions act on rooms
+/// only, and the squatted channel gets neither members nor messages from them.
 fn open_room(caller: &Caller, room_type: &str, usernames: &[String]) -> Result<String> {
     let room_type = valid_room_type(room_type)?;
     let names = valid_usernames(usernames)?;
     let players = resolve_usernames(&names)?;
+    let ids: Vec<pgrx::Uuid> = players.iter().map(|(id, _)| *id).collect();
     if let Caller::User(user) = caller {
-        if !players.iter().any(|(id, _)| db::rust_uuid(*id) == user.id) {
-            return Err(HatchatError::unauthenticated_with("you are not one of the room's users"));
+        if !ids.iter().any(|id| db::rust_uuid(*id) == user.id) {
+            return Err(not_a_user_of_the_room());
         }
     }
     let canonical: Vec<String> = players.iter().map(|(_, name)| name.clone()).collect();
@@ -143,12 +152,12 @@ fn open_room(caller: &Caller, room_type: &str, usernames: &[String]) -> Result<S
         &[id.as_str().into(), room_type.into(), settings::room_max_messages().into(), settings::room_ttl_seconds().into()],
     )?;
     if created > 0 {
-        let ids: Vec<pgrx::Uuid> = players.iter().map(|(id, _)| *id).collect();
         db::execute(
             "INSERT INTO hatchat.members (channel_id, user_id) SELECT $1, u FROM unnest($2::uuid[]) AS u",
             &[id.as_str().into(), ids.into()],
         )?;
     } else {
+        check_existing_room(&id, room_type, caller, ids)?;
         db::execute(
             "UPDATE hatchat.channels SET expires_at = clock_timestamp() + ttl_seconds * interval '1 second' \
               WHERE id = $1 AND ttl_seconds IS NOT NULL",
@@ -156,6 +165,57 @@ fn open_room(caller: &Caller, room_type: &str, usernames: &[String]) -> Result<S
         )?;
     }
     Ok(id)
+}
+
+/// What an existing channel under a room id is to an opener: its type (NULL: an ordinary channel),
+/// whether the caller is a member, and whether its members are exactly the named users.
+const EXISTING_ROOM: &str = "\
+    SELECT c.type, \
+           EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = c.id AND m.user_id = $2), \
+           (SELECT array_agg(m.user_id ORDER BY m.user_id) FROM hatchat.members m WHERE m.channel_id = c.id) \
+               IS NOT DISTINCT FROM (SELECT array_agg(u ORDER BY u) FROM unnest($3::uuid[]) AS u) \
+      FROM hatchat.channels c WHERE c.id = $1";
+
+/// An existing id opens only the room of that type, for one of its members (or the server
+/// secret), named by its very members. The 409s say nothing of what the id holds.
+fn check_existing_room(id: &str, room_type: &str, caller: &Caller, ids: Vec<pgrx::Uuid>) -> Result<()> {
+    let found = db::query(EXISTING_ROOM, &[id.into(), pg_uuid(caller.id()).into(), ids.into()], |rows| {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let row = rows.first();
+        Ok(Some((
+            row.get::<String>(1)?,
+            row.get::<bool>(2)?.unwrap_or(false),
+            row.get::<bool>(3)?.unwrap_or(false),
+        )))
+    })?;
+    // Gone between the insert and this read: deleted or purged meanwhile.
+    let (kind, caller_is_member, same_members) = found.ok_or_else(|| room_not_found(id))?;
+    match kind {
+        None => {
+            return Err(HatchatError::Conflict(format!(
+                "room id {id:?} is taken by a channel that is not a room"
+            )))
+        }
+        Some(kind) if kind != room_type => {
+            return Err(HatchatError::Conflict(format!("room id {id:?} is taken by a room of another type")))
+        }
+        Some(_) => {}
+    }
+    if !caller.is_system() && !caller_is_member {
+        return Err(not_a_user_of_the_room());
+    }
+    if !same_members {
+        return Err(HatchatError::Conflict(format!(
+            "room {id:?} exists with other members: a username it was named by changed hands"
+        )));
+    }
+    Ok(())
+}
+
+fn not_a_user_of_the_room() -> HatchatError {
+    HatchatError::unauthenticated_with("you are not one of the room's users")
 }
 
 /// `{id, type, users, messages}`, messages newest first.
@@ -185,9 +245,20 @@ fn load_room(room_id: &str, caller: &Caller) -> Result<Access> {
         return Err(room_not_found(room_id));
     }
     if access.role == Role::Stranger {
-        return Err(HatchatError::unauthenticated_with("you are not one of the room's users"));
+        return Err(not_a_user_of_the_room());
     }
     Ok(access)
+}
+
+/// A posted body's JSON text, checked as channel sends are: nesting (`hatchat.max_json_depth`) and
+/// size (`hatchat.max_payload_bytes`: the body carries the `push` that every user's notification
+/// stores), then its fields.
+fn checked_body(body: Jsonb) -> Result<String> {
+    let text = body.to_text();
+    check_depth(&text)?;
+    messages::check_payload_size(&body)?;
+    check_message_body(&text)?;
+    Ok(text)
 }
 
 /// Appends `body`'s message to a room as `caller` (who is checked), and answers the message with
@@ -203,6 +274,8 @@ fn post(caller: &Caller, room_id: &str, body: Jsonb, kind: Option<&str>) -> Resu
         &[body.into(), author.into(), kind.into()],
     )?
     .expect("a SELECT without FROM returns one row");
+    // The stored message adds `from` to the body's fields: it obeys the limit itself.
+    messages::check_payload_size(&message)?;
     if !caller.is_muted() {
         let push = db::first::<Jsonb>("SELECT $1->'push'", &[body.into()])?;
         messages::append(room_id, caller.id(), message, true, push)?
@@ -248,7 +321,7 @@ fn get_room(token: Option<&str>, room_id: Option<&str>) -> SqlResult<Jsonb> {
 fn post_room_message(token: Option<&str>, room_id: Option<&str>, body: Option<Jsonb>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let body = required(body, "body")?;
-    check_message_body(&body.to_text())?;
+    checked_body(body)?;
     let room_id = required(room_id, "room id")?;
     load_room(room_id, &caller)?;
     caller.may_post()?;
@@ -265,7 +338,8 @@ fn post_system_message(secret: Option<&str>, body: Option<Jsonb>) -> SqlResult<J
         return Err(HatchatError::unauthenticated_with("system messages need the server secret").into());
     }
     let body = required(body, "body")?;
-    let text = body.to_text();
+    // The body's `type` is the room's type here: a non-empty string too, then checked as a type.
+    let text = checked_body(body)?;
     #[derive(Deserialize)]
     struct Target {
         r#type: Option<String>,
@@ -276,8 +350,6 @@ fn post_system_message(secret: Option<&str>, body: Option<Jsonb>) -> SqlResult<J
             "the body must be {type, users, timestamp, message}: users an array of usernames",
         )
     })?;
-    // The body's `type` is the room's type here: a non-empty string too, then checked as a type.
-    check_message_body(&text)?;
     let id =
         open_room(&caller, required(target.r#type.as_deref(), "type")?, &required(target.users, "users")?)?;
     Ok(post(&caller, &id, body, Some("event"))?)

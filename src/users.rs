@@ -10,6 +10,14 @@ use uuid::Uuid;
 
 pub const MAX_USERNAME_CHARS: usize = 64;
 
+/// The name under which the server secret's posts appear in rooms (`from`), as in the seed.
+pub const SERVER_SECRET_NAME: &str = "$$";
+/// The system user's name (schema.sql), author of join and leave messages.
+pub const SYSTEM_USERNAME: &str = "system";
+/// Names the server posts under. Nobody may register or rename to one of them, in any case: their
+/// posts (say of `type: "event"`) would pass for the server's.
+pub const RESERVED_USERNAMES: [&str; 2] = [SERVER_SECRET_NAME, SYSTEM_USERNAME];
+
 /// Trimmed; 1..64 characters; no control characters; no `/`, because room ids join usernames with
 /// `/` and `a/b`+`c` must never name the same room as `a`+`b/c`.
 pub fn valid_username(raw: &str) -> Result<&str> {
@@ -26,6 +34,16 @@ pub fn valid_username(raw: &str) -> Result<&str> {
     Ok(name)
 }
 
+/// A name a user may take (register or rename to): valid, and not one the server posts under.
+pub fn valid_new_username(raw: &str) -> Result<&str> {
+    let name = valid_username(raw)?;
+    let lower = name.to_lowercase();
+    if RESERVED_USERNAMES.iter().any(|reserved| lower == *reserved) {
+        return Err(HatchatError::invalid(format!("username {name:?} is reserved")));
+    }
+    Ok(name)
+}
+
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn register_user(
@@ -37,7 +55,7 @@ fn register_user(
     if db::rust_uuid(id) == SYSTEM_USER {
         return Err(HatchatError::invalid("the nil uuid is reserved for the system user").into());
     }
-    let username = valid_username(required(username, "username")?)?;
+    let username = valid_new_username(required(username, "username")?)?;
     let public_key = required(public_key, "public key")?.trim();
     keys::parse_public_key(public_key)?;
     let inserted = db::first::<Jsonb>(
@@ -70,7 +88,7 @@ fn update_user(token: Option<&str>, id: Option<pgrx::Uuid>, username: Option<&st
     caller.may_write()?;
     let id = required(id, "id")?;
     only_self(caller.user()?.id, id)?;
-    let username = valid_username(required(username, "username")?)?;
+    let username = valid_new_username(required(username, "username")?)?;
     let taken = db::first::<bool>(
         "SELECT true FROM hatchat.users WHERE lower(username) = lower($1) AND id <> $2",
         &[username.into(), id.into()],
@@ -131,5 +149,18 @@ mod tests {
         for bad in ["", "   ", &"a".repeat(65), "a/b", "tab\there", "nul\u{7}"] {
             assert_eq!(valid_username(bad).unwrap_err().sqlstate_code(), "22023", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn server_sender_names_are_reserved_in_any_case() {
+        for reserved in ["$$", "system", "SYSTEM", " System ", "sYsTeM"] {
+            let error = valid_new_username(reserved).unwrap_err();
+            assert_eq!(error.sqlstate_code(), "22023", "{reserved:?}");
+            assert!(error.to_string().contains("is reserved"), "{error}");
+        }
+        for free in ["$$$", "$", "systems", "my system", "alice"] {
+            assert_eq!(valid_new_username(free).unwrap(), free);
+        }
+        assert_eq!(crate::rooms::SYSTEM_NAME, SERVER_SECRET_NAME);
     }
 }

@@ -125,3 +125,18 @@ fn misspelt_settings_are_refused() {
     let result = db.batch_execute("SET hatchat.max_payload_byte = 10");
     assert!(result.is_err(), "an unknown hatchat.* setting must not be silently accepted");
 }
+
+#[test]
+fn a_claim_or_header_that_is_a_json_array_is_refused() {
+    let alice = register(&mut connect(), "alice");
+    let header = r#"{"alg":"SHA-512","type":"JWT"}"#;
+    let array_claim = alice.sign(header, &format!(r#"["{}",{}]"#, alice.id, iso_in(60)));
+    let result = authenticate(&array_claim);
+    let (message, detail) = error_text(authenticate(&array_claim));
+    assert_eq!(sqlstate(result), "28000");
+    assert_eq!(message, "invalid or expired token");
+    assert!(detail.as_deref().unwrap_or_default().contains("claim must be a JSON object"), "{detail:?}");
+    let array_header = alice.sign(r#"["SHA-512"]"#, &claim(&alice.id, &iso_in(60)));
+    let (_, detail) = error_text(authenticate(&array_header));
+    assert!(detail.as_deref().unwrap_or_default().contains("header must be a JSON object"), "{detail:?}");
+}

@@ -362,3 +362,217 @@ fn posting_refreshes_expiry() {
     }
     get_room(&mut db, &alice.token(), &id).unwrap();
 }
+
+/// The user ids of a room's members, sorted (read behind the API).
+fn member_ids(db: &mut postgres::Client, id: &str) -> Vec<uuid::Uuid> {
+    let rows = db.query("SELECT user_id FROM hatchat.members WHERE channel_id = $1 ORDER BY user_id", &[&id]);
+    rows.unwrap().iter().map(|row| row.get(0)).collect()
+}
+
+fn sorted(mut ids: Vec<uuid::Uuid>) -> Vec<uuid::Uuid> {
+    ids.sort();
+    ids
+}
+
+fn message_count(db: &mut postgres::Client, id: &str) -> i64 {
+    count(db, "SELECT count(*) FROM hatchat.messages WHERE channel_id = $1", id)
+}
+
+fn rename(db: &mut postgres::Client, user: &User, name: &str) {
+    db.query_one("SELECT hatchat.update_user($1, $2, $3)", &[&user.token(), &user.id, &name]).unwrap();
+}
+
+/// The message and detail of a failure, as one text to search for leaks.
+fn whole_error<T: std::fmt::Debug>(result: Result<T, postgres::Error>) -> String {
+    let (message, detail) = error_text(result);
+    format!("{message} {}", detail.unwrap_or_default())
+}
+
+fn system_message(
+    db: &mut postgres::Client,
+    kind: &str,
+    users: &[&str],
+    message: &str,
+) -> Result<Value, postgres::Error> {
+    let body = json!({"type": kind, "users": users, "timestamp": 1, "message": message});
+    db.query_one("SELECT hatchat.post_system_message($1, $2)", &[&SECRET, &body]).map(|r| r.get(0))
+}
+
+#[test]
+fn a_username_that_changed_hands_never_opens_the_old_holders_room() {
+    let mut db = connect();
+    with_secret(&mut db);
+    let (alice, bob, id) = room_of_two(&mut db);
+    post(&mut db, &alice.token(), &id, text(1, "for bob only")).unwrap();
+    let old_name = alice.username.clone();
+    rename(&mut db, &alice, &format!("alice-moved-{}", short_id()));
+    let mallory = register(&mut db, "carol");
+    rename(&mut db, &mallory, &old_name);
+
+    let taken = create_room(&mut db, &mallory.token(), "triominos/v1", &[&old_name, &bob.username]);
+    let refused =
+        whole_error(create_room(&mut db, &mallory.token(), "triominos/v1", &[&old_name, &bob.username]));
+    assert_eq!(sqlstate(taken), "28000", "mallory holds the name, not the membership");
+    assert!(
+        refused.contains("not one of the room's users") && !refused.contains("for bob only"),
+        "{refused}"
+    );
+    assert_eq!(sqlstate(get_room(&mut db, &mallory.token(), &id)), "28000");
+    assert_eq!(sqlstate(post(&mut db, &mallory.token(), &id, text(2, "it's me, alice"))), "28000");
+
+    // bob names the room's users by their current names: one of them is no longer a member.
+    let other = create_room(&mut db, &bob.token(), "triominos/v1", &[&old_name, &bob.username]);
+    let text409 =
+        whole_error(create_room(&mut db, &bob.token(), "triominos/v1", &[&old_name, &bob.username]));
+    assert_eq!(sqlstate(other), "23505");
+    assert!(text409.contains("other members") && !text409.contains("for bob only"), "{text409}");
+    // The server secret follows the same rule.
+    let by_secret = system_message(&mut db, "triominos/v1", &[&old_name, &bob.username], "MALLORY_JOINED");
+    assert_eq!(sqlstate(by_secret), "23505");
+
+    assert_eq!(member_ids(&mut db, &id), sorted(vec![alice.id, bob.id]), "no member added");
+    assert_eq!(message_count(&mut db, &id), 1, "nothing posted");
+    // The members themselves still reach it by id.
+    assert_eq!(
+        get_room(&mut db, &alice.token(), &id).unwrap()["messages"][0]["message"],
+        json!("for bob only")
+    );
+}
+
+#[test]
+fn a_deleted_users_name_registered_again_does_not_open_their_rooms() {
+    let mut db = connect();
+    let (alice, bob, id) = room_of_two(&mut db);
+    post(&mut db, &alice.token(), &id, text(1, "just us")).unwrap();
+    db.execute("SELECT hatchat.delete_user($1, $2)", &[&alice.token(), &alice.id]).unwrap();
+    let mallory_id = uuid::Uuid::new_v4();
+    db.query_one(
+        "SELECT hatchat.register_user($1, $2, $3)",
+        &[&mallory_id, &fixture("carol.pub.pem"), &alice.username],
+    )
+    .unwrap();
+    let mallory = User {
+        id: mallory_id,
+        username: alice.username.clone(),
+        key_name: "carol".into(),
+        public_pem: String::new(),
+    };
+
+    let names = [alice.username.as_str(), bob.username.as_str()];
+    let refused = whole_error(create_room(&mut db, &mallory.token(), "triominos/v1", &names));
+    assert_eq!(sqlstate(create_room(&mut db, &mallory.token(), "triominos/v1", &names)), "28000");
+    assert!(!refused.contains("just us"), "{refused}");
+    assert_eq!(sqlstate(get_room(&mut db, &mallory.token(), &id)), "28000");
+    assert_eq!(sqlstate(create_room(&mut db, &bob.token(), "triominos/v1", &names)), "23505");
+    assert_eq!(member_ids(&mut db, &id), vec![bob.id], "mallory was not added");
+    assert_eq!(message_count(&mut db, &id), 1);
+}
+
+#[test]
+fn a_room_id_held_by_an_ordinary_channel_is_409_and_reveals_nothing() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let kind = format!("team-{}", short_id());
+    let segment = format!("general-{}", short_id());
+    let channel = format!("{kind}/{segment}");
+    db.query_one("SELECT hatchat.create_channel($1, $2, 'owner')", &[&alice.token(), &channel]).unwrap();
+    send(&mut db, &alice, &channel, json!({"text": "secret plan"})).unwrap();
+    let before = message_count(&mut db, &channel);
+    let mallory = register(&mut db, "carol");
+    rename(&mut db, &mallory, &segment);
+
+    let result = create_room(&mut db, &mallory.token(), &kind, &[&segment]);
+    let refused = whole_error(create_room(&mut db, &mallory.token(), &kind, &[&segment]));
+    assert_eq!(sqlstate(result), "23505");
+    for leak in ["secret plan", alice.username.as_str(), "owner", "private", "member"] {
+        assert!(!refused.contains(leak), "{leak:?} in {refused}");
+    }
+    assert_eq!(member_ids(&mut db, &channel), vec![alice.id], "mallory was not added");
+    assert_eq!(message_count(&mut db, &channel), before, "nothing posted");
+    assert_eq!(sqlstate(post(&mut db, &mallory.token(), &channel, text(1, "hi"))), "P0002");
+}
+
+#[test]
+fn a_squatted_room_id_blocks_the_room_but_never_opens_it() {
+    let mut db = connect();
+    with_secret(&mut db);
+    let alice = register(&mut db, "alice");
+    let bob = register(&mut db, "bob");
+    let mallory = register(&mut db, "carol");
+    let mut names = [alice.username.clone(), bob.username.clone()];
+    names.sort();
+    let id = format!("t/{}", names.join("/"));
+    db.query_one("SELECT hatchat.create_channel($1, $2, 'self')", &[&mallory.token(), &id]).unwrap();
+    send(&mut db, &mallory, &id, json!({"from": "$$", "type": "event", "message": "fake history"})).unwrap();
+    let before = message_count(&mut db, &id);
+
+    let squatted = create_room(&mut db, &alice.token(), "t", &[&alice.username, &bob.username]);
+    let refused = whole_error(create_room(&mut db, &alice.token(), "t", &[&alice.username, &bob.username]));
+    assert_eq!(sqlstate(squatted), "23505");
+    assert!(!refused.contains("fake history") && !refused.contains(&mallory.username), "{refused}");
+    let by_secret = system_message(&mut db, "t", &[&alice.username, &bob.username], "GAME_STARTED");
+    assert_eq!(sqlstate(by_secret), "23505");
+    let (missing, _) = error_text(get_room(&mut db, &alice.token(), &id));
+    assert!(missing.contains("room") && missing.contains("not found"), "{missing}");
+    assert_eq!(sqlstate(get_room(&mut db, &mallory.token(), &id)), "P0002", "not a room, even for its owner");
+    assert_eq!(sqlstate(post(&mut db, &alice.token(), &id, text(1, "hi"))), "P0002");
+    assert_eq!(sqlstate(post(&mut db, SECRET, &id, text(1, "hi"))), "P0002");
+
+    assert_eq!(member_ids(&mut db, &id), vec![mallory.id], "no room member added");
+    assert_eq!(message_count(&mut db, &id), before, "nothing posted");
+}
+
+#[test]
+fn a_room_of_another_type_under_the_same_id_is_409() {
+    let mut db = connect();
+    let (alice, bob, _) = room_of_two(&mut db);
+    let kind = format!("x-{}", short_id());
+    let room = create_room(&mut db, &alice.token(), &kind, &[&alice.username, &bob.username]).unwrap();
+    let mut names = [alice.username.clone(), bob.username.clone()];
+    names.sort();
+    // Type "x/<first>" with the second user forms the same id as type "x" with both.
+    let (first, second) = (&names[0], &names[1]);
+    let user = if *second == bob.username { &bob } else { &alice };
+    let other = create_room(&mut db, &user.token(), &format!("{kind}/{first}"), &[second]);
+    assert_eq!(sqlstate(other), "23505");
+    let id = room["id"].as_str().unwrap();
+    assert_eq!(member_ids(&mut db, id), sorted(vec![alice.id, bob.id]));
+    let kept: String =
+        db.query_one("SELECT type FROM hatchat.channels WHERE id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(kept, kind);
+}
+
+#[test]
+fn room_posts_obey_the_payload_and_depth_limits() {
+    let mut db = connect();
+    with_secret(&mut db);
+    db.batch_execute("SET hatchat.max_payload_bytes = 200; SET hatchat.max_json_depth = 5").unwrap();
+    let (alice, bob, id) = room_of_two(&mut db);
+    post(&mut db, &alice.token(), &id, text(1, "fits")).unwrap();
+    let big = text(2, &"x".repeat(300));
+    assert_eq!(sqlstate(post(&mut db, &alice.token(), &id, big.clone())), "54000");
+    let mut deep = json!("bottom");
+    for _ in 0..8 {
+        deep = json!([deep]);
+    }
+    let nested = json!({"timestamp": 3, "type": "text", "message": "deep", "push": deep.clone()});
+    let (message, _) = error_text(post(&mut db, &alice.token(), &id, nested.clone()));
+    assert_eq!(sqlstate(post(&mut db, &alice.token(), &id, nested.clone())), "22023");
+    assert!(message.contains("hatchat.max_json_depth") || message.contains("deep"), "{message}");
+    assert_eq!(message_count(&mut db, &id), 1, "nothing stored");
+    assert!(notifications(&mut db, &bob).len() == 1, "only the post that fitted notified");
+
+    let kind = format!("limits-{}", short_id());
+    let users = [alice.username.as_str(), bob.username.as_str()];
+    let body = |message: Value, push: Value| json!({"type": kind, "users": users, "timestamp": 4, "message": message, "push": push});
+    for (too_much, code) in
+        [(body(json!("x".repeat(300)), json!(null)), "54000"), (body(json!("m"), deep), "22023")]
+    {
+        let result = db.query_one("SELECT hatchat.post_system_message($1, $2)", &[&SECRET, &too_much]);
+        assert_eq!(sqlstate(result), code, "{too_much}");
+    }
+    let mut sorted_names = users.map(str::to_string);
+    sorted_names.sort();
+    let system_room = format!("{kind}/{}", sorted_names.join("/"));
+    assert_eq!(count(&mut db, "SELECT count(*) FROM hatchat.channels WHERE id = $1", &system_room), 0);
+}

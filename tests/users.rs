@@ -104,7 +104,7 @@ fn the_system_user_exists_and_cannot_be_taken_over() {
     let system: Value = db.query_one("SELECT hatchat.get_user($1)", &[&Uuid::nil()]).unwrap().get(0);
     assert_eq!(system, json!({"id": SYSTEM, "username": "system", "publicKey": null}));
     let name_taken = register_raw(&Uuid::new_v4(), &fixture("alice.pub.pem"), "SYSTEM");
-    assert_eq!(sqlstate(name_taken), "23505");
+    assert_eq!(sqlstate(name_taken), "22023", "a reserved name");
     // A token naming the system user, signed by anyone, is refused like any bad token.
     let fake = User {
         id: Uuid::nil(),
@@ -172,4 +172,53 @@ fn deleting_a_user_removes_memberships_and_owned_channels_but_keeps_their_messag
     let bye = history.iter().find(|m| m["payload"] == json!({"text": "bye"})).expect("bob's message stays");
     assert_eq!(bye["username"], Value::Null);
     assert_eq!(bye["fromUserId"], json!(bob.id));
+}
+
+#[test]
+fn reserved_names_are_refused_at_register_and_rename_in_any_case() {
+    let mut db = connect();
+    let bob = register(&mut db, "bob");
+    for name in ["$$", "SYSTEM", " system ", "System"] {
+        let id = Uuid::new_v4();
+        let (message, _) = error_text(register_raw(&id, &fixture("alice.pub.pem"), name));
+        assert_eq!(sqlstate(register_raw(&id, &fixture("alice.pub.pem"), name)), "22023", "{name:?}");
+        assert!(message.contains("reserved"), "{name:?}: {message}");
+        assert_eq!(user_count(&mut db, &id), 0, "{name:?}");
+        let renamed = db.query_one("SELECT hatchat.update_user($1, $2, $3)", &[&bob.token(), &bob.id, &name]);
+        assert_eq!(sqlstate(renamed), "22023", "{name:?}");
+    }
+    let bob_now: Value = db.query_one("SELECT hatchat.get_user($1)", &[&bob.id]).unwrap().get(0);
+    assert_eq!(bob_now["username"], json!(bob.username), "nothing renamed");
+}
+
+/// The base64 of a PEM wrapped at `width` columns with `newline` line ends.
+fn rewrapped(pem: &str, width: usize, newline: &str) -> String {
+    let base64: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+    let lines: Vec<&str> = base64.as_bytes().chunks(width).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----{newline}{}{newline}-----END PUBLIC KEY-----{newline}",
+        lines.join(newline)
+    )
+}
+
+#[test]
+fn one_line_and_rewrapped_pems_register_and_their_tokens_work() {
+    let mut db = connect();
+    let one_line = include_str!("fixtures/keys/alice.oneline.pub.pem");
+    let alice = fixture("alice.pub.pem");
+    assert_eq!(one_line.lines().count(), 3, "the seed's web client export: the base64 on one line");
+    for (what, pem) in [
+        ("one line", one_line.to_string()),
+        ("one line, CRLF", one_line.replace('\n', "\r\n")),
+        ("76 columns, CRLF", rewrapped(&alice, 76, "\r\n")),
+        ("76 columns", rewrapped(&alice, 76, "\n")),
+        ("20 columns", rewrapped(&alice, 20, "\n")),
+    ] {
+        let id = Uuid::new_v4();
+        let registered = register_raw(&id, &pem, &format!("wrap-{}", short_id()));
+        assert!(registered.is_ok(), "{what}: {registered:?}");
+        let user = User { id, username: String::new(), key_name: "alice".into(), public_pem: pem };
+        let who: Uuid = db.query_one("SELECT hatchat.authenticate($1)", &[&user.token()]).unwrap().get(0);
+        assert_eq!(who, id, "{what}");
+    }
 }

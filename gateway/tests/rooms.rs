@@ -286,3 +286,102 @@ async fn notifications_are_forwarded_in_order_despite_a_failing_receiver() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(for_bob(&received), ["m0", "m1", "m2", "m3", "m4", "after restart"]);
 }
+
+/// The seed's web client exports its key with the whole base64 on one line.
+const ONE_LINE_PEM: &str = include_str!("../../tests/fixtures/keys/alice.oneline.pub.pem");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_clients_one_line_pem_registers_and_its_tokens_work() {
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let bob = api.register("bob").await;
+    for pem in [ONE_LINE_PEM.to_string(), ONE_LINE_PEM.replace('\n', "\r\n")] {
+        let id = uuid::Uuid::new_v4();
+        let username = format!("web-{}", short_id());
+        let body = json!({"id": id, "publicKey": pem, "username": username});
+        let registered = api.post("/users", None, body).await.expect(200);
+        assert_eq!(registered["username"], json!(username));
+        let user = User { id, username, key_name: "alice".into() };
+        let created = room(&api, &encoded_token(&user), &[&user.username, &bob.username]).await.expect(200);
+        assert_eq!(created["messages"], json!([]));
+    }
+}
+
+async fn rename(api: &Api, user: &User, name: &str) {
+    let body = json!({"username": name});
+    api.call(Method::PATCH, &format!("/users/{}", user.id), Some(&user.token()), Some(body))
+        .await
+        .expect(200);
+}
+
+/// A 409 for a room: the error shape and not a word of what the id holds.
+#[track_caller]
+fn assert_reveals_nothing(body: &Value, secrets: &[&str]) {
+    assert_eq!(body["error"], json!("conflict"), "{body}");
+    assert!(body.get("messages").is_none() && body.get("users").is_none(), "{body}");
+    for secret in secrets {
+        assert!(!body.to_string().contains(secret), "{secret:?} in {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rooms_are_never_opened_by_a_name_or_an_id_that_changed_hands() {
+    set_secret().await;
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let mallory = api.register("carol").await;
+
+    // A segment-named user asks for the "room" that is alice's ordinary channel team-…/general-….
+    let kind = format!("team-{}", short_id());
+    let segment = format!("general-{}", short_id());
+    let channel = format!("{kind}/{segment}");
+    api.post("/channels", Some(&alice.token()), json!({"id": channel, "inviteModel": "owner"}))
+        .await
+        .expect(200);
+    api.send(&alice, &channel, json!({"text": "secret plan"})).await.expect(200);
+    rename(&api, &mallory, &segment).await;
+    let path = format!("/chat/v1/auth/{}/rooms", encoded_token(&mallory));
+    let squat = api.post(&path, None, json!({"type": kind, "users": [segment]})).await.expect(409);
+    assert_reveals_nothing(&squat, &["secret plan", &alice.username]);
+    let not_a_room = format!("/chat/v1/auth/{}/rooms/{}", encoded_token(&alice), encode(&channel));
+    api.get(&not_a_room, None).await.expect(404);
+    api.post(&format!("{not_a_room}/messages"), None, text(1, "hi")).await.expect(404);
+
+    // A name that changed hands: alice moves away, mallory takes her old name.
+    let id = room_id(&api, &alice, &bob).await;
+    let path = format!("/chat/v1/auth/{}/rooms/{}/messages", encoded_token(&alice), encode(&id));
+    api.post(&path, None, text(1, "for bob only")).await.expect(200);
+    let old_name = alice.username.clone();
+    rename(&api, &alice, &format!("alice-moved-{}", short_id())).await;
+    rename(&api, &mallory, &old_name).await;
+    let taken = room(&api, &encoded_token(&mallory), &[&old_name, &bob.username]).await.expect(401);
+    assert_eq!(taken["detail"], json!("you are not one of the room's users"), "{taken}");
+    assert!(!taken.to_string().contains("for bob only"), "{taken}");
+    let mismatch = room(&api, &encoded_token(&bob), &[&old_name, &bob.username]).await.expect(409);
+    assert_reveals_nothing(&mismatch, &["for bob only"]);
+    assert!(mismatch["message"].as_str().unwrap().contains("other members"), "{mismatch}");
+    let system =
+        json!({"type": "triominos/v1", "users": [old_name, bob.username], "timestamp": 5, "message": "HI"});
+    let by_secret = api.post(&format!("/chat/v1/auth/{SECRET}/system-messages"), None, system).await;
+    assert_reveals_nothing(&by_secret.expect(409), &["for bob only"]);
+    let got = api.get(&format!("/chat/v1/auth/{}/rooms/{}", encoded_token(&bob), encode(&id)), None).await;
+    let got = got.expect(200);
+    assert_eq!(got["messages"].as_array().unwrap().len(), 1, "nothing posted: {got}");
+    assert_eq!(got["users"].as_array().unwrap().len(), 2, "nobody added: {got}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn room_posts_over_the_payload_limit_are_413_over_the_depth_limit_400() {
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let id = room_id(&api, &alice, &bob).await;
+    let path = format!("/chat/v1/auth/{}/rooms/{}/messages", encoded_token(&alice), encode(&id));
+    let big = api.post(&path, None, text(1, &"x".repeat(70_000))).await.expect(413);
+    assert!(big["message"].as_str().unwrap().contains("hatchat.max_payload_bytes"), "{big}");
+    let got = api.get(&format!("/chat/v1/auth/{}/rooms/{}", encoded_token(&bob), encode(&id)), None).await;
+    assert_eq!(got.expect(200)["messages"], json!([]), "nothing stored");
+}

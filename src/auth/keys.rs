@@ -33,8 +33,16 @@ impl VerifyingKey {
     }
 }
 
-/// Accepts SPKI (`BEGIN PUBLIC KEY`, what WebCrypto and `openssl pkey -pubout` write) and PKCS#1
-/// (`BEGIN RSA PUBLIC KEY`) PEM, with LF or CRLF line ends.
+/// The PEM labels a public key may carry: SPKI (what WebCrypto and `openssl pkey -pubout` write)
+/// and PKCS#1.
+const SPKI_LABEL: &str = "PUBLIC KEY";
+const PKCS1_LABEL: &str = "RSA PUBLIC KEY";
+
+/// Accepts SPKI (`BEGIN PUBLIC KEY`) and PKCS#1 (`BEGIN RSA PUBLIC KEY`) PEM, the base64 wrapped
+/// at any width or not at all, with LF or CRLF line ends: the seed's web client writes the whole
+/// base64 on one line, which a strict RFC 7468 parser (64-column lines) refuses. Nothing but
+/// base64 may stand between the BEGIN and the matching END line. 2048 to 4096 bits (`rsa` refuses
+/// a modulus over `RsaPublicKey::MAX_SIZE`, 4096 bits, while decoding).
 pub fn parse_public_key(pem: &str) -> Result<VerifyingKey> {
     let pem = pem.trim();
     if pem.len() > MAX_PEM_BYTES {
@@ -42,15 +50,7 @@ pub fn parse_public_key(pem: &str) -> Result<VerifyingKey> {
             "public key is longer than {MAX_PEM_BYTES} bytes; expected one RSA public key in PEM"
         )));
     }
-    let normalized = pem.replace("\r\n", "\n");
-    let parsed = if normalized.starts_with("-----BEGIN PUBLIC KEY-----") {
-        RsaPublicKey::from_public_key_pem(&normalized).ok()
-    } else if normalized.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
-        RsaPublicKey::from_pkcs1_pem(&normalized).ok()
-    } else {
-        None
-    };
-    let key = parsed.ok_or_else(|| {
+    let key = decode_pem(pem).ok_or_else(|| {
         HatchatError::invalid(
             "public key must be an RSA key of 2048 to 4096 bits in PEM (-----BEGIN PUBLIC KEY----- \
              or -----BEGIN RSA PUBLIC KEY-----)",
@@ -64,6 +64,36 @@ pub fn parse_public_key(pem: &str) -> Result<VerifyingKey> {
     }
     let der = key.to_pkcs1_der().map_err(|e| HatchatError::invalid(format!("public key: {e}")))?;
     Ok(VerifyingKey { pkcs1_der: der.as_bytes().to_vec() })
+}
+
+/// The RSA key in a PEM of one of the two labels, or None.
+fn decode_pem(pem: &str) -> Option<RsaPublicKey> {
+    if let Some(body) = pem_body(pem, SPKI_LABEL) {
+        RsaPublicKey::from_public_key_der(&pem_base64(body)?).ok()
+    } else if let Some(body) = pem_body(pem, PKCS1_LABEL) {
+        RsaPublicKey::from_pkcs1_der(&pem_base64(body)?).ok()
+    } else {
+        None
+    }
+}
+
+/// What stands between `-----BEGIN {label}-----` at the start and `-----END {label}-----` at the
+/// end (the END label must match the BEGIN one).
+fn pem_body<'a>(pem: &'a str, label: &str) -> Option<&'a str> {
+    pem.strip_prefix("-----BEGIN ")?
+        .strip_prefix(label)?
+        .strip_prefix("-----")?
+        .strip_suffix("-----")?
+        .strip_suffix(label)?
+        .strip_suffix("-----END ")
+}
+
+/// The bytes of a PEM body: standard padded base64, whitespace anywhere (line breaks of any width,
+/// `\r\n`), nothing else (no RFC 1421 headers, no second PEM block).
+fn pem_base64(body: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let digits: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(digits).ok()
 }
 
 /// Parsed keys by user id. An entry is only used while the stored PEM is byte-for-byte the one it
@@ -145,6 +175,60 @@ mod tests {
         parse_public_key(BIG).unwrap();
         parse_public_key(&ALICE.replace('\n', "\r\n")).unwrap();
         parse_public_key(&format!("\n  {ALICE}  \n")).unwrap();
+    }
+
+    /// The base64 of a PEM, rewrapped at `width` columns with `newline` line ends.
+    fn rewrapped(pem: &str, label: &str, width: usize, newline: &str) -> String {
+        let base64: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+        let lines: Vec<&str> =
+            base64.as_bytes().chunks(width).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        format!(
+            "-----BEGIN {label}-----{newline}{}{newline}-----END {label}-----{newline}",
+            lines.join(newline)
+        )
+    }
+
+    #[test]
+    fn accepts_any_wrapping_of_the_base64() {
+        let alice = parse_public_key(ALICE).unwrap();
+        let one_line = include_str!("../../tests/fixtures/keys/alice.oneline.pub.pem");
+        assert_eq!(parse_public_key(one_line).unwrap(), alice, "the seed's web client export");
+        for (width, newline) in
+            [(1, "\n"), (20, "\r\n"), (64, "\n"), (76, "\r\n"), (76, "\n"), (10_000, "\r\n")]
+        {
+            let pem = rewrapped(ALICE, "PUBLIC KEY", width, newline);
+            assert_eq!(parse_public_key(&pem).unwrap(), alice, "{width} {newline:?}");
+        }
+        let dave = parse_public_key(PKCS1).unwrap();
+        assert_eq!(parse_public_key(&rewrapped(PKCS1, "RSA PUBLIC KEY", 10_000, "\n")).unwrap(), dave);
+        assert_eq!(parse_public_key(&rewrapped(PKCS1, "RSA PUBLIC KEY", 76, "\r\n")).unwrap(), dave);
+    }
+
+    #[test]
+    fn keeps_the_other_pem_rules() {
+        let one_line = rewrapped(ALICE, "PUBLIC KEY", 10_000, "\n");
+        let body = one_line.lines().nth(1).unwrap();
+        let cases = [
+            ("another label", one_line.replace("PUBLIC KEY", "CERTIFICATE")),
+            ("private label", one_line.replace("PUBLIC KEY", "PRIVATE KEY")),
+            ("END does not match", one_line.replace("END PUBLIC KEY", "END RSA PUBLIC KEY")),
+            ("no END", format!("-----BEGIN PUBLIC KEY-----\n{body}\n")),
+            ("a header line", one_line.replace("-----\n", "-----\nProc-Type: 4,ENCRYPTED\n\n")),
+            ("text after END", format!("{one_line}trailing")),
+            ("two keys", format!("{one_line}{one_line}")),
+            ("not base64", one_line.replace(&body[10..14], "!@#$")),
+            ("cut short", one_line.replace(body, &body[..body.len() - 8])),
+            ("SPKI in an RSA PUBLIC KEY label", one_line.replace("PUBLIC KEY", "RSA PUBLIC KEY")),
+            ("PKCS#1 in a PUBLIC KEY label", rewrapped(PKCS1, "PUBLIC KEY", 64, "\n")),
+            ("huge", one_line.replacen("-----\n", &format!("-----\n{}", " ".repeat(MAX_PEM_BYTES)), 1)),
+        ];
+        for (what, pem) in cases {
+            let error = parse_public_key(&pem).unwrap_err();
+            assert_eq!(error.sqlstate_code(), "22023", "{what}");
+        }
+        let huge = include_str!("../../tests/fixtures/keys/huge.pub.pem");
+        let error = parse_public_key(huge).unwrap_err().to_string();
+        assert!(error.contains("4096"), "{error}");
     }
 
     #[test]

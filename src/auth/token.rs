@@ -169,6 +169,11 @@ pub fn decode_base64(part: &str) -> Option<Vec<u8>> {
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str, name: &str) -> Result<T> {
     let bytes = decode_base64(part).ok_or_else(|| malformed(format!("the {name} is not base64")))?;
+    // serde maps a JSON array onto a struct's fields in order, so `[id, exp]` would pass for
+    // `{id, exp}`: only an object is a header or a claim.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(malformed(format!("the {name} must be a JSON object, not an array or a scalar")));
+    }
     serde_json::from_slice(&bytes)
         .map_err(|_| malformed(format!("the {name} is not a JSON object of the expected shape")))
 }
@@ -311,7 +316,7 @@ mod tests {
         for (raw, expected) in cases {
             assert!(detail_of(raw).contains(expected), "{raw:?}: {}", detail_of(raw));
         }
-        let not_json = format!("{}.{}.{}", b64(b"[1,2]"), parts[1], parts[2]);
+        let not_json = format!("{}.{}.{}", b64(b"{1,2}"), parts[1], parts[2]);
         assert!(detail_of(&not_json).contains("header is not a JSON object"));
         let bad_sig = format!("{}.{}.@@@", parts[0], parts[1]);
         assert!(detail_of(&bad_sig).contains("signature is not base64"));
@@ -334,6 +339,28 @@ mod tests {
             let raw = format!("{header}.{}.AAAA", b64(claim.as_bytes()));
             assert!(detail_of(&raw).contains(expected), "{claim}: {}", detail_of(&raw));
         }
+    }
+
+    #[test]
+    fn refuses_a_claim_or_header_that_is_not_an_object() {
+        // serde would map a sequence onto the struct's fields in order: `[id, exp]` as `{id, exp}`.
+        let claim = format!(r#"["{USER}","2026-11-22T12:01:00Z"]"#);
+        let array_claim = sign(r#"{"alg":"RS512"}"#, &claim, Algorithm::RsaSha512);
+        assert!(
+            detail_of(&array_claim).contains("claim must be a JSON object"),
+            "{}",
+            detail_of(&array_claim)
+        );
+        let claim = format!(r#"{{"id":"{USER}","exp":"2026-11-22T12:01:00Z"}}"#);
+        let array_header = sign(r#"["RS512"]"#, &claim, Algorithm::RsaSha512);
+        assert!(detail_of(&array_header).contains("header must be a JSON object"));
+        for not_an_object in [r#" ["RS512"] "#, r#""RS512""#, "512", "null"] {
+            let raw = sign(not_an_object, &claim, Algorithm::RsaSha512);
+            assert!(detail_of(&raw).contains("header must be a JSON object"), "{not_an_object}");
+        }
+        // Whitespace around an object is still an object.
+        let spaced = sign("\n {\"alg\":\"RS512\"} ", &claim, Algorithm::RsaSha512);
+        parse(&spaced).unwrap().verify(&alice()).unwrap();
     }
 
     #[test]
@@ -365,5 +392,79 @@ mod tests {
         assert_eq!(strip_bearer("Bearerabc"), "Bearerabc");
         assert_eq!(strip_bearer("Bear"), "Bear");
         assert_eq!(strip_bearer("Beäre abc"), "Beäre abc");
+    }
+
+    /// The parser takes anything anyone sends: it must never panic, and nothing but a token signed by
+    /// the key may verify against it.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::OnceLock;
+
+        /// One token signed by alice, made once (signing is slow).
+        fn valid_token() -> &'static str {
+            static TOKEN: OnceLock<String> = OnceLock::new();
+            TOKEN.get_or_init(seed_client_token)
+        }
+
+        /// A token whose parts are well-formed but whose signature is anything.
+        fn shaped_token() -> impl Strategy<Value = String> {
+            let alg = prop::sample::select(vec!["RS512", "RS256", "SHA-512", "none", ""]);
+            let exp = prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                Just(r#""2026-11-22T12:01:00Z""#.to_string()),
+                ".{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            ];
+            (alg, exp, prop::collection::vec(any::<u8>(), 0..600)).prop_map(|(alg, exp, signature)| {
+                let header = b64(format!(r#"{{"alg":"{alg}"}}"#).as_bytes());
+                let claim = b64(format!(r#"{{"id":"{USER}","exp":{exp}}}"#).as_bytes());
+                format!("{header}.{claim}.{}", b64(&signature))
+            })
+        }
+
+        /// Parsing never panics; whatever parses must not verify against alice's key.
+        fn never_authenticates(raw: &str) -> Result<(), TestCaseError> {
+            if let Ok(token) = parse(raw) {
+                prop_assert!(token.verify(&alice()).is_err(), "{raw:?} verified");
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn arbitrary_strings_never_authenticate(raw in "\\PC{0,300}") {
+                never_authenticates(&raw)?;
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_authenticate(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+                never_authenticates(&String::from_utf8_lossy(&bytes))?;
+            }
+
+            #[test]
+            fn well_shaped_tokens_with_any_signature_never_authenticate(raw in shaped_token()) {
+                never_authenticates(&raw)?;
+            }
+
+            /// A changed byte may only verify if it spells the same token: the signing input
+            /// untouched and the signature the same bytes (`+` and `-` are one base64 digit here).
+            #[test]
+            fn a_changed_byte_never_verifies(at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+                let original = parse(valid_token()).unwrap();
+                let mut bytes = valid_token().as_bytes().to_vec();
+                let at = at.index(bytes.len());
+                prop_assume!(bytes[at] != byte);
+                bytes[at] = byte;
+                let Ok(raw) = String::from_utf8(bytes) else { return Ok(()) };
+                if let Ok(token) = parse(&raw) {
+                    if token.verify(&alice()).is_ok() {
+                        prop_assert_eq!(token.signing_input, original.signing_input, "{:?}", raw);
+                        prop_assert_eq!(&token.signature, &original.signature, "{:?}", raw);
+                    }
+                }
+            }
+        }
     }
 }

@@ -149,7 +149,8 @@ pub fn post_system(channel_id: &str, event: &str, user: Uuid) -> Result<()> {
     Ok(())
 }
 
-fn check_payload_size(payload: &Jsonb) -> Result<()> {
+/// Refuses a payload over `hatchat.max_payload_bytes` (54000); room posts obey it too.
+pub fn check_payload_size(payload: &Jsonb) -> Result<()> {
     check_size(payload.text_len())
 }
 
