@@ -169,3 +169,103 @@ create_database() {
         || createdb -h 127.0.0.1 -p "$port" -U postgres "$name"
     psql -h 127.0.0.1 -p "$port" -U postgres -d "$name" -qc "CREATE EXTENSION IF NOT EXISTS hatchat"
 }
+
+# --- Citus (issue 15): a coordinator and two workers as throwaway clusters -------------------------
+
+CITUS_TARBALL=${CITUS_TARBALL:-$ROOT/../shared/citus/citus-13.2.2.tar.gz}
+
+# Where the built Citus tree is kept: outside the checkout, once per machine, keyed by the
+# tarball's sha256 so that a different tarball builds afresh.
+citus_build_dir() {
+    local sum
+    sum=$(sha256sum "$CITUS_TARBALL" | cut -c1-12)
+    echo "/var/tmp/hatchat-citus-$(basename "$CITUS_TARBALL" .tar.gz | sed 's/^citus-//')-$sum"
+}
+
+# build_citus: unpacks and builds Citus once (about a minute on 2 cores); prints the built tree.
+# Built against the system's pg_config: a private copy of the installation has the same headers.
+build_citus() {
+    [ -f "$CITUS_TARBALL" ] || die "no Citus source at $CITUS_TARBALL"
+    local dir
+    dir=$(citus_build_dir)
+    if [ ! -f "$dir/.built" ]; then
+        local missing=()
+        for p in build-essential libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libssl-dev; do
+            package_installed "$p" || missing+=("$p")
+        done
+        if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+        say "building Citus from $(basename "$CITUS_TARBALL") into $dir (about a minute, once)"
+        # Built where it stays: configure writes the tree's absolute path into its makefiles. The
+        # marker is written last, so an interrupted build starts over.
+        rm -rf "$dir" && mkdir -p "$dir"
+        tar -xzf "$CITUS_TARBALL" -C "$dir" --strip-components=1
+        # with_llvm=no: no JIT bitcode, which would double the build and changes no behaviour.
+        (cd "$dir" && PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config ./configure >build.log 2>&1 \
+            && make -j"$(nproc)" with_llvm=no >>build.log 2>&1) \
+            || { tail -30 "$dir/build.log" >&2; die "the Citus build failed (log above)"; }
+        touch "$dir/.built"
+    fi
+    echo "$dir"
+}
+
+# install_citus PG_CONFIG: installs the built Citus (citus and citus_columnar) into the PostgreSQL
+# installation PG_CONFIG describes, skipped when that installation already has this build. Its
+# headers are not installed: a private installation links the system's include directory.
+install_citus() {
+    local pg_config=$1 dir libdir
+    dir=$(build_citus)
+    libdir=$("$pg_config" --pkglibdir)
+    cmp -s "$dir/src/backend/distributed/citus.so" "$libdir/citus.so" && return 0
+    say "installing Citus into $(dirname "$pg_config")"
+    make -C "$dir" install-extension with_llvm=no PG_CONFIG="$pg_config" >/dev/null
+}
+
+# citus_node_start DIR PORT: a throwaway cluster (start_cluster) that preloads Citus and hatchat.
+citus_node_start() {
+    local dir=$1 port=$2
+    start_cluster "$dir" "$port" throwaway
+    grep -qs '^shared_preload_libraries' "$dir/postgresql.conf" && return 0
+    {
+        echo "shared_preload_libraries = 'citus,hatchat'"
+        echo "citus.enable_statistics_collection = off" # no phoning home
+        echo "max_prepared_transactions = 100"          # Citus commits multi-node writes with 2PC
+        echo "wal_level = logical"                      # shard moves (rebalancing) need it
+    } | as_postgres tee -a "$dir/postgresql.conf" >/dev/null
+    as_postgres pg_ctl -D "$dir" -l "$dir/server.log" -o "-p $port" -m fast -w restart >/dev/null \
+        || { cat "$dir/server.log" >&2; die "Citus node in $dir did not start (log above)"; }
+}
+
+# citus_cluster_start DIR DATABASE: a coordinator (DIR/coordinator) and two workers (DIR/worker1,
+# DIR/worker2) on free ports, DATABASE with `citus` on each, the workers added to the coordinator.
+# Writes the ports to DIR/ports (coordinator first). Expects the private installation's programs
+# first on PATH.
+citus_cluster_start() {
+    local dir=$1 db=$2 node port ports=()
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    if [ -f "$dir/ports" ]; then read -ra ports <"$dir/ports"; fi
+    local i=0
+    for node in coordinator worker1 worker2; do
+        port=${ports[$i]:-$(free_port)}
+        ports[i]=$port
+        citus_node_start "$dir/$node" "$port"
+        psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc \
+            "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
+            || createdb -h 127.0.0.1 -p "$port" -U postgres "$db"
+        psql -h 127.0.0.1 -p "$port" -U postgres -d "$db" -qc "CREATE EXTENSION IF NOT EXISTS citus"
+        i=$((i + 1))
+    done
+    echo "${ports[*]}" >"$dir/ports"
+    psql -h 127.0.0.1 -p "${ports[0]}" -U postgres -d "$db" -qAt -v ON_ERROR_STOP=1 \
+        -c "SELECT citus_set_coordinator_host('127.0.0.1', ${ports[0]})" \
+        -c "SELECT citus_add_node('127.0.0.1', ${ports[1]})" \
+        -c "SELECT citus_add_node('127.0.0.1', ${ports[2]})" >/dev/null
+}
+
+citus_cluster_stop() {
+    local node
+    for node in coordinator worker1 worker2; do
+        [ -d "$1/$node" ] && stop_cluster "$1/$node"
+    done
+    return 0
+}
