@@ -62,6 +62,8 @@ fn to_forward_among(db: &mut postgres::Client, users: &[&User], row_limit: i32) 
         &[&ids],
     )
     .unwrap();
+    tx.execute("UPDATE hatchat.inboxes SET pending_since = NULL WHERE NOT (user_id = ANY($1))", &[&ids])
+        .unwrap();
     let batch: Value =
         tx.query_one("SELECT hatchat.notifications_to_forward($1)", &[&row_limit]).unwrap().get(0);
     tx.rollback().unwrap();
@@ -124,9 +126,9 @@ fn only_the_forwarder_sets_a_notification_aside_and_the_next_one_goes_on() {
     let batch = to_forward_among(&mut db, &[&bob], 100);
     assert_eq!(forwarded_ids(&batch, &bob), [2, 3], "the next ones go on, in order");
 
-    let aside: Value =
-        db.query_one("SELECT hatchat.undeliverable_notifications(1000)", &[]).unwrap().get(0);
-    let mine: Vec<&Value> = aside.as_array().unwrap().iter().filter(|n| n["userId"] == json!(bob.id)).collect();
+    let aside: Value = db.query_one("SELECT hatchat.undeliverable_notifications(1000)", &[]).unwrap().get(0);
+    let mine: Vec<&Value> =
+        aside.as_array().unwrap().iter().filter(|n| n["userId"] == json!(bob.id)).collect();
     assert_eq!(mine.len(), 1, "{aside}");
     assert_eq!(mine[0]["id"], json!(1));
     assert_eq!(mine[0]["body"]["data"]["message"], json!("m0"));
@@ -175,22 +177,37 @@ fn purging_an_expired_room_deletes_its_notifications() {
     let mut db = connect();
     let alice = register(&mut db, "alice");
     let bob = register(&mut db, "bob");
-    let doomed = create_room(&mut db, &alice, "doomed/v1", &[&alice, &bob]);
+    let carol = register(&mut db, "carol");
+    let doomed = create_room(&mut db, &alice, "doomed/v1", &[&alice, &bob, &carol]);
     let kept = create_room(&mut db, &alice, "kept/v1", &[&alice, &bob]);
     post(&mut db, &alice, &doomed, "going");
     post(&mut db, &alice, &kept, "staying");
     post(&mut db, &alice, &doomed, "going too");
-    db.execute("UPDATE hatchat.channels SET expires_at = now() - interval '1 second' WHERE id = $1", &[&doomed])
-        .unwrap();
+    db.execute(
+        "UPDATE hatchat.channels SET expires_at = now() - interval '1 second' WHERE id = $1",
+        &[&doomed],
+    )
+    .unwrap();
 
     let purged: i32 = db.query_one("SELECT hatchat.purge_expired()", &[]).unwrap().get(0);
     assert!(purged >= 1);
     let left = page(&mut db, &bob, 0, 50);
     assert_eq!(ids(&left), [2]);
     assert_eq!(left[0]["data"]["roomId"], json!(kept));
-    let about_doomed = count(&mut db, "SELECT count(*) FROM hatchat.notifications WHERE channel_id = $1", &doomed);
+    let about_doomed =
+        count(&mut db, "SELECT count(*) FROM hatchat.notifications WHERE channel_id = $1", &doomed);
     assert_eq!(about_doomed, 0);
-    // Nothing about the purged room is left to forward: the user's next pending one is the kept one.
-    let batch = to_forward_among(&mut db, &[&bob], 100);
-    assert_eq!(forwarded_ids(&batch, &bob), [2]);
+    // Nothing about the purged room is left to forward: the user's next pending one is the kept one,
+    // and a user who had nothing else no longer waits for forwarding.
+    let batch = to_forward_among(&mut db, &[&bob, &carol], 100);
+    assert_eq!(
+        batch,
+        json!([{"userId": bob.id, "id": 2, "body": left[0].as_object().unwrap().iter()
+        .filter(|(k, _)| *k != "id" && *k != "createdAt").map(|(k, v)| (k.clone(), v.clone()))
+        .collect::<serde_json::Map<_, _>>()}])
+    );
+    let waits =
+        "SELECT count(*) FROM hatchat.inboxes WHERE user_id = $1::text::uuid AND pending_since IS NOT NULL";
+    assert_eq!(count(&mut db, waits, &carol.id.to_string()), 0);
+    assert_eq!(page(&mut db, &carol, 0, 50), Vec::<Value>::new());
 }
