@@ -115,17 +115,22 @@ async fn a_user_whose_notifications_fail_is_set_aside_and_nobody_else_waits() {
     let aside: Value =
         db.query_one("SELECT hatchat.undeliverable_notifications(1000)", &[]).await.unwrap().get(0);
     let of = |user: &User| -> Vec<(i64, String)> {
-        aside
+        let mut set_aside: Vec<(i64, String)> = aside
             .as_array()
             .unwrap()
             .iter()
             .filter(|n| n["userId"] == json!(user.id))
             .map(|n| (n["id"].as_i64().unwrap(), n["reason"].as_str().unwrap().to_string()))
-            .collect()
+            .collect();
+        set_aside.sort(); // listed newest first
+        set_aside
     };
     let bobs_aside = of(&bob);
     assert_eq!(bobs_aside.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (1..=110).collect::<Vec<_>>());
-    assert!(bobs_aside[0].1.contains("400") && bobs_aside[0].1.contains("unknown device token"), "{bobs_aside:?}");
+    assert!(
+        bobs_aside[0].1.contains("400") && bobs_aside[0].1.contains("unknown device token"),
+        "{bobs_aside:?}"
+    );
     let carols_aside = of(&carol);
     assert_eq!(carols_aside.len(), 1, "{carols_aside:?}");
     assert_eq!(carols_aside[0].0, 1);
