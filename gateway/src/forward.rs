@@ -29,8 +29,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Users served at once: a receiver that hangs on some users' notifications holds up only those.
 const CONCURRENT_USERS: usize = 8;
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the counts /health shows are refreshed (two index-only counts).
+/// How often the counts /health shows are refreshed (two index-only counts): every 2 s, or less
+/// often when counting takes long (100 ms with 500,000 pending): at most 2% of the time.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
+const STATUS_COST_SHARE: u32 = 50;
 /// How much of a receiver's answer is quoted in an undeliverable notification's reason.
 const EXCERPT_BYTES: usize = 200;
 
@@ -184,8 +186,9 @@ async fn forward(
             }
         }
         if Instant::now() >= status_due {
+            let started = Instant::now();
             refresh_status(&client, status).await.map_err(|e| e.to_string())?;
-            status_due = Instant::now() + STATUS_EVERY;
+            status_due = Instant::now() + STATUS_EVERY.max(started.elapsed() * STATUS_COST_SHARE);
         }
         // Until a user's turn ends, new notifications arrive, a retry comes due, or the counts do.
         let due = retry.next_due(Instant::now()).map_or(status_due, |at| at.min(status_due));
