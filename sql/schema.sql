@@ -84,19 +84,38 @@ CREATE TABLE hatchat.blocks (
 -- its user, so these tables are keyed by user_id (shardable by user).
 CREATE TABLE hatchat.inboxes (
     user_id uuid PRIMARY KEY REFERENCES hatchat.users (id) ON DELETE CASCADE,
-    last_id bigint NOT NULL DEFAULT 0
+    last_id bigint NOT NULL DEFAULT 0,
+    -- When the oldest notification still waiting to be forwarded was created (NULL: none waits;
+    -- it may lie earlier than that one after retention or purging deleted older ones). Forwarding
+    -- takes users in this order, a few notifications each, so finding who waits reads this
+    -- table's small partial index instead of every pending notification. Set by fan_out in the
+    -- row it updates anyway; recomputed, under this row's lock, when notifications are marked.
+    pending_since timestamptz
 );
+CREATE INDEX inboxes_pending ON hatchat.inboxes (pending_since, user_id) WHERE pending_since IS NOT NULL;
 
 CREATE TABLE hatchat.notifications (
     user_id      uuid NOT NULL REFERENCES hatchat.inboxes (user_id) ON DELETE CASCADE,
     id           bigint NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     body         jsonb NOT NULL,
+    -- The channel (room) whose message this is about, so purging the channel deletes it. No
+    -- foreign key: notifications are keyed by user, channels by channel (sharded apart on Citus).
+    channel_id   text,
     -- Set once the gateway forwarded it to HATCHAT_NOTIFY_URL.
     forwarded_at timestamptz,
+    -- Set when the receiver refused it (4xx) or kept failing past the gateway's give-up time: it
+    -- is no longer forwarded, and the user's next ones go on.
+    undeliverable_at     timestamptz,
+    undeliverable_reason text,
     PRIMARY KEY (user_id, id)
 );
-CREATE INDEX notifications_to_forward ON hatchat.notifications (user_id, id) WHERE forwarded_at IS NULL;
+-- Each user's notifications still to forward, in order.
+CREATE INDEX notifications_to_forward ON hatchat.notifications (user_id, id)
+    WHERE forwarded_at IS NULL AND undeliverable_at IS NULL;
+CREATE INDEX notifications_undeliverable ON hatchat.notifications (undeliverable_at, user_id, id)
+    WHERE undeliverable_at IS NOT NULL;
+CREATE INDEX notifications_channel_id ON hatchat.notifications (channel_id) WHERE channel_id IS NOT NULL;
 
 -- The server secret, as a salted SHA-256 (the secret itself is never stored). One row at most.
 CREATE TABLE hatchat.api_secret (

@@ -338,14 +338,19 @@ fn leave_channel(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<()>
     Ok(())
 }
 
-/// Deletes expired channels with their members and messages; the number deleted. The gateway
-/// calls it periodically; pg_cron users can schedule it.
+/// Deletes expired channels with their members, messages and notifications; the number deleted.
+/// The gateway calls it periodically; pg_cron users can schedule it.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn purge_expired() -> SqlResult<i32> {
-    let purged =
-        db::execute("DELETE FROM hatchat.channels c WHERE c.expires_at <= now() RETURNING c.id", &[])?;
-    Ok(i32::try_from(purged).unwrap_or(i32::MAX))
+    let purged: Vec<String> = db::query(
+        "DELETE FROM hatchat.channels c WHERE c.expires_at <= now() RETURNING c.id",
+        &[],
+        |rows| rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect(),
+    )?;
+    // Notifications have no foreign key to channels (they are keyed by user): deleted here.
+    crate::notifications::forget_channels(&purged)?;
+    Ok(i32::try_from(purged.len()).unwrap_or(i32::MAX))
 }
 
 /// Makes `user` a member; true when they were not one already (then the join message is posted).

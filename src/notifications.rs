@@ -7,12 +7,21 @@
 //! A user's stream is ordered by a per-user counter bumped in the posting transaction, for the
 //! reason a channel's seq is: a reader paging with `after_id` must never miss one that commits
 //! late. Counters are bumped in user-id order, so concurrent posts never deadlock each other.
+//! Each user keeps the newest `hatchat.max_notifications`; a purged channel takes its
+//! notifications with it.
+//!
+//! Forwarding (the gateway's, to HATCHAT_NOTIFY_URL) is fair: users are taken by their oldest
+//! waiting notification, a share of the batch each, so one user's backlog never holds up the
+//! others; and a notification the receiver will not take is set aside as undeliverable, so the
+//! user's next ones go on. Whoever touches a user's waiting notifications takes their inbox row
+//! lock first (fan_out does, by bumping the counter), then the notifications: one lock order.
 
 use crate::auth::{self, secret};
 use crate::db::{self, pg_uuid};
 use crate::error::{HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
 use crate::messages;
+use crate::settings;
 use pgrx::prelude::*;
 
 /// The notifications of message ($1, $2), with `push` ($3) attached to the message ones.
@@ -49,20 +58,30 @@ const FAN_OUT: &str = "\
           FROM receivers WHERE chat_disabled AND from_user_id <> '00000000-0000-0000-0000-000000000000'), \
     counts AS (SELECT user_id, count(*) AS n FROM targets GROUP BY user_id), \
     bumped AS ( \
-        INSERT INTO hatchat.inboxes AS i (user_id, last_id) \
-        SELECT user_id, n FROM counts ORDER BY user_id \
-        ON CONFLICT (user_id) DO UPDATE SET last_id = i.last_id + EXCLUDED.last_id \
-        RETURNING i.user_id, i.last_id) \
-    INSERT INTO hatchat.notifications (user_id, id, body) \
-    SELECT t.user_id, b.last_id - count(*) OVER w + row_number() OVER w, t.body \
-      FROM targets t JOIN bumped b ON b.user_id = t.user_id \
-    WINDOW w AS (PARTITION BY t.user_id) \
+        INSERT INTO hatchat.inboxes AS i (user_id, last_id, pending_since) \
+        SELECT user_id, n, clock_timestamp() FROM counts ORDER BY user_id \
+        ON CONFLICT (user_id) DO UPDATE SET last_id = i.last_id + EXCLUDED.last_id, \
+                                            pending_since = coalesce(i.pending_since, EXCLUDED.pending_since) \
+        RETURNING i.user_id, i.last_id), \
+    trimmed AS ( \
+        DELETE FROM hatchat.notifications n USING bumped b \
+         WHERE n.user_id = b.user_id AND n.id <= b.last_id - $4), \
+    numbered AS ( \
+        SELECT t.user_id, b.last_id - count(*) OVER w + row_number() OVER w AS id, b.last_id, t.body \
+          FROM targets t JOIN bumped b ON b.user_id = t.user_id \
+        WINDOW w AS (PARTITION BY t.user_id)) \
+    INSERT INTO hatchat.notifications (user_id, id, body, channel_id) \
+    SELECT user_id, id, body, $1 FROM numbered WHERE id > last_id - $4 \
     RETURNING user_id";
 
 /// Creates the notifications of message `seq` of `channel_id` and queues a NOTIFY naming the
-/// users whose streams grew (delivered at commit).
+/// users whose streams grew (delivered at commit). Each of those users keeps only the newest
+/// `hatchat.max_notifications`: older ones are deleted in the same statement (`trimmed` sees the
+/// rows from before it; the new ones past the limit are never inserted), ids are never reused.
 pub fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
-    let mut users: Vec<String> = db::query(FAN_OUT, &[channel_id.into(), seq.into(), push.into()], |rows| {
+    let keep = settings::max_notifications();
+    let args = [channel_id.into(), seq.into(), push.into(), keep.into()];
+    let mut users: Vec<String> = db::query(FAN_OUT, &args, |rows| {
         rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?.map(|u| u.to_string()).unwrap_or_default())).collect()
     })?;
     users.sort();
@@ -110,33 +129,180 @@ fn require_forwarder() -> Result<()> {
     }
 }
 
-/// The oldest notifications not yet forwarded: `[{userId, id, body}]`, each user's in order.
+/// Longest reason kept for an undeliverable notification, in characters.
+pub const MAX_REASON_CHARS: i32 = 500;
+
+/// The users waiting longest (but those in `$2`), a share of `$1` notifications each, in order:
+/// the batch as JSON, and the users it found nothing for (their `pending_since` is stale).
+const TO_FORWARD: &str = "\
+    WITH waiting AS ( \
+        SELECT i.user_id, i.pending_since FROM hatchat.inboxes i \
+         WHERE i.pending_since IS NOT NULL AND NOT (i.user_id = ANY($2)) \
+         ORDER BY i.pending_since, i.user_id LIMIT $1), \
+    share AS (SELECT greatest(1, $1 / greatest(count(*), 1)) AS n FROM waiting), \
+    picked AS ( \
+        SELECT w.pending_since, w.user_id, n.id, n.body \
+          FROM waiting w CROSS JOIN LATERAL ( \
+               SELECT n.id, n.body FROM hatchat.notifications n \
+                WHERE n.user_id = w.user_id AND n.forwarded_at IS NULL AND n.undeliverable_at IS NULL \
+                ORDER BY n.id LIMIT (SELECT n FROM share)) n) \
+    SELECT (SELECT coalesce(jsonb_agg(jsonb_build_object('userId', p.user_id, 'id', p.id, 'body', p.body) \
+                                      ORDER BY p.pending_since, p.user_id, p.id), '[]'::jsonb) \
+              FROM picked p), \
+           (SELECT coalesce(array_agg(w.user_id), '{}') FROM waiting w \
+             WHERE NOT EXISTS (SELECT 1 FROM picked p WHERE p.user_id = w.user_id))";
+
+/// Notifications to forward: `[{userId, id, body}]`, each user's in id order. Fair: users are
+/// taken by their oldest waiting notification (at most `row_limit` users), each with an equal
+/// share of `row_limit`, so a user with a long backlog gets a share, never the whole batch.
+/// `except_users` (the forwarder's users in backoff or in flight) are skipped, so users it cannot
+/// serve now do not take the places of those it can. Reads two partial indexes, never all pending
+/// notifications.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn notifications_to_forward(row_limit: default!(Option<i32>, 100)) -> SqlResult<Jsonb> {
+fn notifications_to_forward(
+    row_limit: default!(Option<i32>, 100),
+    except_users: default!(Option<Vec<Option<pgrx::Uuid>>>, "NULL"),
+) -> SqlResult<Jsonb> {
     require_forwarder()?;
     let row_limit = row_limit.unwrap_or(100).clamp(1, messages::MAX_ROW_LIMIT);
-    let page = db::first::<Jsonb>(
-        "SELECT coalesce(jsonb_agg(jsonb_build_object('userId', n.user_id, 'id', n.id, 'body', n.body) \
-                                   ORDER BY n.created_at, n.user_id, n.id), '[]'::jsonb) \
-           FROM (SELECT * FROM hatchat.notifications WHERE forwarded_at IS NULL \
-                  ORDER BY created_at, user_id, id LIMIT $1) n",
-        &[i64::from(row_limit).into()],
-    )?;
-    Ok(page.expect("an aggregate returns one row"))
+    let except: Vec<pgrx::Uuid> = except_users.unwrap_or_default().into_iter().flatten().collect();
+    let (batch, stale) = db::query(TO_FORWARD, &[row_limit.into(), except.into()], |rows| {
+        let row = rows.first();
+        Ok((row.get::<Jsonb>(1)?, row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default()))
+    })?;
+    // Their waiting notifications were deleted (a purge, or marked behind the API's back): left
+    // as they are, enough of them would fill every batch with nobody.
+    if !stale.is_empty() {
+        lock_inboxes(&stale)?;
+        refresh_pending(&stale)?;
+    }
+    Ok(batch.expect("an aggregate returns one row"))
 }
 
-/// Records that `user_id`'s notifications up to `up_to_id` were forwarded; how many were marked.
+/// Locks the inbox rows of `users` (in user order, as fan_out does), so their notifications can
+/// change without a concurrent fan_out slipping in between a change and `refresh_pending`.
+fn lock_inboxes(users: &[pgrx::Uuid]) -> Result<()> {
+    db::execute(
+        "SELECT 1 FROM hatchat.inboxes WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE",
+        &[users.to_vec().into()],
+    )?;
+    Ok(())
+}
+
+/// Sets `pending_since` of `users` from their oldest waiting notification. A statement of its own
+/// (a fresh snapshot) after `lock_inboxes`: it sees every notification committed before the lock
+/// was granted, so a user who still has one waiting is never dropped from forwarding.
+fn refresh_pending(users: &[pgrx::Uuid]) -> Result<()> {
+    db::execute(
+        "UPDATE hatchat.inboxes i SET pending_since = \
+                (SELECT n.created_at FROM hatchat.notifications n \
+                  WHERE n.user_id = i.user_id AND n.forwarded_at IS NULL AND n.undeliverable_at IS NULL \
+                  ORDER BY n.id LIMIT 1) \
+          WHERE i.user_id = ANY($1)",
+        &[users.to_vec().into()],
+    )?;
+    Ok(())
+}
+
+/// Records that `user_id`'s notifications up to `up_to_id` were forwarded; how many were marked
+/// (those set aside as undeliverable are not).
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn mark_forwarded(user_id: Option<pgrx::Uuid>, up_to_id: Option<i64>) -> SqlResult<i32> {
     require_forwarder()?;
     let user_id = crate::error::required(user_id, "user_id")?;
     let up_to_id = crate::error::required(up_to_id, "up_to_id")?;
+    lock_inboxes(&[user_id])?;
     let marked = db::execute(
         "UPDATE hatchat.notifications SET forwarded_at = now() \
-          WHERE user_id = $1 AND id <= $2 AND forwarded_at IS NULL RETURNING id",
+          WHERE user_id = $1 AND id <= $2 AND forwarded_at IS NULL AND undeliverable_at IS NULL RETURNING id",
         &[user_id.into(), up_to_id.into()],
     )?;
+    if marked > 0 {
+        refresh_pending(&[user_id])?;
+    }
     Ok(i32::try_from(marked).unwrap_or(i32::MAX))
+}
+
+/// Sets notification `id` of `user_id` aside as undeliverable, with `reason` (its first 500
+/// characters: the forwarder quotes the receiver, and a long answer must not stop it from setting
+/// the notification aside). It is no longer forwarded; the user's next ones are. How many were
+/// marked: 1, or 0 when it was not waiting to be forwarded.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn mark_undeliverable(user_id: Option<pgrx::Uuid>, id: Option<i64>, reason: Option<&str>) -> SqlResult<i32> {
+    require_forwarder()?;
+    let user_id = crate::error::required(user_id, "user_id")?;
+    let id = crate::error::required(id, "id")?;
+    let reason = crate::error::required(reason, "reason")?;
+    lock_inboxes(&[user_id])?;
+    let marked = db::execute(
+        "UPDATE hatchat.notifications SET undeliverable_at = now(), undeliverable_reason = left($3, $4) \
+          WHERE user_id = $1 AND id = $2 AND forwarded_at IS NULL AND undeliverable_at IS NULL RETURNING id",
+        &[user_id.into(), id.into(), reason.into(), MAX_REASON_CHARS.into()],
+    )?;
+    if marked > 0 {
+        refresh_pending(&[user_id])?;
+    }
+    Ok(i32::try_from(marked).unwrap_or(i32::MAX))
+}
+
+/// The notifications set aside as undeliverable, newest first: `[{userId, id, reason, at, body}]`.
+/// For the forwarder and admins (they read everyone's).
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn undeliverable_notifications(row_limit: default!(Option<i32>, 100)) -> SqlResult<Jsonb> {
+    require_forwarder()?;
+    let row_limit = row_limit.unwrap_or(100);
+    messages::check_row_limit(row_limit)?;
+    let page = db::first::<Jsonb>(
+        "SELECT coalesce(jsonb_agg(jsonb_build_object('userId', n.user_id, 'id', n.id, \
+                                                      'reason', n.undeliverable_reason, \
+                                                      'at', hatchat.iso_time(n.undeliverable_at), 'body', n.body) \
+                                   ORDER BY n.undeliverable_at DESC, n.user_id, n.id DESC), '[]'::jsonb) \
+           FROM (SELECT * FROM hatchat.notifications WHERE undeliverable_at IS NOT NULL \
+                  ORDER BY undeliverable_at DESC, user_id, id DESC LIMIT $1) n",
+        &[i64::from(row_limit).into()],
+    )?;
+    Ok(page.expect("an aggregate returns one row"))
+}
+
+/// `{pending, undeliverable}`: how many notifications wait to be forwarded, and how many were set
+/// aside. Counts the two partial indexes (index-only scans): the gateway calls it every few
+/// seconds while it forwards, and shows the answer in /health. For the forwarder and admins.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn forwarding_status() -> SqlResult<Jsonb> {
+    require_forwarder()?;
+    let status = db::first::<Jsonb>(
+        "SELECT jsonb_build_object( \
+                'pending', (SELECT count(*) FROM hatchat.notifications \
+                             WHERE forwarded_at IS NULL AND undeliverable_at IS NULL), \
+                'undeliverable', (SELECT count(*) FROM hatchat.notifications WHERE undeliverable_at IS NOT NULL))",
+        &[],
+    )?;
+    Ok(status.expect("a SELECT without FROM returns one row"))
+}
+
+/// Deletes the notifications about `channels` (being purged), keeping their users' place in the
+/// forwarding order right.
+pub fn forget_channels(channels: &[String]) -> Result<()> {
+    if channels.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<pgrx::Uuid> = db::query(
+        "SELECT DISTINCT user_id FROM hatchat.notifications WHERE channel_id = ANY($1)",
+        &[channels.to_vec().into()],
+        |rows| rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect::<Result<Vec<_>>>(),
+    )?
+    .into_iter()
+    .flatten()
+    .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    lock_inboxes(&users)?;
+    db::execute("DELETE FROM hatchat.notifications WHERE channel_id = ANY($1)", &[channels.to_vec().into()])?;
+    refresh_pending(&users)
 }

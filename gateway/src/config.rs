@@ -48,6 +48,12 @@ pub struct Config {
     #[arg(long, env = "HATCHAT_NOTIFY_URL")]
     pub notify_url: Option<String>,
 
+    /// Seconds a notification may keep failing to forward (5xx, timeouts, unreachable receiver)
+    /// before it is set aside as undeliverable and the user's next ones go on. A 4xx other than
+    /// 408 and 429 sets it aside at once.
+    #[arg(long = "forward-give-up-secs", env = "HATCHAT_FORWARD_GIVE_UP", default_value_t = 3600)]
+    pub forward_give_up_secs: u64,
+
     /// Seconds between calls of hatchat.purge_expired() (0 turns purging off).
     #[arg(long, env = "HATCHAT_PURGE_INTERVAL", default_value_t = 60)]
     pub purge_interval_secs: u64,

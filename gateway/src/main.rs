@@ -5,7 +5,7 @@ use clap::Parser;
 use hatchat_gateway::app::{app, AppState};
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
-use hatchat_gateway::forward::spawn_forwarder;
+use hatchat_gateway::forward::{spawn_forwarder, Target};
 use hatchat_gateway::listen::{spawn_listener, Hub};
 use hatchat_gateway::notify::spawn_notifier;
 use hatchat_gateway::sends::Sends;
@@ -43,7 +43,8 @@ async fn run(config: Config) -> Result<(), String> {
     let (notifier, notifier_task) = spawn_notifier(Arc::clone(&hub), notifier_config);
     if let Some(url) = &config.notify_url {
         let name = format!("{}-forwarder", config.application_name);
-        spawn_forwarder(Arc::clone(&hub), db::postgres_config(&config.database_url, &name)?, url.clone());
+        let target = Target { url: url.clone(), give_up: Duration::from_secs(config.forward_give_up_secs) };
+        spawn_forwarder(Arc::clone(&hub), db::postgres_config(&config.database_url, &name)?, target);
     }
     spawn_purger(pool.clone(), config.purge_interval_secs);
     let sends = Sends::new(pool.clone(), notifier, config.send_slots);

@@ -1,6 +1,7 @@
 //! /ping and /health.
 
 use crate::app::AppState;
+use crate::forward;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -11,7 +12,10 @@ pub async fn ping() -> Json<Value> {
 }
 
 /// 200 when the database answers and the listener is connected, 503 otherwise; `waiting` counts
-/// the long-polls this process holds, `sends` the send transactions and the sends they carried.
+/// the long-polls this process holds, `sends` the send transactions and the sends they carried;
+/// `forwarding`, when this process was started to forward, whether it does (one gateway at a
+/// time) and the notifications pending and set aside as undeliverable, as its forwarder last
+/// counted them (every few seconds: /health itself runs no count).
 pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = match app.pool.get().await {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
@@ -21,11 +25,14 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let status = if database && listener { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let up = |ok: bool| if ok { "up" } else { "down" };
     let (transactions, messages) = app.sends.counts();
-    let body = json!({
+    let mut body = json!({
         "database": up(database),
         "listener": up(listener),
         "waiting": app.hub.waiting(),
         "sends": {"transactions": transactions, "messages": messages},
     });
+    if let Some(forwarding) = forward::health() {
+        body["forwarding"] = forwarding;
+    }
     (status, Json(body))
 }
