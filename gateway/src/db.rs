@@ -122,10 +122,13 @@ pub async fn prepare_database(url: &str, request_role: &str) -> Result<Prepared,
     if superuser {
         client
             .batch_execute(&format!(
+                // Gateways starting together on a fresh database race to create the role: the
+                // losers wait for the winner's commit and get unique_violation, which means done.
                 "DO $$ BEGIN \
                      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{request_role}') THEN \
                          CREATE ROLE {request_role} NOLOGIN; \
                      END IF; \
+                 EXCEPTION WHEN unique_violation OR duplicate_object THEN NULL; \
                  END $$"
             ))
             .await
