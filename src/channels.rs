@@ -190,7 +190,11 @@ fn create_channel(
     let id = valid_channel_id(required(id, "channel id")?)?;
     let model = InviteModel::parse(invite_model.unwrap_or("owner"))?;
     let options = match options {
-        Some(options) => ChannelOptions::parse(&options.to_text())?,
+        Some(options) => {
+            let text = options.to_text();
+            crate::jsonb::check_depth(&text)?;
+            ChannelOptions::parse(&text)?
+        }
         None => ChannelOptions::default(),
     };
     drop_if_expired(id)?;

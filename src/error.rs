@@ -22,6 +22,10 @@ pub enum HatchatError {
     InvalidParameter(String),
     /// 54000 — the payload is larger than `hatchat.max_payload_bytes`.
     PayloadTooLarge { size: usize, limit: usize },
+    /// A value PostgreSQL itself refused while hatchat converted it (a payload given as JSON text
+    /// that jsonb cannot hold: `\u0000` is 22P05, a lone surrogate 22P02, a number out of range
+    /// 22003): PostgreSQL's own SQLSTATE and words, as a cast of the same text would raise them.
+    Refused { sqlstate: PgSqlErrorCode, code: String, message: String, detail: Option<String> },
     /// XX000 — a bug in hatchat (an SPI call that cannot fail did), never caused by input.
     Internal(String),
 }
@@ -61,12 +65,13 @@ impl HatchatError {
             Self::Conflict(_) => ERRCODE_UNIQUE_VIOLATION,
             Self::InvalidParameter(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::PayloadTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Self::Refused { sqlstate, .. } => *sqlstate,
             Self::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
 
     /// The five-character SQLSTATE, as clients see it.
-    pub fn sqlstate_code(&self) -> &'static str {
+    pub fn sqlstate_code(&self) -> &str {
         match self {
             Self::Unauthenticated { .. } => "28000",
             Self::Forbidden(_) => "42501",
@@ -74,13 +79,14 @@ impl HatchatError {
             Self::Conflict(_) => "23505",
             Self::InvalidParameter(_) => "22023",
             Self::PayloadTooLarge { .. } => "54000",
+            Self::Refused { code, .. } => code,
             Self::Internal(_) => "XX000",
         }
     }
 
     pub fn detail(&self) -> Option<&str> {
         match self {
-            Self::Unauthenticated { detail } => detail.as_deref(),
+            Self::Unauthenticated { detail } | Self::Refused { detail, .. } => detail.as_deref(),
             _ => None,
         }
     }
@@ -90,9 +96,11 @@ impl fmt::Display for HatchatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unauthenticated { .. } => f.write_str("invalid or expired token"),
-            Self::Forbidden(m) | Self::NotFound(m) | Self::Conflict(m) | Self::InvalidParameter(m) => {
-                f.write_str(m)
-            }
+            Self::Forbidden(m)
+            | Self::NotFound(m)
+            | Self::Conflict(m)
+            | Self::InvalidParameter(m)
+            | Self::Refused { message: m, .. } => f.write_str(m),
             Self::Internal(m) => write!(f, "hatchat internal error: {m}"),
             Self::PayloadTooLarge { size, limit } => write!(
                 f,
@@ -115,6 +123,13 @@ impl From<HatchatError> for ErrorReport {
     }
 }
 
+/// The five characters of a SQLSTATE packed by PostgreSQL's MAKE_SQLSTATE (six bits a character,
+/// first character lowest).
+pub fn sqlstate_text(sqlstate: PgSqlErrorCode) -> String {
+    let packed = sqlstate as isize;
+    (0..5).map(|i| char::from(((packed >> (6 * i)) & 0x3F) as u8 + b'0')).collect()
+}
+
 /// SPI failures are not caused by the caller's input (input is checked before any query), so they
 /// surface as internal errors with their text, never as a panic.
 impl From<pgrx::spi::SpiError> for HatchatError {
@@ -133,6 +148,15 @@ mod tests {
         let malformed = HatchatError::unauthenticated_with("token must have three parts").to_string();
         assert_eq!(plain, malformed);
         assert_eq!(plain, "invalid or expired token");
+    }
+
+    #[test]
+    fn sqlstates_unpack_to_their_five_characters() {
+        use PgSqlErrorCode::*;
+        assert_eq!(sqlstate_text(ERRCODE_UNTRANSLATABLE_CHARACTER), "22P05");
+        assert_eq!(sqlstate_text(ERRCODE_INVALID_TEXT_REPRESENTATION), "22P02");
+        assert_eq!(sqlstate_text(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), "22003");
+        assert_eq!(sqlstate_text(ERRCODE_STATEMENT_TOO_COMPLEX), "54001");
     }
 
     #[test]

@@ -31,26 +31,14 @@ impl Jsonb {
 
     /// The value as JSON text (for small values hatchat reads itself, like options).
     pub fn to_text(self) -> String {
-        // SAFETY: as in `text_len`.
+        // SAFETY: the datum is a valid jsonb for the lifetime of this value; jsonb_out returns a
+        // palloc'd C string in the current memory context, freed below.
         unsafe {
             let text = pgrx::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(self.0)])
                 .expect("jsonb_out returns a string");
             let owned = std::ffi::CStr::from_ptr(text.cast_mut_ptr()).to_string_lossy().into_owned();
             pg_sys::pfree(text.cast_mut_ptr());
             owned
-        }
-    }
-
-    /// The size of the value as JSON text, in bytes (what `octet_length(value::text)` says).
-    pub fn text_len(&self) -> usize {
-        // SAFETY: the datum is a valid jsonb for the lifetime of this value; jsonb_out returns a
-        // palloc'd C string in the current memory context, freed below.
-        unsafe {
-            let text = pgrx::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(self.0)])
-                .expect("jsonb_out returns a string");
-            let len = std::ffi::CStr::from_ptr(text.cast_mut_ptr()).to_bytes().len();
-            pg_sys::pfree(text.cast_mut_ptr());
-            len
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::auth::{self, Caller};
 use crate::channels::{self, valid_channel_id, Access, Role};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
-use crate::jsonb::{check_depth, Jsonb};
+use crate::jsonb::Jsonb;
 use crate::messages;
 use crate::settings;
 use crate::users;
@@ -254,9 +254,7 @@ fn load_room(room_id: &str, caller: &Caller) -> Result<Access> {
 /// size (`hatchat.max_payload_bytes`: the body carries the `push` that every user's notification
 /// stores), then its fields.
 fn checked_body(body: Jsonb) -> Result<String> {
-    let text = body.to_text();
-    check_depth(&text)?;
-    messages::check_payload_size(&body)?;
+    let text = messages::check_payload(&body)?;
     check_message_body(&text)?;
     Ok(text)
 }
@@ -275,7 +273,7 @@ fn post(caller: &Caller, room_id: &str, body: Jsonb, kind: Option<&str>) -> Resu
     )?
     .expect("a SELECT without FROM returns one row");
     // The stored message adds `from` to the body's fields: it obeys the limit itself.
-    messages::check_payload_size(&message)?;
+    messages::check_payload(&message)?;
     if !caller.is_muted() {
         let push = db::first::<Jsonb>("SELECT $1->'push'", &[body.into()])?;
         messages::append(room_id, caller.id(), message, true, push)?

@@ -1,10 +1,11 @@
 //! The gateway's state and router. `main` serves it; tests build the same router.
 
 use crate::error::ApiError;
-use crate::listen::Hub;
+use crate::extract::MaxJsonDepth;
+use crate::listen::{Hub, PollQuota};
 use crate::routes;
 use crate::sends::Sends;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::StatusCode;
 use axum::Router;
 use deadpool_postgres::Pool;
@@ -19,6 +20,16 @@ pub struct AppState {
     pub sends: Arc<Sends>,
     /// The longest a long-poll waits.
     pub max_wait: Duration,
+    /// Long-polls waiting per user.
+    pub polls: Arc<PollQuota>,
+    /// `hatchat.max_json_depth`, as the database said at startup.
+    pub max_json_depth: usize,
+}
+
+impl FromRef<AppState> for MaxJsonDepth {
+    fn from_ref(state: &AppState) -> Self {
+        MaxJsonDepth(state.max_json_depth)
+    }
 }
 
 pub fn app(state: AppState, max_body_bytes: usize, chat_prefix: &str) -> Router {

@@ -29,6 +29,11 @@ pub struct Config {
     #[arg(long, env = "HATCHAT_MAX_WAIT", default_value_t = 30.0)]
     pub max_wait_secs: f64,
 
+    /// Long-polls (GET /messages, GET /notifications) one user may hold waiting at once on this
+    /// gateway; more answer 429 with Retry-After.
+    #[arg(long, env = "HATCHAT_MAX_POLLS_PER_USER", default_value_t = 16)]
+    pub max_polls_per_user: usize,
+
     /// Largest request body, in bytes. Message payloads have their own limit in the database
     /// (hatchat.max_payload_bytes), checked there.
     #[arg(long, env = "HATCHAT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]

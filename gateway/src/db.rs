@@ -78,6 +78,8 @@ pub struct Prepared {
     pub extension_version: String,
     /// The role requests must run as, when the login role is too powerful to use directly.
     pub request_role: Option<String>,
+    /// `hatchat.max_json_depth`: request bodies nested deeper are refused before any SQL.
+    pub max_json_depth: usize,
 }
 
 /// Makes sure the database has the extension (for a database given with DATABASE_URL), and
@@ -113,16 +115,20 @@ pub async fn prepare_database(url: &str, request_role: &str) -> Result<Prepared,
         .await
         .map_err(|e| e.to_string())?;
     let (superuser, admin): (bool, bool) = (powers.get(0), powers.get(1));
+    let max_json_depth = read_max_json_depth(&client).await?;
     if !superuser && !admin {
-        return Ok(Prepared { extension_version, request_role: None });
+        return Ok(Prepared { extension_version, request_role: None, max_json_depth });
     }
     if superuser {
         client
             .batch_execute(&format!(
+                // Gateways starting together on a fresh database race to create the role: the
+                // losers wait for the winner's commit and get unique_violation, which means done.
                 "DO $$ BEGIN \
                      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{request_role}') THEN \
                          CREATE ROLE {request_role} NOLOGIN; \
                      END IF; \
+                 EXCEPTION WHEN unique_violation OR duplicate_object THEN NULL; \
                  END $$"
             ))
             .await
@@ -144,5 +150,24 @@ pub async fn prepare_database(url: &str, request_role: &str) -> Result<Prepared,
         ));
     }
     tracing::info!(role = request_role, "requests run as a role without admin rights");
-    Ok(Prepared { extension_version, request_role: Some(request_role.to_string()) })
+    Ok(Prepared { extension_version, request_role: Some(request_role.to_string()), max_json_depth })
+}
+
+/// `hatchat.max_json_depth` as this database sets it. Until the extension's library is loaded in a
+/// session the setting is only defined if someone set it (then it holds their value); otherwise it
+/// has its default, which the wire crate shares.
+async fn read_max_json_depth(client: &tokio_postgres::Client) -> Result<usize, String> {
+    let row = client
+        .query_one("SELECT current_setting('hatchat.max_json_depth', true)", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    match row.get::<_, Option<String>>(0) {
+        None => Ok(hatchat_wire::json::DEFAULT_MAX_DEPTH),
+        Some(text) => text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|depth| (1..=1000).contains(depth))
+            .ok_or_else(|| format!("hatchat.max_json_depth is {text:?}: set it to 1..1000")),
+    }
 }

@@ -1,7 +1,10 @@
 //! `ApiError`: every failure becomes a status and a JSON body `{"error", "message"}`. The SQLSTATE ->
-//! HTTP table lives here and only here; the extension decides the SQLSTATE.
+//! HTTP table lives here and only here; the extension decides the SQLSTATE. A 500 is the one
+//! exception to the body: it says `{"error": "internal", "requestId"}` and nothing else (a
+//! database's message, hint or detail can name tables, settings or other users' data), and the
+//! detail goes to the log under that id.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -13,6 +16,8 @@ pub struct ApiError {
     pub detail: Option<String>,
     /// The database's SQLSTATE, when the error came from there.
     pub sqlstate: Option<String>,
+    /// Seconds a client should wait before trying again (the `Retry-After` header).
+    pub retry_after: Option<u32>,
 }
 
 /// The SQLSTATEs the extension raises, and what they mean over HTTP.
@@ -44,7 +49,15 @@ fn classify(sqlstate: &str) -> (StatusCode, &'static str) {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), detail: None, sqlstate: None }
+        Self { status, code, message: message.into(), detail: None, sqlstate: None, retry_after: None }
+    }
+
+    /// 429: the caller holds too much at once; `retry_after` seconds is a good time to try again.
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u32) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -59,19 +72,27 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// A 500; `message` is logged, never sent.
     pub fn internal(message: impl Into<String>) -> Self {
-        let message = message.into();
-        tracing::error!(message, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
     /// An error the extension reported with `sqlstate` (raised, or answered per batch item).
     pub fn from_sqlstate(sqlstate: &str, message: String, detail: Option<String>) -> Self {
         let (status, code) = classify(sqlstate);
-        if status.is_server_error() {
-            tracing::error!(sqlstate, message, "database error");
+        Self { status, code, message, detail, sqlstate: Some(sqlstate.to_string()), retry_after: None }
+    }
+
+    /// The JSON body: for a 500, only the code and `request_id`.
+    fn body(&self, request_id: &str) -> serde_json::Value {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            return json!({"error": self.code, "requestId": request_id});
         }
-        Self { status, code, message, detail, sqlstate: Some(sqlstate.to_string()) }
+        let mut body = json!({"error": self.code, "message": self.message});
+        if let Some(detail) = &self.detail {
+            body["detail"] = detail.as_str().into();
+        }
+        body
     }
 }
 
@@ -106,17 +127,63 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": self.code, "message": self.message});
-        if let Some(detail) = self.detail {
-            body["detail"] = detail.into();
+        let request_id = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            let request_id = uuid::Uuid::new_v4().to_string();
+            tracing::error!(
+                request_id,
+                message = self.message,
+                sqlstate = self.sqlstate.as_deref(),
+                detail = self.detail.as_deref(),
+                "internal error"
+            );
+            request_id
+        } else {
+            String::new()
+        };
+        let mut response = (self.status, axum::Json(self.body(&request_id))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        (self.status, axum::Json(body)).into_response()
+        response
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn body_of(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_500_answers_only_internal_and_a_request_id() {
+        let error = ApiError::from_sqlstate(
+            "XX001",
+            "could not read block 7 of relation hatchat.users".into(),
+            Some("the secret detail".into()),
+        );
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = body_of(response).await;
+        let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["error", "requestId"], "{body}");
+        assert_eq!(body["error"], "internal");
+        assert_eq!(body["requestId"].as_str().unwrap().len(), 36, "a uuid: {body}");
+        assert!(!body.to_string().contains("secret") && !body.to_string().contains("hatchat.users"));
+    }
+
+    #[tokio::test]
+    async fn client_errors_keep_their_message_and_429_says_when_to_retry() {
+        let error = ApiError::from_sqlstate("22P05", "unsupported Unicode escape sequence".into(), None);
+        let body = body_of(error.into_response()).await;
+        assert_eq!(body, json!({"error": "bad_request", "message": "unsupported Unicode escape sequence"}));
+        let response = ApiError::too_many_requests("too many", 2).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(body_of(response).await["error"], "too_many_requests");
+    }
 
     #[test]
     fn sqlstates_map_to_statuses() {

@@ -1,17 +1,25 @@
 //! Request extraction where every rejection is an `ApiError` with a JSON body: JSON bodies (with
-//! the Content-Type rule), query strings, path segments and the Authorization header.
+//! the Content-Type rule and the nesting limit), query strings, path segments and the
+//! Authorization header.
 
 use crate::error::ApiError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 /// A JSON body. Accepted Content-Types: `application/json`, `text/plain` (what a browser's `fetch`
 /// sends when the caller sets none, as the seed's web client does) or none at all; anything else
-/// (forms, multipart) is 415 rather than a confusing parse error.
+/// (forms, multipart) is 415 rather than a confusing parse error. A body nested deeper than
+/// `hatchat.max_json_depth` is 400 before it is parsed, here or by PostgreSQL (whose recursive
+/// parser would fail a 20,000-deep array as an internal error).
 pub struct JsonBody<T>(pub T);
+
+/// The deepest nesting a JSON body may have: `hatchat.max_json_depth`, read from the database at
+/// startup so that there is one setting.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxJsonDepth(pub usize);
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
@@ -28,11 +36,15 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T>
+where
+    MaxJsonDepth: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         check_content_type(request.headers())?;
+        let MaxJsonDepth(max_depth) = MaxJsonDepth::from_ref(state);
         let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
@@ -44,6 +56,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError::bad_request(rejection.body_text())
             }
         })?;
+        hatchat_wire::json::check_depth(&bytes, max_depth).map_err(ApiError::bad_request)?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("the body is not the expected JSON object: {e}")))
@@ -98,7 +111,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Token {
 /// A JSON body kept as its text, checked to be JSON: for bodies the extension reads whole.
 pub struct RawJsonBody(pub Box<serde_json::value::RawValue>);
 
-impl<S: Send + Sync> FromRequest<S> for RawJsonBody {
+impl<S: Send + Sync> FromRequest<S> for RawJsonBody
+where
+    MaxJsonDepth: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
@@ -131,7 +147,72 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use axum::http::HeaderValue;
+    use proptest::prelude::*;
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    /// Shaped like `POST /messages`: a string and a raw JSON field.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)] // only deserialized
+    struct Message {
+        channel_id: Option<String>,
+        #[serde(default, deserialize_with = "raw_json")]
+        payload: Option<Box<RawValue>>,
+    }
+
+    /// The status each body extractor answers `body` with (200 when it accepts it).
+    fn statuses(body: &[u8], content_type: Option<&str>, max_depth: usize) -> Vec<u16> {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let request = || {
+            let mut builder = Request::builder().method("POST").uri("/");
+            if let Some(content_type) = content_type {
+                builder = builder.header(header::CONTENT_TYPE, content_type);
+            }
+            builder.body(Body::from(body.to_vec())).unwrap()
+        };
+        let state = MaxJsonDepth(max_depth);
+        let status = |result: Result<(), ApiError>| result.map_or_else(|e| e.status.as_u16(), |()| 200);
+        runtime.block_on(async {
+            vec![
+                status(JsonBody::<Message>::from_request(request(), &state).await.map(drop)),
+                status(JsonBody::<serde_json::Value>::from_request(request(), &state).await.map(drop)),
+                status(RawJsonBody::from_request(request(), &state).await.map(drop)),
+            ]
+        })
+    }
+
+    #[test]
+    fn bodies_nested_past_the_limit_are_refused_naming_it() {
+        let body = |depth: usize| format!(r#"{{"payload": {}1{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(statuses(body(63).as_bytes(), None, 64), [200, 200, 200]);
+        assert_eq!(statuses(body(64).as_bytes(), None, 64), [400, 400, 400]);
+        assert_eq!(statuses(body(20_000).as_bytes(), Some("application/json"), 64), [400, 400, 400]);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let request = Request::builder().body(Body::from(body(64))).unwrap();
+        let error = runtime.block_on(RawJsonBody::from_request(request, &MaxJsonDepth(64))).err().unwrap();
+        assert_eq!(error.message, hatchat_wire::json::too_deep_message(64));
+    }
+
+    proptest! {
+        /// Whatever the bytes, an extractor answers: a value or a 4xx, never a panic or a 5xx.
+        #[test]
+        fn arbitrary_bodies_never_panic_or_answer_5xx(
+            body in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..512),
+                "[\\[\\]{}\":,0-9a-zA-Z \\\\u.eE+-]{0,256}".prop_map(String::into_bytes),
+                (0usize..200, "[\\[{\":a1]{0,8}").prop_map(|(n, tail)| format!("{}{tail}", "[".repeat(n)).into_bytes()),
+            ],
+            content_type in proptest::option::of("(application/json|text/plain|text/html|application/x-www-form-urlencoded|[ -~]{0,20})"),
+            max_depth in 0usize..100,
+        ) {
+            for status in statuses(&body, content_type.as_deref(), max_depth) {
+                prop_assert!(status == 200 || (400..500).contains(&status), "{status}");
+            }
+        }
+    }
 
     #[test]
     fn content_types() {

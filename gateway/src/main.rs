@@ -6,7 +6,7 @@ use hatchat_gateway::app::{app, AppState};
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
 use hatchat_gateway::forward::{spawn_forwarder, Target};
-use hatchat_gateway::listen::{spawn_listener, Hub};
+use hatchat_gateway::listen::{spawn_listener, Hub, PollQuota};
 use hatchat_gateway::notify::spawn_notifier;
 use hatchat_gateway::sends::Sends;
 use std::process::ExitCode;
@@ -48,11 +48,23 @@ async fn run(config: Config) -> Result<(), String> {
     }
     spawn_purger(pool.clone(), config.purge_interval_secs);
     let sends = Sends::new(pool.clone(), notifier, config.send_slots);
-    let state = AppState { pool, hub: Arc::clone(&hub), sends, max_wait: config.max_wait() };
+    let state = AppState {
+        pool,
+        hub: Arc::clone(&hub),
+        sends,
+        max_wait: config.max_wait(),
+        polls: PollQuota::new(config.max_polls_per_user),
+        max_json_depth: prepared.max_json_depth,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    tracing::info!(address = %config.listen, extension = prepared.extension_version, "hatchat gateway serving");
+    tracing::info!(
+        address = %config.listen,
+        extension = prepared.extension_version,
+        max_json_depth = prepared.max_json_depth,
+        "hatchat gateway serving"
+    );
     axum::serve(listener, app(state, config.max_body_bytes, &config.chat_prefix))
         .with_graceful_shutdown(shutdown_signal(hub))
         .await

@@ -14,7 +14,12 @@
 //! spend more database CPU per send (see the README), and stall relief gives the robustness
 //! that extra slots would otherwise buy.
 //!
-//! Each send still gets its own answer: the extension checks every item on its own. A slot's
+//! Each send still gets its own answer, the one it would get alone: the extension checks every
+//! item on its own, and payloads travel as JSON text inside a string (`payloadText`), converted
+//! per item, so a payload PostgreSQL cannot store (`"\u0000"`, a lone surrogate) fails its own
+//! item instead of the cast of the whole batch. A lone send goes through `send_message_text`, the
+//! same conversion. A send whose channel id or token holds a NUL character (which no jsonb can)
+//! goes alone, and so does a payload that would push a batch past `MAX_BATCH_BYTES`. A slot's
 //! work runs in a task of its own, so a client that hangs up does not stall the sends queued
 //! behind it (its send completes; only the answer is dropped).
 
@@ -33,6 +38,9 @@ use tokio::sync::oneshot;
 
 /// The extension's limit per `send_messages` call.
 const MAX_BATCH: usize = 1000;
+/// The most payload bytes one batch carries: far under jsonb's 256 MB, which a batch of large
+/// bodies could otherwise pass and fail together.
+const MAX_BATCH_BYTES: usize = 16 << 20;
 /// SQLSTATE deadlock_detected: a batch can only deadlock with an outside transaction that locked
 /// channels in another order; it changed nothing, so it is retried.
 const DEADLOCK: &str = "40P01";
@@ -73,9 +81,11 @@ impl State {
     /// their channels are then in flight.
     fn take_batch(&mut self) -> Vec<Pending> {
         let mut batch = Vec::new();
+        let mut bytes = 0;
         let mut waiting = VecDeque::new();
         while let Some(pending) = self.queue.pop_front() {
-            if batch.len() < MAX_BATCH && !self.in_flight.contains(&pending.channel) {
+            if !self.in_flight.contains(&pending.channel) && fits(&batch, bytes, &pending) {
+                bytes += pending.size();
                 batch.push(pending);
             } else {
                 waiting.push_back(pending);
@@ -89,6 +99,20 @@ impl State {
     }
 }
 
+/// Whether `pending` may join `batch`: the first send always starts one; then up to `MAX_BATCH`
+/// sends and `MAX_BATCH_BYTES`, and never a send that must go alone (or join one that must).
+fn fits(batch: &[Pending], bytes: usize, pending: &Pending) -> bool {
+    match batch.first() {
+        None => true,
+        Some(first) => {
+            first.batchable()
+                && pending.batchable()
+                && batch.len() < MAX_BATCH
+                && bytes + pending.size() <= MAX_BATCH_BYTES
+        }
+    }
+}
+
 struct Pending {
     token: Option<String>,
     channel: Option<String>,
@@ -96,13 +120,30 @@ struct Pending {
     answer: oneshot::Sender<Result<String, ApiError>>,
 }
 
+impl Pending {
+    /// Whether the batch's JSON can carry this send: a NUL character (which a client can put in a
+    /// channel id as `\u0000`) has no jsonb form, and would fail the cast of the whole batch.
+    fn batchable(&self) -> bool {
+        let nul = |text: &Option<String>| text.as_deref().is_some_and(|t| t.contains('\0'));
+        !nul(&self.channel) && !nul(&self.token)
+    }
+
+    /// Bytes this send adds to a batch.
+    fn size(&self) -> usize {
+        let len = |text: &Option<String>| text.as_deref().map_or(0, str::len);
+        len(&self.token) + len(&self.channel) + self.payload.as_deref().map_or(0, |p| p.get().len())
+    }
+}
+
+/// One `send_messages` item. The payload goes as its JSON text inside a JSON string: any text is a
+/// valid string, so the array always casts to jsonb, and the extension converts each text alone.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Item<'a> {
     token: &'a Option<String>,
     channel_id: &'a Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<&'a RawValue>,
+    payload_text: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -247,14 +288,18 @@ impl Sends {
 
     async fn send_alone(&self, send: &Pending) -> Result<String, ApiError> {
         let payload = send.payload.as_deref().map(RawValue::get);
-        let sql = "SELECT hatchat.send_message($1, $2, $3::text::jsonb)::text";
+        let sql = "SELECT hatchat.send_message_text($1, $2, $3)::text";
         crate::db::call_json(&self.pool, sql, &[&send.token, &send.channel, &payload]).await
     }
 
     async fn send_together(&self, batch: &[Pending]) -> Vec<Result<String, ApiError>> {
         let items: Vec<Item> = batch
             .iter()
-            .map(|p| Item { token: &p.token, channel_id: &p.channel, payload: p.payload.as_deref() })
+            .map(|p| Item {
+                token: &p.token,
+                channel_id: &p.channel,
+                payload_text: p.payload.as_deref().map(RawValue::get),
+            })
             .collect();
         let items = serde_json::to_string(&items).expect("items serialize");
         let sql = "SELECT hatchat.send_messages($1::text::jsonb)::text";
@@ -276,5 +321,52 @@ fn item_answer(answer: &RawValue) -> Result<String, ApiError> {
     match serde_json::from_str::<Outcome>(answer.get()) {
         Ok(Outcome { error: Some(e) }) => Err(ApiError::from_sqlstate(&e.sqlstate, e.message, e.detail)),
         _ => Ok(answer.get().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(channel: &str, payload: &str) -> Pending {
+        let payload = RawValue::from_string(payload.to_string()).unwrap();
+        Pending {
+            token: None,
+            channel: Some(channel.into()),
+            payload: Some(payload),
+            answer: oneshot::channel().0,
+        }
+    }
+
+    fn channels(batch: &[Pending]) -> Vec<&str> {
+        batch.iter().map(|p| p.channel.as_deref().unwrap()).collect()
+    }
+
+    #[test]
+    fn items_carry_any_payload_as_a_json_string() {
+        let poison = pending("c", r#""\u0000""#);
+        let items = serde_json::to_string(&[Item {
+            token: &None,
+            channel_id: &poison.channel,
+            payload_text: poison.payload.as_deref().map(RawValue::get),
+        }])
+        .unwrap();
+        assert_eq!(items, r#"[{"token":null,"channelId":"c","payloadText":"\"\\u0000\""}]"#);
+    }
+
+    #[test]
+    fn a_send_without_a_jsonb_form_or_too_big_goes_alone() {
+        let mut state = State::default();
+        state.queue.extend([pending("a", "1"), pending("b\0", "2"), pending("c", "3")]);
+        assert_eq!(channels(&state.take_batch()), ["a", "c"]);
+        state.in_flight.clear();
+        assert_eq!(channels(&state.take_batch()), ["b\0"]);
+
+        let big = format!("\"{}\"", "x".repeat(MAX_BATCH_BYTES / 2));
+        state.in_flight.clear();
+        state.queue.extend([pending("a", &big), pending("b", &big), pending("c", "3")]);
+        assert_eq!(channels(&state.take_batch()), ["a", "c"]);
+        state.in_flight.clear();
+        assert_eq!(channels(&state.take_batch()), ["b"]);
     }
 }

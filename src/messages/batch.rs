@@ -1,14 +1,17 @@
 //! `send_messages`: many sends in one transaction, for group commit. Each item is authenticated,
 //! validated and authorized on its own and gets its own answer — the object `send_message` returns,
 //! or `{"error": {"sqlstate", "message", "detail"}}` with exactly the error it would raise alone —
-//! and a failed item stores nothing. Items may name any channels: the good items of one channel
+//! and a failed item stores nothing. An item's payload is `payload` (a JSON value) or `payloadText`
+//! (a string holding JSON text, converted per item as `send_message_text` converts it): the gateway
+//! uses the text form, so a payload PostgreSQL cannot store fails only its own item instead of the
+//! cast of the whole array. Items may name any channels: the good items of one channel
 //! bump its counter once, so they take consecutive seqs in item order.
 //!
 //! The work is set-based so a batch costs a fixed number of statements whatever its size: one
 //! read of the items, one lookup of all senders' keys, one lock of the channels in id order that
 //! also checks every (channel, sender) membership, one append for all of them.
 
-use super::{cap, check_size, muted_answer, notify_channel};
+use super::{cap, check_payload, muted_answer, notify_channel, payload_from_text};
 use crate::auth::{self, Caller};
 use crate::channels::{self, valid_channel_id};
 use crate::db::{self, pg_uuid};
@@ -28,8 +31,9 @@ struct Item {
     token: Option<String>,
     channel_id: Option<String>,
     channel_id_is_text: bool,
-    payload_size: Option<i64>,
     payload: Option<Jsonb>,
+    payload_text: Option<String>,
+    payload_text_is_text: bool,
 }
 
 /// An item that passed the checks made before the membership check.
@@ -44,8 +48,8 @@ struct Candidate {
 
 const READ_ITEMS: &str = "\
     SELECT jsonb_typeof(t.item) = 'object', t.item->>'token', t.item->>'channelId', \
-           jsonb_typeof(t.item->'channelId') = 'string', octet_length((t.item->'payload')::text), \
-           t.item->'payload' \
+           jsonb_typeof(t.item->'channelId') = 'string', t.item->'payload', \
+           t.item->>'payloadText', jsonb_typeof(t.item->'payloadText') = 'string' \
       FROM jsonb_array_elements($1) WITH ORDINALITY AS t(item, ord) ORDER BY t.ord";
 
 /// Locks the counter rows of the batch's live channels in id order — so concurrent batches never
@@ -88,7 +92,8 @@ const APPEND_ALL: &str = "\
            c.max_messages, c.notify \
       FROM inserted i JOIN counters c ON c.id = i.channel_id";
 
-/// `items` is a JSON array of `{token, channelId, payload}`; the answer is an array of the same
+/// `items` is a JSON array of `{token, channelId, payload}` (or `payloadText` instead of `payload`);
+/// the answer is an array of the same
 /// length, in the same order.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
@@ -151,30 +156,44 @@ fn read_items(items: Jsonb) -> Result<Vec<Item>> {
                 token: row.get::<String>(2)?,
                 channel_id: row.get::<String>(3)?,
                 channel_id_is_text: row.get::<bool>(4)?.unwrap_or(false),
-                payload_size: row.get::<i32>(5)?.map(i64::from),
-                payload: row.get::<Jsonb>(6)?,
+                payload: row.get::<Jsonb>(5)?,
+                payload_text: row.get::<String>(6)?,
+                payload_text_is_text: row.get::<bool>(7)?.unwrap_or(false),
             })
         })
         .collect()
     })
 }
 
-/// The checks of `send_message` before membership, in its order, so an item fails as it would
-/// alone.
+/// The checks of `send_message` (or, for `payloadText`, `send_message_text`) before membership, in
+/// its order, so an item fails as it would alone.
 fn check(item: &Item, sender: Result<Caller>) -> Result<(String, Caller, Jsonb)> {
     if !item.is_object {
         return Err(HatchatError::invalid("each item must be an object {token, channelId, payload}"));
     }
+    let converted = converted_payload(item)?;
     let sender = sender?;
     sender.may_post()?;
     if item.channel_id.is_some() && !item.channel_id_is_text {
         return Err(HatchatError::invalid("channelId must be a string"));
     }
     let channel = valid_channel_id(required(item.channel_id.as_deref(), "channelId")?)?;
-    let size = required(item.payload_size, "payload")?;
-    check_size(usize::try_from(size).unwrap_or(usize::MAX))?;
-    let payload = required(item.payload, "payload")?;
+    let payload = required(converted.or(item.payload), "payload")?;
+    check_payload(&payload)?;
     Ok((channel.to_string(), sender, payload))
+}
+
+/// An item's `payloadText`, converted first (where `send_message_text` converts it); `None` when
+/// the item has none.
+fn converted_payload(item: &Item) -> Result<Option<Jsonb>> {
+    match (&item.payload_text, item.payload.is_some()) {
+        (None, _) => Ok(None),
+        (Some(_), true) => Err(HatchatError::invalid("give payload or payloadText, not both")),
+        (Some(_), false) if !item.payload_text_is_text => {
+            Err(HatchatError::invalid("payloadText must be a string holding JSON text"))
+        }
+        (Some(text), false) => payload_from_text(text).map(Some),
+    }
 }
 
 /// Locks the batch's channels and returns the (channel, sender) pairs that may not send, with the

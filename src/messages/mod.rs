@@ -149,9 +149,75 @@ pub fn post_system(channel_id: &str, event: &str, user: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a payload over `hatchat.max_payload_bytes` (54000); room posts obey it too.
-pub fn check_payload_size(payload: &Jsonb) -> Result<()> {
-    check_size(payload.text_len())
+/// Checks a payload's size and nesting from one rendering of it as text (what `octet_length(
+/// payload::text)` measures): over `hatchat.max_payload_bytes` is 54000, deeper than
+/// `hatchat.max_json_depth` 22023.
+/// Returns that text, for a caller that reads the payload's fields too (room posts).
+pub fn check_payload(payload: &Jsonb) -> Result<String> {
+    let text = payload.to_text();
+    check_size(text.len())?;
+    crate::jsonb::check_depth(&text)?;
+    Ok(text)
+}
+
+/// A payload given as JSON text, converted as `text::jsonb` would convert it, except that a text
+/// jsonb cannot hold is this call's own error (PostgreSQL's SQLSTATE and message), never the
+/// statement's: one bad item of a batch then fails only itself. Nesting is checked first, in Rust,
+/// so PostgreSQL's recursive parser never meets a 20,000-deep array (54001, an internal error).
+pub fn payload_from_text(text: &str) -> Result<Jsonb> {
+    crate::jsonb::check_depth(text)?;
+    convert_refusably(text)
+}
+
+/// `jsonb_in` in an internal subtransaction, as PL/pgSQL runs a block with an EXCEPTION clause.
+///
+/// Why a subtransaction rather than a bare `PgTryBuilder` catch: PostgreSQL allows recovering
+/// from an ERROR only by aborting a (sub)transaction, which releases whatever the failed code held
+/// (locks, buffer pins, memory, resource owners). `jsonb_in` happens to hold none of those today,
+/// but that is an implementation detail of PostgreSQL, not a promise; pgrx's docs leave the
+/// clean-up to the catcher. A subtransaction that writes nothing gets no transaction id, costs a
+/// few microseconds and never overflows the subxid cache.
+///
+/// Only data exceptions (class 22: bad escapes, bad syntax, numbers out of range) and program
+/// limits (class 54: a string too long for jsonb) become the item's error; anything else (a query
+/// cancel, out of memory, a bug) is raised again after the rollback, as an uncaught error would be.
+fn convert_refusably(text: &str) -> Result<Jsonb> {
+    use pgrx::pg_sys::panic::CaughtError;
+    use pgrx::PgTryBuilder;
+    // SAFETY: the sequence PL/pgSQL's exec_stmt_block uses. The value is allocated in the caller's
+    // memory context, which outlives the subtransaction; context and resource owner are restored
+    // on both paths; the error state is flushed (by pgrx's FFI guard and PgTryBuilder) before the
+    // rollback. No SPI connection is open here.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let outcome = PgTryBuilder::new(|| Ok(Jsonb::from_text(text)))
+            .catch_others(Err::<Result<Jsonb>, CaughtError>)
+            .execute();
+        match outcome {
+            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
+            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        match outcome {
+            Ok(converted) => converted,
+            Err(CaughtError::PostgresError(report))
+                if matches!(&crate::error::sqlstate_text(report.sql_error_code())[..2], "22" | "54") =>
+            {
+                let sqlstate = report.sql_error_code();
+                Err(HatchatError::Refused {
+                    sqlstate,
+                    code: crate::error::sqlstate_text(sqlstate),
+                    message: report.message().to_string(),
+                    detail: report.detail().map(str::to_string),
+                })
+            }
+            Err(other) => other.rethrow(),
+        }
+    }
 }
 
 fn check_size(size: usize) -> Result<()> {
@@ -175,16 +241,41 @@ fn send_message(token: Option<&str>, channel_id: Option<&str>, payload: Option<J
     let caller = auth::authenticate(token)?;
     caller.may_post()?;
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
-    let payload = required(payload, "payload")?;
-    check_payload_size(&payload)?;
+    Ok(send_checked(&caller, channel_id, required(payload, "payload")?)?)
+}
+
+/// `send_message` with the payload as JSON text: `send_message(token, channel_id,
+/// payload_text::jsonb)`, except that text jsonb cannot hold (or nested past
+/// `hatchat.max_json_depth`) fails with this call's own error, converted exactly as a
+/// `send_messages` item's `payloadText`. The gateway sends through this or a batch of those items,
+/// so a send answers the same whether or not it was batched.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn send_message_text(
+    token: Option<&str>,
+    channel_id: Option<&str>,
+    payload_text: Option<&str>,
+) -> SqlResult<Jsonb> {
+    // Converted first, where the cast would be: the checks below are `send_message`'s, in order.
+    let payload = payload_text.map(payload_from_text).transpose()?;
+    let caller = auth::authenticate(token)?;
+    caller.may_post()?;
+    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
+    Ok(send_checked(&caller, channel_id, required(payload, "payload")?)?)
+}
+
+/// The rest of a send once the sender and channel id are checked: the payload's limits, then
+/// membership (a muted sender is answered, nothing stored), then the append.
+fn send_checked(caller: &Caller, channel_id: &str, payload: Jsonb) -> Result<Jsonb> {
+    check_payload(&payload)?;
     if caller.is_muted() {
-        Access::load(channel_id, &caller)?.require_member()?;
-        return Ok(Jsonb::from_text(&muted_answer(channel_id, caller.id())?)?);
+        Access::load(channel_id, caller)?.require_member()?;
+        return Jsonb::from_text(&muted_answer(channel_id, caller.id())?);
     }
     if let Some(sent) = append(channel_id, caller.id(), payload, settings::sends_notify(), None)? {
         return Ok(sent.answer);
     }
-    Err(why_not_appended(channel_id, &caller).into())
+    Err(why_not_appended(channel_id, caller))
 }
 
 /// An append bumped no counter: the channel is missing or the sender is not a member.

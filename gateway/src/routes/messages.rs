@@ -4,7 +4,7 @@ use crate::app::AppState;
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::{raw_json, wait_param, JsonBody, QueryParams, Token};
-use crate::listen::{Topic, Wake};
+use crate::listen::{PollPermit, Topic, Wake};
 use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
@@ -62,7 +62,8 @@ impl Window {
 }
 
 /// Queries once; while the answer is empty and the window open, waits for a notification on the
-/// channel and queries again, until the deadline. Holds no database connection while waiting.
+/// channel and queries again, until the deadline. Holds no database connection while waiting. A
+/// request that is about to wait counts against its user's long-polls (see `admit`).
 pub async fn poll(
     State(app): State<AppState>,
     Token(token): Token,
@@ -71,14 +72,34 @@ pub async fn poll(
     let deadline = Instant::now() + wait_param(window.wait, app.max_wait)?;
     // Subscribe before the first query: a message committed in between is not missed.
     let mut subscription = app.hub.subscribe(Topic::Channel(window.channel_id.clone().unwrap_or_default()));
+    let mut permit = None;
     loop {
         let page = window.read(&app, &token).await?;
-        if page != "[]" || !window.still_open() {
+        if page != "[]" || !window.still_open() || Instant::now() >= deadline {
             return Ok(db::json(page));
+        }
+        if permit.is_none() {
+            let user = db::call_json(&app.pool, "SELECT hatchat.authenticate($1)::text", &[&token]).await?;
+            permit = Some(admit(&app, &user)?);
         }
         match subscription.wait(deadline).await {
             Wake::Changed => continue,
             Wake::Timeout | Wake::Shutdown => return Ok(db::json(page)),
         }
     }
+}
+
+/// Counts a long-poll against `user` (an id the database verified) until the permit is dropped
+/// with the request; 429 when the user already holds the most a gateway allows.
+pub fn admit(app: &AppState, user: &str) -> Result<PollPermit, ApiError> {
+    app.polls.acquire(user).ok_or_else(|| {
+        ApiError::too_many_requests(
+            format!(
+                "a user may hold at most {} waiting long-polls at once on this gateway; \
+                 try again when one has answered",
+                app.polls.per_user()
+            ),
+            1,
+        )
+    })
 }

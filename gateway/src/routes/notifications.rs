@@ -1,6 +1,7 @@
 //! GET /notifications?after=&limit=&wait=: the caller's notification stream, long-polled like
-//! messages (woken by the NOTIFY naming the user).
+//! messages (woken by the NOTIFY naming the user, counted against the user's long-polls).
 
+use super::messages::admit;
 use crate::app::AppState;
 use crate::db;
 use crate::error::ApiError;
@@ -26,12 +27,16 @@ pub async fn poll(
     let deadline = Instant::now() + wait_param(page.wait, app.max_wait)?;
     // Whose stream: the subscription needs the user before the first query.
     let user = db::call_json(&app.pool, "SELECT hatchat.authenticate($1)::text", &[&token]).await?;
-    let mut subscription = app.hub.subscribe(Topic::User(user));
+    let mut subscription = app.hub.subscribe(Topic::User(user.clone()));
     let sql = "SELECT hatchat.get_notifications($1, $2, $3)::text";
+    let mut permit = None;
     loop {
         let notes = db::call_json(&app.pool, sql, &[&token, &page.after, &page.limit]).await?;
-        if notes != "[]" {
+        if notes != "[]" || Instant::now() >= deadline {
             return Ok(db::json(notes));
+        }
+        if permit.is_none() {
+            permit = Some(admit(&app, &user)?);
         }
         match subscription.wait(deadline).await {
             Wake::Changed => continue,
