@@ -147,7 +147,9 @@ start_cluster() {
         } | as_postgres tee -a "$dir/postgresql.conf" >/dev/null
     fi
     if ! as_postgres pg_ctl -D "$dir" status >/dev/null 2>&1; then
-        as_postgres pg_ctl -D "$dir" -l "$dir/server.log" -o "-p $port" -w start >/dev/null \
+        # Without RUST_BACKTRACE in its environment (a developer shell may set it), no error the
+        # extension raises carries a Rust backtrace to clients.
+        as_postgres env -u RUST_BACKTRACE pg_ctl -D "$dir" -l "$dir/server.log" -o "-p $port" -w start >/dev/null \
             || { cat "$dir/server.log" >&2; die "PostgreSQL did not start (log above)"; }
     fi
 }

@@ -576,3 +576,38 @@ fn room_posts_obey_the_payload_and_depth_limits() {
     let system_room = format!("{kind}/{}", sorted_names.join("/"));
     assert_eq!(count(&mut db, "SELECT count(*) FROM hatchat.channels WHERE id = $1", &system_room), 0);
 }
+
+/// A room's member list is fixed for everyone, the server secret included: an added member would
+/// make the room stop matching the users it is named by.
+#[test]
+fn nobody_adds_members_to_a_room_not_even_the_secret() {
+    let mut db = connect();
+    with_secret(&mut db);
+    let (alice, _bob, id) = room_of_two(&mut db);
+    let carol = register(&mut db, "carol");
+    let by_secret = db.query_one("SELECT hatchat.invite($1, $2, $3)", &[&SECRET, &id, &carol.id]);
+    assert_eq!(sqlstate(by_secret), "42501");
+    assert_eq!(sqlstate(invite(&mut db, &alice, &id, &carol)), "42501");
+    let members = count(&mut db, "SELECT count(*) FROM hatchat.members WHERE channel_id = $1", &id);
+    assert_eq!(members, 2);
+}
+
+/// Deleting a channel takes its notifications with it, as purging an expired one does.
+#[test]
+fn a_deleted_channels_notifications_go_with_it() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let bob = register(&mut db, "bob");
+    let id = channel_id("noted");
+    db.query_one(
+        "SELECT hatchat.create_channel($1, $2, 'owner', '{\"notify\": true}')",
+        &[&alice.token(), &id],
+    )
+    .unwrap();
+    invite(&mut db, &alice, &id, &bob).unwrap();
+    send(&mut db, &alice, &id, json!("soon gone")).unwrap();
+    let stored = "SELECT count(*) FROM hatchat.notifications WHERE channel_id = $1";
+    assert!(count(&mut db, stored, &id) > 0, "the join and the message notified");
+    db.execute("SELECT hatchat.delete_channel($1, $2)", &[&alice.token(), &id]).unwrap();
+    assert_eq!(count(&mut db, stored, &id), 0);
+}

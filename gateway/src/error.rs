@@ -80,6 +80,14 @@ impl ApiError {
     /// An error the extension reported with `sqlstate` (raised, or answered per batch item).
     pub fn from_sqlstate(sqlstate: &str, message: String, detail: Option<String>) -> Self {
         let (status, code) = classify(sqlstate);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // PostgreSQL's own words here name processes, transactions and locks: logged, not sent.
+            tracing::warn!(sqlstate, message, detail, "database unavailable");
+            let mut error =
+                Self::unavailable("the database is busy or unavailable; nothing changed, try again");
+            error.sqlstate = Some(sqlstate.to_string());
+            return error;
+        }
         Self { status, code, message, detail, sqlstate: Some(sqlstate.to_string()), retry_after: None }
     }
 
@@ -151,6 +159,19 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_503_says_nothing_of_the_databases_internals() {
+        let deadlock = ApiError::from_sqlstate(
+            "40P01",
+            "deadlock detected".into(),
+            Some("Process 4242 waits for ShareLock on transaction 77; blocked by process 4343.".into()),
+        );
+        assert_eq!(deadlock.status, StatusCode::SERVICE_UNAVAILABLE);
+        let body = deadlock.body("id").to_string();
+        assert!(!body.contains("4242") && !body.contains("deadlock"), "{body}");
+        assert_eq!(deadlock.sqlstate.as_deref(), Some("40P01"), "kept for retries and logs");
+    }
 
     async fn body_of(response: Response) -> serde_json::Value {
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
