@@ -59,7 +59,8 @@ impl WakeUp {
         // A key is 16 hex digits, two quotes and a comma: 19 bytes. 400 keys leave room for the
         // field names and brackets far below the limit.
         const PER_PAYLOAD: usize = 400;
-        let keyed = channels.iter().map(|k| (Kind::Channel, *k)).chain(users.iter().map(|k| (Kind::User, *k)));
+        let keyed =
+            channels.iter().map(|k| (Kind::Channel, *k)).chain(users.iter().map(|k| (Kind::User, *k)));
         let keyed: Vec<(Kind, u64)> = keyed.collect();
         let mut payloads: Vec<String> = keyed
             .chunks(PER_PAYLOAD)
