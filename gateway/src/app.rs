@@ -1,10 +1,12 @@
 //! The gateway's state and router. `main` serves it; tests build the same router.
 
+use crate::db::{self, JsonText, Params};
 use crate::error::ApiError;
 use crate::extract::MaxJsonDepth;
-use crate::listen::{Hub, PollQuota};
+use crate::group_commit::GroupCommit;
+use crate::listen::Hub;
+use crate::long_poll::PollQuota;
 use crate::routes;
-use crate::sends::Sends;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::StatusCode;
 use axum::Router;
@@ -17,13 +19,29 @@ use tower_http::trace::TraceLayer;
 pub struct AppState {
     pub pool: Pool,
     pub hub: Arc<Hub>,
-    pub sends: Arc<Sends>,
+    pub group_commit: Arc<GroupCommit>,
     /// The longest a long-poll waits.
     pub max_wait: Duration,
     /// Long-polls waiting per user.
     pub polls: Arc<PollQuota>,
     /// `hatchat.max_json_depth`, as the database said at startup.
     pub max_json_depth: usize,
+}
+
+/// What a route answers: JSON text, or an error.
+pub type Answer = Result<JsonText, ApiError>;
+
+impl AppState {
+    /// Calls `sql` (one function's jsonb, cast to text) and answers its JSON text.
+    pub async fn call(&self, sql: &str, params: &Params<'_>) -> Answer {
+        db::call_json(&self.pool, sql, params).await.map(JsonText)
+    }
+
+    /// Calls `sql` (a function returning void) and answers `done`, a fixed JSON text.
+    pub async fn call_void(&self, sql: &str, params: &Params<'_>, done: &str) -> Answer {
+        db::execute(&self.pool, sql, params).await?;
+        Ok(JsonText(done.to_string()))
+    }
 }
 
 impl FromRef<AppState> for MaxJsonDepth {

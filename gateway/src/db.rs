@@ -61,16 +61,20 @@ pub async fn call_json(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<St
 }
 
 /// Runs `sql` for its effect (a function returning void).
-pub async fn call(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<(), ApiError> {
+pub async fn execute(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<(), ApiError> {
     let client = pool.get().await?;
     let statement = client.prepare_cached(sql).await?;
     client.execute(&statement, params).await?;
     Ok(())
 }
 
-/// A JSON text, as the response.
-pub fn json(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+/// JSON text, from SQL or fixed: the response body as it is, parsed by nobody on the way.
+pub struct JsonText(pub String);
+
+impl IntoResponse for JsonText {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
+    }
 }
 
 /// What startup learnt about the database.

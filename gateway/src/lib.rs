@@ -3,12 +3,14 @@
 //! live here.
 
 pub mod app;
+pub mod backoff;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod forward;
+pub mod group_commit;
 pub mod listen;
+pub mod long_poll;
 pub mod notify;
 pub mod routes;
-pub mod sends;

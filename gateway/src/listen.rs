@@ -7,6 +7,7 @@
 //! notifications sent meanwhile are lost, so after every (re)connect everyone is woken to
 //! re-query. Notifications only say "look again"; the query decides what is new.
 
+use crate::backoff::Backoff;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -193,18 +194,19 @@ impl Payload {
 /// backoff, and wakes everyone once listening again.
 pub fn spawn_listener(hub: Arc<Hub>, config: tokio_postgres::Config) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         while !hub.is_shutting_down() {
-            match listen(&hub, &config).await {
-                Ok(()) => tracing::warn!("listener connection closed; reconnecting"),
-                Err(error) => tracing::warn!(%error, ?backoff, "listener connection failed; reconnecting"),
-            }
+            let ended = listen(&hub, &config).await;
             // A connection that got as far as listening starts the backoff over.
             if hub.connected.swap(false, Ordering::SeqCst) {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            let wait = backoff.next_wait();
+            match ended {
+                Ok(()) => tracing::warn!("listener connection closed; reconnecting"),
+                Err(error) => tracing::warn!(%error, ?wait, "listener connection failed; reconnecting"),
+            }
+            tokio::time::sleep(wait).await;
         }
     })
 }
@@ -233,84 +235,4 @@ async fn listen(hub: &Arc<Hub>, config: &tokio_postgres::Config) -> Result<(), t
     let ended = dispatcher.await.unwrap_or(Ok(()));
     drop(client);
     ended
-}
-
-/// How many long-polls each user may hold waiting at once on this gateway. Each one is a task, a
-/// subscription and a re-query on every wake-up; without a bound, one client could hold any number.
-/// Users are counted by the id the database verified from their token, never by what a request
-/// claims, or anyone could use up someone else's share.
-pub struct PollQuota {
-    per_user: usize,
-    held: Mutex<HashMap<String, usize>>,
-}
-
-/// One long-poll counted against its user; dropping it (the request ended, however) gives it back.
-pub struct PollPermit {
-    quota: Arc<PollQuota>,
-    user: String,
-}
-
-impl PollQuota {
-    pub fn new(per_user: usize) -> Arc<Self> {
-        Arc::new(Self { per_user, held: Mutex::default() })
-    }
-
-    pub fn per_user(&self) -> usize {
-        self.per_user
-    }
-
-    /// A permit for one more long-poll of `user`, unless the user already holds `per_user`.
-    pub fn acquire(self: &Arc<Self>, user: &str) -> Option<PollPermit> {
-        let mut held = self.held.lock().expect("poll quota lock");
-        let count = held.entry(user.to_string()).or_default();
-        if *count >= self.per_user {
-            if *count == 0 {
-                held.remove(user);
-            }
-            return None;
-        }
-        *count += 1;
-        Some(PollPermit { quota: Arc::clone(self), user: user.to_string() })
-    }
-
-    /// Long-polls `user` holds now.
-    pub fn held_by(&self, user: &str) -> usize {
-        self.held.lock().expect("poll quota lock").get(user).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for PollPermit {
-    fn drop(&mut self) {
-        let mut held = self.quota.held.lock().expect("poll quota lock");
-        if let Some(count) = held.get_mut(&self.user) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.user);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_user_holds_at_most_the_quota_and_dropping_a_permit_gives_it_back() {
-        let quota = PollQuota::new(2);
-        let first = quota.acquire("alice").unwrap();
-        let second = quota.acquire("alice").unwrap();
-        assert!(quota.acquire("alice").is_none());
-        assert!(quota.acquire("bob").is_some(), "another user is not affected");
-        drop(first);
-        assert_eq!(quota.held_by("alice"), 1);
-        let third = quota.acquire("alice").unwrap();
-        assert!(quota.acquire("alice").is_none());
-        drop((second, third));
-        assert_eq!(quota.held_by("alice"), 0);
-        assert!(quota.held.lock().unwrap().is_empty(), "no entry left behind");
-        let none = PollQuota::new(0);
-        assert!(none.acquire("carol").is_none());
-        assert!(none.held.lock().unwrap().is_empty());
-    }
 }

@@ -6,9 +6,10 @@ use hatchat_gateway::app::{app, AppState};
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
 use hatchat_gateway::forward::{spawn_forwarder, Target};
-use hatchat_gateway::listen::{spawn_listener, Hub, PollQuota};
+use hatchat_gateway::group_commit::GroupCommit;
+use hatchat_gateway::listen::{spawn_listener, Hub};
+use hatchat_gateway::long_poll::PollQuota;
 use hatchat_gateway::notify::spawn_notifier;
-use hatchat_gateway::sends::Sends;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,11 +48,11 @@ async fn run(config: Config) -> Result<(), String> {
         spawn_forwarder(Arc::clone(&hub), db::postgres_config(&config.database_url, &name)?, target);
     }
     spawn_purger(pool.clone(), config.purge_interval_secs);
-    let sends = Sends::new(pool.clone(), notifier, config.send_slots);
+    let group_commit = GroupCommit::new(pool.clone(), notifier, config.send_slots);
     let state = AppState {
         pool,
         hub: Arc::clone(&hub),
-        sends,
+        group_commit,
         max_wait: config.max_wait(),
         polls: PollQuota::new(config.max_polls_per_user),
         max_json_depth: prepared.max_json_depth,
