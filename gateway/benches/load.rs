@@ -65,8 +65,14 @@ async fn main() {
     let settings = Settings::from_env();
     let pool_size = settings.pool_size.to_string();
     // No purge timer: its one query a minute would blur the idle long-poll figure.
-    let gateway =
-        Gateway::start_with(&[("HATCHAT_POOL_SIZE", &pool_size), ("HATCHAT_PURGE_INTERVAL", "0")]).await;
+    // One reader holds every idle long-poll: the per-user bound must let it.
+    let polls = settings.waiters.max(16).to_string();
+    let gateway = Gateway::start_with(&[
+        ("HATCHAT_POOL_SIZE", &pool_size),
+        ("HATCHAT_PURGE_INTERVAL", "0"),
+        ("HATCHAT_MAX_POLLS_PER_USER", &polls),
+    ])
+    .await;
     let api = gateway.api();
     let admin = admin().await;
     println!("# hatchat gateway benchmark");
@@ -495,10 +501,7 @@ async fn idle_waiters(gateway: &Gateway, api: &Api, admin: &tokio_postgres::Clie
     println!();
     println!("| waiting (gateway /health) | gateway connections open | of them active | transactions/s while idle |");
     println!("|---:|---:|---:|---:|");
-    println!(
-        "| {} | {open} (pool, listener, notifier) | {active} | {per_second:.1} |",
-        gateway.waiting().await
-    );
+    println!("| {} | {open} (pool, listener) | {active} | {per_second:.1} |", gateway.waiting().await);
     println!();
     // Release them: one message in each channel.
     for channel in &channels {

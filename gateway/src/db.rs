@@ -21,9 +21,7 @@ pub fn postgres_config(url: &str, application_name: &str) -> Result<tokio_postgr
     Ok(config)
 }
 
-/// Request connections send with `hatchat.notify = off`: the gateway announces its own sends
-/// (see notify.rs), so no send transaction takes the database-wide NOTIFY lock. With
-/// `request_role`, they run as that role (see `prepare_database`).
+/// Request connections; with `request_role`, they run as that role (see `prepare_database`).
 pub fn pool(
     url: &str,
     application_name: &str,
@@ -31,7 +29,6 @@ pub fn pool(
     request_role: Option<&str>,
 ) -> Result<Pool, String> {
     let mut config = postgres_config(url, application_name)?;
-    add_options(&mut config, "-c hatchat.notify=off");
     if let Some(role) = request_role {
         add_options(&mut config, &format!("-c role={role}"));
     }
@@ -47,7 +44,7 @@ pub fn pool(
 }
 
 /// Adds server settings to those the URL may already carry.
-pub fn add_options(config: &mut tokio_postgres::Config, options: &str) {
+fn add_options(config: &mut tokio_postgres::Config, options: &str) {
     let existing = config.get_options().unwrap_or_default().to_string();
     config.options(format!("{existing} {options}").trim());
 }

@@ -24,11 +24,10 @@
 //! behind it (its send completes; only the answer is dropped).
 
 use crate::error::ApiError;
-use crate::notify::Notifier;
 use deadpool_postgres::Pool;
 use hatchat_wire::batch::{Item, ItemError};
 use serde_json::value::RawValue;
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,7 +49,6 @@ const STALL: Duration = Duration::from_millis(50);
 
 pub struct GroupCommit {
     pool: Pool,
-    notifier: Notifier,
     slots: usize,
     /// Slots at most, stalled ones included: half the pool, so that a database slow enough to
     /// stall every batch still leaves connections for reads and the other routes.
@@ -146,12 +144,11 @@ impl Pending {
 }
 
 impl GroupCommit {
-    pub fn new(pool: Pool, notifier: Notifier, slots: usize) -> Arc<Self> {
+    pub fn new(pool: Pool, slots: usize) -> Arc<Self> {
         let slots = slots.max(1);
         let max_slots = slots.max(pool.status().max_size / 2);
         Arc::new(Self {
             pool,
-            notifier,
             slots,
             max_slots,
             state: Mutex::default(),
@@ -259,15 +256,6 @@ impl GroupCommit {
             }
             answers
         };
-        let delivered: BTreeSet<&str> = batch
-            .iter()
-            .zip(&answers)
-            .filter(|(_, a)| a.is_ok())
-            .filter_map(|(p, _)| p.channel.as_deref())
-            .collect();
-        for channel in delivered {
-            self.notifier.sent(channel);
-        }
         for (pending, answer) in batch.into_iter().zip(answers) {
             let _ = pending.answer.send(answer);
         }

@@ -12,5 +12,4 @@ pub mod forward;
 pub mod group_commit;
 pub mod listen;
 pub mod long_poll;
-pub mod notify;
 pub mod routes;

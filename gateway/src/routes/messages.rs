@@ -68,7 +68,7 @@ pub async fn poll(
     QueryParams(w): QueryParams<Window>,
 ) -> Answer {
     let deadline = Instant::now() + wait_param(w.wait, app.max_wait)?;
-    let topic = Topic::Channel(w.channel_id.clone().unwrap_or_default());
+    let topic = Topic::channel(w.channel_id.as_deref().unwrap_or_default());
     let poll = LongPoll { topic, deadline, token: &token, user: None };
     poll.run(&app, || w.still_open(), || w.read(&app, &token)).await
 }

@@ -33,6 +33,6 @@ pub async fn poll(
     let deadline = Instant::now() + wait_param(page.wait, app.max_wait)?;
     // Whose stream: the subscription needs the user before the first query.
     let user = user_of(&app, &token).await?;
-    let poll = LongPoll { topic: Topic::User(user.clone()), deadline, token: &token, user: Some(user) };
+    let poll = LongPoll { topic: Topic::user(&user), deadline, token: &token, user: Some(user) };
     poll.run(&app, || true, || page.read(&app, &token)).await
 }
