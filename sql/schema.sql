@@ -43,7 +43,7 @@ CREATE TABLE hatchat.channels (
     -- NULL: never. An expired channel is treated as missing at once and purged later.
     expires_at   timestamptz,
     -- Whether a post creates notifications for the other members (rooms do).
-    notify       boolean NOT NULL DEFAULT false
+    notify_members boolean NOT NULL DEFAULT false
 );
 CREATE INDEX channels_owner_id ON hatchat.channels (owner_id);
 CREATE INDEX channels_expires_at ON hatchat.channels (expires_at) WHERE expires_at IS NOT NULL;
@@ -159,7 +159,7 @@ CREATE FUNCTION hatchat.channel_json(c hatchat.channels) RETURNS jsonb
     RETURN jsonb_build_object('id', c.id, 'ownerId', c.owner_id, 'inviteModel', c.invite_model,
                               'createdAt', hatchat.iso_time(c.created_at),
                               'maxMessages', c.max_messages, 'ttlSeconds', c.ttl_seconds,
-                              'expiresAt', hatchat.iso_time(c.expires_at), 'notify', c.notify);
+                              'expiresAt', hatchat.iso_time(c.expires_at), 'notifyMembers', c.notify_members);
 
 CREATE FUNCTION hatchat.moderation_json(u hatchat.users) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
