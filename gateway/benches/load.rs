@@ -125,7 +125,8 @@ fn pgbench(script: &str, clients: usize, seconds: u64, variables: &[(&str, &str)
     for (name, value) in variables {
         command.arg("-D").arg(format!("{name}={value}"));
     }
-    let output = command.arg("-f").arg(&path).arg(&url).output().expect("pgbench (from postgresql-15) on PATH");
+    let output =
+        command.arg("-f").arg(&path).arg(&url).output().expect("pgbench (from postgresql-15) on PATH");
     let text = String::from_utf8_lossy(&output.stdout);
     let tps = text
         .lines()
@@ -283,7 +284,8 @@ async fn sql_throughput(api: &Api, settings: &Settings, single_client_insert: f6
     let send = "SELECT hatchat.send_message(:token, :prefix || '-' || (:client_id)::text, \
                 '{\"text\": \"hello from the benchmark\"}');";
     let send_hot = "SELECT hatchat.send_message(:token, :hot, '{\"text\": \"hello from the benchmark\"}');";
-    let queue = "SELECT pgmq.send('bench_' || (:client_id)::text, '{\"text\": \"hello from the benchmark\"}');";
+    let queue =
+        "SELECT pgmq.send('bench_' || (:client_id)::text, '{\"text\": \"hello from the benchmark\"}');";
     let variables = [("token", token.as_str()), ("prefix", prefix.as_str()), ("hot", hot.as_str())];
     println!("## Send throughput from plain SQL (pgbench, one send per transaction, messages/s)");
     println!();
