@@ -57,8 +57,11 @@ CREATE TABLE hatchat.members (
 -- "My channels" and the cascade when a user is deleted.
 CREATE INDEX members_user_id ON hatchat.members (user_id);
 
+-- No foreign key to channels: its check is a query per inserted row, a quarter of a send's CPU
+-- (measured: 165 -> 125 µs per send_message). Messages are only appended under their channel's
+-- locked counter row, and deleted with their channel by access::delete_channels.
 CREATE TABLE hatchat.messages (
-    channel_id   text NOT NULL REFERENCES hatchat.channels (id) ON DELETE CASCADE,
+    channel_id   text NOT NULL,
     seq          bigint NOT NULL,
     created_at   timestamptz NOT NULL,
     -- No foreign key: a deleted user's messages stay (their username then reads as null).

@@ -135,10 +135,27 @@ pub fn members_only(id: &str) -> HatchatError {
     HatchatError::Forbidden(format!("only members of channel {id:?} may do this"))
 }
 
+/// Deletes channels with their members (a foreign key cascades) and their messages (which have
+/// none: see schema.sql); `only_expired` re-checks expiry under the row lock, so a channel a post
+/// refreshed meanwhile stays. The ids deleted.
+const DELETE_CHANNELS: &str = "\
+    WITH gone AS ( \
+        DELETE FROM hatchat.channels c WHERE c.id = ANY($1) AND (NOT $2 OR NOT hatchat.is_live(c)) \
+        RETURNING c.id), \
+    messages AS (DELETE FROM hatchat.messages m USING gone WHERE m.channel_id = gone.id) \
+    SELECT id FROM gone";
+
+/// The one way channels are deleted (by their owner, expired, with their owner's account).
+pub fn delete_channels(ids: &[String], only_expired: bool) -> Result<Vec<String>> {
+    db::query(DELETE_CHANNELS, &[ids.to_vec().into(), only_expired.into()], |rows| {
+        rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
+    })
+}
+
 /// Removes `id` if it exists but has expired, so the id is free again (an expired channel behaves
 /// as a missing one, also when it is created anew).
 pub fn drop_if_expired(id: &str) -> Result<()> {
-    db::execute("DELETE FROM hatchat.channels c WHERE c.id = $1 AND NOT hatchat.is_live(c)", &[id.into()])?;
+    delete_channels(&[id.to_string()], true)?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! system message, so members see it in the channel's own ordered history. Rooms (rooms.rs) are
 //! channels too, with a type and a fixed member list.
 
-use crate::access::{channel_not_found, drop_if_expired, valid_channel_id, Access, InviteModel, Role};
+use crate::access::{self, channel_not_found, drop_if_expired, valid_channel_id, Access, InviteModel, Role};
 use crate::announce;
 use crate::auth::{self, SYSTEM_USER};
 use crate::db::{self, pg_uuid, rust_uuid};
@@ -112,8 +112,8 @@ fn delete_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<()> {
     caller.may_write()?;
     let id = valid_channel_id(required(id, "channel id")?)?;
     Access::load(id, &caller)?.require_owner()?;
-    db::execute("DELETE FROM hatchat.channels WHERE id = $1", &[id.into()])?;
-    notifications::forget_channels(&[id.to_string()])?;
+    let gone = access::delete_channels(&[id.to_string()], false)?;
+    notifications::forget_channels(&gone)?;
     announce::channel(id);
     Ok(())
 }
@@ -219,11 +219,11 @@ fn leave_channel(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<()>
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn purge_expired() -> SqlResult<i32> {
-    let purged: Vec<String> = db::query(
-        "DELETE FROM hatchat.channels c WHERE c.expires_at <= now() RETURNING c.id",
-        &[],
-        |rows| rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect(),
-    )?;
+    let expired: Vec<String> =
+        db::query("SELECT c.id FROM hatchat.channels c WHERE c.expires_at <= now()", &[], |rows| {
+            rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
+        })?;
+    let purged = access::delete_channels(&expired, true)?;
     // Notifications have no foreign key to channels (they are keyed by user): deleted here.
     crate::notifications::forget_channels(&purged)?;
     Ok(i32::try_from(purged.len()).unwrap_or(i32::MAX))
