@@ -125,10 +125,13 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_cluster DIR PORT [durable|throwaway]: initialises (once) and starts a private cluster that
-# listens on 127.0.0.1:PORT and a socket in DIR, trusting local connections as `postgres`.
+# start_cluster DIR PORT [durable|throwaway] [PRELOAD]: initialises (once) and starts a private
+# cluster that listens on 127.0.0.1:PORT and a socket in DIR, trusting local connections as
+# `postgres`. PRELOAD (default `hatchat`, empty for none) is its shared_preload_libraries: preloaded,
+# hatchat announces changes from its announcer instead of each sender's transaction (README, "How
+# wake-ups travel"). A cluster made before without it gets it, and is restarted.
 start_cluster() {
-    local dir=$1 port=$2 kind=${3:-durable}
+    local dir=$1 port=$2 kind=${3:-durable} preload=${4-hatchat}
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres: "$dir"
     if [ ! -f "$dir/PG_VERSION" ]; then
@@ -145,6 +148,10 @@ start_cluster() {
                 echo "full_page_writes = off"
             fi
         } | as_postgres tee -a "$dir/postgresql.conf" >/dev/null
+    fi
+    if [ -n "$preload" ] && ! grep -qs '^shared_preload_libraries' "$dir/postgresql.conf"; then
+        echo "shared_preload_libraries = '$preload'" | as_postgres tee -a "$dir/postgresql.conf" >/dev/null
+        as_postgres pg_ctl -D "$dir" status >/dev/null 2>&1 && stop_cluster "$dir"
     fi
     if ! as_postgres pg_ctl -D "$dir" status >/dev/null 2>&1; then
         # Without RUST_BACKTRACE in its environment (a developer shell may set it), no error the
@@ -225,7 +232,7 @@ install_citus() {
 # citus_node_start DIR PORT: a throwaway cluster (start_cluster) that preloads Citus and hatchat.
 citus_node_start() {
     local dir=$1 port=$2
-    start_cluster "$dir" "$port" throwaway
+    start_cluster "$dir" "$port" throwaway ""
     grep -qs '^shared_preload_libraries' "$dir/postgresql.conf" && return 0
     {
         echo "shared_preload_libraries = 'citus,hatchat'"

@@ -42,6 +42,18 @@ if [ $# -gt 0 ]; then
     cargo test --workspace "$@"
     exit 0
 fi
-say "SQL, HTTP and browser suites"
-cargo test --workspace --test '*'
+say "SQL, HTTP and browser suites (announcer mode: hatchat preloaded)"
+HATCHAT_TEST_ANNOUNCER=worker cargo test --workspace --test '*'
+
+# Without the preload, changes are announced from each sender's own transaction: the suites about
+# wake-ups run again in that mode, on a cluster of its own.
+plain=$(mktemp -d /tmp/hatchat-test-plain.XXXXXX)
+trap 'stop_cluster "$cluster"; rm -rf "$cluster"; stop_cluster "$plain"; rm -rf "$plain"' EXIT
+plain_port=$(free_port)
+say "throwaway PostgreSQL without the preload on 127.0.0.1:$plain_port"
+start_cluster "$plain" "$plain_port" throwaway ""
+create_database "$plain_port" hatchat_test
+say "wake-up suites (in-transaction mode)"
+HATCHAT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$plain_port/hatchat_test" \
+    HATCHAT_TEST_ANNOUNCER=in-transaction cargo test --workspace --test wake_ups --test long_poll --test batch --test messages
 say "all tests passed (browser screenshots in target/browser-test/)"

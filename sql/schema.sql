@@ -43,7 +43,7 @@ CREATE TABLE hatchat.channels (
     -- NULL: never. An expired channel is treated as missing at once and purged later.
     expires_at   timestamptz,
     -- Whether a post creates notifications for the other members (rooms do).
-    notify       boolean NOT NULL DEFAULT false
+    notify_members boolean NOT NULL DEFAULT false
 );
 CREATE INDEX channels_owner_id ON hatchat.channels (owner_id);
 CREATE INDEX channels_expires_at ON hatchat.channels (expires_at) WHERE expires_at IS NOT NULL;
@@ -57,8 +57,11 @@ CREATE TABLE hatchat.members (
 -- "My channels" and the cascade when a user is deleted.
 CREATE INDEX members_user_id ON hatchat.members (user_id);
 
+-- No foreign key to channels: its check is a query per inserted row, a quarter of a send's CPU
+-- (measured: 165 -> 125 µs per send_message). Messages are only appended under their channel's
+-- locked counter row, and deleted with their channel by access::delete_channels.
 CREATE TABLE hatchat.messages (
-    channel_id   text NOT NULL REFERENCES hatchat.channels (id) ON DELETE CASCADE,
+    channel_id   text NOT NULL,
     seq          bigint NOT NULL,
     created_at   timestamptz NOT NULL,
     -- No foreign key: a deleted user's messages stay (their username then reads as null).
@@ -159,7 +162,7 @@ CREATE FUNCTION hatchat.channel_json(c hatchat.channels) RETURNS jsonb
     RETURN jsonb_build_object('id', c.id, 'ownerId', c.owner_id, 'inviteModel', c.invite_model,
                               'createdAt', hatchat.iso_time(c.created_at),
                               'maxMessages', c.max_messages, 'ttlSeconds', c.ttl_seconds,
-                              'expiresAt', hatchat.iso_time(c.expires_at), 'notify', c.notify);
+                              'expiresAt', hatchat.iso_time(c.expires_at), 'notifyMembers', c.notify_members);
 
 CREATE FUNCTION hatchat.moderation_json(u hatchat.users) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE

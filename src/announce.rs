@@ -292,12 +292,14 @@ pub extern "C-unwind" fn hatchat_announcer_main(argument: pg_sys::Datum) {
     }
     // SAFETY: registers a plain function, run once when this process exits for any reason.
     unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(database)) };
-    let mut idle_since = Instant::now();
+    let (mut idle_since, mut alive) = (Instant::now(), true);
+    // Drain before each wait: keys queued before this announcer set its latch (by the very send
+    // that started it) go out at once, and after a SIGTERM what is queued still goes out.
     loop {
-        let alive = BackgroundWorker::wait_latch(Some(Duration::from_secs(5)));
-        let drained = drain(database);
-        if let Some(wake) = drained {
-            BackgroundWorker::transaction(|| notify_now(&WakeUp::encode(&wake.channels, &wake.users, wake.all)));
+        if let Some(wake) = drain(database) {
+            BackgroundWorker::transaction(|| {
+                notify_now(&WakeUp::encode(&wake.channels, &wake.users, wake.all))
+            });
             idle_since = Instant::now();
         } else if idle_since.elapsed() >= IDLE_EXIT && retire(database) {
             return;
@@ -305,6 +307,7 @@ pub extern "C-unwind" fn hatchat_announcer_main(argument: pg_sys::Datum) {
         if !alive {
             return;
         }
+        alive = BackgroundWorker::wait_latch(Some(Duration::from_secs(5)));
     }
 }
 
@@ -353,4 +356,3 @@ unsafe extern "C-unwind" fn on_exit(_code: i32, argument: pg_sys::Datum) {
         queue.overflow = true;
     }
 }
-

@@ -4,7 +4,9 @@
 //! system message, so members see it in the channel's own ordered history. Rooms (rooms.rs) are
 //! channels too, with a type and a fixed member list.
 
-use crate::auth::{self, Caller, SYSTEM_USER};
+use crate::access::{self, channel_not_found, drop_if_expired, valid_channel_id, Access, InviteModel, Role};
+use crate::announce;
+use crate::auth::{self, SYSTEM_USER};
 use crate::db::{self, pg_uuid, rust_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
@@ -15,72 +17,6 @@ use pgrx::prelude::*;
 use serde::Deserialize;
 use uuid::Uuid;
 
-pub const MAX_CHANNEL_ID_CHARS: usize = 200;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InviteModel {
-    /// Only the owner adds members.
-    Owner,
-    /// Any member adds members.
-    Member,
-    /// Anyone may add themselves; members may add others.
-    SelfJoin,
-}
-
-impl InviteModel {
-    pub fn parse(raw: &str) -> Result<Self> {
-        match raw {
-            "owner" => Ok(Self::Owner),
-            "member" => Ok(Self::Member),
-            "self" => Ok(Self::SelfJoin),
-            other => Err(HatchatError::invalid(format!(
-                "inviteModel must be \"owner\", \"member\" or \"self\", got {other:?}"
-            ))),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Member => "member",
-            Self::SelfJoin => "self",
-        }
-    }
-
-    pub fn may_add(self, inviter: Role, inviting_self: bool) -> bool {
-        match (self, inviter) {
-            (_, Role::System) => true,
-            (Self::Owner, role) => role == Role::Owner,
-            (Self::Member, role) => role != Role::Stranger,
-            (Self::SelfJoin, role) => role != Role::Stranger || inviting_self,
-        }
-    }
-}
-
-/// What the caller is to a channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Owner,
-    Member,
-    Stranger,
-    /// The server secret: reads, posts and adds members anywhere, owns nothing.
-    System,
-}
-
-/// 1..200 characters, no control characters; otherwise any text (rooms use ids with `/`).
-pub fn valid_channel_id(raw: &str) -> Result<&str> {
-    let chars = raw.chars().count();
-    if chars == 0 || chars > MAX_CHANNEL_ID_CHARS {
-        return Err(HatchatError::invalid(format!(
-            "channel id must be 1..{MAX_CHANNEL_ID_CHARS} characters, got {chars}"
-        )));
-    }
-    if raw.chars().any(char::is_control) {
-        return Err(HatchatError::invalid("channel id must not contain control characters"));
-    }
-    Ok(raw)
-}
-
 /// `create_channel`'s options: retention and notifications. Unknown keys are refused, so a typo
 /// does not silently create an unlimited channel.
 #[derive(Debug, Default, PartialEq, Eq, Deserialize)]
@@ -88,16 +24,18 @@ pub fn valid_channel_id(raw: &str) -> Result<&str> {
 pub struct ChannelOptions {
     pub max_messages: Option<i32>,
     pub ttl_seconds: Option<i32>,
-    #[serde(default)]
-    pub notify: bool,
+    /// Whether a post creates notifications for the other members. Also read as `notify`, its
+    /// name until 0.2 (accepted until the next minor version).
+    #[serde(default, alias = "notify")]
+    pub notify_members: bool,
 }
 
 impl ChannelOptions {
     pub fn parse(json: &str) -> Result<Self> {
         let options: Self = serde_json::from_str(json).map_err(|e| {
             HatchatError::invalid(format!(
-                "options must be an object with maxMessages, ttlSeconds (positive integers) and notify \
-                 (boolean): {e}"
+                "options must be an object with maxMessages, ttlSeconds (positive integers) and \
+                 notifyMembers (boolean): {e}"
             ))
         })?;
         for (name, value) in [("maxMessages", options.max_messages), ("ttlSeconds", options.ttl_seconds)] {
@@ -107,75 +45,6 @@ impl ChannelOptions {
         }
         Ok(options)
     }
-}
-
-/// A channel as an authorization decision sees it. Expired channels are not found.
-pub struct Access {
-    pub id: String,
-    pub model: InviteModel,
-    pub role: Role,
-    pub is_room: bool,
-}
-
-impl Access {
-    /// Loads the channel and the caller's role in it, or 404.
-    pub fn load(channel_id: &str, caller: &Caller) -> Result<Self> {
-        let found = db::query(
-            "SELECT c.owner_id = $2, c.invite_model, c.type IS NOT NULL, \
-                    EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = c.id AND m.user_id = $2) \
-               FROM hatchat.channels c WHERE c.id = $1 AND hatchat.is_live(c)",
-            &[channel_id.into(), pg_uuid(caller.id()).into()],
-            |rows| {
-                if rows.is_empty() {
-                    return Ok(None);
-                }
-                let row = rows.first();
-                let owner = row.get::<bool>(1)?.unwrap_or(false);
-                let model = row.get::<String>(2)?.unwrap_or_default();
-                let is_room = row.get::<bool>(3)?.unwrap_or(false);
-                let member = row.get::<bool>(4)?.unwrap_or(false);
-                Ok(Some((owner, model, is_room, member)))
-            },
-        )?;
-        let (owner, model, is_room, member) = found.ok_or_else(|| channel_not_found(channel_id))?;
-        let role = match (caller.is_system(), owner, member) {
-            (true, _, _) => Role::System,
-            (false, true, _) => Role::Owner,
-            (false, false, true) => Role::Member,
-            (false, false, false) => Role::Stranger,
-        };
-        Ok(Self { id: channel_id.to_string(), model: InviteModel::parse(&model)?, role, is_room })
-    }
-
-    /// Reading and posting: members, and the system.
-    pub fn require_member(&self) -> Result<()> {
-        match self.role {
-            Role::Stranger => Err(members_only(&self.id)),
-            _ => Ok(()),
-        }
-    }
-
-    pub fn require_owner(&self) -> Result<()> {
-        match self.role {
-            Role::Owner => Ok(()),
-            _ => Err(HatchatError::Forbidden(format!("only the owner of channel {:?} may do this", self.id))),
-        }
-    }
-}
-
-pub fn channel_not_found(id: &str) -> HatchatError {
-    HatchatError::NotFound(format!("channel {id:?} not found"))
-}
-
-pub fn members_only(id: &str) -> HatchatError {
-    HatchatError::Forbidden(format!("only members of channel {id:?} may do this"))
-}
-
-/// Removes `id` if it exists but has expired, so the id is free again (an expired channel behaves
-/// as a missing one, also when it is created anew).
-pub fn drop_if_expired(id: &str) -> Result<()> {
-    db::execute("DELETE FROM hatchat.channels c WHERE c.id = $1 AND NOT hatchat.is_live(c)", &[id.into()])?;
-    Ok(())
 }
 
 #[pg_extern(security_definer)]
@@ -200,7 +69,7 @@ fn create_channel(
     };
     drop_if_expired(id)?;
     let created = db::first::<Jsonb>(
-        "INSERT INTO hatchat.channels (id, owner_id, invite_model, max_messages, ttl_seconds, expires_at, notify) \
+        "INSERT INTO hatchat.channels (id, owner_id, invite_model, max_messages, ttl_seconds, expires_at, notify_members) \
          VALUES ($1, $2, $3, $4, $5, clock_timestamp() + $5 * interval '1 second', $6) \
          ON CONFLICT (id) DO NOTHING RETURNING hatchat.channel_json(channels)",
         &[
@@ -209,7 +78,7 @@ fn create_channel(
             model.as_str().into(),
             options.max_messages.into(),
             options.ttl_seconds.into(),
-            options.notify.into(),
+            options.notify_members.into(),
         ],
     )?;
     let channel = created.ok_or_else(|| HatchatError::Conflict(format!("channel id {id:?} is taken")))?;
@@ -243,9 +112,9 @@ fn delete_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<()> {
     caller.may_write()?;
     let id = valid_channel_id(required(id, "channel id")?)?;
     Access::load(id, &caller)?.require_owner()?;
-    db::execute("DELETE FROM hatchat.channels WHERE id = $1", &[id.into()])?;
-    notifications::forget_channels(&[id.to_string()])?;
-    messages::notify_channel(id, None);
+    let gone = access::delete_channels(&[id.to_string()], false)?;
+    notifications::forget_channels(&gone)?;
+    announce::channel(id);
     Ok(())
 }
 
@@ -350,11 +219,11 @@ fn leave_channel(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<()>
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn purge_expired() -> SqlResult<i32> {
-    let purged: Vec<String> = db::query(
-        "DELETE FROM hatchat.channels c WHERE c.expires_at <= now() RETURNING c.id",
-        &[],
-        |rows| rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect(),
-    )?;
+    let expired: Vec<String> =
+        db::query("SELECT c.id FROM hatchat.channels c WHERE c.expires_at <= now()", &[], |rows| {
+            rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
+        })?;
+    let purged = access::delete_channels(&expired, true)?;
     // Notifications have no foreign key to channels (they are keyed by user): deleted here.
     crate::notifications::forget_channels(&purged)?;
     Ok(i32::try_from(purged.len()).unwrap_or(i32::MAX))
@@ -378,52 +247,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn invite_models_decide_who_may_add_whom() {
-        use InviteModel as M;
-        use Role as R;
-        // (model, inviter, inviting self) -> allowed
-        let table = [
-            (M::Owner, R::Owner, false, true),
-            (M::Owner, R::Member, false, false),
-            (M::Owner, R::Stranger, true, false),
-            (M::Owner, R::System, false, true),
-            (M::Member, R::Owner, false, true),
-            (M::Member, R::Member, false, true),
-            (M::Member, R::Stranger, true, false),
-            (M::Member, R::Stranger, false, false),
-            (M::SelfJoin, R::Owner, false, true),
-            (M::SelfJoin, R::Member, false, true),
-            (M::SelfJoin, R::Stranger, true, true),
-            (M::SelfJoin, R::Stranger, false, false),
-        ];
-        for (model, inviter, inviting_self, allowed) in table {
-            let decided = model.may_add(inviter, inviting_self);
-            assert_eq!(decided, allowed, "{model:?} {inviter:?} self={inviting_self}");
-        }
-    }
-
-    #[test]
-    fn invite_model_names_round_trip() {
-        for name in ["owner", "member", "self"] {
-            assert_eq!(InviteModel::parse(name).unwrap().as_str(), name);
-        }
-        assert_eq!(InviteModel::parse("anyone").unwrap_err().sqlstate_code(), "22023");
-    }
-
-    #[test]
-    fn channel_ids_are_bounded() {
-        assert!(valid_channel_id("triominos/v1/alice/bob").is_ok());
-        assert!(valid_channel_id(&"x".repeat(200)).is_ok());
-        for bad in ["", &"x".repeat(201), "new\nline"] {
-            assert_eq!(valid_channel_id(bad).unwrap_err().sqlstate_code(), "22023");
-        }
-    }
-
-    #[test]
     fn options_are_checked() {
         assert_eq!(ChannelOptions::parse("{}").unwrap(), ChannelOptions::default());
-        let all = ChannelOptions::parse(r#"{"maxMessages": 10, "ttlSeconds": 60, "notify": true}"#).unwrap();
-        assert_eq!(all, ChannelOptions { max_messages: Some(10), ttl_seconds: Some(60), notify: true });
+        let all =
+            ChannelOptions::parse(r#"{"maxMessages": 10, "ttlSeconds": 60, "notifyMembers": true}"#).unwrap();
+        let expected = ChannelOptions { max_messages: Some(10), ttl_seconds: Some(60), notify_members: true };
+        assert_eq!(all, expected);
+        let old_name = ChannelOptions::parse(r#"{"maxMessages": 10, "ttlSeconds": 60, "notify": true}"#);
+        assert_eq!(old_name.unwrap(), expected, "notify is read as notifyMembers until the next minor");
         for bad in [
             r#"{"maxMessages": 0}"#,
             r#"{"ttlSeconds": -5}"#,

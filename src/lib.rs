@@ -6,12 +6,14 @@
 
 use pgrx::prelude::*;
 
+mod access;
 mod announce;
 mod auth;
 mod channels;
 mod db;
 mod error;
 mod jsonb;
+mod limits;
 mod messages;
 mod moderation;
 mod notifications;

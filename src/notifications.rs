@@ -16,23 +16,26 @@
 //! user's next ones go on. Whoever touches a user's waiting notifications takes their inbox row
 //! lock first (fan_out does, by bumping the counter), then the notifications: one lock order.
 
+use crate::announce;
 use crate::auth::{self, secret};
 use crate::db::{self, pg_uuid};
 use crate::error::{HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
-use crate::messages;
+use crate::limits;
 use crate::settings;
+use crate::users;
 use pgrx::prelude::*;
 
-/// The notifications of message ($1, $2), with `push` ($3) attached to the message ones.
+/// The notifications of message ($1, $2), with `push` ($3) attached to the message ones; each
+/// user keeps the newest $4; the server secret posts as $5, the chat service is $6.
 const FAN_OUT: &str = "\
     WITH msg AS ( \
         SELECT m.channel_id, m.from_user_id, \
-               CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' THEN '$$' ELSE s.username END AS sender, \
+               CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' THEN $5::text ELSE s.username END AS sender, \
                CASE WHEN c.type IS NOT NULL THEN m.payload || jsonb_build_object('roomId', m.channel_id) \
                     ELSE jsonb_build_object('roomId', m.channel_id, \
                                             'from', CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' \
-                                                         THEN '$$' ELSE s.username END, \
+                                                         THEN $5::text ELSE s.username END, \
                                             'timestamp', floor(extract(epoch FROM m.created_at) * 1000)::bigint, \
                                             'type', 'message', 'message', m.payload) END AS data \
           FROM hatchat.messages m \
@@ -49,11 +52,11 @@ const FAN_OUT: &str = "\
                             WHERE b.user_id = r.id AND b.blocked_user_id = msg.from_user_id)), \
     targets AS ( \
         SELECT id AS user_id, \
-               jsonb_build_object('from', 'chat/v1', 'to', username, 'type', 'message', 'data', data) \
+               jsonb_build_object('from', $6::text, 'to', username, 'type', 'message', 'data', data) \
                || CASE WHEN $3::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('push', $3::jsonb) END AS body \
           FROM receivers WHERE NOT chat_disabled \
         UNION ALL \
-        SELECT from_user_id, jsonb_build_object('from', 'chat/v1', 'to', sender, 'type', 'chat-disabled', \
+        SELECT from_user_id, jsonb_build_object('from', $6::text, 'to', sender, 'type', 'chat-disabled', \
                                                 'data', jsonb_build_object('receiver', username)) \
           FROM receivers WHERE chat_disabled AND from_user_id <> '00000000-0000-0000-0000-000000000000'), \
     counts AS (SELECT user_id, count(*) AS n FROM targets GROUP BY user_id), \
@@ -80,16 +83,18 @@ const FAN_OUT: &str = "\
 /// rows from before it; the new ones past the limit are never inserted), ids are never reused.
 pub fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
     let keep = settings::max_notifications();
-    let args = [channel_id.into(), seq.into(), push.into(), keep.into()];
-    let mut users: Vec<String> = db::query(FAN_OUT, &args, |rows| {
+    let args = [
+        channel_id.into(),
+        seq.into(),
+        push.into(),
+        keep.into(),
+        users::SERVER_SECRET_NAME.into(),
+        hatchat_wire::CHAT_SERVICE.into(),
+    ];
+    let users: Vec<String> = db::query(FAN_OUT, &args, |rows| {
         rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?.map(|u| u.to_string()).unwrap_or_default())).collect()
     })?;
-    users.sort();
-    users.dedup();
-    // 100 uuids a NOTIFY: about 4 kB, well under PostgreSQL's 8000-byte payload limit.
-    for chunk in users.chunks(100) {
-        messages::notify(&serde_json::json!({ "users": chunk }).to_string());
-    }
+    announce::users(users.iter().map(String::as_str));
     Ok(())
 }
 
@@ -109,7 +114,7 @@ fn get_notifications(
     if after_id < 0 {
         return Err(HatchatError::invalid("after must be 0 or more").into());
     }
-    messages::check_row_limit(row_limit)?;
+    limits::check_row_limit(row_limit)?;
     let page = db::first::<Jsonb>(
         "SELECT coalesce(jsonb_agg(jsonb_build_object('id', n.id, 'createdAt', hatchat.iso_time(n.created_at)) \
                                    || n.body ORDER BY n.id), '[]'::jsonb) \
@@ -165,7 +170,7 @@ fn notifications_to_forward(
     except_users: default!(Option<Vec<Option<pgrx::Uuid>>>, "NULL"),
 ) -> SqlResult<Jsonb> {
     require_forwarder()?;
-    let row_limit = row_limit.unwrap_or(100).clamp(1, messages::MAX_ROW_LIMIT);
+    let row_limit = row_limit.unwrap_or(100).clamp(1, limits::MAX_ROW_LIMIT);
     let except: Vec<pgrx::Uuid> = except_users.unwrap_or_default().into_iter().flatten().collect();
     let (batch, stale) = db::query(TO_FORWARD, &[row_limit.into(), except.into()], |rows| {
         let row = rows.first();
@@ -255,7 +260,7 @@ fn mark_undeliverable(user_id: Option<pgrx::Uuid>, id: Option<i64>, reason: Opti
 fn undeliverable_notifications(row_limit: default!(Option<i32>, 100)) -> SqlResult<Jsonb> {
     require_forwarder()?;
     let row_limit = row_limit.unwrap_or(100);
-    messages::check_row_limit(row_limit)?;
+    limits::check_row_limit(row_limit)?;
     let page = db::first::<Jsonb>(
         "SELECT coalesce(jsonb_agg(jsonb_build_object('userId', n.user_id, 'id', n.id, \
                                                       'reason', n.undeliverable_reason, \

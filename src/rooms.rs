@@ -7,11 +7,12 @@
 //! Status codes follow the seed: a caller who is not one of the room's users gets 401 (not 403),
 //! a banned one 403, a missing or expired room 404.
 
+use crate::access::{self, valid_channel_id, Access, Role};
 use crate::auth::{self, Caller};
-use crate::channels::{self, valid_channel_id, Access, Role};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
+use crate::limits;
 use crate::messages;
 use crate::settings;
 use crate::users;
@@ -41,7 +42,7 @@ pub fn room_id(room_type: &str, usernames: &[String]) -> Result<String> {
     valid_channel_id(&id).map_err(|_| {
         HatchatError::invalid(format!(
             "the room id {id:?} would be longer than {} characters",
-            channels::MAX_CHANNEL_ID_CHARS
+            access::MAX_CHANNEL_ID_CHARS
         ))
     })?;
     Ok(id)
@@ -143,9 +144,9 @@ fn open_room(caller: &Caller, room_type: &str, usernames: &[String]) -> Result<S
     }
     let canonical: Vec<String> = players.iter().map(|(_, name)| name.clone()).collect();
     let id = room_id(room_type, &canonical)?;
-    channels::drop_if_expired(&id)?;
+    access::drop_if_expired(&id)?;
     let created = db::execute(
-        "INSERT INTO hatchat.channels (id, owner_id, invite_model, type, max_messages, ttl_seconds, expires_at, notify) \
+        "INSERT INTO hatchat.channels (id, owner_id, invite_model, type, max_messages, ttl_seconds, expires_at, notify_members) \
          VALUES ($1, '00000000-0000-0000-0000-000000000000', 'owner', $2, $3, $4, \
                  clock_timestamp() + $4 * interval '1 second', true) \
          ON CONFLICT (id) DO NOTHING",
@@ -254,7 +255,7 @@ fn load_room(room_id: &str, caller: &Caller) -> Result<Access> {
 /// size (`hatchat.max_payload_bytes`: the body carries the `push` that every user's notification
 /// stores), then its fields.
 fn checked_body(body: Jsonb) -> Result<String> {
-    let text = messages::check_payload(&body)?;
+    let text = limits::check_payload(&body)?;
     check_message_body(&text)?;
     Ok(text)
 }
@@ -273,11 +274,10 @@ fn post(caller: &Caller, room_id: &str, body: Jsonb, kind: Option<&str>) -> Resu
     )?
     .expect("a SELECT without FROM returns one row");
     // The stored message adds `from` to the body's fields: it obeys the limit itself.
-    messages::check_payload(&message)?;
+    limits::check_payload(&message)?;
     if !caller.is_muted() {
         let push = db::first::<Jsonb>("SELECT $1->'push'", &[body.into()])?;
-        messages::append(room_id, caller.id(), message, true, push)?
-            .ok_or_else(|| room_not_found(room_id))?;
+        messages::append(room_id, caller.id(), message, push)?.ok_or_else(|| room_not_found(room_id))?;
     }
     Ok(db::first::<Jsonb>(
         "SELECT jsonb_build_object('roomId', $1::text) || $2",

@@ -6,7 +6,6 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 pub static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
 pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
-pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ROOM_MAX_MESSAGES: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static ROOM_TTL: GucSetting<i32> = GucSetting::<i32>::new(60 * 24 * 60 * 60);
 pub static MAX_JSON_DEPTH: GucSetting<i32> =
@@ -34,18 +33,6 @@ pub fn register() {
         256 * 1024 * 1024,
         GucContext::Suset,
         GucFlags::UNIT_BYTE,
-    );
-    GucRegistry::define_bool_guc(
-        c"hatchat.notify",
-        c"Whether a send NOTIFYs listeners from its own transaction.",
-        c"On (the default), every send wakes listeners when it commits. A client that turns it off \
-          for its session (the gateway does) announces its sends itself, coalesced, outside the \
-          send's transaction: a transaction that NOTIFYs holds a database-wide lock until its \
-          commit is flushed, which would serialize all sends. Other changes (joins, deletes) \
-          always notify.",
-        &NOTIFY,
-        GucContext::Userset,
-        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"hatchat.room_max_messages",
@@ -95,10 +82,6 @@ pub fn register() {
 
 pub fn max_token_lifetime() -> SignedDuration {
     SignedDuration::from_secs(i64::from(MAX_TOKEN_LIFETIME.get()))
-}
-
-pub fn sends_notify() -> bool {
-    NOTIFY.get()
 }
 
 pub fn room_max_messages() -> i32 {

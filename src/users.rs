@@ -1,6 +1,7 @@
 //! Users: an id, a username unique ignoring case, and the RSA public key that verifies their
 //! requests. Registration is open (as in the seed); every later change needs the user's own token.
 
+use crate::access;
 use crate::auth::{self, keys, SYSTEM_USER};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
@@ -112,6 +113,11 @@ fn delete_user(token: Option<&str>, id: Option<pgrx::Uuid>) -> SqlResult<()> {
     let caller = auth::authenticate(token)?;
     let id = required(id, "id")?;
     only_self(caller.user()?.id, id)?;
+    let owned: Vec<String> =
+        db::query("SELECT c.id FROM hatchat.channels c WHERE c.owner_id = $1", &[id.into()], |rows| {
+            rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
+        })?;
+    access::delete_channels(&owned, false)?;
     let deleted = db::execute("DELETE FROM hatchat.users WHERE id = $1", &[id.into()])?;
     if deleted == 0 {
         return Err(user_not_found(id).into());

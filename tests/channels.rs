@@ -215,3 +215,37 @@ fn members_leave_but_the_owner_cannot() {
     assert_eq!(sqlstate(missing), "P0002");
     assert_eq!(member_ids(&mut db, &alice, &id), vec![alice.id.to_string()]);
 }
+
+/// However a channel goes (its owner deletes it, it expires and is purged, its owner deletes their
+/// account), its messages go with it: none is left behind in the table.
+#[test]
+fn a_channels_messages_go_with_it_however_it_goes() {
+    let mut db = connect();
+    let stored = "SELECT count(*) FROM hatchat.messages WHERE channel_id = $1";
+    let alice = register(&mut db, "alice");
+    let deleted = create_channel(&mut db, &alice, "owner");
+    send(&mut db, &alice, &deleted, json!("a")).unwrap();
+    db.execute("SELECT hatchat.delete_channel($1, $2)", &[&alice.token(), &deleted]).unwrap();
+    assert_eq!(count(&mut db, stored, &deleted), 0, "deleted by its owner");
+
+    let expiring = channel_id("expiring");
+    db.query_one(
+        "SELECT hatchat.create_channel($1, $2, 'owner', '{\"ttlSeconds\": 1}')",
+        &[&alice.token(), &expiring],
+    )
+    .unwrap();
+    send(&mut db, &alice, &expiring, json!("b")).unwrap();
+    db.execute(
+        "UPDATE hatchat.channels SET expires_at = now() - interval '1 second' WHERE id = $1",
+        &[&expiring],
+    )
+    .unwrap();
+    db.query_one("SELECT hatchat.purge_expired()", &[]).unwrap();
+    assert_eq!(count(&mut db, stored, &expiring), 0, "purged");
+
+    let bob = register(&mut db, "bob");
+    let owned = create_channel(&mut db, &bob, "owner");
+    send(&mut db, &bob, &owned, json!("c")).unwrap();
+    db.execute("SELECT hatchat.delete_user($1, $2)", &[&bob.token(), &bob.id]).unwrap();
+    assert_eq!(count(&mut db, stored, &owned), 0, "with its owner's account");
+}

@@ -189,20 +189,14 @@ fn sends_notify_listeners_only_when_they_commit() {
 
     let mut tx = db.transaction().unwrap();
     tx.query_one("SELECT hatchat.send_message($1, $2, '1')", &[&bob.token(), &id]).unwrap();
-    assert!(heard(&mut listener, &id, Duration::from_millis(500)).is_none(), "no notification before commit");
+    assert!(!heard(&mut listener, &id, Duration::from_millis(500)), "no wake-up before commit");
     tx.commit().unwrap();
-
-    let notified =
-        heard(&mut listener, &id, Duration::from_millis(500)).expect("a notification after commit");
-    assert_eq!(notified, json!({"channel": id, "seq": 3}));
+    assert!(heard(&mut listener, &id, Duration::from_millis(2000)), "a wake-up after commit");
 
     let mut tx = db.transaction().unwrap();
     tx.query_one("SELECT hatchat.send_message($1, $2, '2')", &[&bob.token(), &id]).unwrap();
     tx.rollback().unwrap();
-    assert!(
-        heard(&mut listener, &id, Duration::from_millis(500)).is_none(),
-        "nothing for a rolled-back send"
-    );
+    assert!(!heard(&mut listener, &id, Duration::from_millis(500)), "nothing for a rolled-back send");
 }
 
 #[test]
@@ -213,6 +207,5 @@ fn notification_payloads_stay_small_for_the_longest_channel_ids() {
     let mut listener = connect();
     listener.batch_execute("LISTEN hatchat").unwrap();
     db.query_one("SELECT hatchat.create_channel($1, $2)", &[&alice.token(), &id]).unwrap();
-    let notified = heard(&mut listener, &id, Duration::from_millis(500)).unwrap();
-    assert_eq!(notified["seq"], json!(1));
+    assert!(heard(&mut listener, &id, Duration::from_millis(2000)));
 }

@@ -11,14 +11,13 @@
 //! read of the items, one lookup of all senders' keys, one lock of the channels in id order that
 //! also checks every (channel, sender) membership, one append for all of them.
 
-use super::{cap, check_payload, muted_answer, notify_channel, payload_from_text};
+use super::{admit, muted_answer, settle, Admitted, Payload, Retention};
+use crate::access;
 use crate::auth::{self, Caller};
-use crate::channels::{self, valid_channel_id};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
-use crate::notifications;
-use crate::settings;
+use hatchat_wire::batch::ItemError;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
@@ -79,7 +78,7 @@ const APPEND_ALL: &str = "\
           FROM unnest($5::text[], $6::bigint[]) AS w(channel, n) \
          WHERE c.id = w.channel \
      RETURNING c.id, c.last_seq - w.n AS base_seq, \
-               c.last_at - (w.n - 1) * interval '1 microsecond' AS base_at, c.max_messages, c.notify), \
+               c.last_at - (w.n - 1) * interval '1 microsecond' AS base_at, c.max_messages, c.notify_members), \
     inserted AS ( \
         INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
         SELECT u.channel, c.base_seq + u.k, c.base_at + (u.k - 1) * interval '1 microsecond', u.sender, u.payload \
@@ -89,7 +88,7 @@ const APPEND_ALL: &str = "\
     SELECT i.channel_id, i.seq, \
            jsonb_build_object('channelId', i.channel_id, 'seq', i.seq, 'createdAt', hatchat.iso_time(i.created_at), \
                               'fromUserId', i.from_user_id)::text, \
-           c.max_messages, c.notify \
+           c.max_messages, c.notify_members \
       FROM inserted i JOIN counters c ON c.id = i.channel_id";
 
 /// `items` is a JSON array of `{token, channelId, payload}` (or `payloadText` instead of `payload`);
@@ -106,7 +105,7 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
     let mut candidates = Vec::new();
     for (index, (item, sender)) in read.iter().zip(senders).enumerate() {
         match check(item, sender) {
-            Ok((channel, sender, payload)) => {
+            Ok(Admitted { channel, sender, payload }) => {
                 let (muted, sender) = (sender.is_muted(), sender.id());
                 candidates.push(Candidate { ord: index as i64 + 1, channel, sender, muted, payload });
                 outcomes.push(Err(HatchatError::Internal("not appended".into())));
@@ -165,35 +164,24 @@ fn read_items(items: Jsonb) -> Result<Vec<Item>> {
     })
 }
 
-/// The checks of `send_message` (or, for `payloadText`, `send_message_text`) before membership, in
-/// its order, so an item fails as it would alone.
-fn check(item: &Item, sender: Result<Caller>) -> Result<(String, Caller, Jsonb)> {
+/// An item's shape (an object; `channelId` a string; `payload` or `payloadText`, not both), then
+/// exactly the checks a send alone passes (`admit`), in its order.
+fn check(item: &Item, sender: Result<Caller>) -> Result<Admitted> {
     if !item.is_object {
         return Err(HatchatError::invalid("each item must be an object {token, channelId, payload}"));
     }
-    let converted = converted_payload(item)?;
-    let sender = sender?;
-    sender.may_post()?;
+    let payload = match (&item.payload_text, item.payload) {
+        (None, value) => Payload::Value(value),
+        (Some(_), Some(_)) => return Err(HatchatError::invalid("give payload or payloadText, not both")),
+        (Some(_), None) if !item.payload_text_is_text => {
+            return Err(HatchatError::invalid("payloadText must be a string holding JSON text"))
+        }
+        (Some(text), None) => Payload::Text(Some(text)),
+    };
     if item.channel_id.is_some() && !item.channel_id_is_text {
         return Err(HatchatError::invalid("channelId must be a string"));
     }
-    let channel = valid_channel_id(required(item.channel_id.as_deref(), "channelId")?)?;
-    let payload = required(converted.or(item.payload), "payload")?;
-    check_payload(&payload)?;
-    Ok((channel.to_string(), sender, payload))
-}
-
-/// An item's `payloadText`, converted first (where `send_message_text` converts it); `None` when
-/// the item has none.
-fn converted_payload(item: &Item) -> Result<Option<Jsonb>> {
-    match (&item.payload_text, item.payload.is_some()) {
-        (None, _) => Ok(None),
-        (Some(_), true) => Err(HatchatError::invalid("give payload or payloadText, not both")),
-        (Some(_), false) if !item.payload_text_is_text => {
-            Err(HatchatError::invalid("payloadText must be a string holding JSON text"))
-        }
-        (Some(text), false) => payload_from_text(text).map(Some),
-    }
+    admit(|| sender, item.channel_id.as_deref(), payload)
 }
 
 /// Locks the batch's channels and returns the (channel, sender) pairs that may not send, with the
@@ -215,8 +203,8 @@ fn lock_and_check(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Ha
         let pair = (candidate.channel.clone(), candidate.sender);
         match members.get(&pair) {
             Some(true) => {}
-            Some(false) => drop(refused.insert(pair, channels::members_only(&candidate.channel))),
-            None => drop(refused.insert(pair, channels::channel_not_found(&candidate.channel))),
+            Some(false) => drop(refused.insert(pair, access::members_only(&candidate.channel))),
+            None => drop(refused.insert(pair, access::channel_not_found(&candidate.channel))),
         }
     }
     Ok(refused)
@@ -243,8 +231,8 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
     let (distinct, sizes): (Vec<&str>, Vec<i64>) = counts.iter().map(|(c, n)| (*c, *n)).unzip();
     // (channel, place) -> answer
     let mut answers: HashMap<(String, i64), String> = HashMap::new();
-    // channel -> (last seq, max_messages, notify)
-    let mut settings_of: BTreeMap<String, (i64, Option<i32>, bool)> = BTreeMap::new();
+    // channel -> (its new seqs, its retention)
+    let mut settled: BTreeMap<String, (Vec<i64>, Retention)> = BTreeMap::new();
     let args = [
         places.clone().into(),
         channels.into(),
@@ -253,7 +241,6 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
         distinct.into(),
         sizes.into(),
     ];
-    let mut seqs: Vec<(String, i64)> = Vec::new();
     db::query(APPEND_ALL, &args, |rows| {
         let mut appended: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
         for row in rows {
@@ -262,31 +249,25 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
             else {
                 return Err(HatchatError::Internal("an appended row without its answer".into()));
             };
-            let (max_messages, notify) = (row.get::<i32>(4)?, row.get::<bool>(5)?.unwrap_or(false));
-            let last = settings_of.entry(channel.clone()).or_insert((seq, max_messages, notify));
-            last.0 = last.0.max(seq);
+            let retention = Retention {
+                max_messages: row.get::<i32>(4)?,
+                notify_members: row.get::<bool>(5)?.unwrap_or(false),
+            };
+            settled.entry(channel.clone()).or_insert((Vec::new(), retention)).0.push(seq);
             appended.entry(channel).or_default().push((seq, answer));
         }
         // Within a channel, seq order is place order (RETURNING has no order of its own).
         for (channel, mut rows) in appended {
             rows.sort_by_key(|(seq, _)| *seq);
-            for (place, (seq, answer)) in rows.into_iter().enumerate() {
-                seqs.push((channel.clone(), seq));
+            for (place, (_, answer)) in rows.into_iter().enumerate() {
                 answers.insert((channel.clone(), place as i64 + 1), answer);
             }
         }
         Ok(())
     })?;
-    for (channel, (last_seq, max_messages, notify)) in &settings_of {
-        cap(channel, *last_seq, *max_messages)?;
-        if *notify {
-            for (_, seq) in seqs.iter().filter(|(c, _)| c == channel) {
-                notifications::fan_out(channel, *seq, None)?;
-            }
-        }
-        if settings::sends_notify() {
-            notify_channel(channel, Some(*last_seq));
-        }
+    for (channel, (mut seqs, retention)) in settled {
+        seqs.sort_unstable();
+        settle(&channel, &seqs, retention, None)?;
     }
     Ok(accepted
         .iter()
@@ -295,7 +276,7 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
             let outcome = answers
                 .remove(&(candidate.channel.clone(), place))
                 // The counter row was gone: the channel was deleted since it was locked-checked.
-                .ok_or_else(|| channels::channel_not_found(&candidate.channel));
+                .ok_or_else(|| access::channel_not_found(&candidate.channel));
             (candidate.ord, outcome)
         })
         .collect())
@@ -314,9 +295,6 @@ fn assemble(outcomes: Vec<Result<String>>) -> String {
 }
 
 fn error_json(error: &HatchatError) -> String {
-    let mut body = serde_json::json!({"sqlstate": error.sqlstate_code(), "message": error.to_string()});
-    if let Some(detail) = error.detail() {
-        body["detail"] = detail.into();
-    }
-    serde_json::json!({ "error": body }).to_string()
+    let detail = error.detail().map(str::to_string);
+    ItemError { sqlstate: error.sqlstate_code().to_string(), message: error.to_string(), detail }.to_answer()
 }

@@ -8,32 +8,19 @@
 //! global sequence or a bare `now()` would let a later-committing sender land behind a reader's
 //! cursor, and that message would never be seen.
 
+use crate::access::{self, valid_channel_id, Access};
+use crate::announce;
 use crate::auth::{self, Caller, SYSTEM_USER};
-use crate::channels::{self, valid_channel_id, Access};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
+use crate::limits::{self, check_payload};
 use crate::notifications;
-use crate::settings;
 use crate::time::Bound;
 use pgrx::prelude::*;
 use uuid::Uuid;
 
 mod batch;
-
-/// The NOTIFY channel every hatchat listener LISTENs on.
-pub const NOTIFY_CHANNEL: &str = "hatchat";
-/// The most rows one page returns (messages or notifications).
-pub const MAX_ROW_LIMIT: i32 = 1000;
-
-/// Refuses a page size outside 1..MAX_ROW_LIMIT.
-pub fn check_row_limit(row_limit: i32) -> Result<()> {
-    if (1..=MAX_ROW_LIMIT).contains(&row_limit) {
-        Ok(())
-    } else {
-        Err(HatchatError::invalid(format!("limit must be 1..{MAX_ROW_LIMIT}, got {row_limit}")))
-    }
-}
 
 /// Appends to a live channel if `from` is a member (the system user always may); no row when the
 /// channel is missing, expired, or `from` is not a member. The counter row update is the
@@ -48,87 +35,59 @@ const APPEND: &str = "\
          WHERE c.id = $1 AND hatchat.is_live(c) \
            AND ($2 = '00000000-0000-0000-0000-000000000000'::uuid \
                 OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = $2)) \
-     RETURNING last_seq, last_at, max_messages, notify), \
+     RETURNING last_seq, last_at, max_messages, notify_members), \
     inserted AS ( \
         INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
         SELECT $1, last_seq, last_at, $2, $3 FROM counter \
         RETURNING channel_id, seq, created_at, from_user_id) \
     SELECT i.seq, jsonb_build_object('channelId', i.channel_id, 'seq', i.seq, \
                                      'createdAt', hatchat.iso_time(i.created_at), 'fromUserId', i.from_user_id), \
-           c.max_messages, c.notify \
+           c.max_messages, c.notify_members \
       FROM inserted i, counter c";
 
-/// A message appended, and what the channel's settings ask to follow it.
-pub struct Appended {
-    pub seq: i64,
-    pub answer: Jsonb,
+/// What a channel's settings ask to follow new messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
     pub max_messages: Option<i32>,
-    pub notify: bool,
+    pub notify_members: bool,
 }
 
-/// Appends one message (see `APPEND`) and applies what follows: capping, notifications (with
-/// `push` attached to them, for room posts), and the NOTIFY when `announce`.
-pub fn append(
-    channel_id: &str,
-    from: Uuid,
-    payload: Jsonb,
-    announce: bool,
-    push: Option<Jsonb>,
-) -> Result<Option<Appended>> {
+/// Appends one message (see `APPEND`) and settles it; the answer, or None when the channel is
+/// missing or `from` may not post there. `push` goes with a room post's notifications.
+pub fn append(channel_id: &str, from: Uuid, payload: Jsonb, push: Option<Jsonb>) -> Result<Option<Jsonb>> {
     let appended = db::query(APPEND, &[channel_id.into(), pg_uuid(from).into(), payload.into()], |rows| {
         if rows.is_empty() {
             return Ok(None);
         }
         let row = rows.first();
-        Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?).map(|(seq, answer)| -> Result<Appended> {
-            Ok(Appended {
-                seq,
-                answer,
-                max_messages: row.get::<i32>(3)?,
-                notify: row.get::<bool>(4)?.unwrap_or(false),
-            })
-        }))
+        let retention = Retention {
+            max_messages: row.get::<i32>(3)?,
+            notify_members: row.get::<bool>(4)?.unwrap_or(false),
+        };
+        Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?).map(|(seq, answer)| (seq, answer, retention)))
     })?;
-    let Some(appended) = appended.transpose()? else { return Ok(None) };
-    cap(channel_id, appended.seq, appended.max_messages)?;
-    if appended.notify {
-        notifications::fan_out(channel_id, appended.seq, push)?;
-    }
-    if announce {
-        notify_channel(channel_id, Some(appended.seq));
-    }
-    Ok(Some(appended))
+    let Some((seq, answer, retention)) = appended else { return Ok(None) };
+    settle(channel_id, &[seq], retention, push)?;
+    Ok(Some(answer))
 }
 
-/// Keeps only the newest `max_messages` of a channel, `last_seq` being the newest. The messages
-/// that remain keep their seqs: capping never reorders or renumbers.
-pub fn cap(channel_id: &str, last_seq: i64, max_messages: Option<i32>) -> Result<()> {
-    if let Some(max) = max_messages {
+/// What follows new messages `seqs` (ascending) of a channel, however they were appended: capping,
+/// the members' notifications, and the announcement (at commit) that the channel changed.
+pub fn settle(channel_id: &str, seqs: &[i64], retention: Retention, push: Option<Jsonb>) -> Result<()> {
+    let Some(&last_seq) = seqs.last() else { return Ok(()) };
+    if let Some(max) = retention.max_messages {
         db::execute(
             "DELETE FROM hatchat.messages WHERE channel_id = $1 AND seq <= $2",
             &[channel_id.into(), (last_seq - i64::from(max)).into()],
         )?;
     }
-    Ok(())
-}
-
-/// Queues `NOTIFY hatchat, '{"channel": …, "seq": …}'`; Postgres delivers it at commit, so a
-/// listener never hears of a message it cannot yet read. `seq: null` means "re-read: the channel
-/// changed" (it was deleted). The payload stays far under NOTIFY's 8000 bytes: channel ids are at
-/// most 200 characters.
-pub fn notify_channel(channel_id: &str, seq: Option<i64>) {
-    notify(&serde_json::json!({ "channel": channel_id, "seq": seq }).to_string());
-}
-
-/// Queues one NOTIFY on the hatchat channel.
-pub fn notify(payload: &str) {
-    // SAFETY: pg_notify(text, text) is called with two non-null text datums, as SQL would.
-    unsafe {
-        pgrx::direct_function_call_as_datum(
-            pgrx::pg_sys::pg_notify,
-            &[NOTIFY_CHANNEL.into_datum(), payload.into_datum()],
-        );
+    if retention.notify_members {
+        for seq in seqs {
+            notifications::fan_out(channel_id, *seq, push)?;
+        }
     }
+    announce::channel(channel_id);
+    Ok(())
 }
 
 /// Posts a system message about `user` (`join`, `leave`) from the reserved system user, worded as
@@ -144,88 +103,42 @@ pub fn post_system(channel_id: &str, event: &str, user: Uuid) -> Result<()> {
         &[sentence.into(), event.into(), pg_uuid(user).into()],
     )?
     .expect("a SELECT without FROM returns one row");
-    append(channel_id, SYSTEM_USER, payload, true, None)?
-        .ok_or_else(|| channels::channel_not_found(channel_id))?;
+    append(channel_id, SYSTEM_USER, payload, None)?.ok_or_else(|| access::channel_not_found(channel_id))?;
     Ok(())
 }
 
-/// Checks a payload's size and nesting from one rendering of it as text (what `octet_length(
-/// payload::text)` measures): over `hatchat.max_payload_bytes` is 54000, deeper than
-/// `hatchat.max_json_depth` 22023.
-/// Returns that text, for a caller that reads the payload's fields too (room posts).
-pub fn check_payload(payload: &Jsonb) -> Result<String> {
-    let text = payload.to_text();
-    check_size(text.len())?;
-    crate::jsonb::check_depth(&text)?;
-    Ok(text)
+/// A send's payload as it arrives: a JSON value, or JSON text still to be converted.
+#[derive(Clone, Copy)]
+pub enum Payload<'a> {
+    Value(Option<Jsonb>),
+    Text(Option<&'a str>),
 }
 
-/// A payload given as JSON text, converted as `text::jsonb` would convert it, except that a text
-/// jsonb cannot hold is this call's own error (PostgreSQL's SQLSTATE and message), never the
-/// statement's: one bad item of a batch then fails only itself. Nesting is checked first, in Rust,
-/// so PostgreSQL's recursive parser never meets a 20,000-deep array (54001, an internal error).
-pub fn payload_from_text(text: &str) -> Result<Jsonb> {
-    crate::jsonb::check_depth(text)?;
-    convert_refusably(text)
+/// A send that passed every check but membership.
+pub struct Admitted {
+    pub channel: String,
+    pub sender: Caller,
+    pub payload: Jsonb,
 }
 
-/// `jsonb_in` in an internal subtransaction, as PL/pgSQL runs a block with an EXCEPTION clause.
-///
-/// Why a subtransaction rather than a bare `PgTryBuilder` catch: PostgreSQL allows recovering
-/// from an ERROR only by aborting a (sub)transaction, which releases whatever the failed code held
-/// (locks, buffer pins, memory, resource owners). `jsonb_in` happens to hold none of those today,
-/// but that is an implementation detail of PostgreSQL, not a promise; pgrx's docs leave the
-/// clean-up to the catcher. A subtransaction that writes nothing gets no transaction id, costs a
-/// few microseconds and never overflows the subxid cache.
-///
-/// Only data exceptions (class 22: bad escapes, bad syntax, numbers out of range) and program
-/// limits (class 54: a string too long for jsonb) become the item's error; anything else (a query
-/// cancel, out of memory, a bug) is raised again after the rollback, as an uncaught error would be.
-fn convert_refusably(text: &str) -> Result<Jsonb> {
-    use pgrx::pg_sys::panic::CaughtError;
-    use pgrx::PgTryBuilder;
-    // SAFETY: the sequence PL/pgSQL's exec_stmt_block uses. The value is allocated in the caller's
-    // memory context, which outlives the subtransaction; context and resource owner are restored
-    // on both paths; the error state is flushed (by pgrx's FFI guard and PgTryBuilder) before the
-    // rollback. No SPI connection is open here.
-    unsafe {
-        let context = pg_sys::CurrentMemoryContext;
-        let owner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(context);
-        let outcome = PgTryBuilder::new(|| Ok(Jsonb::from_text(text)))
-            .catch_others(Err::<Result<Jsonb>, CaughtError>)
-            .execute();
-        match outcome {
-            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
-            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
-        }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = owner;
-        match outcome {
-            Ok(converted) => converted,
-            Err(CaughtError::PostgresError(report))
-                if matches!(&crate::error::sqlstate_text(report.sql_error_code())[..2], "22" | "54") =>
-            {
-                let sqlstate = report.sql_error_code();
-                Err(HatchatError::Refused {
-                    sqlstate,
-                    code: crate::error::sqlstate_text(sqlstate),
-                    message: report.message().to_string(),
-                    detail: report.detail().map(str::to_string),
-                })
-            }
-            Err(other) => other.rethrow(),
-        }
-    }
-}
-
-fn check_size(size: usize) -> Result<()> {
-    let limit = settings::max_payload_bytes();
-    if size > limit {
-        return Err(HatchatError::PayloadTooLarge { size, limit });
-    }
-    Ok(())
+/// The checks every send passes before membership, in one order, whether it comes alone
+/// (`send_message`, `send_message_text`) or in a batch: so an item of a batch fails exactly as it
+/// would alone, by construction. Payload text is converted first, where a cast would be.
+pub fn admit(
+    sender: impl FnOnce() -> Result<Caller>,
+    channel: Option<&str>,
+    payload: Payload,
+) -> Result<Admitted> {
+    let converted = match payload {
+        Payload::Text(text) => text.map(limits::payload_from_text).transpose()?,
+        Payload::Value(value) => value,
+    };
+    let sender = sender()?;
+    sender.may_post()?;
+    let channel = valid_channel_id(required(channel, "channelId")?)?.to_string();
+    let payload = required(converted, "payload")?;
+    check_payload(&payload)?;
+    Ok(Admitted { channel, sender, payload })
 }
 
 /// What a muted sender is answered: the usual shape, but nothing was stored (`seq` null).
@@ -238,10 +151,7 @@ pub fn muted_answer(channel_id: &str, sender: Uuid) -> Result<String> {
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn send_message(token: Option<&str>, channel_id: Option<&str>, payload: Option<Jsonb>) -> SqlResult<Jsonb> {
-    let caller = auth::authenticate(token)?;
-    caller.may_post()?;
-    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
-    Ok(send_checked(&caller, channel_id, required(payload, "payload")?)?)
+    Ok(send_alone(admit(|| auth::authenticate(token), channel_id, Payload::Value(payload))?)?)
 }
 
 /// `send_message` with the payload as JSON text: `send_message(token, channel_id,
@@ -256,26 +166,20 @@ fn send_message_text(
     channel_id: Option<&str>,
     payload_text: Option<&str>,
 ) -> SqlResult<Jsonb> {
-    // Converted first, where the cast would be: the checks below are `send_message`'s, in order.
-    let payload = payload_text.map(payload_from_text).transpose()?;
-    let caller = auth::authenticate(token)?;
-    caller.may_post()?;
-    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
-    Ok(send_checked(&caller, channel_id, required(payload, "payload")?)?)
+    Ok(send_alone(admit(|| auth::authenticate(token), channel_id, Payload::Text(payload_text))?)?)
 }
 
-/// The rest of a send once the sender and channel id are checked: the payload's limits, then
-/// membership (a muted sender is answered, nothing stored), then the append.
-fn send_checked(caller: &Caller, channel_id: &str, payload: Jsonb) -> Result<Jsonb> {
-    check_payload(&payload)?;
-    if caller.is_muted() {
-        Access::load(channel_id, caller)?.require_member()?;
-        return Jsonb::from_text(&muted_answer(channel_id, caller.id())?);
+/// One admitted send: membership (a muted sender is answered, nothing stored), then the append.
+fn send_alone(send: Admitted) -> Result<Jsonb> {
+    let Admitted { channel, sender, payload } = send;
+    if sender.is_muted() {
+        Access::load(&channel, &sender)?.require_member()?;
+        return Jsonb::from_text(&muted_answer(&channel, sender.id())?);
     }
-    if let Some(sent) = append(channel_id, caller.id(), payload, settings::sends_notify(), None)? {
-        return Ok(sent.answer);
+    if let Some(answer) = append(&channel, sender.id(), payload, None)? {
+        return Ok(answer);
     }
-    Err(why_not_appended(channel_id, caller))
+    Err(why_not_appended(&channel, &sender))
 }
 
 /// An append bumped no counter: the channel is missing or the sender is not a member.
@@ -283,7 +187,7 @@ fn why_not_appended(channel_id: &str, sender: &Caller) -> HatchatError {
     match Access::load(channel_id, sender).and_then(|access| access.require_member()) {
         Err(error) => error,
         // A member, yet no row: the channel was deleted between the two statements.
-        Ok(()) => channels::channel_not_found(channel_id),
+        Ok(()) => access::channel_not_found(channel_id),
     }
 }
 
@@ -306,7 +210,7 @@ impl Window {
                 ))
             })
         };
-        check_row_limit(row_limit)?;
+        limits::check_row_limit(row_limit)?;
         if after_seq.is_some_and(|seq| seq < 0) {
             return Err(HatchatError::invalid("afterSeq must be 0 or more"));
         }

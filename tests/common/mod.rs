@@ -126,17 +126,21 @@ pub fn app_connection() -> Client {
     config.connect(NoTls).unwrap()
 }
 
-/// The next notification about `channel` within `wait`; other tests' channels are skipped.
-pub fn heard(listener: &mut Client, channel: &str, wait: std::time::Duration) -> Option<Value> {
+/// Whether a wake-up naming `channel` (or everyone) arrives within `wait`; wake-ups about other
+/// tests' channels are skipped. Decoded with the wire contract's own decoder.
+pub fn heard(listener: &mut Client, channel: &str, wait: std::time::Duration) -> bool {
+    use hatchat_wire::wake::{key, Kind, WakeUp};
     use postgres::fallible_iterator::FallibleIterator;
+    let wanted = key(Kind::Channel, channel);
     let deadline = std::time::Instant::now() + wait;
     let mut notifications = listener.notifications();
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let next = notifications.timeout_iter(left).next().unwrap()?;
-        let payload: Value = serde_json::from_str(next.payload()).unwrap();
-        if payload["channel"] == serde_json::json!(channel) {
-            return Some(payload);
+        let Some(next) = notifications.timeout_iter(left).next().unwrap() else { return false };
+        assert_eq!(next.channel(), hatchat_wire::wake::NOTIFY_CHANNEL);
+        let wake = WakeUp::decode(next.payload()).expect("every announcement is a wake-up");
+        if wake.all || wake.channels.contains(&wanted) {
+            return true;
         }
     }
 }

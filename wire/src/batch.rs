@@ -62,6 +62,9 @@ mod tests {
     #[test]
     fn items_say_payload_text() {
         let item = Item { token: Some("t"), channel_id: Some("c"), payload_text: Some("[1]") };
-        assert_eq!(serde_json::to_string(&item).unwrap(), r#"{"token":"t","channelId":"c","payloadText":"[1]"}"#);
+        assert_eq!(
+            serde_json::to_string(&item).unwrap(),
+            r#"{"token":"t","channelId":"c","payloadText":"[1]"}"#
+        );
     }
 }
