@@ -6,7 +6,7 @@
 //! and its wait has already marked its subscription. Waiting holds no database connection, and
 //! dropping the request (the client went away) drops the wait.
 
-use crate::app::AppState;
+use crate::app::{Answer, AppState};
 use crate::db::{self, JsonText};
 use crate::error::ApiError;
 use crate::listen::{Topic, Wake};
@@ -28,12 +28,7 @@ pub struct LongPoll<'a> {
 impl LongPoll<'_> {
     /// Answers the first non-empty page `query` gives, or the empty one when the deadline passes,
     /// the gateway shuts down, or `open` says nothing new can match any more.
-    pub async fn run<Q, F>(
-        self,
-        app: &AppState,
-        open: impl Fn() -> bool,
-        mut query: Q,
-    ) -> Result<JsonText, ApiError>
+    pub async fn run<Q, F>(self, app: &AppState, open: impl Fn() -> bool, mut query: Q) -> Answer
     where
         Q: FnMut() -> F,
         F: Future<Output = Result<String, ApiError>>,

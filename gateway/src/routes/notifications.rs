@@ -1,5 +1,5 @@
 //! GET /notifications?after=&limit=&wait=: the caller's notification stream, long-polled like
-//! messages (woken by the NOTIFY naming the user, counted against the user's long-polls).
+//! messages (woken by announcements naming the user's key, counted against the user's long-polls).
 
 use crate::app::{Answer, AppState};
 use crate::db;
