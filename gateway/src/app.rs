@@ -1,54 +1,13 @@
-//! The gateway's state and router. `main` serves it; tests build the same router.
+//! The router: every route under its paths, the fallbacks, the body limit. `main` serves it;
+//! tests build the same router.
 
-use crate::db::{self, JsonText, Params};
 use crate::error::ApiError;
-use crate::extract::MaxJsonDepth;
-use crate::group_commit::GroupCommit;
-use crate::listen::Hub;
-use crate::long_poll::PollQuota;
 use crate::routes;
-use axum::extract::{DefaultBodyLimit, FromRef};
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
-use deadpool_postgres::Pool;
-use std::sync::Arc;
-use std::time::Duration;
 use tower_http::trace::TraceLayer;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: Pool,
-    pub hub: Arc<Hub>,
-    pub group_commit: Arc<GroupCommit>,
-    /// The longest a long-poll waits.
-    pub max_wait: Duration,
-    /// Long-polls waiting per user.
-    pub polls: Arc<PollQuota>,
-    /// `hatchat.max_json_depth`, as the database said at startup.
-    pub max_json_depth: usize,
-}
-
-/// What a route answers: JSON text, or an error.
-pub type Answer = Result<JsonText, ApiError>;
-
-impl AppState {
-    /// Calls `sql` (one function's jsonb, cast to text) and answers its JSON text.
-    pub async fn call(&self, sql: &str, params: &Params<'_>) -> Answer {
-        db::call_json(&self.pool, sql, params).await.map(JsonText)
-    }
-
-    /// Calls `sql` (a function returning void) and answers `done`, a fixed JSON text.
-    pub async fn call_void(&self, sql: &str, params: &Params<'_>, done: &str) -> Answer {
-        db::execute(&self.pool, sql, params).await?;
-        Ok(JsonText(done.to_string()))
-    }
-}
-
-impl FromRef<AppState> for MaxJsonDepth {
-    fn from_ref(state: &AppState) -> Self {
-        MaxJsonDepth(state.max_json_depth)
-    }
-}
 
 pub fn app(state: AppState, max_body_bytes: usize, chat_prefix: &str) -> Router {
     let api = routes::router(chat_prefix)

@@ -2,13 +2,14 @@
 //! long-polls are answered at once and in-flight requests finish.
 
 use clap::Parser;
-use hatchat_gateway::app::{app, AppState};
+use hatchat_gateway::app::app;
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
 use hatchat_gateway::forward::{spawn_forwarder, Target};
 use hatchat_gateway::group_commit::GroupCommit;
 use hatchat_gateway::listen::{spawn_listener, Hub};
-use hatchat_gateway::long_poll::PollQuota;
+use hatchat_gateway::poll_quota::PollQuota;
+use hatchat_gateway::state::AppState;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! /channels and /invite: create, view, list, change, delete, invite, leave.
 
-use crate::app::{Answer, AppState};
 use crate::extract::{JsonBody, PathParam, PathParams, Token};
+use crate::state::{Answer, AppState};
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::value::RawValue;

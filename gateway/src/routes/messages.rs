@@ -1,11 +1,11 @@
 //! /messages: send, and read with a long-poll that wakes on NOTIFY.
 
-use crate::app::{Answer, AppState};
 use crate::db::{self, JsonText};
 use crate::error::ApiError;
 use crate::extract::{raw_json, wait_param, JsonBody, QueryParams, Token};
 use crate::listen::Topic;
 use crate::long_poll::LongPoll;
+use crate::state::{Answer, AppState};
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::value::RawValue;

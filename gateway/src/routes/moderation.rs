@@ -2,8 +2,8 @@
 //! admin under `/admin/users/{id}/…` (the token must be the server secret: the gateway's own
 //! database role never has admin rights).
 
-use crate::app::{Answer, AppState};
 use crate::extract::{JsonBody, PathParam, PathParams, Token};
+use crate::state::{Answer, AppState};
 use axum::extract::State;
 use serde::Deserialize;
 

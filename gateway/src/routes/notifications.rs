@@ -1,12 +1,12 @@
 //! GET /notifications?after=&limit=&wait=: the caller's notification stream, long-polled like
 //! messages (woken by announcements naming the user's key, counted against the user's long-polls).
 
-use crate::app::{Answer, AppState};
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::{wait_param, QueryParams, Token};
 use crate::listen::Topic;
 use crate::long_poll::{user_of, LongPoll};
+use crate::state::{Answer, AppState};
 use axum::extract::State;
 use serde::Deserialize;
 use tokio::time::Instant;

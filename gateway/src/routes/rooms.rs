@@ -5,9 +5,9 @@
 //! the server secret. A room id is percent-encoded (`triominos%2Fv1%2Falice%2Fbob`); plain slashes
 //! work too.
 
-use crate::app::{Answer, AppState};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, RawJsonBody};
+use crate::state::{Answer, AppState};
 use axum::extract::State;
 use serde::Deserialize;
 

@@ -1,7 +1,7 @@
 //! /users: register, view, rename, delete.
 
-use crate::app::{Answer, AppState};
 use crate::extract::{JsonBody, PathParam, PathParams, Token};
+use crate::state::{Answer, AppState};
 use axum::extract::State;
 use serde::Deserialize;
 
