@@ -98,8 +98,10 @@ async fn machine_line(admin: &tokio_postgres::Client) -> String {
 }
 
 fn psql(sql: &str) {
-    let status =
-        Command::new("psql").args([&database_url(), "-q", "-o", "/dev/null", "-c", sql]).status().expect("psql");
+    let status = Command::new("psql")
+        .args([&database_url(), "-q", "-o", "/dev/null", "-c", sql])
+        .status()
+        .expect("psql");
     assert!(status.success(), "psql -c {sql}");
 }
 
