@@ -3,6 +3,7 @@
 //! operations themselves (messages, channels, rooms), so each of those imports this and nothing
 //! imports back. An expired channel is a missing one.
 
+use crate::announce;
 use crate::auth::Caller;
 use crate::db::{self, pg_uuid};
 use crate::error::{HatchatError, Result};
@@ -135,21 +136,37 @@ pub fn members_only(id: &str) -> HatchatError {
     HatchatError::Forbidden(format!("only members of channel {id:?} may do this"))
 }
 
-/// Deletes channels with their members (a foreign key cascades) and their messages (which have
-/// none: see schema.sql); `only_expired` re-checks expiry under the row lock, so a channel a post
-/// refreshed meanwhile stays. The ids deleted.
+/// Deletes channels with their members (a foreign key cascades); `only_expired` re-checks expiry
+/// under the row lock, so a channel a post refreshed meanwhile stays. The ids deleted.
 const DELETE_CHANNELS: &str = "\
-    WITH gone AS ( \
-        DELETE FROM hatchat.channels c WHERE c.id = ANY($1) AND (NOT $2 OR NOT hatchat.is_live(c)) \
-        RETURNING c.id), \
-    messages AS (DELETE FROM hatchat.messages m USING gone WHERE m.channel_id = gone.id) \
-    SELECT id FROM gone";
+    DELETE FROM hatchat.channels c WHERE c.id = ANY($1) AND (NOT $2 OR NOT hatchat.is_live(c)) \
+    RETURNING c.id";
 
-/// The one way channels are deleted (by their owner, expired, with their owner's account).
+/// Deletes the messages of channels that are gone (messages have no foreign key: see schema.sql).
+const DELETE_MESSAGES: &str = "DELETE FROM hatchat.messages WHERE channel_id = ANY($1)";
+
+/// The one way channels are deleted (by their owner, expired, with their owner's account), with
+/// their messages, and announced (waiters on them find them gone). The messages go in a statement
+/// of their own: a send that held a channel's counter row while this waited for it commits its
+/// message before the channel row goes, and only a statement begun after that wait (a fresh
+/// snapshot) sees that message to delete it.
 pub fn delete_channels(ids: &[String], only_expired: bool) -> Result<Vec<String>> {
-    db::query(DELETE_CHANNELS, &[ids.to_vec().into(), only_expired.into()], |rows| {
-        rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
-    })
+    let gone: Vec<String> =
+        db::query(DELETE_CHANNELS, &[ids.to_vec().into(), only_expired.into()], |rows| {
+            rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
+        })?;
+    if !gone.is_empty() {
+        db::execute(DELETE_MESSAGES, &[gone.clone().into()])?;
+        gone.iter().for_each(|id| announce::channel(id));
+    }
+    Ok(gone)
+}
+
+/// Before a channel or room is created under `id`: no message of an earlier channel of that id may
+/// survive into it (deletion removes them; this is the backstop that makes a leftover harmless).
+pub fn clear_leftovers(id: &str) -> Result<()> {
+    db::execute(DELETE_MESSAGES, &[vec![id.to_string()].into()])?;
+    Ok(())
 }
 
 /// Removes `id` if it exists but has expired, so the id is free again (an expired channel behaves

@@ -5,7 +5,6 @@
 //! channels too, with a type and a fixed member list.
 
 use crate::access::{self, channel_not_found, drop_if_expired, valid_channel_id, Access, InviteModel, Role};
-use crate::announce;
 use crate::auth::{self, SYSTEM_USER};
 use crate::db::{self, pg_uuid, rust_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
@@ -82,6 +81,7 @@ fn create_channel(
         ],
     )?;
     let channel = created.ok_or_else(|| HatchatError::Conflict(format!("channel id {id:?} is taken")))?;
+    access::clear_leftovers(id)?;
     if !caller.is_system() {
         join(id, caller.id())?;
     }
@@ -114,7 +114,6 @@ fn delete_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<()> {
     Access::load(id, &caller)?.require_owner()?;
     let gone = access::delete_channels(&[id.to_string()], false)?;
     notifications::forget_channels(&gone)?;
-    announce::channel(id);
     Ok(())
 }
 

@@ -153,6 +153,7 @@ fn open_room(caller: &Caller, room_type: &str, usernames: &[String]) -> Result<S
         &[id.as_str().into(), room_type.into(), settings::room_max_messages().into(), settings::room_ttl_seconds().into()],
     )?;
     if created > 0 {
+        access::clear_leftovers(&id)?;
         db::execute(
             "INSERT INTO hatchat.members (channel_id, user_id) SELECT $1, u FROM unnest($2::uuid[]) AS u",
             &[id.as_str().into(), ids.into()],

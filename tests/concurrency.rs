@@ -162,3 +162,51 @@ fn a_rolled_back_send_leaves_no_gap() {
     let sent = send(&mut db, &owner, &channel, json!(2)).unwrap();
     assert_eq!(sent["seq"], json!(2));
 }
+
+/// A channel deleted while a send to it waits to commit: the delete waits for the send's counter
+/// row, and the message the send committed meanwhile goes with the channel. Before, the message
+/// delete ran on the statement's old snapshot, the message stayed behind, and whoever created a
+/// channel of that id next read it (and its seq collided with theirs).
+#[test]
+fn a_channel_deleted_during_a_send_leaves_no_message_behind() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let channel = create_channel(&mut db, &alice, "owner");
+    let mut sender = connect();
+    let mut tx = sender.transaction().unwrap();
+    tx.query_one("SELECT hatchat.send_message($1, $2, '\"in flight\"')", &[&alice.token(), &channel])
+        .unwrap();
+    let deleter = {
+        let (token, channel) = (alice.token(), channel.clone());
+        std::thread::spawn(move || {
+            connect().execute("SELECT hatchat.delete_channel($1, $2)", &[&token, &channel]).unwrap();
+        })
+    };
+    // Let the delete reach the counter row lock the send holds.
+    let mut watcher = connect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                   AND query LIKE '%delete_channel%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the delete never waited for the send");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    tx.commit().unwrap();
+    deleter.join().unwrap();
+    let left = count(&mut db, "SELECT count(*) FROM hatchat.messages WHERE channel_id = $1", &channel);
+    assert_eq!(left, 0, "the committed message went with its channel");
+    // A new channel under the same id starts empty, at seq 1.
+    db.query_one("SELECT hatchat.create_channel($1, $2)", &[&alice.token(), &channel]).unwrap();
+    let history = messages(&mut db, &alice, &channel);
+    assert_eq!(history.len(), 1, "only the new join: {history:?}");
+    assert_eq!(history[0]["seq"], serde_json::json!(1));
+}
