@@ -18,6 +18,7 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock, PgXactCallbackEvent};
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,9 @@ const KEYS: usize = 4096;
 /// An announcer with nothing to do for this long exits (and lets its database be dropped); the
 /// next send starts another.
 const IDLE_EXIT: Duration = Duration::from_secs(30);
+/// An announcer registered this long ago that never came up (a failed fork, a database that
+/// refuses connections) is given up on: the next sender starts another.
+const STARTUP_GRACE_MICROS: i64 = 10_000_000;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -44,6 +48,13 @@ struct Queue {
     worker: Worker,
     /// The running announcer's latch (a pointer into shared memory), set to wake it.
     latch: usize,
+    /// The running announcer's pid: only it may clear its own state on exit.
+    pid: i32,
+    /// When the announcer now starting was registered (µs, PostgreSQL's clock).
+    started_at: i64,
+    /// Keys were drained and are being announced: if the announcer dies now, they are lost and
+    /// become "everyone look again".
+    in_flight: bool,
     /// Transactions that will hand keys over (at commit) or give up (at abort): while any is
     /// open, the announcer does not exit.
     senders: u32,
@@ -59,6 +70,9 @@ impl Queue {
         database: 0,
         worker: Worker::None,
         latch: 0,
+        pid: 0,
+        started_at: 0,
+        in_flight: false,
         senders: 0,
         overflow: false,
         len: 0,
@@ -119,8 +133,8 @@ pub fn init() {
 /// What the current transaction changed, for the commit callback.
 #[derive(Default)]
 struct Pending {
-    channels: Vec<u64>,
-    users: Vec<u64>,
+    channels: HashSet<u64>,
+    users: HashSet<u64>,
 }
 
 thread_local! {
@@ -165,13 +179,10 @@ fn announce(kind: Kind, key: u64) {
 }
 
 fn record(pending: &mut Pending, kind: Kind, key: u64) {
-    let keys = match kind {
-        Kind::Channel => &mut pending.channels,
-        Kind::User => &mut pending.users,
+    match kind {
+        Kind::Channel => pending.channels.insert(key),
+        Kind::User => pending.users.insert(key),
     };
-    if !keys.contains(&key) {
-        keys.push(key);
-    }
 }
 
 fn database() -> u32 {
@@ -190,9 +201,16 @@ fn enlist() -> bool {
         let mut queues = QUEUES.exclusive();
         let Some(queue) = queues.claim(database) else { return false };
         queue.senders += 1;
-        let start = queue.worker == Worker::None;
+        // SAFETY: reads the clock.
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        let start = match queue.worker {
+            Worker::None => true,
+            Worker::Starting => now - queue.started_at > STARTUP_GRACE_MICROS,
+            Worker::Running => false,
+        };
         if start {
             queue.worker = Worker::Starting;
+            queue.started_at = now;
         }
         start
     };
@@ -206,6 +224,7 @@ fn enlist() -> bool {
     }
     pgrx::register_xact_callback(PgXactCallbackEvent::Commit, hand_over);
     pgrx::register_xact_callback(PgXactCallbackEvent::Abort, give_up);
+    pgrx::register_xact_callback(PgXactCallbackEvent::PrePrepare, refuse_prepare);
     true
 }
 
@@ -241,6 +260,17 @@ fn hand_over() {
         // SAFETY: the latch of a live announcer's PGPROC, in shared memory.
         unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
     }
+}
+
+/// A prepared transaction runs neither commit nor abort callbacks here, and becomes visible later,
+/// in another session: its changes could never be announced at the right time. Refused, as
+/// PostgreSQL refuses to PREPARE a transaction that NOTIFYs; the abort that follows gives up.
+fn refuse_prepare() {
+    pgrx::ereport!(
+        ERROR,
+        pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "cannot PREPARE a transaction that changed hatchat data: commit it directly"
+    );
 }
 
 /// The abort callback: nothing was committed, nothing to announce.
@@ -287,8 +317,10 @@ pub extern "C-unwind" fn hatchat_announcer_main(argument: pg_sys::Datum) {
         let mut queues = QUEUES.exclusive();
         let Some(queue) = queues.claim(database) else { return };
         queue.worker = Worker::Running;
-        // SAFETY: MyLatch points at this process's latch in shared memory once it runs.
+        // SAFETY: MyLatch points at this process's latch in shared memory once it runs; MyProcPid
+        // is this process's.
         queue.latch = unsafe { pg_sys::MyLatch } as usize;
+        queue.pid = unsafe { pg_sys::MyProcPid };
     }
     // SAFETY: registers a plain function, run once when this process exits for any reason.
     unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(database)) };
@@ -300,6 +332,9 @@ pub extern "C-unwind" fn hatchat_announcer_main(argument: pg_sys::Datum) {
             BackgroundWorker::transaction(|| {
                 notify_now(&WakeUp::encode(&wake.channels, &wake.users, wake.all))
             });
+            if let Some(queue) = QUEUES.exclusive().of(database) {
+                queue.in_flight = false;
+            }
             idle_since = Instant::now();
         } else if idle_since.elapsed() >= IDLE_EXIT && retire(database) {
             return;
@@ -325,6 +360,7 @@ fn drain(database: u32) -> Option<WakeUp> {
     }
     queue.len = 0;
     queue.overflow = false;
+    queue.in_flight = true;
     drop(queues);
     wake.channels.sort_unstable();
     wake.channels.dedup();
@@ -344,15 +380,27 @@ fn retire(database: u32) -> bool {
     true
 }
 
-/// However the announcer ends, the next one is started by the next sender; keys it held unsent
-/// become an "everyone look again" (a failed NOTIFY may have been one of them).
+/// However the announcer ends, the next one is started by the next sender. Keys it had drained
+/// but not announced (it died in its NOTIFY) become "everyone look again"; a queue with nothing
+/// waiting and no sender gives its slot back. Only this announcer's own state is touched: a
+/// successor may already run for the same database.
 #[pg_guard]
 unsafe extern "C-unwind" fn on_exit(_code: i32, argument: pg_sys::Datum) {
     let database = argument.value() as u32;
+    // SAFETY: this process's pid.
+    let me = unsafe { pg_sys::MyProcPid };
     let mut queues = QUEUES.exclusive();
     if let Some(queue) = queues.of(database) {
+        if queue.pid != me {
+            return;
+        }
         queue.worker = Worker::None;
         queue.latch = 0;
-        queue.overflow = true;
+        queue.pid = 0;
+        queue.overflow |= queue.in_flight;
+        queue.in_flight = false;
+        if queue.len == 0 && !queue.overflow && queue.senders == 0 {
+            *queue = Queue::FREE;
+        }
     }
 }

@@ -123,6 +123,8 @@ fn a_batch_inside_a_larger_transaction_notifies_only_on_commit() {
     let mut listener = connect();
     listener.batch_execute("LISTEN hatchat").unwrap();
     let wait = Duration::from_millis(400);
+    // The announcer may still be announcing the channel's creation.
+    while heard(&mut listener, &channel, Duration::from_millis(300)) {}
     let items = json!([
         {"token": alice.token(), "channelId": channel, "payload": "a"},
         {"token": alice.token(), "channelId": channel, "payload": "b"},

@@ -129,3 +129,31 @@ fn killing_the_announcer_under_load_loses_no_wake_up() {
         assert!(heard(&mut listener, channel, WAIT), "round {round}: no wake-up for {channel}");
     }
 }
+
+/// A prepared transaction becomes visible later, in another session, where nothing could announce
+/// it: preparing one that sent is refused (0A000, as PostgreSQL refuses a prepared NOTIFY), stores
+/// nothing, and leaves nothing behind for the session's next transaction.
+#[test]
+fn preparing_a_transaction_that_sent_is_refused_and_leaves_nothing_behind() {
+    let mut db = connect();
+    let mut listener = listening();
+    let alice = register(&mut db, "alice");
+    let channel = create_channel(&mut db, &alice, "owner");
+    while heard(&mut listener, &channel, Duration::from_millis(300)) {}
+    let mut session = connect();
+    session.batch_execute("BEGIN").unwrap();
+    session.query_one("SELECT hatchat.send_message($1, $2, '1')", &[&alice.token(), &channel]).unwrap();
+    let refused = sqlstate(session.batch_execute("PREPARE TRANSACTION 'hatchat-test'"));
+    if announcer_mode(&mut db) == "worker" {
+        assert_eq!(refused, "0A000", "refused by hatchat, before PostgreSQL looks at anything else");
+    } else {
+        // PostgreSQL's own rules: 0A000 for a prepared NOTIFY, or 55000 where prepared
+        // transactions are off (the default) and it says so first.
+        assert!(["0A000", "55000"].contains(&refused.as_str()), "{refused}");
+    }
+    session.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(messages(&mut db, &alice, &channel).len(), 1, "only the join");
+    assert!(!heard(&mut listener, &channel, Duration::from_millis(500)));
+    session.query_one("SELECT hatchat.send_message($1, $2, '2')", &[&alice.token(), &channel]).unwrap();
+    assert!(heard(&mut listener, &channel, WAIT), "the session's next send is announced as usual");
+}

@@ -104,9 +104,28 @@ impl ApiError {
     }
 }
 
+/// The routine the extension's own errors are raised from (src/error.rs): its messages are written
+/// for clients.
+const EXTENSION_ROUTINE: &str = "hatchat";
+
 impl From<tokio_postgres::Error> for ApiError {
     fn from(error: tokio_postgres::Error) -> Self {
         match error.as_db_error() {
+            // A constraint PostgreSQL itself enforced (a race the extension's own checks lost): its
+            // words name constraints and key values, which are logged, not sent.
+            Some(db) if db.code().code().starts_with("23") && db.routine() != Some(EXTENSION_ROUTINE) => {
+                tracing::warn!(
+                    sqlstate = db.code().code(),
+                    message = db.message(),
+                    detail = db.detail(),
+                    "constraint"
+                );
+                Self::from_sqlstate(
+                    db.code().code(),
+                    "the request conflicts with a concurrent change; nothing changed, try again".into(),
+                    None,
+                )
+            }
             Some(db) => Self::from_sqlstate(
                 db.code().code(),
                 db.message().to_string(),
