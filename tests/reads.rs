@@ -218,3 +218,56 @@ fn members_see_each_others_read_positions_unless_turned_off() {
     let no_flag = db.query_one("SELECT hatchat.set_read_receipts($1, NULL)", &[&bob.token()]);
     assert_eq!(sqlstate(no_flag), "22023");
 }
+
+#[test]
+fn unread_counts_stay_exact_while_members_send_read_join_and_leave_at_once() {
+    use std::sync::{Arc, Barrier};
+    use std::thread;
+    let mut db = connect();
+    let owner = register(&mut db, "alice");
+    let users: Vec<User> = std::iter::once(owner.clone())
+        .chain(["bob", "carol", "dave"].iter().map(|k| register(&mut db, k)))
+        .collect();
+    let id = channel_id("busy");
+    db.execute(
+        "SELECT hatchat.create_channel($1, $2, 'self', '{\"maxMessages\": 10}')",
+        &[&owner.token(), &id],
+    )
+    .unwrap();
+    for user in &users[1..] {
+        invite(&mut db, user, &id, user).unwrap();
+    }
+    let start = Arc::new(Barrier::new(users.len()));
+    let workers: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(index, user)| {
+            let (user, id, start, owner) = (user.clone(), id.clone(), Arc::clone(&start), owner.id);
+            thread::spawn(move || {
+                let mut db = connect();
+                let mut rng = Lcg(index as u64 + 1);
+                start.wait();
+                for step in 0..60 {
+                    let member = is_member(&mut db, &id, &user);
+                    match rng.below(6) {
+                        _ if !member => drop(invite(&mut db, &user, &id, &user).unwrap()),
+                        0..=2 => drop(send(&mut db, &user, &id, json!(step)).unwrap()),
+                        3 | 4 => {
+                            let to = rng.below(200) as i64;
+                            mark_read(&mut db, &user, &id, to).unwrap();
+                        }
+                        _ if user.id != owner => {
+                            db.execute("SELECT hatchat.leave_channel($1, $2)", &[&user.token(), &id])
+                                .unwrap();
+                        }
+                        _ => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    check_counts(&mut db, &id, &users, 60);
+}
