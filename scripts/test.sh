@@ -55,5 +55,5 @@ start_cluster "$plain" "$plain_port" throwaway ""
 create_database "$plain_port" hatchat_test
 say "wake-up suites (in-transaction mode)"
 HATCHAT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$plain_port/hatchat_test" \
-    HATCHAT_TEST_ANNOUNCER=in-transaction cargo test --workspace --test wake_ups --test long_poll --test batch --test messages
+    HATCHAT_TEST_ANNOUNCER=in-transaction cargo test --workspace --test wake_ups --test long_poll --test batch --test messages --test wire
 say "all tests passed (browser screenshots in target/browser-test/)"

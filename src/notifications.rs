@@ -218,12 +218,19 @@ fn mark_forwarded(user_id: Option<pgrx::Uuid>, up_to_id: Option<i64>) -> SqlResu
     require_forwarder()?;
     let user_id = crate::error::required(user_id, "user_id")?;
     let up_to_id = crate::error::required(up_to_id, "up_to_id")?;
-    lock_inboxes(&[user_id])?;
-    let marked = db::execute(
+    Ok(mark(
+        user_id,
         "UPDATE hatchat.notifications SET forwarded_at = now() \
           WHERE user_id = $1 AND id <= $2 AND forwarded_at IS NULL AND undeliverable_at IS NULL RETURNING id",
         &[user_id.into(), up_to_id.into()],
-    )?;
+    )?)
+}
+
+/// Marks some of `user_id`'s waiting notifications with `sql` (forwarded, or set aside), the
+/// user's inbox locked first and its `pending_since` recomputed after; how many were marked.
+fn mark(user_id: pgrx::Uuid, sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<i32> {
+    lock_inboxes(&[user_id])?;
+    let marked = db::execute(sql, args)?;
     if marked > 0 {
         refresh_pending(&[user_id])?;
     }
@@ -241,16 +248,12 @@ fn mark_undeliverable(user_id: Option<pgrx::Uuid>, id: Option<i64>, reason: Opti
     let user_id = crate::error::required(user_id, "user_id")?;
     let id = crate::error::required(id, "id")?;
     let reason = crate::error::required(reason, "reason")?;
-    lock_inboxes(&[user_id])?;
-    let marked = db::execute(
+    Ok(mark(
+        user_id,
         "UPDATE hatchat.notifications SET undeliverable_at = now(), undeliverable_reason = left($3, $4) \
           WHERE user_id = $1 AND id = $2 AND forwarded_at IS NULL AND undeliverable_at IS NULL RETURNING id",
         &[user_id.into(), id.into(), reason.into(), MAX_REASON_CHARS.into()],
-    )?;
-    if marked > 0 {
-        refresh_pending(&[user_id])?;
-    }
-    Ok(i32::try_from(marked).unwrap_or(i32::MAX))
+    )?)
 }
 
 /// The notifications set aside as undeliverable, newest first: `[{userId, id, reason, at, body}]`.

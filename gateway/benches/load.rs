@@ -65,8 +65,14 @@ async fn main() {
     let settings = Settings::from_env();
     let pool_size = settings.pool_size.to_string();
     // No purge timer: its one query a minute would blur the idle long-poll figure.
-    let gateway =
-        Gateway::start_with(&[("HATCHAT_POOL_SIZE", &pool_size), ("HATCHAT_PURGE_INTERVAL", "0")]).await;
+    // One reader holds every idle long-poll: the per-user bound must let it.
+    let polls = settings.waiters.max(16).to_string();
+    let gateway = Gateway::start_with(&[
+        ("HATCHAT_POOL_SIZE", &pool_size),
+        ("HATCHAT_PURGE_INTERVAL", "0"),
+        ("HATCHAT_MAX_POLLS_PER_USER", &polls),
+    ])
+    .await;
     let api = gateway.api();
     let admin = admin().await;
     println!("# hatchat gateway benchmark");
@@ -148,8 +154,8 @@ struct Cpu {
     load: f64,
 }
 
-/// pid -> (comm, CPU seconds so far).
-fn cpu_snapshot() -> HashMap<u32, (String, f64)> {
+/// pid -> (comm, parent pid, CPU seconds so far).
+fn cpu_snapshot() -> HashMap<u32, (String, u32, f64)> {
     let mut snapshot = HashMap::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
@@ -158,22 +164,30 @@ fn cpu_snapshot() -> HashMap<u32, (String, f64)> {
         let comm = head.split_once('(').map(|(_, c)| c.to_string()).unwrap_or_default();
         let fields: Vec<f64> = tail.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
         if fields.len() > 12 {
-            snapshot.insert(pid, (comm, (fields[11] + fields[12]) / 100.0));
+            snapshot.insert(pid, (comm, fields[1] as u32, (fields[11] + fields[12]) / 100.0));
         }
     }
     snapshot
 }
 
+/// The pid of the benchmark cluster's postmaster: the parent of one of its backends. Only its
+/// processes count as PostgreSQL's CPU (another cluster on the machine is not the benchmark's).
+async fn postmaster_pid() -> u32 {
+    let backend: i32 = admin().await.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    cpu_snapshot().get(&(backend as u32)).map(|(_, parent, _)| *parent).expect("the backend is alive")
+}
+
 fn cpu_used(
-    before: &HashMap<u32, (String, f64)>,
-    after: &HashMap<u32, (String, f64)>,
+    before: &HashMap<u32, (String, u32, f64)>,
+    after: &HashMap<u32, (String, u32, f64)>,
     gateway_pid: u32,
+    postmaster: u32,
 ) -> Cpu {
     let mut cpu = Cpu::default();
-    for (pid, (comm, seconds)) in after {
-        let Some((_, earlier)) = before.get(pid) else { continue };
+    for (pid, (comm, parent, seconds)) in after {
+        let Some((_, _, earlier)) = before.get(pid) else { continue };
         let used = seconds - earlier;
-        if comm == "postgres" {
+        if comm == "postgres" && (*pid == postmaster || *parent == postmaster) {
             cpu.postgres += used;
         } else if *pid == gateway_pid {
             cpu.gateway += used;
@@ -236,7 +250,7 @@ async fn send_rate(gateway: &Gateway, senders: &[(Sender, String)], seconds: u64
     for task in tasks {
         task.await.unwrap();
     }
-    let used = cpu_used(&before, &cpu_snapshot(), gateway_pid);
+    let used = cpu_used(&before, &cpu_snapshot(), gateway_pid, postmaster_pid().await);
     let failures = failed.load(Ordering::Relaxed);
     assert_eq!(failures, 0, "{failures} sends failed during the benchmark");
     let messages = sent.load(Ordering::Relaxed) as f64;
@@ -254,8 +268,9 @@ async fn send_rate(gateway: &Gateway, senders: &[(Sender, String)], seconds: u64
 
 /// pgmq's SQL-only install, from the shared peers folder beside the checkout (None when absent).
 fn pgmq_install() -> Option<std::path::PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let path = root.join("../shared/peers/pgmq-1.5.1/pgmq.sql");
+    // The checkout is the gateway's parent; shared/ lies beside the checkout.
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = checkout.join("../shared/peers/pgmq-1.5.1/pgmq.sql");
     path.exists().then_some(path)
 }
 
@@ -379,7 +394,51 @@ fn ms(d: Duration) -> String {
 /// One waiter long-polls in a loop; a sender sends every few milliseconds. For each message: the
 /// time from its send returning to the waiter's long-poll answering with it (0 when the long-poll
 /// answered first: NOTIFY fires at commit, possibly before the sender has its HTTP answer).
+/// Who sends in the latency run: the gateway (POST /messages) or a plain SQL client.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Gateway,
+    Sql,
+}
+
+/// Sends one message as `owner` to `channel` the `via` way; its seq.
+async fn send_one(
+    api: &Api,
+    sql: &tokio_postgres::Client,
+    via: Via,
+    owner: &Sender,
+    channel: &str,
+    i: usize,
+) -> i64 {
+    match via {
+        Via::Gateway => {
+            let body = json!({"channelId": channel, "payload": {"i": i}});
+            let response =
+                api.http.post(format!("{}/messages", api.base)).header("Authorization", &owner.token);
+            let reply: Value = response.json(&body).send().await.unwrap().json().await.unwrap();
+            reply["seq"].as_i64().unwrap()
+        }
+        Via::Sql => {
+            let row = sql
+                .query_one(
+                    "SELECT (hatchat.send_message($1, $2, jsonb_build_object('i', $3::int))->>'seq')::bigint",
+                    &[&owner.token, &channel, &(i as i32)],
+                )
+                .await
+                .unwrap();
+            row.get(0)
+        }
+    }
+}
+
 async fn latency(api: &Api, samples: usize) {
+    let sql = admin().await;
+    for via in [Via::Gateway, Via::Sql] {
+        latency_via(api, &sql, via, samples).await;
+    }
+}
+
+async fn latency_via(api: &Api, sql: &tokio_postgres::Client, via: Via, samples: usize) {
     let owner = sender(api).await;
     let channel = api.create_channel(&owner.user, "owner").await;
     let (http, base) = (api.http.clone(), api.base.clone());
@@ -408,10 +467,8 @@ async fn latency(api: &Api, samples: usize) {
     let mut sent = Vec::new();
     for i in 0..samples {
         tokio::time::sleep(Duration::from_millis(4)).await;
-        let body = json!({"channelId": channel, "payload": {"i": i}});
-        let response = api.http.post(format!("{}/messages", api.base)).header("Authorization", &owner.token);
-        let reply: Value = response.json(&body).send().await.unwrap().json().await.unwrap();
-        sent.push((reply["seq"].as_i64().unwrap(), Instant::now()));
+        let seq = send_one(api, sql, via, &owner, &channel, i).await;
+        sent.push((seq, Instant::now()));
     }
     let received = waiter.await.unwrap();
     let mut lags: Vec<Duration> = sent
@@ -422,7 +479,8 @@ async fn latency(api: &Api, samples: usize) {
         })
         .collect();
     lags.sort();
-    println!("## Delivery latency (send returned -> waiting long-poll answered), {samples} messages");
+    let who = if via == Via::Gateway { "POST /messages" } else { "plain SQL send_message" };
+    println!("## Delivery latency ({who} returned -> waiting long-poll answered), {samples} messages");
     println!();
     println!("| p50 | p99 | max |");
     println!("|---:|---:|---:|");
@@ -495,10 +553,7 @@ async fn idle_waiters(gateway: &Gateway, api: &Api, admin: &tokio_postgres::Clie
     println!();
     println!("| waiting (gateway /health) | gateway connections open | of them active | transactions/s while idle |");
     println!("|---:|---:|---:|---:|");
-    println!(
-        "| {} | {open} (pool, listener, notifier) | {active} | {per_second:.1} |",
-        gateway.waiting().await
-    );
+    println!("| {} | {open} (pool, listener) | {active} | {per_second:.1} |", gateway.waiting().await);
     println!();
     // Release them: one message in each channel.
     for channel in &channels {

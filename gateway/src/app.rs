@@ -1,36 +1,13 @@
-//! The gateway's state and router. `main` serves it; tests build the same router.
+//! The router: every route under its paths, the fallbacks, the body limit. `main` serves it;
+//! tests build the same router.
 
 use crate::error::ApiError;
-use crate::extract::MaxJsonDepth;
-use crate::listen::{Hub, PollQuota};
 use crate::routes;
-use crate::sends::Sends;
-use axum::extract::{DefaultBodyLimit, FromRef};
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
-use deadpool_postgres::Pool;
-use std::sync::Arc;
-use std::time::Duration;
 use tower_http::trace::TraceLayer;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: Pool,
-    pub hub: Arc<Hub>,
-    pub sends: Arc<Sends>,
-    /// The longest a long-poll waits.
-    pub max_wait: Duration,
-    /// Long-polls waiting per user.
-    pub polls: Arc<PollQuota>,
-    /// `hatchat.max_json_depth`, as the database said at startup.
-    pub max_json_depth: usize,
-}
-
-impl FromRef<AppState> for MaxJsonDepth {
-    fn from_ref(state: &AppState) -> Self {
-        MaxJsonDepth(state.max_json_depth)
-    }
-}
 
 pub fn app(state: AppState, max_body_bytes: usize, chat_prefix: &str) -> Router {
     let api = routes::router(chat_prefix)

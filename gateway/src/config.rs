@@ -45,7 +45,7 @@ pub struct Config {
     pub application_name: String,
 
     /// Path prefix of the multi-room chat routes (`/{prefix}/auth/{token}/rooms`…).
-    #[arg(long, env = "HATCHAT_CHAT_PREFIX", default_value = "chat/v1")]
+    #[arg(long, env = "HATCHAT_CHAT_PREFIX", default_value = hatchat_wire::CHAT_SERVICE)]
     pub chat_prefix: String,
 
     /// When set, every notification is POSTed as JSON to this URL (at least once, in order per

@@ -21,9 +21,7 @@ pub fn postgres_config(url: &str, application_name: &str) -> Result<tokio_postgr
     Ok(config)
 }
 
-/// Request connections send with `hatchat.notify = off`: the gateway announces its own sends
-/// (see notify.rs), so no send transaction takes the database-wide NOTIFY lock. With
-/// `request_role`, they run as that role (see `prepare_database`).
+/// Request connections; with `request_role`, they run as that role (see `prepare_database`).
 pub fn pool(
     url: &str,
     application_name: &str,
@@ -31,7 +29,6 @@ pub fn pool(
     request_role: Option<&str>,
 ) -> Result<Pool, String> {
     let mut config = postgres_config(url, application_name)?;
-    add_options(&mut config, "-c hatchat.notify=off");
     if let Some(role) = request_role {
         add_options(&mut config, &format!("-c role={role}"));
     }
@@ -47,7 +44,7 @@ pub fn pool(
 }
 
 /// Adds server settings to those the URL may already carry.
-pub fn add_options(config: &mut tokio_postgres::Config, options: &str) {
+fn add_options(config: &mut tokio_postgres::Config, options: &str) {
     let existing = config.get_options().unwrap_or_default().to_string();
     config.options(format!("{existing} {options}").trim());
 }
@@ -61,16 +58,20 @@ pub async fn call_json(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<St
 }
 
 /// Runs `sql` for its effect (a function returning void).
-pub async fn call(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<(), ApiError> {
+pub async fn execute(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<(), ApiError> {
     let client = pool.get().await?;
     let statement = client.prepare_cached(sql).await?;
     client.execute(&statement, params).await?;
     Ok(())
 }
 
-/// A JSON text, as the response.
-pub fn json(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+/// JSON text, from SQL or fixed: the response body as it is, parsed by nobody on the way.
+pub struct JsonText(pub String);
+
+impl IntoResponse for JsonText {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
+    }
 }
 
 /// What startup learnt about the database.

@@ -11,6 +11,7 @@
 //! receiver refuses (4xx but 408 and 429) is set aside as undeliverable at once, one that keeps
 //! failing (5xx, timeouts, unreachable) after the give-up time: then the user's next ones go on.
 
+use crate::backoff::Backoff;
 use crate::listen::{Hub, Topic, Wake};
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -25,7 +26,8 @@ use tokio::time::Instant;
 use tokio_postgres::{Client, NoTls};
 
 const BATCH: i32 = 100;
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a user whose notification failed waits before the next try: 200 ms, doubling to 30 s.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
 /// Users served at once: a receiver that hangs on some users' notifications holds up only those.
 const CONCURRENT_USERS: usize = 8;
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,11 +94,11 @@ pub fn spawn_forwarder(hub: Arc<Hub>, config: tokio_postgres::Config, target: Ta
     });
 }
 
-/// A user whose notification `id` failed: when they may be tried again, the backoff that got them
-/// there, and since when that notification has been failing.
+/// A user whose notification `id` failed: when they may be tried again, their backoff, and since
+/// when that notification has been failing.
 struct Failing {
     next: Instant,
-    backoff: Duration,
+    backoff: Backoff,
     id: i64,
     since: Instant,
 }
@@ -114,17 +116,12 @@ impl Retry {
 
     /// Records a failure of `user`'s notification `id`; how long that one has been failing.
     fn failed(&mut self, user: &str, id: i64, now: Instant) -> Duration {
-        let failing = match self.users.get(user) {
-            Some(f) if f.id == id => {
-                let backoff = (f.backoff * 2).min(MAX_BACKOFF);
-                Failing { next: now + backoff, backoff, id, since: f.since }
-            }
-            _ => {
-                let backoff = Duration::from_millis(200);
-                Failing { next: now + backoff, backoff, id, since: now }
-            }
+        let (mut backoff, since) = match self.users.get(user) {
+            Some(f) if f.id == id => (f.backoff, f.since),
+            _ => (BACKOFF, now),
         };
-        let failing_for = now - failing.since;
+        let failing = Failing { next: now + backoff.next_wait(), backoff, id, since };
+        let failing_for = now - since;
         self.users.insert(user.to_string(), failing);
         failing_for
     }
@@ -369,7 +366,7 @@ mod tests {
         let later = start + Duration::from_secs(3);
         assert_eq!(retry.waiting(later).count(), 0, "due again");
         assert_eq!(retry.failed("u", 1, later), Duration::from_secs(3));
-        assert_eq!(retry.users["u"].backoff, Duration::from_millis(400));
+        assert_eq!(retry.next_due(later), Some(later + Duration::from_millis(400)), "backing off longer");
         // Another notification (the first was set aside or deleted) starts the clock again.
         assert_eq!(retry.failed("u", 2, later), Duration::ZERO);
         retry.clear("u");

@@ -3,12 +3,15 @@
 //! live here.
 
 pub mod app;
+pub mod backoff;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod forward;
+pub mod group_commit;
 pub mod listen;
-pub mod notify;
+pub mod long_poll;
+pub mod poll_quota;
 pub mod routes;
-pub mod sends;
+pub mod state;

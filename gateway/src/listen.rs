@@ -1,14 +1,16 @@
-//! The one LISTEN connection of a gateway process and the fan-out of its notifications to waiting
-//! requests. A waiting long-poll holds a `watch` receiver, no database connection, and causes no
+//! The one LISTEN connection of a gateway process, and the wake-ups it hands to waiting requests.
+//! The extension announces every change, after it commits, as a NOTIFY naming the keys of the
+//! channels and users it touched (`hatchat_wire::wake`); the hub wakes the requests waiting on
+//! those keys. A waiting long-poll holds a `watch` receiver, no database connection, and causes no
 //! queries until something happens to what it waits on.
 //!
-//! No lost wake-ups: a request subscribes *before* it queries, so a message that commits between
-//! its query and its wait has already marked its receiver. When the LISTEN connection drops,
-//! notifications sent meanwhile are lost, so after every (re)connect everyone is woken to
-//! re-query. Notifications only say "look again"; the query decides what is new.
+//! No lost wake-ups: a request subscribes *before* it queries (see long_poll.rs). When the LISTEN
+//! connection drops, announcements made meanwhile are lost, so after every (re)connect everyone is
+//! woken to re-query. A wake-up only says "look again"; the query decides what is new.
 
+use crate::backoff::Backoff;
 use futures_util::StreamExt;
-use serde::Deserialize;
+use hatchat_wire::wake::{self, Kind, WakeUp, NOTIFY_CHANNEL};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,18 +19,50 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-/// The NOTIFY channel the extension announces on.
-pub const NOTIFY_CHANNEL: &str = "hatchat";
-
-/// What a request can wait on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What a request can wait on, by key (`hatchat_wire::wake::key`): two ids that share a key only
+/// cost a query that finds nothing new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {
     /// New messages in a channel (or the channel changed, e.g. was deleted).
-    Channel(String),
+    Channel(u64),
     /// New notifications for a user.
-    User(String),
+    User(u64),
     /// New notifications for anyone (the forwarder waits on this).
     AnyUser,
+}
+
+impl Topic {
+    pub fn channel(id: &str) -> Self {
+        Topic::Channel(wake::key(Kind::Channel, id))
+    }
+
+    /// `id` as the database writes a uuid (lowercase, hyphenated), as the extension keys it.
+    pub fn user(id: &str) -> Self {
+        Topic::User(wake::key(Kind::User, id))
+    }
+}
+
+/// Whom one announcement wakes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Everyone looks again (the announcer lost track of what changed).
+    Everyone,
+    /// The requests waiting on these topics.
+    Topics(Vec<Topic>),
+}
+
+/// The gateway's reading of a NOTIFY payload. Notifications for any user also wake `AnyUser`. A
+/// payload that names nothing is not one the extension sends (it may come from a version that
+/// spells the shape differently): everyone looks again rather than nobody.
+pub fn decode(payload: &str) -> Result<Audience, serde_json::Error> {
+    let wake_up = WakeUp::decode(payload)?;
+    if wake_up.all || (wake_up.channels.is_empty() && wake_up.users.is_empty()) {
+        return Ok(Audience::Everyone);
+    }
+    let any_user = (!wake_up.users.is_empty()).then_some(Topic::AnyUser);
+    let channels = wake_up.channels.into_iter().map(Topic::Channel);
+    let users = wake_up.users.into_iter().map(Topic::User);
+    Ok(Audience::Topics(channels.chain(users).chain(any_user).collect()))
 }
 
 /// Why a wait ended.
@@ -43,8 +77,6 @@ pub enum Wake {
 }
 
 pub struct Hub {
-    /// Names this process in the NOTIFYs it sends, so it can skip hearing its own.
-    instance: String,
     topics: Mutex<HashMap<Topic, watch::Sender<u64>>>,
     /// Bumped after every (re)connect of the listener, and at shutdown.
     everyone: watch::Sender<u64>,
@@ -64,9 +96,7 @@ pub struct Subscription {
 
 impl Hub {
     pub fn new() -> Arc<Self> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Arc::new(Self {
-            instance: format!("{}-{:x}", std::process::id(), nanos.as_nanos()),
             topics: Mutex::default(),
             everyone: watch::Sender::default(),
             connected: AtomicBool::default(),
@@ -75,14 +105,10 @@ impl Hub {
         })
     }
 
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
     pub fn subscribe(self: &Arc<Self>, topic: Topic) -> Subscription {
         let receiver = {
             let mut topics = self.topics.lock().expect("hub lock");
-            topics.entry(topic.clone()).or_insert_with(|| watch::channel(0).0).subscribe()
+            topics.entry(topic).or_insert_with(|| watch::channel(0).0).subscribe()
         };
         self.waiting.fetch_add(1, Ordering::Relaxed);
         Subscription {
@@ -93,7 +119,8 @@ impl Hub {
         }
     }
 
-    pub fn notify(&self, topic: &Topic) {
+    /// Wakes the requests waiting on `topic`.
+    pub fn wake(&self, topic: &Topic) {
         if let Some(sender) = self.topics.lock().expect("hub lock").get(topic) {
             sender.send_modify(|n| *n = n.wrapping_add(1));
         }
@@ -104,14 +131,13 @@ impl Hub {
         self.everyone.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Applies one notification payload from the extension (or a gateway's coalesced NOTIFY).
+    /// Wakes whom one announcement of the extension names.
     pub fn dispatch(&self, payload: &str) {
-        match serde_json::from_str::<Payload>(payload) {
-            // Our own announcement: our waiters were woken when the send returned.
-            Ok(payload) if payload.gateway.as_deref() == Some(self.instance.as_str()) => {}
-            Ok(payload) => payload.topics().for_each(|topic| self.notify(&topic)),
+        match decode(payload) {
+            Ok(Audience::Topics(topics)) => topics.iter().for_each(|topic| self.wake(topic)),
+            Ok(Audience::Everyone) => self.wake_everyone(),
             Err(error) => {
-                tracing::warn!(%error, payload, "unreadable notification; waking everyone to be safe");
+                tracing::warn!(%error, payload, "unreadable announcement; waking everyone to be safe");
                 self.wake_everyone();
             }
         }
@@ -167,44 +193,23 @@ impl Drop for Subscription {
     }
 }
 
-/// `{"channel": c, "seq": n}` from a send, `{"channels": [..], "gateway": g}` coalesced by a
-/// gateway, `{"user": u}` / `{"users": [..]}` for notification streams.
-#[derive(Deserialize)]
-struct Payload {
-    gateway: Option<String>,
-    channel: Option<String>,
-    #[serde(default)]
-    channels: Vec<String>,
-    user: Option<String>,
-    #[serde(default)]
-    users: Vec<String>,
-}
-
-impl Payload {
-    fn topics(self) -> impl Iterator<Item = Topic> {
-        let channels = self.channel.into_iter().chain(self.channels).map(Topic::Channel);
-        let users: Vec<Topic> = self.user.into_iter().chain(self.users).map(Topic::User).collect();
-        let any_user = (!users.is_empty()).then_some(Topic::AnyUser);
-        channels.chain(users).chain(any_user)
-    }
-}
-
 /// Keeps one LISTEN connection up for the life of the process: reconnects with capped exponential
 /// backoff, and wakes everyone once listening again.
 pub fn spawn_listener(hub: Arc<Hub>, config: tokio_postgres::Config) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         while !hub.is_shutting_down() {
-            match listen(&hub, &config).await {
-                Ok(()) => tracing::warn!("listener connection closed; reconnecting"),
-                Err(error) => tracing::warn!(%error, ?backoff, "listener connection failed; reconnecting"),
-            }
+            let ended = listen(&hub, &config).await;
             // A connection that got as far as listening starts the backoff over.
             if hub.connected.swap(false, Ordering::SeqCst) {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            let wait = backoff.next_wait();
+            match ended {
+                Ok(()) => tracing::warn!("listener connection closed; reconnecting"),
+                Err(error) => tracing::warn!(%error, ?wait, "listener connection failed; reconnecting"),
+            }
+            tokio::time::sleep(wait).await;
         }
     })
 }
@@ -228,67 +233,11 @@ async fn listen(hub: &Arc<Hub>, config: &tokio_postgres::Config) -> Result<(), t
     };
     client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await?;
     hub.connected.store(true, Ordering::SeqCst);
-    tracing::info!("listening for notifications");
+    tracing::info!("listening for announcements");
     hub.wake_everyone();
     let ended = dispatcher.await.unwrap_or(Ok(()));
     drop(client);
     ended
-}
-
-/// How many long-polls each user may hold waiting at once on this gateway. Each one is a task, a
-/// subscription and a re-query on every wake-up; without a bound, one client could hold any number.
-/// Users are counted by the id the database verified from their token, never by what a request
-/// claims, or anyone could use up someone else's share.
-pub struct PollQuota {
-    per_user: usize,
-    held: Mutex<HashMap<String, usize>>,
-}
-
-/// One long-poll counted against its user; dropping it (the request ended, however) gives it back.
-pub struct PollPermit {
-    quota: Arc<PollQuota>,
-    user: String,
-}
-
-impl PollQuota {
-    pub fn new(per_user: usize) -> Arc<Self> {
-        Arc::new(Self { per_user, held: Mutex::default() })
-    }
-
-    pub fn per_user(&self) -> usize {
-        self.per_user
-    }
-
-    /// A permit for one more long-poll of `user`, unless the user already holds `per_user`.
-    pub fn acquire(self: &Arc<Self>, user: &str) -> Option<PollPermit> {
-        let mut held = self.held.lock().expect("poll quota lock");
-        let count = held.entry(user.to_string()).or_default();
-        if *count >= self.per_user {
-            if *count == 0 {
-                held.remove(user);
-            }
-            return None;
-        }
-        *count += 1;
-        Some(PollPermit { quota: Arc::clone(self), user: user.to_string() })
-    }
-
-    /// Long-polls `user` holds now.
-    pub fn held_by(&self, user: &str) -> usize {
-        self.held.lock().expect("poll quota lock").get(user).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for PollPermit {
-    fn drop(&mut self) {
-        let mut held = self.quota.held.lock().expect("poll quota lock");
-        if let Some(count) = held.get_mut(&self.user) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.user);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -296,21 +245,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_user_holds_at_most_the_quota_and_dropping_a_permit_gives_it_back() {
-        let quota = PollQuota::new(2);
-        let first = quota.acquire("alice").unwrap();
-        let second = quota.acquire("alice").unwrap();
-        assert!(quota.acquire("alice").is_none());
-        assert!(quota.acquire("bob").is_some(), "another user is not affected");
-        drop(first);
-        assert_eq!(quota.held_by("alice"), 1);
-        let third = quota.acquire("alice").unwrap();
-        assert!(quota.acquire("alice").is_none());
-        drop((second, third));
-        assert_eq!(quota.held_by("alice"), 0);
-        assert!(quota.held.lock().unwrap().is_empty(), "no entry left behind");
-        let none = PollQuota::new(0);
-        assert!(none.acquire("carol").is_none());
-        assert!(none.held.lock().unwrap().is_empty());
+    fn an_announcement_wakes_its_keys_and_all_wakes_everyone() {
+        let (general, alice) = ("general", "6f1c3a4e-3b5d-4f7a-9c2e-1d2e3f4a5b6c");
+        let payload =
+            &WakeUp::encode(&[wake::key(Kind::Channel, general)], &[wake::key(Kind::User, alice)], false)[0];
+        let expected = vec![Topic::channel(general), Topic::user(alice), Topic::AnyUser];
+        assert_eq!(decode(payload).unwrap(), Audience::Topics(expected));
+        assert_eq!(decode(r#"{"channels": [], "all": true}"#).unwrap(), Audience::Everyone);
+        assert_eq!(
+            decode(r#"{"channel": "general", "seq": 1}"#).unwrap(),
+            Audience::Everyone,
+            "names nothing"
+        );
+        assert!(decode("not json").is_err());
     }
 }

@@ -2,13 +2,14 @@
 //! long-polls are answered at once and in-flight requests finish.
 
 use clap::Parser;
-use hatchat_gateway::app::{app, AppState};
+use hatchat_gateway::app::app;
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
 use hatchat_gateway::forward::{spawn_forwarder, Target};
-use hatchat_gateway::listen::{spawn_listener, Hub, PollQuota};
-use hatchat_gateway::notify::spawn_notifier;
-use hatchat_gateway::sends::Sends;
+use hatchat_gateway::group_commit::GroupCommit;
+use hatchat_gateway::listen::{spawn_listener, Hub};
+use hatchat_gateway::poll_quota::PollQuota;
+use hatchat_gateway::state::AppState;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,21 +38,17 @@ async fn run(config: Config) -> Result<(), String> {
     let hub = Hub::new();
     let listener_name = format!("{}-listener", config.application_name);
     spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);
-    let mut notifier_config =
-        db::postgres_config(&config.database_url, &format!("{}-notifier", config.application_name))?;
-    db::add_options(&mut notifier_config, "-c synchronous_commit=off");
-    let (notifier, notifier_task) = spawn_notifier(Arc::clone(&hub), notifier_config);
     if let Some(url) = &config.notify_url {
         let name = format!("{}-forwarder", config.application_name);
         let target = Target { url: url.clone(), give_up: Duration::from_secs(config.forward_give_up_secs) };
         spawn_forwarder(Arc::clone(&hub), db::postgres_config(&config.database_url, &name)?, target);
     }
     spawn_purger(pool.clone(), config.purge_interval_secs);
-    let sends = Sends::new(pool.clone(), notifier, config.send_slots);
+    let group_commit = GroupCommit::new(pool.clone(), config.send_slots);
     let state = AppState {
         pool,
         hub: Arc::clone(&hub),
-        sends,
+        group_commit,
         max_wait: config.max_wait(),
         polls: PollQuota::new(config.max_polls_per_user),
         max_json_depth: prepared.max_json_depth,
@@ -69,10 +66,6 @@ async fn run(config: Config) -> Result<(), String> {
         .with_graceful_shutdown(shutdown_signal(hub))
         .await
         .map_err(|e| e.to_string())?;
-    // The router (and with it the last Notifier) is gone: let the notifier announce what is left.
-    if tokio::time::timeout(Duration::from_secs(5), notifier_task).await.is_err() {
-        tracing::warn!("some sends could not be announced before exit; waiters elsewhere re-poll");
-    }
     Ok(())
 }
 

@@ -1,12 +1,10 @@
 //! /channels and /invite: create, view, list, change, delete, invite, leave.
 
-use crate::app::AppState;
-use crate::db;
-use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, PathParams, Token};
+use crate::state::{Answer, AppState};
 use axum::extract::State;
-use axum::response::Response;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -14,7 +12,7 @@ pub struct NewChannel {
     id: Option<String>,
     invite_model: Option<String>,
     /// `{maxMessages, ttlSeconds, notify}`, passed to the extension as it came.
-    options: Option<Box<serde_json::value::RawValue>>,
+    options: Option<Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -33,26 +31,19 @@ pub struct Invitation {
 pub async fn create(
     State(app): State<AppState>,
     Token(token): Token,
-    JsonBody(channel): JsonBody<NewChannel>,
-) -> Result<Response, ApiError> {
-    let options = channel.options.as_deref().map(serde_json::value::RawValue::get).unwrap_or("{}");
+    JsonBody(c): JsonBody<NewChannel>,
+) -> Answer {
+    let options = c.options.as_deref().map_or("{}", RawValue::get);
     let sql = "SELECT hatchat.create_channel($1, $2, $3, $4::text::jsonb)::text";
-    Ok(db::json(
-        db::call_json(&app.pool, sql, &[&token, &channel.id, &channel.invite_model, &options]).await?,
-    ))
+    app.call(sql, &[&token, &c.id, &c.invite_model, &options]).await
 }
 
-pub async fn list(State(app): State<AppState>, Token(token): Token) -> Result<Response, ApiError> {
-    Ok(db::json(db::call_json(&app.pool, "SELECT hatchat.list_channels($1)::text", &[&token]).await?))
+pub async fn list(State(app): State<AppState>, Token(token): Token) -> Answer {
+    app.call("SELECT hatchat.list_channels($1)::text", &[&token]).await
 }
 
-pub async fn get(
-    State(app): State<AppState>,
-    Token(token): Token,
-    PathParams(id): PathParam,
-) -> Result<Response, ApiError> {
-    let sql = "SELECT hatchat.get_channel($1, $2)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&token, &id]).await?))
+pub async fn get(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
+    app.call("SELECT hatchat.get_channel($1, $2)::text", &[&token, &id]).await
 }
 
 pub async fn update(
@@ -60,34 +51,23 @@ pub async fn update(
     Token(token): Token,
     PathParams(id): PathParam,
     JsonBody(change): JsonBody<ChannelChange>,
-) -> Result<Response, ApiError> {
-    let sql = "SELECT hatchat.update_channel($1, $2, $3)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&token, &id, &change.invite_model]).await?))
+) -> Answer {
+    app.call("SELECT hatchat.update_channel($1, $2, $3)::text", &[&token, &id, &change.invite_model]).await
 }
 
-pub async fn delete(
-    State(app): State<AppState>,
-    Token(token): Token,
-    PathParams(id): PathParam,
-) -> Result<Response, ApiError> {
-    db::call(&app.pool, "SELECT hatchat.delete_channel($1, $2)", &[&token, &id]).await?;
-    Ok(db::json(r#"{"deleted":true}"#.into()))
+pub async fn delete(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
+    app.call_void("SELECT hatchat.delete_channel($1, $2)", &[&token, &id], r#"{"deleted":true}"#).await
 }
 
 pub async fn invite(
     State(app): State<AppState>,
     Token(token): Token,
-    JsonBody(invitation): JsonBody<Invitation>,
-) -> Result<Response, ApiError> {
-    let sql = "SELECT hatchat.invite($1, $2, $3::text::uuid)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&token, &invitation.channel_id, &invitation.user_id]).await?))
+    JsonBody(i): JsonBody<Invitation>,
+) -> Answer {
+    app.call("SELECT hatchat.invite($1, $2, $3::text::uuid)::text", &[&token, &i.channel_id, &i.user_id])
+        .await
 }
 
-pub async fn leave(
-    State(app): State<AppState>,
-    Token(token): Token,
-    PathParams(id): PathParam,
-) -> Result<Response, ApiError> {
-    db::call(&app.pool, "SELECT hatchat.leave_channel($1, $2)", &[&token, &id]).await?;
-    Ok(db::json(r#"{"left":true}"#.into()))
+pub async fn leave(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
+    app.call_void("SELECT hatchat.leave_channel($1, $2)", &[&token, &id], r#"{"left":true}"#).await
 }

@@ -1,7 +1,7 @@
 //! /ping and /health.
 
-use crate::app::AppState;
 use crate::forward;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -24,7 +24,7 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let listener = app.hub.is_connected();
     let status = if database && listener { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let up = |ok: bool| if ok { "up" } else { "down" };
-    let (transactions, messages) = app.sends.counts();
+    let (transactions, messages) = app.group_commit.counts();
     let mut body = json!({
         "database": up(database),
         "listener": up(listener),

@@ -1,12 +1,12 @@
 //! /messages: send, and read with a long-poll that wakes on NOTIFY.
 
-use crate::app::AppState;
-use crate::db;
+use crate::db::{self, JsonText};
 use crate::error::ApiError;
 use crate::extract::{raw_json, wait_param, JsonBody, QueryParams, Token};
-use crate::listen::{PollPermit, Topic, Wake};
+use crate::listen::Topic;
+use crate::long_poll::LongPoll;
+use crate::state::{Answer, AppState};
 use axum::extract::State;
-use axum::response::Response;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
@@ -23,9 +23,9 @@ pub struct NewMessage {
 pub async fn send(
     State(app): State<AppState>,
     Token(token): Token,
-    JsonBody(message): JsonBody<NewMessage>,
-) -> Result<Response, ApiError> {
-    Ok(db::json(app.sends.send(token, message.channel_id, message.payload).await?))
+    JsonBody(m): JsonBody<NewMessage>,
+) -> Answer {
+    app.group_commit.send(token, m.channel_id, m.payload).await.map(JsonText)
 }
 
 #[derive(Deserialize)]
@@ -61,45 +61,14 @@ impl Window {
     }
 }
 
-/// Queries once; while the answer is empty and the window open, waits for a notification on the
-/// channel and queries again, until the deadline. Holds no database connection while waiting. A
-/// request that is about to wait counts against its user's long-polls (see `admit`).
+/// Waits for a message in the channel while the window is still open (see `LongPoll`).
 pub async fn poll(
     State(app): State<AppState>,
     Token(token): Token,
-    QueryParams(window): QueryParams<Window>,
-) -> Result<Response, ApiError> {
-    let deadline = Instant::now() + wait_param(window.wait, app.max_wait)?;
-    // Subscribe before the first query: a message committed in between is not missed.
-    let mut subscription = app.hub.subscribe(Topic::Channel(window.channel_id.clone().unwrap_or_default()));
-    let mut permit = None;
-    loop {
-        let page = window.read(&app, &token).await?;
-        if page != "[]" || !window.still_open() || Instant::now() >= deadline {
-            return Ok(db::json(page));
-        }
-        if permit.is_none() {
-            let user = db::call_json(&app.pool, "SELECT hatchat.authenticate($1)::text", &[&token]).await?;
-            permit = Some(admit(&app, &user)?);
-        }
-        match subscription.wait(deadline).await {
-            Wake::Changed => continue,
-            Wake::Timeout | Wake::Shutdown => return Ok(db::json(page)),
-        }
-    }
-}
-
-/// Counts a long-poll against `user` (an id the database verified) until the permit is dropped
-/// with the request; 429 when the user already holds the most a gateway allows.
-pub fn admit(app: &AppState, user: &str) -> Result<PollPermit, ApiError> {
-    app.polls.acquire(user).ok_or_else(|| {
-        ApiError::too_many_requests(
-            format!(
-                "a user may hold at most {} waiting long-polls at once on this gateway; \
-                 try again when one has answered",
-                app.polls.per_user()
-            ),
-            1,
-        )
-    })
+    QueryParams(w): QueryParams<Window>,
+) -> Answer {
+    let deadline = Instant::now() + wait_param(w.wait, app.max_wait)?;
+    let topic = Topic::channel(w.channel_id.as_deref().unwrap_or_default());
+    let poll = LongPoll { topic, deadline, token: &token, user: None };
+    poll.run(&app, || w.still_open(), || w.read(&app, &token)).await
 }

@@ -10,7 +10,7 @@ mod rooms;
 mod users;
 mod web;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::routing::{get, post, put};
 use axum::Router;
 

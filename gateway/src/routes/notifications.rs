@@ -1,14 +1,13 @@
 //! GET /notifications?after=&limit=&wait=: the caller's notification stream, long-polled like
-//! messages (woken by the NOTIFY naming the user, counted against the user's long-polls).
+//! messages (woken by announcements naming the user's key, counted against the user's long-polls).
 
-use super::messages::admit;
-use crate::app::AppState;
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::{wait_param, QueryParams, Token};
-use crate::listen::{Topic, Wake};
+use crate::listen::Topic;
+use crate::long_poll::{user_of, LongPoll};
+use crate::state::{Answer, AppState};
 use axum::extract::State;
-use axum::response::Response;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -19,28 +18,21 @@ pub struct Page {
     wait: Option<f64>,
 }
 
+impl Page {
+    async fn read(&self, app: &AppState, token: &Option<String>) -> Result<String, ApiError> {
+        let sql = "SELECT hatchat.get_notifications($1, $2, $3)::text";
+        db::call_json(&app.pool, sql, &[token, &self.after, &self.limit]).await
+    }
+}
+
 pub async fn poll(
     State(app): State<AppState>,
     Token(token): Token,
     QueryParams(page): QueryParams<Page>,
-) -> Result<Response, ApiError> {
+) -> Answer {
     let deadline = Instant::now() + wait_param(page.wait, app.max_wait)?;
     // Whose stream: the subscription needs the user before the first query.
-    let user = db::call_json(&app.pool, "SELECT hatchat.authenticate($1)::text", &[&token]).await?;
-    let mut subscription = app.hub.subscribe(Topic::User(user.clone()));
-    let sql = "SELECT hatchat.get_notifications($1, $2, $3)::text";
-    let mut permit = None;
-    loop {
-        let notes = db::call_json(&app.pool, sql, &[&token, &page.after, &page.limit]).await?;
-        if notes != "[]" || Instant::now() >= deadline {
-            return Ok(db::json(notes));
-        }
-        if permit.is_none() {
-            permit = Some(admit(&app, &user)?);
-        }
-        match subscription.wait(deadline).await {
-            Wake::Changed => continue,
-            Wake::Timeout | Wake::Shutdown => return Ok(db::json(notes)),
-        }
-    }
+    let user = user_of(&app, &token).await?;
+    let poll = LongPoll { topic: Topic::user(&user), deadline, token: &token, user: Some(user) };
+    poll.run(&app, || true, || page.read(&app, &token)).await
 }

@@ -5,12 +5,10 @@
 //! the server secret. A room id is percent-encoded (`triominos%2Fv1%2Falice%2Fbob`); plain slashes
 //! work too.
 
-use crate::app::AppState;
-use crate::db;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, RawJsonBody};
+use crate::state::{Answer, AppState};
 use axum::extract::State;
-use axum::response::Response;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -24,17 +22,15 @@ pub async fn create(
     State(app): State<AppState>,
     PathParams(token): PathParams<String>,
     JsonBody(room): JsonBody<NewRoom>,
-) -> Result<Response, ApiError> {
-    let sql = "SELECT hatchat.create_room($1, $2, $3)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&token, &room.kind, &room.users]).await?))
+) -> Answer {
+    app.call("SELECT hatchat.create_room($1, $2, $3)::text", &[&token, &room.kind, &room.users]).await
 }
 
 pub async fn get(
     State(app): State<AppState>,
     PathParams((token, room)): PathParams<(String, String)>,
-) -> Result<Response, ApiError> {
-    let sql = "SELECT hatchat.get_room($1, $2)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&token, &room]).await?))
+) -> Answer {
+    app.call("SELECT hatchat.get_room($1, $2)::text", &[&token, &room]).await
 }
 
 /// `…/rooms/{roomId}/messages`: the room id is the path before the last `/messages`.
@@ -42,17 +38,16 @@ pub async fn post_message(
     State(app): State<AppState>,
     PathParams((token, rest)): PathParams<(String, String)>,
     RawJsonBody(body): RawJsonBody,
-) -> Result<Response, ApiError> {
+) -> Answer {
     let room = rest.strip_suffix("/messages").ok_or_else(|| ApiError::not_found("no such route"))?;
     let sql = "SELECT hatchat.post_room_message($1, $2, $3::text::jsonb)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&token, &room, &body.get()]).await?))
+    app.call(sql, &[&token, &room, &body.get()]).await
 }
 
 pub async fn system_message(
     State(app): State<AppState>,
     PathParams(secret): PathParams<String>,
     RawJsonBody(body): RawJsonBody,
-) -> Result<Response, ApiError> {
-    let sql = "SELECT hatchat.post_system_message($1, $2::text::jsonb)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&secret, &body.get()]).await?))
+) -> Answer {
+    app.call("SELECT hatchat.post_system_message($1, $2::text::jsonb)::text", &[&secret, &body.get()]).await
 }

@@ -1,11 +1,8 @@
 //! /users: register, view, rename, delete.
 
-use crate::app::AppState;
-use crate::db;
-use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, PathParams, Token};
+use crate::state::{Answer, AppState};
 use axum::extract::State;
-use axum::response::Response;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -21,17 +18,13 @@ pub struct Rename {
     username: Option<String>,
 }
 
-pub async fn register(
-    State(app): State<AppState>,
-    JsonBody(user): JsonBody<NewUser>,
-) -> Result<Response, ApiError> {
+pub async fn register(State(app): State<AppState>, JsonBody(user): JsonBody<NewUser>) -> Answer {
     let sql = "SELECT hatchat.register_user($1::text::uuid, $2, $3)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&user.id, &user.public_key, &user.username]).await?))
+    app.call(sql, &[&user.id, &user.public_key, &user.username]).await
 }
 
-pub async fn get(State(app): State<AppState>, PathParams(id): PathParam) -> Result<Response, ApiError> {
-    let sql = "SELECT hatchat.get_user($1::text::uuid)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&id]).await?))
+pub async fn get(State(app): State<AppState>, PathParams(id): PathParam) -> Answer {
+    app.call("SELECT hatchat.get_user($1::text::uuid)::text", &[&id]).await
 }
 
 pub async fn update(
@@ -39,16 +32,12 @@ pub async fn update(
     Token(token): Token,
     PathParams(id): PathParam,
     JsonBody(rename): JsonBody<Rename>,
-) -> Result<Response, ApiError> {
-    let sql = "SELECT hatchat.update_user($1, $2::text::uuid, $3)::text";
-    Ok(db::json(db::call_json(&app.pool, sql, &[&token, &id, &rename.username]).await?))
+) -> Answer {
+    app.call("SELECT hatchat.update_user($1, $2::text::uuid, $3)::text", &[&token, &id, &rename.username])
+        .await
 }
 
-pub async fn delete(
-    State(app): State<AppState>,
-    Token(token): Token,
-    PathParams(id): PathParam,
-) -> Result<Response, ApiError> {
-    db::call(&app.pool, "SELECT hatchat.delete_user($1, $2::text::uuid)", &[&token, &id]).await?;
-    Ok(db::json(r#"{"deleted":true}"#.into()))
+pub async fn delete(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
+    app.call_void("SELECT hatchat.delete_user($1, $2::text::uuid)", &[&token, &id], r#"{"deleted":true}"#)
+        .await
 }

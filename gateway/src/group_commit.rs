@@ -24,11 +24,10 @@
 //! behind it (its send completes; only the answer is dropped).
 
 use crate::error::ApiError;
-use crate::notify::Notifier;
 use deadpool_postgres::Pool;
-use serde::{Deserialize, Serialize};
+use hatchat_wire::batch::{Item, ItemError};
 use serde_json::value::RawValue;
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,9 +47,8 @@ const DEADLOCK: &str = "40P01";
 /// commit takes about a millisecond here.
 const STALL: Duration = Duration::from_millis(50);
 
-pub struct Sends {
+pub struct GroupCommit {
     pool: Pool,
-    notifier: Notifier,
     slots: usize,
     /// Slots at most, stalled ones included: half the pool, so that a database slow enough to
     /// stall every batch still leaves connections for reads and the other routes.
@@ -128,6 +126,16 @@ impl Pending {
         !nul(&self.channel) && !nul(&self.token)
     }
 
+    /// This send as a `send_messages` item. The payload goes as its JSON text inside a JSON string:
+    /// any text is a valid string, so the array always casts to jsonb.
+    fn item(&self) -> Item<'_> {
+        Item {
+            token: self.token.as_deref(),
+            channel_id: self.channel.as_deref(),
+            payload_text: self.payload.as_deref().map(RawValue::get),
+        }
+    }
+
     /// Bytes this send adds to a batch.
     fn size(&self) -> usize {
         let len = |text: &Option<String>| text.as_deref().map_or(0, str::len);
@@ -135,36 +143,12 @@ impl Pending {
     }
 }
 
-/// One `send_messages` item. The payload goes as its JSON text inside a JSON string: any text is a
-/// valid string, so the array always casts to jsonb, and the extension converts each text alone.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Item<'a> {
-    token: &'a Option<String>,
-    channel_id: &'a Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload_text: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-struct Outcome {
-    error: Option<ItemError>,
-}
-
-#[derive(Deserialize)]
-struct ItemError {
-    sqlstate: String,
-    message: String,
-    detail: Option<String>,
-}
-
-impl Sends {
-    pub fn new(pool: Pool, notifier: Notifier, slots: usize) -> Arc<Self> {
+impl GroupCommit {
+    pub fn new(pool: Pool, slots: usize) -> Arc<Self> {
         let slots = slots.max(1);
         let max_slots = slots.max(pool.status().max_size / 2);
         Arc::new(Self {
             pool,
-            notifier,
             slots,
             max_slots,
             state: Mutex::default(),
@@ -188,7 +172,7 @@ impl Sends {
         let (answer, answered) = oneshot::channel();
         let pending = Pending { token, channel, payload, answer };
         let start_slot = {
-            let mut state = self.state.lock().expect("sends lock");
+            let mut state = self.state.lock().expect("group commit lock");
             state.queue.push_back(pending);
             self.claim_slot(&mut state)
         };
@@ -223,7 +207,7 @@ impl Sends {
         let mut delivered: Vec<Option<String>> = Vec::new();
         loop {
             let batch = {
-                let mut state = self.state.lock().expect("sends lock");
+                let mut state = self.state.lock().expect("group commit lock");
                 for channel in delivered.drain(..) {
                     state.in_flight.remove(&channel);
                 }
@@ -249,7 +233,7 @@ impl Sends {
             return;
         }
         let start_slot = {
-            let mut state = self.state.lock().expect("sends lock");
+            let mut state = self.state.lock().expect("group commit lock");
             state.stalled_slots += 1;
             self.claim_slot(&mut state)
         };
@@ -257,7 +241,7 @@ impl Sends {
             Arc::clone(self).start_slot();
         }
         delivery.await;
-        self.state.lock().expect("sends lock").stalled_slots -= 1;
+        self.state.lock().expect("group commit lock").stalled_slots -= 1;
     }
 
     async fn deliver(&self, batch: Vec<Pending>) {
@@ -272,15 +256,6 @@ impl Sends {
             }
             answers
         };
-        let delivered: BTreeSet<&str> = batch
-            .iter()
-            .zip(&answers)
-            .filter(|(_, a)| a.is_ok())
-            .filter_map(|(p, _)| p.channel.as_deref())
-            .collect();
-        for channel in delivered {
-            self.notifier.sent(channel);
-        }
         for (pending, answer) in batch.into_iter().zip(answers) {
             let _ = pending.answer.send(answer);
         }
@@ -293,14 +268,7 @@ impl Sends {
     }
 
     async fn send_together(&self, batch: &[Pending]) -> Vec<Result<String, ApiError>> {
-        let items: Vec<Item> = batch
-            .iter()
-            .map(|p| Item {
-                token: &p.token,
-                channel_id: &p.channel,
-                payload_text: p.payload.as_deref().map(RawValue::get),
-            })
-            .collect();
+        let items: Vec<Item> = batch.iter().map(Pending::item).collect();
         let items = serde_json::to_string(&items).expect("items serialize");
         let sql = "SELECT hatchat.send_messages($1::text::jsonb)::text";
         let answers = match crate::db::call_json(&self.pool, sql, &[&items]).await {
@@ -318,9 +286,9 @@ impl Sends {
 }
 
 fn item_answer(answer: &RawValue) -> Result<String, ApiError> {
-    match serde_json::from_str::<Outcome>(answer.get()) {
-        Ok(Outcome { error: Some(e) }) => Err(ApiError::from_sqlstate(&e.sqlstate, e.message, e.detail)),
-        _ => Ok(answer.get().to_string()),
+    match ItemError::from_answer(answer.get()) {
+        Some(e) => Err(ApiError::from_sqlstate(&e.sqlstate, e.message, e.detail)),
+        None => Ok(answer.get().to_string()),
     }
 }
 
@@ -345,12 +313,7 @@ mod tests {
     #[test]
     fn items_carry_any_payload_as_a_json_string() {
         let poison = pending("c", r#""\u0000""#);
-        let items = serde_json::to_string(&[Item {
-            token: &None,
-            channel_id: &poison.channel,
-            payload_text: poison.payload.as_deref().map(RawValue::get),
-        }])
-        .unwrap();
+        let items = serde_json::to_string(&[poison.item()]).unwrap();
         assert_eq!(items, r#"[{"token":null,"channelId":"c","payloadText":"\"\\u0000\""}]"#);
     }
 

@@ -1,0 +1,47 @@
+//! The gateway's state, shared by every route, and the one way a route calls SQL.
+
+use crate::db::{self, JsonText, Params};
+use crate::error::ApiError;
+use crate::extract::MaxJsonDepth;
+use crate::group_commit::GroupCommit;
+use crate::listen::Hub;
+use crate::poll_quota::PollQuota;
+use axum::extract::FromRef;
+use deadpool_postgres::Pool;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub hub: Arc<Hub>,
+    pub group_commit: Arc<GroupCommit>,
+    /// The longest a long-poll waits.
+    pub max_wait: Duration,
+    /// Long-polls waiting per user.
+    pub polls: Arc<PollQuota>,
+    /// `hatchat.max_json_depth`, as the database said at startup.
+    pub max_json_depth: usize,
+}
+
+/// What a route answers: JSON text, or an error.
+pub type Answer = Result<JsonText, ApiError>;
+
+impl AppState {
+    /// Calls `sql` (one function's jsonb, cast to text) and answers its JSON text.
+    pub async fn call(&self, sql: &str, params: &Params<'_>) -> Answer {
+        db::call_json(&self.pool, sql, params).await.map(JsonText)
+    }
+
+    /// Calls `sql` (a function returning void) and answers `done`, a fixed JSON text.
+    pub async fn call_void(&self, sql: &str, params: &Params<'_>, done: &str) -> Answer {
+        db::execute(&self.pool, sql, params).await?;
+        Ok(JsonText(done.to_string()))
+    }
+}
+
+impl FromRef<AppState> for MaxJsonDepth {
+    fn from_ref(state: &AppState) -> Self {
+        MaxJsonDepth(state.max_json_depth)
+    }
+}

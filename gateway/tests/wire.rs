@@ -1,0 +1,127 @@
+//! The wire contract, against the extension as it runs: the gateway's own decoder reads the
+//! announcements a live database really makes (a plain-SQL send, a join, a room post that creates
+//! notifications, a batch) and finds the keys of what changed; the gateway's reader reads a batch's
+//! answers, a failed item's error included. If either side changes a shape alone, this fails.
+
+mod support;
+use futures_util::StreamExt;
+use hatchat_gateway::listen::{decode, Audience, Topic};
+use hatchat_wire::batch::{Item, ItemError};
+use hatchat_wire::wake::NOTIFY_CHANNEL;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::*;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+use uuid::Uuid;
+
+/// A connection that LISTENs on the announcements' channel, and the payloads it hears.
+async fn listener() -> (Client, mpsc::UnboundedReceiver<String>) {
+    let (client, mut connection) = tokio_postgres::connect(&database_url(), NoTls).await.unwrap();
+    let (heard, payloads) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = heard.send(n.payload().to_string());
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await.unwrap();
+    (client, payloads)
+}
+
+/// Reads announcements until they have named every topic in `expected` (other tests announce too,
+/// so anything else is skipped); every payload heard must decode, and name topics.
+async fn hear_all(payloads: &mut mpsc::UnboundedReceiver<String>, expected: &[Topic]) {
+    let mut missing: Vec<Topic> = expected.to_vec();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !missing.is_empty() {
+        let payload = tokio::time::timeout_at(deadline, payloads.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no announcement named {missing:?}"))
+            .expect("the listener is connected");
+        match decode(&payload) {
+            Ok(Audience::Topics(topics)) => missing.retain(|topic| !topics.contains(topic)),
+            other => panic!("the gateway cannot read {payload:?} as topics: {other:?}"),
+        }
+    }
+}
+
+/// Registers a user through SQL (no gateway involved).
+async fn register(db: &Client, key_name: &str) -> User {
+    let (id, username) = (Uuid::new_v4(), format!("{key_name}-{}", short_id()));
+    let key = fixture(&format!("{key_name}.pub.pem"));
+    db.execute("SELECT hatchat.register_user($1::text::uuid, $2, $3)", &[&id.to_string(), &key, &username])
+        .await
+        .unwrap();
+    User { id, username, key_name: key_name.into() }
+}
+
+async fn call(db: &Client, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Value {
+    let text: String = db.query_one(sql, params).await.unwrap().get(0);
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_reads_what_the_extension_announces() {
+    let db = admin().await;
+    let (_listening, mut payloads) = listener().await;
+    let alice = register(&db, "alice").await;
+    let bob = register(&db, "bob").await;
+    let channel = format!("wire-{}", short_id());
+    let create = "SELECT hatchat.create_channel($1, $2, 'self')::text";
+    call(&db, create, &[&alice.token(), &channel]).await;
+    // Heard before the next step, so that each step below is heard for itself.
+    hear_all(&mut payloads, &[Topic::channel(&channel)]).await;
+
+    // A join posts to the channel.
+    let join = "SELECT hatchat.invite($1, $2, $3::text::uuid)::text";
+    call(&db, join, &[&bob.token(), &channel, &bob.id.to_string()]).await;
+    hear_all(&mut payloads, &[Topic::channel(&channel)]).await;
+
+    // A plain-SQL send, as any program would make it.
+    let send = "SELECT hatchat.send_message($1, $2, '{\"text\": \"hi\"}')::text";
+    call(&db, send, &[&alice.token(), &channel]).await;
+    hear_all(&mut payloads, &[Topic::channel(&channel)]).await;
+
+    // A room post notifies the other member: the room's channel and that user, by key.
+    let users = vec![alice.username.clone(), bob.username.clone()];
+    let room =
+        call(&db, "SELECT hatchat.create_room($1, 'wire/v1', $2)::text", &[&alice.token(), &users]).await;
+    let room = room["id"].as_str().unwrap().to_string();
+    let body = json!({"timestamp": 1, "type": "text", "message": "your turn"}).to_string();
+    let post = "SELECT hatchat.post_room_message($1, $2, $3::text::jsonb)::text";
+    call(&db, post, &[&alice.token(), &room, &body]).await;
+    let bob_id = bob.id.to_string();
+    hear_all(&mut payloads, &[Topic::channel(&room), Topic::user(&bob_id), Topic::AnyUser]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_answers_per_item_in_the_gateways_shape_and_announces_its_channel() {
+    let db = admin().await;
+    let (_listening, mut payloads) = listener().await;
+    let alice = register(&db, "alice").await;
+    let stranger = register(&db, "carol").await;
+    let channel = format!("wire-{}", short_id());
+    call(&db, "SELECT hatchat.create_channel($1, $2, 'owner')::text", &[&alice.token(), &channel]).await;
+
+    let (alice_token, stranger_token) = (alice.token(), stranger.token());
+    let items = [
+        Item { token: Some(&alice_token), channel_id: Some(&channel), payload_text: Some("{\"n\": 1}") },
+        Item { token: Some(&stranger_token), channel_id: Some(&channel), payload_text: Some("{\"n\": 2}") },
+        Item { token: Some(&alice_token), channel_id: Some(&channel), payload_text: Some("[3]") },
+    ];
+    let items = serde_json::to_string(&items).unwrap();
+    let answers: String =
+        db.query_one("SELECT hatchat.send_messages($1::text::jsonb)::text", &[&items]).await.unwrap().get(0);
+    let answers: Vec<&RawValue> = serde_json::from_str(&answers).unwrap();
+    let errors: Vec<Option<ItemError>> = answers.iter().map(|a| ItemError::from_answer(a.get())).collect();
+    assert!(errors[0].is_none() && errors[2].is_none(), "{answers:?}");
+    let refused = errors[1].as_ref().expect("the stranger's item failed");
+    assert_eq!(refused.sqlstate, "42501", "{refused:?}");
+    let sent: Vec<Value> = [0, 2].iter().map(|&i| serde_json::from_str(answers[i].get()).unwrap()).collect();
+    assert_eq!((sent[0]["seq"].as_i64(), sent[1]["seq"].as_i64()), (Some(2), Some(3)), "{sent:?}");
+    hear_all(&mut payloads, &[Topic::channel(&channel)]).await;
+}
