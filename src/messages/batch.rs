@@ -262,9 +262,12 @@ fn first_of_each_client_id(accepted: Vec<Candidate>) -> (Vec<Candidate>, Vec<(i6
     (kept, repeats)
 }
 
+/// Items' positions in the array, each with its answer.
+type Answered = Vec<(i64, String)>;
+
 /// Splits off the items whose sender already sent their clientId to their channel: each with the
 /// first send's answer. One statement, and none when no item has a clientId.
-fn find_sent(accepted: Vec<Candidate>) -> Result<(Vec<Candidate>, Vec<(i64, String)>)> {
+fn find_sent(accepted: Vec<Candidate>) -> Result<(Vec<Candidate>, Answered)> {
     let with_id: Vec<&Candidate> = accepted.iter().filter(|c| c.client_id.is_some()).collect();
     if with_id.is_empty() {
         return Ok((accepted, Vec::new()));
