@@ -216,6 +216,9 @@ fn leave_channel(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<()>
     if access.is_room {
         return Err(HatchatError::Forbidden(format!("room {channel_id:?} has a fixed member list")).into());
     }
+    if !messages::lock_membership(channel_id)? {
+        return Err(channel_not_found(channel_id).into());
+    }
     let left = db::execute(
         "DELETE FROM hatchat.members WHERE channel_id = $1 AND user_id = $2",
         &[channel_id.into(), pg_uuid(user.id).into()],
@@ -245,7 +248,7 @@ fn purge_expired() -> SqlResult<i32> {
 /// A new member has read everything sent before they joined: their read position starts at the
 /// channel's last seq, read under its counter lock so no send in flight escapes their count.
 fn join(channel_id: &str, user: Uuid) -> Result<bool> {
-    if !messages::lock_for_join(channel_id)? {
+    if !messages::lock_membership(channel_id)? {
         return Err(channel_not_found(channel_id));
     }
     let inserted = db::execute(

@@ -88,13 +88,17 @@ const LOCK_SENDER: &str = "\
             OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = $2)) \
        FOR NO KEY UPDATE OF c";
 
-/// Takes a channel's counter row lock before a join, so the new member's read position is the
+/// Takes a channel's counter row lock before its member list changes. A join then reads the
 /// channel's last seq with no send in flight (one in flight would miss the new member's count).
-const LOCK_FOR_JOIN: &str = "SELECT 1 FROM hatchat.channels c WHERE c.id = $1 FOR NO KEY UPDATE";
+/// And every transaction that both writes member rows and bumps the counter takes them in one
+/// order, counter first: a leave that deleted its row and then waited for the counter would
+/// deadlock with a send holding the counter and counting unread in that row (found by the
+/// concurrent reads test).
+const LOCK_MEMBERSHIP: &str = "SELECT 1 FROM hatchat.channels c WHERE c.id = $1 FOR NO KEY UPDATE";
 
 /// False when the channel is gone.
-pub fn lock_for_join(channel_id: &str) -> Result<bool> {
-    Ok(db::execute(LOCK_FOR_JOIN, &[channel_id.into()])? > 0)
+pub fn lock_membership(channel_id: &str) -> Result<bool> {
+    Ok(db::execute(LOCK_MEMBERSHIP, &[channel_id.into()])? > 0)
 }
 
 /// What a channel's settings ask to follow new messages.
