@@ -440,4 +440,16 @@ mod tests {
             assert!(error.to_string().starts_with(field), "{error}");
         }
     }
+
+    #[test]
+    fn client_ids_are_1_to_64_characters_without_control_characters() {
+        for good in ["a", "msg-1", &"é".repeat(64)] {
+            assert_eq!(valid_client_id(good).unwrap(), good);
+        }
+        for bad in ["", &"x".repeat(65), "a\nb", "\u{7f}"] {
+            let error = valid_client_id(bad).unwrap_err();
+            assert_eq!(error.sqlstate_code(), "22023", "{bad:?}");
+            assert!(error.to_string().starts_with("clientId must"), "{error}");
+        }
+    }
 }
