@@ -17,8 +17,6 @@ CREATE TABLE hatchat.users (
     muted         boolean NOT NULL DEFAULT false,
     -- Set by the user: they cannot post and receive no notifications.
     chat_disabled boolean NOT NULL DEFAULT false,
-    -- Set by the user: whether other members see how far they have read (get_channel's members).
-    read_receipts boolean NOT NULL DEFAULT true,
     CONSTRAINT only_system_has_no_key
         CHECK ((public_key IS NULL) = (id = '00000000-0000-0000-0000-000000000000'))
 );
@@ -54,13 +52,6 @@ CREATE TABLE hatchat.members (
     channel_id text NOT NULL REFERENCES hatchat.channels (id) ON DELETE CASCADE,
     user_id    uuid NOT NULL REFERENCES hatchat.users (id) ON DELETE CASCADE,
     joined_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    -- How far the member has read (mark_read; never moves backwards). A member starts at the seq
-    -- the channel had when they joined: history from before is not unread.
-    read_seq   bigint NOT NULL DEFAULT 0,
-    -- The messages with seq > read_seq that still exist, sent neither by this member nor by the
-    -- system: kept exact as messages arrive and are capped (src/reads.rs), so a channel list
-    -- reads it instead of counting messages. Changed only under the channel's counter row lock.
-    unread     bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (channel_id, user_id)
 );
 -- "My channels" and the cascade when a user is deleted.
@@ -76,17 +67,10 @@ CREATE TABLE hatchat.messages (
     -- No foreign key: a deleted user's messages stay (their username then reads as null).
     from_user_id uuid NOT NULL,
     payload      jsonb NOT NULL,
-    -- The sender's own id for the send (clientId), so a retry is answered instead of stored
-    -- again; kept as long as the message is.
-    client_id    text,
     PRIMARY KEY (channel_id, seq),
     -- createdAt strictly increases within a channel; the index serves `since` windows.
     UNIQUE (channel_id, created_at)
 );
--- One message per (channel, sender, clientId). Sends check it under the channel's counter lock,
--- so this index is the backstop, never the decision (a conflict here would be 23505, not an answer).
-CREATE UNIQUE INDEX messages_client_id ON hatchat.messages (channel_id, from_user_id, client_id)
-    WHERE client_id IS NOT NULL;
 
 -- Who blocked whom: a blocked sender's posts notify nobody who blocked them. Keyed by the
 -- blocking user (a per-user table, shardable by user).

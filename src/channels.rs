@@ -117,43 +117,31 @@ fn delete_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<()> {
     Ok(())
 }
 
-/// A channel with the caller's read position (`readSeq`, `unread`; null for the server secret, who
-/// is no member) and its members, each with theirs unless they turned read receipts off (the
-/// caller always sees their own).
-const GET_CHANNEL: &str = "\
-    SELECT hatchat.channel_json(c) || jsonb_build_object( \
-               'lastSeq', c.last_seq, 'readSeq', me.read_seq, 'unread', me.unread, \
-               'members', (SELECT coalesce(jsonb_agg(jsonb_build_object( \
-                                   'id', u.id, 'username', u.username, \
-                                   'readSeq', CASE WHEN u.read_receipts OR u.id = $2 THEN m.read_seq END) \
-                               ORDER BY m.joined_at, u.id), '[]'::jsonb) \
-                             FROM hatchat.members m JOIN hatchat.users u ON u.id = m.user_id \
-                            WHERE m.channel_id = c.id)) \
-      FROM hatchat.channels c \
-      LEFT JOIN hatchat.members me ON me.channel_id = c.id AND me.user_id = $2 \
-     WHERE c.id = $1";
-
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn get_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let id = valid_channel_id(required(id, "channel id")?)?;
     Access::load(id, &caller)?.require_member()?;
-    let channel = db::first::<Jsonb>(GET_CHANNEL, &[id.into(), pg_uuid(caller.id()).into()])?;
+    let channel = db::first::<Jsonb>(
+        "SELECT hatchat.channel_json(c) || jsonb_build_object('members', \
+                (SELECT coalesce(jsonb_agg(jsonb_build_object('id', u.id, 'username', u.username) \
+                                           ORDER BY m.joined_at, u.id), '[]'::jsonb) \
+                   FROM hatchat.members m JOIN hatchat.users u ON u.id = m.user_id \
+                  WHERE m.channel_id = c.id)) \
+           FROM hatchat.channels c WHERE c.id = $1",
+        &[id.into()],
+    )?;
     Ok(channel.ok_or_else(|| channel_not_found(id))?)
 }
 
-/// The live channels the caller is a member of, oldest first, each with `lastSeq`, `readSeq` and
-/// `unread` (kept counts: no message is read).
+/// The live channels the caller is a member of, oldest first.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let channels = db::first::<Jsonb>(
-        "SELECT coalesce(jsonb_agg(hatchat.channel_json(c) \
-                                   || jsonb_build_object('lastSeq', c.last_seq, 'readSeq', m.read_seq, \
-                                                         'unread', m.unread) \
-                                   ORDER BY c.created_at, c.id), '[]'::jsonb) \
+        "SELECT coalesce(jsonb_agg(hatchat.channel_json(c) ORDER BY c.created_at, c.id), '[]'::jsonb) \
            FROM hatchat.channels c JOIN hatchat.members m ON m.channel_id = c.id \
           WHERE m.user_id = $1 AND hatchat.is_live(c)",
         &[pg_uuid(caller.id()).into()],
@@ -215,9 +203,6 @@ fn leave_channel(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<()>
     if access.is_room {
         return Err(HatchatError::Forbidden(format!("room {channel_id:?} has a fixed member list")).into());
     }
-    if !messages::lock_membership(channel_id)? {
-        return Err(channel_not_found(channel_id).into());
-    }
     let left = db::execute(
         "DELETE FROM hatchat.members WHERE channel_id = $1 AND user_id = $2",
         &[channel_id.into(), pg_uuid(user.id).into()],
@@ -244,16 +229,9 @@ fn purge_expired() -> SqlResult<i32> {
 }
 
 /// Makes `user` a member; true when they were not one already (then the join message is posted).
-/// A new member has read everything sent before they joined: their read position starts at the
-/// channel's last seq, read under its counter lock so no send in flight escapes their count.
 fn join(channel_id: &str, user: Uuid) -> Result<bool> {
-    if !messages::lock_membership(channel_id)? {
-        return Err(channel_not_found(channel_id));
-    }
     let inserted = db::execute(
-        "INSERT INTO hatchat.members (channel_id, user_id, read_seq) \
-         SELECT c.id, $2, c.last_seq FROM hatchat.channels c WHERE c.id = $1 \
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO hatchat.members (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[channel_id.into(), pg_uuid(user).into()],
     )?;
     if inserted == 0 {

@@ -17,7 +17,6 @@ mod limits;
 mod messages;
 mod moderation;
 mod notifications;
-mod reads;
 mod rooms;
 mod settings;
 mod time;

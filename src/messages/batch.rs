@@ -33,8 +33,6 @@ struct Item {
     payload: Option<Jsonb>,
     payload_text: Option<String>,
     payload_text_is_text: bool,
-    client_id: Option<String>,
-    client_id_is_text: bool,
 }
 
 /// An item that passed the checks made before the membership check.
@@ -45,14 +43,12 @@ struct Candidate {
     sender: Uuid,
     muted: bool,
     payload: Jsonb,
-    client_id: Option<String>,
 }
 
 const READ_ITEMS: &str = "\
     SELECT jsonb_typeof(t.item) = 'object', t.item->>'token', t.item->>'channelId', \
            jsonb_typeof(t.item->'channelId') = 'string', t.item->'payload', \
-           t.item->>'payloadText', jsonb_typeof(t.item->'payloadText') = 'string', \
-           t.item->>'clientId', jsonb_typeof(t.item->'clientId') = 'string' \
+           t.item->>'payloadText', jsonb_typeof(t.item->'payloadText') = 'string' \
       FROM jsonb_array_elements($1) WITH ORDINALITY AS t(item, ord) ORDER BY t.ord";
 
 /// Locks the counter rows of the batch's live channels in id order — so concurrent batches never
@@ -69,16 +65,6 @@ const LOCK_AND_CHECK: &str = "\
      ORDER BY c.id \
        FOR NO KEY UPDATE OF c";
 
-/// The messages that items with a clientId already sent (run after LOCK_AND_CHECK, so exact: no
-/// other send of these channels runs until commit): each such item's position and the answer
-/// its first send got.
-const FIND_SENT: &str = "\
-    SELECT u.ord, \
-           jsonb_build_object('channelId', m.channel_id, 'seq', m.seq, 'createdAt', hatchat.iso_time(m.created_at), \
-                              'fromUserId', m.from_user_id)::text \
-      FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::text[]) AS u(ord, channel, sender, client_id) \
-      JOIN hatchat.messages m ON m.channel_id = u.channel AND m.from_user_id = u.sender AND m.client_id = u.client_id";
-
 /// Each channel's counter moves once by its number of items ($5, $6); the item that is k-th of its
 /// channel in array order ($1) gets seq base+k and createdAt base_at + (k-1) µs: consecutive and
 /// strictly increasing, as alone.
@@ -94,23 +80,20 @@ const APPEND_ALL: &str = "\
      RETURNING c.id, c.last_seq - w.n AS base_seq, \
                c.last_at - (w.n - 1) * interval '1 microsecond' AS base_at, c.max_messages, c.notify_members), \
     inserted AS ( \
-        INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload, client_id) \
-        SELECT u.channel, c.base_seq + u.k, c.base_at + (u.k - 1) * interval '1 microsecond', u.sender, u.payload, \
-               u.client_id \
-          FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::jsonb[], $7::text[]) \
-               AS u(k, channel, sender, payload, client_id) \
+        INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
+        SELECT u.channel, c.base_seq + u.k, c.base_at + (u.k - 1) * interval '1 microsecond', u.sender, u.payload \
+          FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::jsonb[]) AS u(k, channel, sender, payload) \
           JOIN counters c ON c.id = u.channel \
         RETURNING channel_id, seq, created_at, from_user_id) \
     SELECT i.channel_id, i.seq, \
            jsonb_build_object('channelId', i.channel_id, 'seq', i.seq, 'createdAt', hatchat.iso_time(i.created_at), \
                               'fromUserId', i.from_user_id)::text, \
-           c.max_messages, c.notify_members, i.from_user_id \
+           c.max_messages, c.notify_members \
       FROM inserted i JOIN counters c ON c.id = i.channel_id";
 
-/// `items` is a JSON array of `{token, channelId, payload, clientId?}` (or `payloadText` instead of
-/// `payload`); the answer is an array of the same length, in the same order. Items with the same
-/// (channel, sender, clientId) store one message and answer alike, as would the same sends one
-/// after the other.
+/// `items` is a JSON array of `{token, channelId, payload}` (or `payloadText` instead of `payload`);
+/// the answer is an array of the same
+/// length, in the same order.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
@@ -122,10 +105,9 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
     let mut candidates = Vec::new();
     for (index, (item, sender)) in read.iter().zip(senders).enumerate() {
         match check(item, sender) {
-            Ok(Admitted { channel, sender, payload, client_id }) => {
+            Ok(Admitted { channel, sender, payload }) => {
                 let (muted, sender) = (sender.is_muted(), sender.id());
-                let ord = index as i64 + 1;
-                candidates.push(Candidate { ord, channel, sender, muted, payload, client_id });
+                candidates.push(Candidate { ord: index as i64 + 1, channel, sender, muted, payload });
                 outcomes.push(Err(HatchatError::Internal("not appended".into())));
             }
             Err(error) => outcomes.push(Err(error)),
@@ -142,17 +124,8 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
     for candidate in muted {
         outcomes[candidate.ord as usize - 1] = muted_answer(&candidate.channel, candidate.sender);
     }
-    let (accepted, repeats) = first_of_each_client_id(accepted);
-    let (accepted, sent_before) = find_sent(accepted)?;
-    for (ord, answer) in sent_before {
-        outcomes[ord as usize - 1] = Ok(answer);
-    }
     for (ord, outcome) in append_all(&accepted)? {
         outcomes[ord as usize - 1] = outcome;
-    }
-    // A repeat answers exactly as the item it repeats (appended, found, or failed).
-    for (ord, first) in repeats {
-        outcomes[ord as usize - 1] = outcomes[first as usize - 1].clone();
     }
     Ok(Jsonb::from_text(&assemble(outcomes))?)
 }
@@ -185,8 +158,6 @@ fn read_items(items: Jsonb) -> Result<Vec<Item>> {
                 payload: row.get::<Jsonb>(5)?,
                 payload_text: row.get::<String>(6)?,
                 payload_text_is_text: row.get::<bool>(7)?.unwrap_or(false),
-                client_id: row.get::<String>(8)?,
-                client_id_is_text: row.get::<bool>(9)?.unwrap_or(false),
             })
         })
         .collect()
@@ -210,10 +181,7 @@ fn check(item: &Item, sender: Result<Caller>) -> Result<Admitted> {
     if item.channel_id.is_some() && !item.channel_id_is_text {
         return Err(HatchatError::invalid("channelId must be a string"));
     }
-    if item.client_id.is_some() && !item.client_id_is_text {
-        return Err(HatchatError::invalid("clientId must be a string"));
-    }
-    admit(|| sender, item.channel_id.as_deref(), payload, item.client_id.as_deref())
+    admit(|| sender, item.channel_id.as_deref(), payload)
 }
 
 /// Locks the batch's channels and returns the (channel, sender) pairs that may not send, with the
@@ -242,54 +210,6 @@ fn lock_and_check(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Ha
     Ok(refused)
 }
 
-/// Splits off the items that repeat an earlier item's (channel, sender, clientId): each with the
-/// position of the first.
-fn first_of_each_client_id(accepted: Vec<Candidate>) -> (Vec<Candidate>, Vec<(i64, i64)>) {
-    let mut firsts: HashMap<(String, Uuid, String), i64> = HashMap::new();
-    let mut repeats = Vec::new();
-    let mut kept = Vec::with_capacity(accepted.len());
-    for candidate in accepted {
-        if let Some(client_id) = &candidate.client_id {
-            let key = (candidate.channel.clone(), candidate.sender, client_id.clone());
-            if let Some(first) = firsts.get(&key) {
-                repeats.push((candidate.ord, *first));
-                continue;
-            }
-            firsts.insert(key, candidate.ord);
-        }
-        kept.push(candidate);
-    }
-    (kept, repeats)
-}
-
-/// Items' positions in the array, each with its answer.
-type Answered = Vec<(i64, String)>;
-
-/// Splits off the items whose sender already sent their clientId to their channel: each with the
-/// first send's answer. One statement, and none when no item has a clientId.
-fn find_sent(accepted: Vec<Candidate>) -> Result<(Vec<Candidate>, Answered)> {
-    let with_id: Vec<&Candidate> = accepted.iter().filter(|c| c.client_id.is_some()).collect();
-    if with_id.is_empty() {
-        return Ok((accepted, Vec::new()));
-    }
-    let ords: Vec<i64> = with_id.iter().map(|c| c.ord).collect();
-    let channels: Vec<&str> = with_id.iter().map(|c| c.channel.as_str()).collect();
-    let senders: Vec<pgrx::Uuid> = with_id.iter().map(|c| pg_uuid(c.sender)).collect();
-    let client_ids: Vec<&str> = with_id.iter().filter_map(|c| c.client_id.as_deref()).collect();
-    let args = [ords.into(), channels.into(), senders.into(), client_ids.into()];
-    let found: HashMap<i64, String> = db::query(FIND_SENT, &args, |rows| {
-        rows.map(|row| {
-            Ok((row.get::<i64>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()))
-        })
-        .collect()
-    })?;
-    let (sent, fresh): (Vec<Candidate>, Vec<Candidate>) =
-        accepted.into_iter().partition(|c| found.contains_key(&c.ord));
-    let mut found = found;
-    let answers = sent.iter().filter_map(|c| found.remove(&c.ord).map(|answer| (c.ord, answer))).collect();
-    Ok((fresh, answers))
-}
-
 /// Appends every accepted item; each item's outcome, by its position in the array.
 fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
     if accepted.is_empty() {
@@ -308,12 +228,11 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
     let channels: Vec<&str> = accepted.iter().map(|c| c.channel.as_str()).collect();
     let senders: Vec<pgrx::Uuid> = accepted.iter().map(|c| pg_uuid(c.sender)).collect();
     let payloads: Vec<Jsonb> = accepted.iter().map(|c| c.payload).collect();
-    let client_ids: Vec<Option<&str>> = accepted.iter().map(|c| c.client_id.as_deref()).collect();
     let (distinct, sizes): (Vec<&str>, Vec<i64>) = counts.iter().map(|(c, n)| (*c, *n)).unzip();
     // (channel, place) -> answer
     let mut answers: HashMap<(String, i64), String> = HashMap::new();
-    // channel -> (its new seqs with their senders, its retention)
-    let mut settled: BTreeMap<String, (Vec<(i64, Uuid)>, Retention)> = BTreeMap::new();
+    // channel -> (its new seqs, its retention)
+    let mut settled: BTreeMap<String, (Vec<i64>, Retention)> = BTreeMap::new();
     let args = [
         places.clone().into(),
         channels.into(),
@@ -321,7 +240,6 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
         payloads.into(),
         distinct.into(),
         sizes.into(),
-        client_ids.into(),
     ];
     db::query(APPEND_ALL, &args, |rows| {
         let mut appended: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
@@ -335,8 +253,7 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
                 max_messages: row.get::<i32>(4)?,
                 notify_members: row.get::<bool>(5)?.unwrap_or(false),
             };
-            let sender = db::rust_uuid(row.get::<pgrx::Uuid>(6)?.expect("a message has a sender"));
-            settled.entry(channel.clone()).or_insert((Vec::new(), retention)).0.push((seq, sender));
+            settled.entry(channel.clone()).or_insert((Vec::new(), retention)).0.push(seq);
             appended.entry(channel).or_default().push((seq, answer));
         }
         // Within a channel, seq order is place order (RETURNING has no order of its own).
@@ -348,9 +265,9 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
         }
         Ok(())
     })?;
-    for (channel, (mut sent, retention)) in settled {
-        sent.sort_unstable();
-        settle(&channel, &sent, retention, None)?;
+    for (channel, (mut seqs, retention)) in settled {
+        seqs.sort_unstable();
+        settle(&channel, &seqs, retention, None)?;
     }
     Ok(accepted
         .iter()

@@ -16,7 +16,6 @@ use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
 use crate::limits::{self, check_payload};
 use crate::notifications;
-use crate::reads;
 use crate::time::Bound;
 use pgrx::prelude::*;
 use uuid::Uuid;
@@ -46,61 +45,6 @@ const APPEND: &str = "\
            c.max_messages, c.notify_members \
       FROM inserted i, counter c";
 
-/// With a clientId, the send is looked up under the counter row lock that LOCK_SENDER took (in an
-/// earlier statement, so this statement's snapshot sees every send that held the lock before):
-/// the message this sender already sent with this id is answered as it was, and the counter does
-/// not move; otherwise the message is appended as by `APPEND`, with its clientId. The last column
-/// says which (true: appended now).
-const APPEND_ONCE: &str = "\
-    WITH sent AS ( \
-        SELECT m.seq, m.created_at FROM hatchat.messages m \
-         WHERE m.channel_id = $1 AND m.from_user_id = $2 AND m.client_id = $4), \
-    counter AS ( \
-        UPDATE hatchat.channels c \
-           SET last_seq = last_seq + 1, \
-               last_at = greatest(clock_timestamp(), last_at + interval '1 microsecond'), \
-               expires_at = clock_timestamp() + ttl_seconds * interval '1 second' \
-         WHERE c.id = $1 AND hatchat.is_live(c) AND NOT EXISTS (SELECT 1 FROM sent) \
-           AND ($2 = '00000000-0000-0000-0000-000000000000'::uuid \
-                OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = $2)) \
-     RETURNING last_seq, last_at, max_messages, notify_members), \
-    inserted AS ( \
-        INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload, client_id) \
-        SELECT $1, last_seq, last_at, $2, $3, $4 FROM counter \
-        RETURNING seq, created_at) \
-    SELECT i.seq, jsonb_build_object('channelId', $1::text, 'seq', i.seq, \
-                                     'createdAt', hatchat.iso_time(i.created_at), 'fromUserId', $2::uuid), \
-           c.max_messages, c.notify_members, true \
-      FROM inserted i, counter c \
-    UNION ALL \
-    SELECT s.seq, jsonb_build_object('channelId', $1::text, 'seq', s.seq, \
-                                     'createdAt', hatchat.iso_time(s.created_at), 'fromUserId', $2::uuid), \
-           NULL, NULL, false \
-      FROM sent s";
-
-/// Takes a live channel's counter row lock for a sender who may post there (no row otherwise):
-/// from here until commit no other send of the channel runs, so a clientId looked up next is
-/// looked up exactly.
-const LOCK_SENDER: &str = "\
-    SELECT 1 FROM hatchat.channels c \
-     WHERE c.id = $1 AND hatchat.is_live(c) \
-       AND ($2 = '00000000-0000-0000-0000-000000000000'::uuid \
-            OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = $2)) \
-       FOR NO KEY UPDATE OF c";
-
-/// Takes a channel's counter row lock before its member list changes. A join then reads the
-/// channel's last seq with no send in flight (one in flight would miss the new member's count).
-/// And every transaction that both writes member rows and bumps the counter takes them in one
-/// order, counter first: a leave that deleted its row and then waited for the counter would
-/// deadlock with a send holding the counter and counting unread in that row (found by the
-/// concurrent reads test).
-const LOCK_MEMBERSHIP: &str = "SELECT 1 FROM hatchat.channels c WHERE c.id = $1 FOR NO KEY UPDATE";
-
-/// False when the channel is gone.
-pub fn lock_membership(channel_id: &str) -> Result<bool> {
-    Ok(db::execute(LOCK_MEMBERSHIP, &[channel_id.into()])? > 0)
-}
-
 /// What a channel's settings ask to follow new messages.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -123,66 +67,22 @@ pub fn append(channel_id: &str, from: Uuid, payload: Jsonb, push: Option<Jsonb>)
         Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?).map(|(seq, answer)| (seq, answer, retention)))
     })?;
     let Some((seq, answer, retention)) = appended else { return Ok(None) };
-    settle(channel_id, &[(seq, from)], retention, push)?;
+    settle(channel_id, &[seq], retention, push)?;
     Ok(Some(answer))
 }
 
-/// Appends one message with a clientId, or answers the one `from` already sent with it (see
-/// `APPEND_ONCE`); None when the channel is missing or `from` may not post there.
-pub fn append_once(channel_id: &str, from: Uuid, payload: Jsonb, client_id: &str) -> Result<Option<Jsonb>> {
-    if db::execute(LOCK_SENDER, &[channel_id.into(), pg_uuid(from).into()])? == 0 {
-        return Ok(None);
-    }
-    let args = [channel_id.into(), pg_uuid(from).into(), payload.into(), client_id.into()];
-    let appended = db::query(APPEND_ONCE, &args, |rows| {
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let row = rows.first();
-        let retention = Retention {
-            max_messages: row.get::<i32>(3)?,
-            notify_members: row.get::<bool>(4)?.unwrap_or(false),
-        };
-        let fresh = row.get::<bool>(5)?.unwrap_or(false);
-        Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?).map(|(seq, answer)| (seq, answer, retention, fresh)))
-    })?;
-    let Some((seq, answer, retention, fresh)) = appended else { return Ok(None) };
-    if fresh {
-        settle(channel_id, &[(seq, from)], retention, None)?;
-    }
-    Ok(Some(answer))
-}
-
-/// Capping: deletes the channel's messages up to `$2` and takes each one a member had not read
-/// (sent by someone else, not the system) off that member's unread count (see reads.rs).
-const CAP: &str = "\
-    WITH gone AS ( \
-        DELETE FROM hatchat.messages WHERE channel_id = $1 AND seq <= $2 RETURNING seq, from_user_id), \
-    uncounted AS ( \
-        SELECT mm.user_id, count(*) AS n \
-          FROM hatchat.members mm JOIN gone g ON g.seq > mm.read_seq AND g.from_user_id <> mm.user_id \
-         WHERE mm.channel_id = $1 AND g.from_user_id <> '00000000-0000-0000-0000-000000000000' \
-         GROUP BY mm.user_id) \
-    UPDATE hatchat.members m SET unread = m.unread - u.n \
-      FROM uncounted u WHERE m.channel_id = $1 AND m.user_id = u.user_id";
-
-/// What follows new messages `sent` (seq and sender, ascending seqs) of a channel, however they
-/// were appended: the other members' unread counts, capping, the members' notifications, and the
-/// announcement (at commit) that the channel changed. Runs under the channel's counter row lock.
-pub fn settle(
-    channel_id: &str,
-    sent: &[(i64, Uuid)],
-    retention: Retention,
-    push: Option<Jsonb>,
-) -> Result<()> {
-    let Some(&(last_seq, _)) = sent.last() else { return Ok(()) };
-    let senders: Vec<Uuid> = sent.iter().map(|(_, sender)| *sender).collect();
-    reads::count_unread(channel_id, &senders)?;
+/// What follows new messages `seqs` (ascending) of a channel, however they were appended: capping,
+/// the members' notifications, and the announcement (at commit) that the channel changed.
+pub fn settle(channel_id: &str, seqs: &[i64], retention: Retention, push: Option<Jsonb>) -> Result<()> {
+    let Some(&last_seq) = seqs.last() else { return Ok(()) };
     if let Some(max) = retention.max_messages {
-        db::execute(CAP, &[channel_id.into(), (last_seq - i64::from(max)).into()])?;
+        db::execute(
+            "DELETE FROM hatchat.messages WHERE channel_id = $1 AND seq <= $2",
+            &[channel_id.into(), (last_seq - i64::from(max)).into()],
+        )?;
     }
     if retention.notify_members {
-        for (seq, _) in sent {
+        for seq in seqs {
             notifications::fan_out(channel_id, *seq, push)?;
         }
     }
@@ -219,23 +119,6 @@ pub struct Admitted {
     pub channel: String,
     pub sender: Caller,
     pub payload: Jsonb,
-    pub client_id: Option<String>,
-}
-
-pub const MAX_CLIENT_ID_CHARS: usize = 64;
-
-/// A clientId is 1..64 characters without control characters (it comes back in answers and logs).
-pub fn valid_client_id(raw: &str) -> Result<&str> {
-    let chars = raw.chars().count();
-    if chars == 0 || chars > MAX_CLIENT_ID_CHARS {
-        return Err(HatchatError::invalid(format!(
-            "clientId must be 1..{MAX_CLIENT_ID_CHARS} characters, got {chars}"
-        )));
-    }
-    if raw.chars().any(char::is_control) {
-        return Err(HatchatError::invalid("clientId must not contain control characters"));
-    }
-    Ok(raw)
 }
 
 /// The checks every send passes before membership, in one order, whether it comes alone
@@ -245,7 +128,6 @@ pub fn admit(
     sender: impl FnOnce() -> Result<Caller>,
     channel: Option<&str>,
     payload: Payload,
-    client_id: Option<&str>,
 ) -> Result<Admitted> {
     let converted = match payload {
         Payload::Text(text) => text.map(limits::payload_from_text).transpose()?,
@@ -256,8 +138,7 @@ pub fn admit(
     let channel = valid_channel_id(required(channel, "channelId")?)?.to_string();
     let payload = required(converted, "payload")?;
     check_payload(&payload)?;
-    let client_id = client_id.map(valid_client_id).transpose()?.map(str::to_string);
-    Ok(Admitted { channel, sender, payload, client_id })
+    Ok(Admitted { channel, sender, payload })
 }
 
 /// What a muted sender is answered: the usual shape, but nothing was stored (`seq` null).
@@ -266,19 +147,11 @@ pub fn muted_answer(channel_id: &str, sender: Uuid) -> Result<String> {
         .to_string())
 }
 
-/// Sends `payload` (any JSON value) to a channel the caller is a member of. With a `client_id`
-/// (the sender's own id for this send), sending again with the same id stores nothing and answers
-/// what the first send answered, also when the two race.
+/// Sends `payload` (any JSON value) to a channel the caller is a member of.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn send_message(
-    token: Option<&str>,
-    channel_id: Option<&str>,
-    payload: Option<Jsonb>,
-    client_id: default!(Option<&str>, "NULL"),
-) -> SqlResult<Jsonb> {
-    let sender = || auth::authenticate(token);
-    Ok(send_alone(admit(sender, channel_id, Payload::Value(payload), client_id)?)?)
+fn send_message(token: Option<&str>, channel_id: Option<&str>, payload: Option<Jsonb>) -> SqlResult<Jsonb> {
+    Ok(send_alone(admit(|| auth::authenticate(token), channel_id, Payload::Value(payload))?)?)
 }
 
 /// `send_message` with the payload as JSON text: `send_message(token, channel_id,
@@ -292,24 +165,18 @@ fn send_message_text(
     token: Option<&str>,
     channel_id: Option<&str>,
     payload_text: Option<&str>,
-    client_id: default!(Option<&str>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    let sender = || auth::authenticate(token);
-    Ok(send_alone(admit(sender, channel_id, Payload::Text(payload_text), client_id)?)?)
+    Ok(send_alone(admit(|| auth::authenticate(token), channel_id, Payload::Text(payload_text))?)?)
 }
 
 /// One admitted send: membership (a muted sender is answered, nothing stored), then the append.
 fn send_alone(send: Admitted) -> Result<Jsonb> {
-    let Admitted { channel, sender, payload, client_id } = send;
+    let Admitted { channel, sender, payload } = send;
     if sender.is_muted() {
         Access::load(&channel, &sender)?.require_member()?;
         return Jsonb::from_text(&muted_answer(&channel, sender.id())?);
     }
-    let appended = match client_id {
-        Some(client_id) => append_once(&channel, sender.id(), payload, &client_id)?,
-        None => append(&channel, sender.id(), payload, None)?,
-    };
-    if let Some(answer) = appended {
+    if let Some(answer) = append(&channel, sender.id(), payload, None)? {
         return Ok(answer);
     }
     Err(why_not_appended(&channel, &sender))
@@ -438,18 +305,6 @@ mod tests {
             let error = Window::parse(since, until, limit, after).unwrap_err();
             assert_eq!(error.sqlstate_code(), "22023");
             assert!(error.to_string().starts_with(field), "{error}");
-        }
-    }
-
-    #[test]
-    fn client_ids_are_1_to_64_characters_without_control_characters() {
-        for good in ["a", "msg-1", &"é".repeat(64)] {
-            assert_eq!(valid_client_id(good).unwrap(), good);
-        }
-        for bad in ["", &"x".repeat(65), "a\nb", "\u{7f}"] {
-            let error = valid_client_id(bad).unwrap_err();
-            assert_eq!(error.sqlstate_code(), "22023", "{bad:?}");
-            assert!(error.to_string().starts_with("clientId must"), "{error}");
         }
     }
 }

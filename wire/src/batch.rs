@@ -13,10 +13,6 @@ pub struct Item<'a> {
     pub channel_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_text: Option<&'a str>,
-    /// The sender's own id for this send: a repeat of (channel, sender, clientId) stores nothing
-    /// and answers what the first send answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<&'a str>,
 }
 
 /// An item that failed: exactly the error it gets when sent alone.
@@ -65,16 +61,10 @@ mod tests {
 
     #[test]
     fn items_say_payload_text() {
-        let item =
-            Item { token: Some("t"), channel_id: Some("c"), payload_text: Some("[1]"), client_id: None };
+        let item = Item { token: Some("t"), channel_id: Some("c"), payload_text: Some("[1]") };
         assert_eq!(
             serde_json::to_string(&item).unwrap(),
             r#"{"token":"t","channelId":"c","payloadText":"[1]"}"#
-        );
-        let retried = Item { client_id: Some("m-1"), ..item };
-        assert_eq!(
-            serde_json::to_string(&retried).unwrap(),
-            r#"{"token":"t","channelId":"c","payloadText":"[1]","clientId":"m-1"}"#
         );
     }
 }

@@ -22,11 +22,6 @@ pub struct ChannelChange {
 }
 
 #[derive(Deserialize)]
-pub struct ReadUpTo {
-    seq: Option<i64>,
-}
-
-#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Invitation {
     channel_id: Option<String>,
@@ -71,16 +66,6 @@ pub async fn invite(
 ) -> Answer {
     app.call("SELECT hatchat.invite($1, $2, $3::text::uuid)::text", &[&token, &i.channel_id, &i.user_id])
         .await
-}
-
-/// Records how far the caller has read the channel: `{channelId, lastSeq, readSeq, unread}`.
-pub async fn mark_read(
-    State(app): State<AppState>,
-    Token(token): Token,
-    PathParams(id): PathParam,
-    JsonBody(read): JsonBody<ReadUpTo>,
-) -> Answer {
-    app.call("SELECT hatchat.mark_read($1, $2, $3)::text", &[&token, &id, &read.seq]).await
 }
 
 pub async fn leave(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {

@@ -18,8 +18,6 @@ pub struct NewMessage {
     /// Kept as the client's JSON text: parsed only by PostgreSQL, so nothing is rounded.
     #[serde(default, deserialize_with = "raw_json")]
     payload: Option<Box<RawValue>>,
-    /// The client's own id for this send: a retry with it is answered, not stored again.
-    client_id: Option<String>,
 }
 
 pub async fn send(
@@ -27,7 +25,7 @@ pub async fn send(
     Token(token): Token,
     JsonBody(m): JsonBody<NewMessage>,
 ) -> Answer {
-    app.group_commit.send(token, m.channel_id, m.payload, m.client_id).await.map(JsonText)
+    app.group_commit.send(token, m.channel_id, m.payload).await.map(JsonText)
 }
 
 #[derive(Deserialize)]

@@ -35,7 +35,6 @@ pub fn router(chat_prefix: &str) -> Router<AppState> {
         .route("/invite", post(channels::invite))
         .route("/channels/invite", post(channels::invite))
         .route("/channels/{id}/leave", post(channels::leave))
-        .route("/channels/{id}/read", post(channels::mark_read))
         .route("/messages", post(messages::send).get(messages::poll))
         .route("/notifications", get(notifications::poll))
         .route(&format!("{chat}/rooms"), post(rooms::create))
