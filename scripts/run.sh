@@ -29,8 +29,9 @@ start_embedded_database() {
     else
         port=${HATCHAT_PG_PORT:-54329}
         say "starting the embedded PostgreSQL in $dir on 127.0.0.1:$port"
-        start_cluster "$dir" "$port" durable
     fi
+    # Also for a running cluster: one made by an earlier version gets the preload (and a restart).
+    start_cluster "$dir" "$port" durable
     create_database "$port" hatchat
     echo "postgres://postgres@127.0.0.1:$port/hatchat"
 }
