@@ -18,17 +18,7 @@ fn alone(db: &mut postgres::Client, item: &Value) -> Value {
         "SELECT hatchat.send_message($1, $2, $3)",
         &[&item["token"].as_str(), &item["channelId"].as_str(), &item.get("payload")],
     );
-    match result {
-        Ok(row) => row.get(0),
-        Err(error) => {
-            let db_error = error.as_db_error().unwrap();
-            let mut body = json!({"sqlstate": db_error.code().code(), "message": db_error.message()});
-            if let Some(detail) = db_error.detail() {
-                body["detail"] = detail.into();
-            }
-            json!({ "error": body })
-        }
-    }
+    as_batch_answer(result)
 }
 
 #[test]

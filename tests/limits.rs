@@ -66,17 +66,7 @@ fn channel_options_nested_past_the_limit_are_refused() {
 
 /// What `send_message_text` answers alone: its result, or `{"error": {sqlstate, message, detail?}}`.
 fn alone_as_text(db: &mut postgres::Client, token: &str, channel: &str, text: &str) -> Value {
-    match db.query_one("SELECT hatchat.send_message_text($1, $2, $3)", &[&token, &channel, &text]) {
-        Ok(row) => row.get(0),
-        Err(error) => {
-            let db_error = error.as_db_error().unwrap();
-            let mut body = json!({"sqlstate": db_error.code().code(), "message": db_error.message()});
-            if let Some(detail) = db_error.detail() {
-                body["detail"] = detail.into();
-            }
-            json!({ "error": body })
-        }
-    }
+    as_batch_answer(db.query_one("SELECT hatchat.send_message_text($1, $2, $3)", &[&token, &channel, &text]))
 }
 
 #[test]

@@ -144,3 +144,20 @@ pub fn heard(listener: &mut Client, channel: &str, wait: std::time::Duration) ->
         }
     }
 }
+
+/// A call's answer as a batch item would carry it: the value, or `{"error": {sqlstate, message,
+/// detail?}}` for the error it raised.
+pub fn as_batch_answer(result: Result<postgres::Row, postgres::Error>) -> Value {
+    match result {
+        Ok(row) => row.get(0),
+        Err(error) => {
+            let db_error = error.as_db_error().expect("a database error");
+            let mut body =
+                serde_json::json!({"sqlstate": db_error.code().code(), "message": db_error.message()});
+            if let Some(detail) = db_error.detail() {
+                body["detail"] = detail.into();
+            }
+            serde_json::json!({ "error": body })
+        }
+    }
+}
