@@ -371,7 +371,7 @@ async fn throughput(gateway: &Gateway, settings: &Settings, single_client_insert
     }
     println!();
     println!(
-        "Sends per transaction, and CPU per message (µs) by PostgreSQL (all processes), the gateway and"
+        "Sends per transaction, and CPU per message (µs) by PostgreSQL (the benchmark cluster), the gateway and"
     );
     println!("the load generator; each cell spread / hot");
     println!();
