@@ -61,7 +61,7 @@ fn create_channel(
     let options = match options {
         Some(options) => {
             let text = options.to_text();
-            crate::jsonb::check_depth(&text)?;
+            crate::limits::check_depth(&text)?;
             ChannelOptions::parse(&text)?
         }
         None => ChannelOptions::default(),

@@ -43,12 +43,6 @@ impl Jsonb {
     }
 }
 
-/// Refuses JSON text nested deeper than `hatchat.max_json_depth` (22023, naming the limit).
-pub fn check_depth(text: &str) -> crate::error::Result<()> {
-    hatchat_wire::json::check_depth(text.as_bytes(), crate::settings::max_json_depth())
-        .map_err(crate::error::HatchatError::invalid)
-}
-
 impl FromDatum for Jsonb {
     unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
         (!is_null).then_some(Jsonb(datum))

@@ -18,6 +18,12 @@ pub fn check_row_limit(row_limit: i32) -> Result<()> {
     }
 }
 
+/// Refuses JSON text nested deeper than `hatchat.max_json_depth` (22023, naming the limit).
+pub fn check_depth(text: &str) -> Result<()> {
+    hatchat_wire::json::check_depth(text.as_bytes(), settings::max_json_depth())
+        .map_err(HatchatError::invalid)
+}
+
 /// Checks a payload's size and nesting from one rendering of it as text (what `octet_length(
 /// payload::text)` measures): over `hatchat.max_payload_bytes` is 54000, deeper than
 /// `hatchat.max_json_depth` 22023.
@@ -25,7 +31,7 @@ pub fn check_row_limit(row_limit: i32) -> Result<()> {
 pub fn check_payload(payload: &Jsonb) -> Result<String> {
     let text = payload.to_text();
     check_size(text.len())?;
-    crate::jsonb::check_depth(&text)?;
+    check_depth(&text)?;
     Ok(text)
 }
 
@@ -34,7 +40,7 @@ pub fn check_payload(payload: &Jsonb) -> Result<String> {
 /// statement's: one bad item of a batch then fails only itself. Nesting is checked first, in Rust,
 /// so PostgreSQL's recursive parser never meets a 20,000-deep array (54001, an internal error).
 pub fn payload_from_text(text: &str) -> Result<Jsonb> {
-    crate::jsonb::check_depth(text)?;
+    check_depth(text)?;
     convert_refusably(text)
 }
 

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 pub struct NewChannel {
     id: Option<String>,
     invite_model: Option<String>,
-    /// `{maxMessages, ttlSeconds, notify}`, passed to the extension as it came.
+    /// `{maxMessages, ttlSeconds, notifyMembers}`, passed to the extension as it came.
     options: Option<Box<RawValue>>,
 }
 
