@@ -97,6 +97,16 @@ install_extension() {
     [ "$(id -u)" = 0 ] || case "$pg_config" in /usr/*) flags+=(--sudo) ;; esac
     say "building and installing the hatchat extension ($profile) into $(dirname "$pg_config")"
     (cd "$ROOT" && cargo pgrx install "${flags[@]}" --pg-config "$pg_config" >/dev/null)
+    install_upgrade_scripts "$pg_config"
+}
+
+# install_upgrade_scripts PG_CONFIG: cargo pgrx installs only the current version's install script;
+# `ALTER EXTENSION hatchat UPDATE` also needs the hand-written scripts from each earlier release.
+install_upgrade_scripts() {
+    local dest
+    dest="$("$1" --sharedir)/extension"
+    case "$dest" in /usr/*) [ "$(id -u)" = 0 ] || local sudo=sudo ;; esac
+    ${sudo:-} cp "$ROOT"/sql/hatchat--*--*.sql "$dest/"
 }
 
 # private_pg_install DIR: a copy of the system's PostgreSQL installation (programs, libraries,

@@ -33,7 +33,23 @@ start_embedded_database() {
     # Also for a running cluster: one made by an earlier version gets the preload (and a restart).
     start_cluster "$dir" "$port" durable
     create_database "$port" hatchat
+    update_extension "$dir" "$port" hatchat
     echo "postgres://postgres@127.0.0.1:$port/hatchat"
+}
+
+# update_extension DIR PORT NAME: a database made by an earlier release of hatchat is updated to
+# the installed one. The server is restarted first: it holds the old library, preloaded.
+update_extension() {
+    local dir=$1 port=$2 name=$3 installed available
+    installed=$(psql -h 127.0.0.1 -p "$port" -U postgres -d "$name" -tAc \
+        "SELECT extversion FROM pg_extension WHERE extname = 'hatchat'")
+    available=$(psql -h 127.0.0.1 -p "$port" -U postgres -d "$name" -tAc \
+        "SELECT default_version FROM pg_available_extensions WHERE name = 'hatchat'")
+    [ "$installed" = "$available" ] && return 0
+    say "updating hatchat $installed -> $available in $name (restarting PostgreSQL first)"
+    stop_cluster "$dir"
+    start_cluster "$dir" "$port" durable
+    psql -h 127.0.0.1 -p "$port" -U postgres -d "$name" -qc "ALTER EXTENSION hatchat UPDATE"
 }
 
 case "$command" in

@@ -56,4 +56,6 @@ create_database "$plain_port" hatchat_test
 say "wake-up suites (in-transaction mode)"
 HATCHAT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$plain_port/hatchat_test" \
     HATCHAT_TEST_ANNOUNCER=in-transaction cargo test --workspace --test wake_ups --test long_poll --test batch --test messages --test wire
+say "upgrade path ($(basename -a "$ROOT"/sql/hatchat--*--*.sql | tr '\n' ' '))"
+bash "$ROOT/scripts/test-upgrade.sh"
 say "all tests passed (browser screenshots in target/browser-test/)"
