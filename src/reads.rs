@@ -77,5 +77,5 @@ fn set_read_receipts(
          RETURNING jsonb_build_object('userId', u.id, 'readReceipts', u.read_receipts)",
         &[pg_uuid(user).into(), enabled.into()],
     )?;
-    Ok(answer.ok_or_else(|| HatchatError::unauthenticated())?)
+    Ok(answer.ok_or_else(HatchatError::unauthenticated)?)
 }

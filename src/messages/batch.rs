@@ -218,12 +218,15 @@ const EARLIER_SENDS: &str = "\
       JOIN hatchat.messages m ON m.channel_id = p.channel AND m.from_user_id = p.sender \
                              AND m.client_id = p.client_id";
 
+/// Items of a batch that repeat an earlier one's client id: (the repeat's ord, the first's ord).
+type Repeats = Vec<(i64, i64)>;
+
 /// Takes out of `accepted` the items whose client id was sent before (answered here, in
-/// `outcomes`) or repeats an earlier item of this batch: those are returned as (item, its first).
+/// `outcomes`) or repeats an earlier item of this batch (returned apart, to answer as their first).
 fn set_aside_repeats(
     accepted: Vec<Candidate>,
     outcomes: &mut [Result<String>],
-) -> Result<(Vec<Candidate>, Vec<(i64, i64)>)> {
+) -> Result<(Vec<Candidate>, Repeats)> {
     let with_ids: Vec<&Candidate> = accepted.iter().filter(|c| c.client_id.is_some()).collect();
     if with_ids.is_empty() {
         return Ok((accepted, Vec::new()));
