@@ -248,3 +248,18 @@ fn unreact(
 ) -> SqlResult<Jsonb> {
     Ok(self::reaction(token, channel_id, seq, reaction, false)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reactions_are_bounded() {
+        assert_eq!(valid_reaction(Some("👍")).unwrap(), "👍");
+        assert!(valid_reaction(Some(&"🎉".repeat(64))).is_ok(), "64 characters, not bytes");
+        for bad in [Some(""), Some("\u{7}"), None] {
+            assert_eq!(valid_reaction(bad).unwrap_err().sqlstate_code(), "22023", "{bad:?}");
+        }
+        assert_eq!(valid_reaction(Some(&"x".repeat(65))).unwrap_err().sqlstate_code(), "22023");
+    }
+}

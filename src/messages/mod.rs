@@ -399,6 +399,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn client_ids_are_bounded() {
+        assert_eq!(valid_client_id("a-17").unwrap(), "a-17");
+        assert!(valid_client_id(&"é".repeat(64)).is_ok(), "64 characters, not bytes");
+        for bad in ["", &"x".repeat(65), "a\nb", "\u{0}"] {
+            assert_eq!(valid_client_id(bad).unwrap_err().sqlstate_code(), "22023", "{bad:?}");
+        }
+    }
+
+    #[test]
     fn windows_check_their_bounds() {
         let window = Window::parse("-infinity", "2026-11-22T14:42:24Z", 20, Some(3)).unwrap();
         assert_eq!(window.since, Bound::NegativeInfinity);
