@@ -33,9 +33,11 @@ pg_config=$pg_bin/pg_config
 export PATH="$pg_bin:$PATH"
 rm -f "$("$pg_config" --pkglibdir)"/hatchat.so "$("$pg_config" --sharedir)"/extension/hatchat*
 
-# The old release builds in this checkout's target directory: the dependencies it shares are
-# compiled once, and cargo links each build's own library into place again when it installs.
+# The old release builds in this checkout's target directory, so the dependencies they share are
+# compiled once. Both builds put their library at the same place (target/debug/libhatchat.so), and
+# cargo puts it there only when it compiles the crate: each install touches its crate first.
 say "building and installing hatchat $FROM_VERSION (commit ${FROM_COMMIT:0:12})"
+touch "$src/src/lib.rs"
 (cd "$src" && CARGO_TARGET_DIR="$ROOT/target" cargo pgrx install --pg-config "$pg_config" >/dev/null)
 diff -q "$("$pg_config" --sharedir)/extension/hatchat--$FROM_VERSION.sql" "sql/hatchat--$FROM_VERSION.sql" >/dev/null \
     || die "sql/hatchat--$FROM_VERSION.sql is not what release $FROM_VERSION installs"
@@ -56,6 +58,7 @@ say "phase 1: writing through the $FROM_VERSION API"
 cargo test -q --test upgrade -- --ignored --exact before_upgrade
 
 say "installing this checkout ($TO_VERSION) over it, restarting, ALTER EXTENSION hatchat UPDATE"
+touch "$ROOT/src/lib.rs"
 install_extension dev "$pg_config"
 stop_cluster "$cluster"
 start_cluster "$cluster" "$port" throwaway
