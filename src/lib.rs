@@ -21,6 +21,7 @@ mod rooms;
 mod settings;
 mod time;
 mod users;
+mod window;
 
 ::pgrx::pg_module_magic!(name, version);
 
