@@ -7,8 +7,10 @@ mod messages;
 mod moderation;
 mod notifications;
 mod rooms;
+mod streams;
 mod users;
 mod web;
+mod ws;
 
 use crate::state::AppState;
 use axum::routing::{get, post, put};
@@ -37,6 +39,9 @@ pub fn router(chat_prefix: &str) -> Router<AppState> {
         .route("/channels/{id}/leave", post(channels::leave))
         .route("/messages", post(messages::send).get(messages::poll))
         .route("/notifications", get(notifications::poll))
+        .route("/channels/{id}/events", get(streams::channel_events))
+        .route("/notifications/events", get(streams::notification_events))
+        .route("/ws", get(ws::upgrade))
         .route(&format!("{chat}/rooms"), post(rooms::create))
         .route(&format!("{chat}/rooms/{{*room}}"), get(rooms::get).post(rooms::post_message))
         .route(&format!("{chat}/system-messages"), post(rooms::system_message))
