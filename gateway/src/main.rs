@@ -36,6 +36,7 @@ async fn run(config: Config) -> Result<(), String> {
         config.pool_size,
         prepared.request_role.as_deref(),
     )?;
+    hatchat_gateway::streams::check_window_access(&pool).await?;
     let hub = Hub::new();
     let listener_name = format!("{}-listener", config.application_name);
     spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);

@@ -73,3 +73,22 @@ pub async fn open_channel(
     });
     Ok(ChannelStream { reader, permit })
 }
+
+/// Startup check: live streams and long-polls read through `hatchat.channel_window`, which only
+/// `hatchat_gateway` may call. A login that is neither a superuser nor an admin runs requests as
+/// itself, and then needs that role granted; say so now rather than refuse every stream later.
+pub async fn check_window_access(pool: &deadpool_postgres::Pool) -> Result<(), String> {
+    let client = pool.get().await.map_err(|e| format!("cannot connect to the database: {e}"))?;
+    let sql =
+        "SELECT has_function_privilege('hatchat.channel_window(text, bigint, integer, uuid[])', 'EXECUTE'), \
+                      current_user::text";
+    let row = client.query_one(sql, &[]).await.map_err(|e| e.to_string())?;
+    let (allowed, role): (bool, String) = (row.get(0), row.get(1));
+    if allowed {
+        return Ok(());
+    }
+    Err(format!(
+        "role {role} may not call hatchat.channel_window, which live streams and long-polls read \
+         through: GRANT hatchat_gateway TO {role}"
+    ))
+}
