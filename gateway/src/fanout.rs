@@ -509,3 +509,66 @@ impl Drop for Live {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(seqs: &[i64], members: &[&str], oldest_seq: Option<i64>, last_seq: i64) -> Page {
+        Page {
+            live: true,
+            messages: seqs.iter().map(|seq| (*seq, Arc::from(format!(r#"{{"seq":{seq}}}"#)))).collect(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+            oldest_seq,
+            last_seq,
+        }
+    }
+
+    fn seqs(part: &Part) -> Vec<String> {
+        part.deliveries
+            .iter()
+            .map(|delivery| match delivery {
+                Delivery::Message { seq, .. } => seq.to_string(),
+                Delivery::Reset { oldest_seq } => format!("reset {oldest_seq}"),
+                Delivery::Closed { reason } => reason.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_reader_takes_only_what_follows_its_own_cursor() {
+        let page = page(&[3, 4, 5], &["u"], Some(1), 5);
+        let now = Instant::now();
+        let part = part_of(&page, "u", 4, None, now);
+        assert_eq!((seqs(&part), part.cursor, part.end), (vec!["5".to_string()], 5, None));
+        let part = part_of(&page, "u", 5, None, now);
+        assert_eq!((seqs(&part), part.cursor), (Vec::<String>::new(), 5));
+    }
+
+    #[test]
+    fn a_cursor_older_than_what_is_held_gets_a_reset_first() {
+        let page = page(&[5, 6, 7], &["u"], Some(5), 7);
+        let part = part_of(&page, "u", 1, None, Instant::now());
+        assert_eq!(seqs(&part), ["reset 5", "5", "6", "7"]);
+        // Nothing held at all: everything up to lastSeq is gone.
+        let part = part_of(&page_of_nothing(), "u", 1, None, Instant::now());
+        assert_eq!((seqs(&part), part.cursor), (vec!["reset 8".to_string()], 7));
+    }
+
+    fn page_of_nothing() -> Page {
+        page(&[], &["u"], None, 7)
+    }
+
+    #[test]
+    fn a_reader_who_may_read_no_more_gets_nothing_of_the_page() {
+        let now = Instant::now();
+        let page = page(&[3], &["other"], Some(1), 3);
+        let part = part_of(&page, "u", 2, None, now);
+        assert_eq!((seqs(&part), part.end), (Vec::<String>::new(), Some(NOT_A_MEMBER)));
+        let page = self::page(&[3], &["u"], Some(1), 3);
+        let part = part_of(&page, "u", 2, Some(now), now);
+        assert_eq!((seqs(&part), part.end), (Vec::<String>::new(), Some(TOKEN_EXPIRED)));
+        let gone = Page { live: false, ..self::page(&[3], &["u"], Some(1), 3) };
+        assert_eq!(part_of(&gone, "u", 2, None, now).end, Some(CHANNEL_GONE));
+    }
+}
