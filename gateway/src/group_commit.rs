@@ -169,6 +169,7 @@ impl GroupCommit {
         channel: Option<String>,
         payload: Option<Box<RawValue>>,
     ) -> Result<String, ApiError> {
+        let started = std::time::Instant::now();
         let (answer, answered) = oneshot::channel();
         let pending = Pending { token, channel, payload, answer };
         let start_slot = {
@@ -179,7 +180,9 @@ impl GroupCommit {
         if start_slot {
             Arc::clone(self).start_slot();
         }
-        answered.await.unwrap_or_else(|_| Err(ApiError::unavailable("the send was interrupted; try again")))
+        let answer = answered.await;
+        crate::metrics::send_answered(started);
+        answer.unwrap_or_else(|_| Err(ApiError::unavailable("the send was interrupted; try again")))
     }
 
     /// Whether a new slot may start (then it is counted busy): only while sends are queued.
@@ -247,6 +250,7 @@ impl GroupCommit {
     async fn deliver(&self, batch: Vec<Pending>) {
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        crate::metrics::send_transaction(batch.len());
         let answers = if batch.len() == 1 {
             vec![self.send_alone(&batch[0]).await]
         } else {
