@@ -43,4 +43,5 @@ pub fn router(chat_prefix: &str) -> Router<AppState> {
         .route("/ping", get(health::ping))
         .route("/health", get(health::health))
         .route("/metrics", get(crate::metrics::render))
+        .route("/openapi.json", get(crate::openapi::serve))
 }
