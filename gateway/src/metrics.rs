@@ -10,7 +10,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -66,8 +66,26 @@ pub fn install() -> &'static PrometheusHandle {
         if let Err(error) = metrics::set_global_recorder(recorder) {
             tracing::warn!(%error, "a metrics recorder was already installed");
         }
+        describe();
         handle
     })
+}
+
+/// The HELP lines of the scrape.
+fn describe() {
+    describe_counter!(REQUESTS, "HTTP answers by route template, method and status");
+    describe_histogram!(SEND_SECONDS, "seconds from a send reaching group commit to its answer");
+    describe_histogram!(SENDS_PER_TRANSACTION, "sends carried by each group-commit transaction");
+    describe_gauge!(WAITING, "requests subscribed to wake-ups (long-polls and streams)");
+    describe_counter!(WAKE_UPS_RECEIVED, "announcements (NOTIFY) received from the extension");
+    describe_counter!(WAKE_UPS_DISPATCHED, "wake-ups handed to waiting requests");
+    describe_gauge!(LISTENER_CONNECTED, "1 while the LISTEN connection is up");
+    describe_gauge!(FORWARD_PENDING, "notifications waiting to be forwarded (last count)");
+    describe_gauge!(FORWARD_UNDELIVERABLE, "notifications set aside as undeliverable (last count)");
+    describe_gauge!(POOL_CONNECTIONS, "request pool connections by state");
+    describe_gauge!(POOL_WAITING, "requests waiting for a pool connection");
+    describe_gauge!(POOL_MAX, "request pool size");
+    describe_counter!(DATABASE_ERRORS, "database errors by SQLSTATE class");
 }
 
 /// GET /metrics: the Prometheus text format.
