@@ -210,3 +210,193 @@ fn the_source_scan_reads_paths_and_methods() {
     assert!(!matches(&room("GET", "/rooms/{*room}"), &room("GET", "/rooms")));
     assert!(!matches(&room("GET", "/rooms"), &room("POST", "/rooms")));
 }
+
+/// The server secret of the admin and system-message routes (the rooms suite sets the same one).
+const SECRET: &str = "test-server-secret-4b1d9f0e7c";
+
+/// Checks `reply` against the document's schema for it and returns its body.
+#[track_caller]
+fn described(method: &str, template: &str, reply: Reply) -> Value {
+    described::check(method, template, reply.status, &reply.body);
+    reply.body
+}
+
+/// Every route answers as described at least once, with error answers of each kind.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_match_the_documented_schemas() {
+    admin().await.execute("SELECT hatchat.set_api_secret($1)", &[&SECRET]).await.unwrap();
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let (mut alice, bob) = (api.register("alice").await, api.register("bob").await);
+    let (get, post, patch, put, delete) = ("GET", "POST", "PATCH", "PUT", "DELETE");
+
+    // Users.
+    let carol = User {
+        id: uuid::Uuid::new_v4(),
+        username: format!("carol-{}", short_id()),
+        key_name: "carol".into(),
+    };
+    let new_carol = serde_json::json!({"id": carol.id, "publicKey": fixture("carol.pub.pem"), "username": carol.username});
+    described(post, "/users", api.post("/users", None, new_carol.clone()).await.expect_status(200));
+    described(post, "/users", api.post("/users", None, new_carol).await.expect_status(409));
+    let broken = api.post_raw("/users", None, Some("application/json"), b"{".to_vec()).await;
+    described(post, "/users", broken.expect_status(400));
+    let xml = api.post_raw("/users", None, Some("application/xml"), b"<user/>".to_vec()).await;
+    described(post, "/users", xml.expect_status(415));
+    let alice_path = format!("/users/{}", alice.id);
+    described(get, "/users/{id}", api.get(&alice_path, None).await.expect_status(200));
+    described(
+        get,
+        "/users/{id}",
+        api.get(&format!("/users/{}", uuid::Uuid::new_v4()), None).await.expect_status(404),
+    );
+    described(get, "/users/{id}", api.get("/users/not-a-uuid", None).await.expect_status(400));
+    alice.username = format!("alice-{}", short_id());
+    let rename = serde_json::json!({"username": alice.username});
+    let renamed = api.call(Method::PATCH, &alice_path, Some(&alice.token()), Some(rename.clone())).await;
+    described(patch, "/users/{id}", renamed.expect_status(200));
+    let anonymous = api.call(Method::PATCH, &alice_path, None, Some(rename.clone())).await;
+    described(patch, "/users/{id}", anonymous.expect_status(401));
+    let by_bob = api.call(Method::PATCH, &alice_path, Some(&bob.token()), Some(rename)).await;
+    described(patch, "/users/{id}", by_bob.expect_status(403));
+
+    // Channels and messages.
+    let channel = format!("described-{}", short_id());
+    let create = serde_json::json!({"id": channel, "inviteModel": "self"});
+    described(
+        post,
+        "/channels",
+        api.post("/channels", Some(&alice.token()), create.clone()).await.expect_status(200),
+    );
+    described(
+        post,
+        "/channels",
+        api.post("/channels", Some(&alice.token()), create).await.expect_status(409),
+    );
+    described(get, "/channels", api.get("/channels", Some(&alice.token())).await.expect_status(200));
+    let channel_path = format!("/channels/{channel}");
+    described(get, "/channels/{id}", api.get(&channel_path, Some(&alice.token())).await.expect_status(200));
+    described(
+        get,
+        "/channels/{id}",
+        api.get("/channels/no-such-channel", Some(&alice.token())).await.expect_status(404),
+    );
+    let change = api
+        .call(
+            Method::PATCH,
+            &channel_path,
+            Some(&alice.token()),
+            Some(serde_json::json!({"inviteModel": "self"})),
+        )
+        .await;
+    described(patch, "/channels/{id}", change.expect_status(200));
+    described(post, "/channels/invite", api.join(&bob, &channel).await.expect_status(200));
+    let join = serde_json::json!({"channelId": channel, "userId": carol.id});
+    described(post, "/invite", api.post("/invite", Some(&carol.token()), join).await.expect_status(200));
+    let sent = api.send(&alice, &channel, serde_json::json!({"text": "hi"})).await.expect_status(200);
+    let seq = described(post, "/messages", sent)["seq"].as_i64().unwrap();
+    let big = serde_json::json!({"text": "x".repeat(70_000)});
+    described(post, "/messages", api.send(&alice, &channel, big).await.expect_status(413));
+    described(
+        post,
+        "/messages",
+        api.send(&alice, "no-such-channel", serde_json::json!(1)).await.expect_status(404),
+    );
+    let read = api.poll(&bob, &channel, &format!("afterSeq={}", seq - 1)).await.expect_status(200);
+    assert_eq!(described(get, "/messages", read).as_array().unwrap().len(), 1);
+    described(get, "/messages", api.poll(&bob, &channel, "limit=x").await.expect_status(400));
+    let notes = api.get("/notifications?after=0&wait=0", Some(&alice.token())).await.expect_status(200);
+    described(get, "/notifications", notes);
+    let leave = api.post(&format!("{channel_path}/leave"), Some(&bob.token()), serde_json::json!({})).await;
+    described(post, "/channels/{id}/leave", leave.expect_status(200));
+
+    // Rooms.
+    let token = encode(&seed_token(&alice.key_name, alice.id, 60));
+    let users = serde_json::json!({"type": "described/v1", "users": [alice.username, bob.username]});
+    let rooms = format!("/chat/v1/auth/{token}/rooms");
+    let room = described(
+        post,
+        &format!("{CHAT}/rooms"),
+        api.post(&rooms, None, users.clone()).await.expect_status(200),
+    );
+    let room = encode(room["id"].as_str().unwrap());
+    let text = serde_json::json!({"timestamp": 1, "type": "text", "message": "hello"});
+    let posted = api.post(&format!("{rooms}/{room}/messages"), None, text).await.expect_status(200);
+    described(post, &format!("{CHAT}/rooms/{{roomId}}/messages"), posted);
+    let seen = api.get(&format!("{rooms}/{room}"), None).await.expect_status(200);
+    described(get, &format!("{CHAT}/rooms/{{roomId}}"), seen);
+    let missing = api.get(&format!("{rooms}/no%2Fsuch%2Froom"), None).await.expect_status(404);
+    described(get, &format!("{CHAT}/rooms/{{roomId}}"), missing);
+    let system = serde_json::json!({"type": "described/v1", "users": [alice.username, bob.username], "timestamp": 2, "message": "GAME_STARTED"});
+    let event = api.post(&format!("/chat/v1/auth/{SECRET}/system-messages"), None, system.clone()).await;
+    described(post, &format!("{CHAT}/system-messages"), event.expect_status(200));
+    let not_secret = api.post(&format!("/chat/v1/auth/{token}/system-messages"), None, system).await;
+    described(post, &format!("{CHAT}/system-messages"), not_secret.expect_status(401));
+
+    // Moderation.
+    let disabled = api
+        .call(
+            Method::PUT,
+            &format!("/users/{}/chat-disabled", carol.id),
+            Some(&carol.token()),
+            Some(serde_json::json!({"disabled": true})),
+        )
+        .await;
+    described(put, "/users/{id}/chat-disabled", disabled.expect_status(200));
+    let blocks = format!("/users/{}/blocks", alice.id);
+    let block = serde_json::json!({"userId": bob.id});
+    described(
+        post,
+        "/users/{id}/blocks",
+        api.post(&blocks, Some(&alice.token()), block).await.expect_status(200),
+    );
+    described(get, "/users/{id}/blocks", api.get(&blocks, Some(&alice.token())).await.expect_status(200));
+    let unblock = api.call(Method::DELETE, &format!("{blocks}/{}", bob.id), Some(&alice.token()), None).await;
+    described(delete, "/users/{id}/blocks/{blocked}", unblock.expect_status(200));
+    let ban = format!("/admin/users/{}/ban", bob.id);
+    described(
+        post,
+        "/admin/users/{id}/ban",
+        api.post(&ban, Some(SECRET), serde_json::json!({"until": "2099-01-01T00:00:00Z"}))
+            .await
+            .expect_status(200),
+    );
+    described(
+        post,
+        "/admin/users/{id}/ban",
+        api.post(&ban, Some(&alice.token()), serde_json::json!({"until": "2099-01-01T00:00:00Z"}))
+            .await
+            .expect_status(403),
+    );
+    described(
+        delete,
+        "/admin/users/{id}/ban",
+        api.call(Method::DELETE, &ban, Some(SECRET), None).await.expect_status(200),
+    );
+    let mute = format!("/admin/users/{}/mute", bob.id);
+    let muted = api.post(&mute, Some(SECRET), serde_json::json!({"muted": false})).await;
+    described(post, "/admin/users/{id}/mute", muted.expect_status(200));
+
+    // Deletions, and the operations routes.
+    let gone = api.call(Method::DELETE, &channel_path, Some(&alice.token()), None).await;
+    described(delete, "/channels/{id}", gone.expect_status(200));
+    let carol_gone =
+        api.call(Method::DELETE, &format!("/users/{}", carol.id), Some(&carol.token()), None).await;
+    described(delete, "/users/{id}", carol_gone.expect_status(200));
+    described(get, "/ping", api.get("/ping", None).await.expect_status(200));
+    described(get, "/health", api.get("/health", None).await.expect_status(200));
+    described(get, "/openapi.json", api.get("/openapi.json", None).await.expect_status(200));
+}
+
+/// A reply with the status the test expects (the body is then checked against the document).
+trait ExpectStatus {
+    fn expect_status(self, status: u16) -> Reply;
+}
+
+impl ExpectStatus for Reply {
+    #[track_caller]
+    fn expect_status(self, status: u16) -> Reply {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        self
+    }
+}
