@@ -3,9 +3,9 @@
 //! (method, path) and the side it is missing from.
 //!
 //! axum cannot list a router's routes, so the router's side is read from the `.route(…)` calls in
-//! gateway/src (the one table in routes/mod.rs, and any route group that adds its own), and every
-//! route read there is then requested from a real gateway, so the reading cannot silently miss
-//! what the router does.
+//! gateway/src (the one table in routes/mod.rs, and any route group that adds its own). Once the
+//! two lists agree, every described route is requested from a real gateway (directly and under
+//! /api) and must reach a handler, so a reading that drifted from the router still fails.
 
 mod support;
 use reqwest::Method;
