@@ -13,6 +13,8 @@ pub mod forward;
 pub mod group_commit;
 pub mod listen;
 pub mod long_poll;
+pub mod metrics;
+pub mod openapi;
 pub mod poll_quota;
 pub mod routes;
 pub mod state;

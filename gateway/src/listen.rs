@@ -135,16 +135,19 @@ impl Hub {
     pub fn wake(&self, topic: &Topic) {
         if let Some(sender) = self.topics.lock().expect("hub lock").get(topic) {
             sender.send_modify(|n| *n = n.wrapping_add(1));
+            crate::metrics::wake_up_dispatched("topic");
         }
     }
 
     /// Everyone re-queries: after a reconnect (notifications may have been missed) and at shutdown.
     pub fn wake_everyone(&self) {
+        crate::metrics::wake_up_dispatched("everyone");
         self.everyone.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Wakes whom one announcement of the extension names.
     pub fn dispatch(&self, payload: &str) {
+        crate::metrics::wake_up_received();
         match decode(payload) {
             Ok(Audience::Topics(topics)) => topics.iter().for_each(|topic| self.wake(topic)),
             Ok(Audience::Everyone) => self.wake_everyone(),

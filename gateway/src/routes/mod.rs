@@ -52,4 +52,6 @@ pub fn router(chat_prefix: &str) -> Router<AppState> {
         .route(&format!("{chat}/system-messages"), post(rooms::system_message))
         .route("/ping", get(health::ping))
         .route("/health", get(health::health))
+        .route("/metrics", get(crate::metrics::render))
+        .route("/openapi.json", get(crate::openapi::serve))
 }
