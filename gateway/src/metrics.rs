@@ -38,6 +38,12 @@ pub const FORWARD_UNDELIVERABLE: &str = "hatchat_forward_undeliverable";
 pub const POOL_CONNECTIONS: &str = "hatchat_pool_connections";
 pub const POOL_WAITING: &str = "hatchat_pool_waiting";
 pub const POOL_MAX: &str = "hatchat_pool_max_connections";
+/// Live streams open (SSE and WebSocket), readers following a channel's feed (streams'
+/// subscriptions and long-polls that follow a seq), and the window reads made for them: one per
+/// channel per wake-up, however many read it.
+pub const STREAMS_OPEN: &str = "hatchat_streams_open";
+pub const LIVE_READERS: &str = "hatchat_live_readers";
+pub const WINDOW_READS: &str = "hatchat_window_reads_total";
 /// Errors from the database, by SQLSTATE class (`22`, `28`, `P0`…; `connection` when it was not
 /// reachable, `pool` when no connection came in time).
 pub const DATABASE_ERRORS: &str = "hatchat_database_errors_total";
@@ -86,6 +92,9 @@ fn describe() {
     describe_gauge!(POOL_WAITING, "requests waiting for a pool connection");
     describe_gauge!(POOL_MAX, "request pool size");
     describe_counter!(DATABASE_ERRORS, "database errors by SQLSTATE class");
+    describe_gauge!(STREAMS_OPEN, "live streams open (SSE and WebSocket)");
+    describe_gauge!(LIVE_READERS, "readers following a channel's feed");
+    describe_counter!(WINDOW_READS, "channel window reads, each serving every reader of its channel");
 }
 
 /// GET /metrics: the Prometheus text format.
@@ -99,6 +108,9 @@ pub async fn render(State(app): State<AppState>) -> Response {
 /// The gauges read at scrape time.
 fn record_states(app: &AppState) {
     gauge!(WAITING).set(app.hub.waiting() as f64);
+    gauge!(STREAMS_OPEN).set(app.fanout.streams_open() as f64);
+    gauge!(LIVE_READERS).set(app.fanout.readers() as f64);
+    counter!(WINDOW_READS).absolute(app.fanout.window_queries());
     gauge!(LISTENER_CONNECTED).set(if app.hub.is_connected() { 1.0 } else { 0.0 });
     let pool = app.pool.status();
     gauge!(POOL_CONNECTIONS, "state" => "in_use").set(pool.size.saturating_sub(pool.available) as f64);

@@ -137,6 +137,10 @@ async fn counts_match_the_traffic() {
 
     assert_eq!(waiting.get("hatchat_waiting_requests", &[]), 1.0, "the long-poll, while it waited");
     assert_eq!(after.get("hatchat_waiting_requests", &[]), 0.0);
+    // The long-poll followed its seq through the channel's feed, which read the window for it.
+    assert!(delta(&|s| s.get("hatchat_window_reads_total", &[])) >= 1.0);
+    assert_eq!(after.get("hatchat_live_readers", &[]), 0.0, "the poll left the feed when answered");
+    assert_eq!(after.get("hatchat_streams_open", &[]), 0.0);
     assert_eq!(after.get("hatchat_listener_connected", &[]), 1.0);
     assert_eq!(after.get("hatchat_pool_max_connections", &[]), 8.0, "HATCHAT_POOL_SIZE of the harness");
     assert_eq!(after.get("hatchat_pool_connections", &[("state", "in_use")]), 0.0, "nothing running");
