@@ -154,3 +154,12 @@ CREATE FUNCTION hatchat.stream_caller("token" text) RETURNS jsonb
 SECURITY DEFINER SET search_path TO pg_catalog, pg_temp
 LANGUAGE c AS 'MODULE_PATHNAME', 'stream_caller_wrapper';
 ALTER FUNCTION hatchat.stream_caller(text) OWNER TO hatchat_owner;
+
+-- ===== One shape for a send's answer (was built in four statements) =====
+
+-- What a send answers: alone or in a batch, the first time or retried with its client id.
+CREATE FUNCTION hatchat.sent_json(channel_id text, seq bigint, created_at timestamptz, from_user_id uuid)
+    RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('channelId', channel_id, 'seq', seq,
+                              'createdAt', hatchat.iso_time(created_at), 'fromUserId', from_user_id);

@@ -216,6 +216,13 @@ CREATE FUNCTION hatchat.is_live(c hatchat.channels) RETURNS boolean
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN c.expires_at IS NULL OR c.expires_at > now();
 
+-- What a send answers: alone or in a batch, the first time or retried with its client id.
+CREATE FUNCTION hatchat.sent_json(channel_id text, seq bigint, created_at timestamptz, from_user_id uuid)
+    RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('channelId', channel_id, 'seq', seq,
+                              'createdAt', hatchat.iso_time(created_at), 'fromUserId', from_user_id);
+
 -- An event also names its kind and target (`event`, `target`), a send with a client id its
 -- `clientId`; those keys are absent otherwise.
 CREATE FUNCTION hatchat.message_json(m hatchat.messages, username text) RETURNS jsonb
