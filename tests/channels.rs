@@ -249,3 +249,40 @@ fn a_channels_messages_go_with_it_however_it_goes() {
     db.execute("SELECT hatchat.delete_user($1, $2)", &[&bob.token(), &bob.id]).unwrap();
     assert_eq!(count(&mut db, stored, &owned), 0, "with its owner's account");
 }
+
+/// A send refreshes its channel's expiry only in steps of 1% of the TTL (a minute at most): a
+/// busy channel's counter row keeps its indexed `expires_at`, so its updates stay HOT instead of
+/// rewriting the row's index entries per message. An expiry further behind is refreshed in full.
+#[test]
+fn sends_refresh_a_channels_expiry_in_steps() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let id = channel_id("ttl");
+    db.query_one(
+        "SELECT hatchat.create_channel($1, $2, 'owner', '{\"ttlSeconds\": 3600}')",
+        &[&alice.token(), &id],
+    )
+    .unwrap();
+    let expiry = |db: &mut postgres::Client| -> f64 {
+        let sql = "SELECT extract(epoch FROM expires_at - clock_timestamp())::float8 FROM hatchat.channels WHERE id = $1";
+        db.query_one(sql, &[&id]).unwrap().get(0)
+    };
+    let stored = |db: &mut postgres::Client| -> String {
+        db.query_one("SELECT expires_at::text FROM hatchat.channels WHERE id = $1", &[&id]).unwrap().get(0)
+    };
+    send(&mut db, &alice, &id, json!(1)).unwrap();
+    let first = stored(&mut db);
+    for n in 2..5 {
+        send(&mut db, &alice, &id, json!(n)).unwrap();
+    }
+    assert_eq!(stored(&mut db), first, "sends within a minute of the last refresh keep the stored expiry");
+
+    db.execute(
+        "UPDATE hatchat.channels SET expires_at = now() + interval '3000 seconds' WHERE id = $1",
+        &[&id],
+    )
+    .unwrap();
+    send(&mut db, &alice, &id, json!("refresh")).unwrap();
+    let left = expiry(&mut db);
+    assert!((3590.0..=3600.0).contains(&left), "refreshed to a full TTL: {left} s left");
+}

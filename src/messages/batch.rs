@@ -80,7 +80,7 @@ const APPEND_ALL: &str = "\
            SET last_seq = c.last_seq + w.n, \
                last_at = greatest(clock_timestamp(), c.last_at + interval '1 microsecond') \
                          + (w.n - 1) * interval '1 microsecond', \
-               expires_at = clock_timestamp() + c.ttl_seconds * interval '1 second', \
+               expires_at = hatchat.refreshed_expiry(c.expires_at, c.ttl_seconds, clock_timestamp()), \
                counted = c.counted + w.counted \
           FROM unnest($5::text[], $6::bigint[], $7::bigint[]) AS w(channel, n, counted) \
          WHERE c.id = w.channel \

@@ -26,9 +26,9 @@ mod fold;
 
 /// Appends to a live channel if `from` is a member (the system user always may); no row when the
 /// channel is missing, expired, or `from` is not a member. The counter row update is the
-/// serialization point described above; it also refreshes the channel's expiry and bumps the
-/// channel's running count of countable messages (a user's message, not an event: $5 is the
-/// event kind or NULL). A countable post also moves its sender's read position to itself
+/// serialization point described above; it also refreshes the channel's expiry (in steps, see
+/// `hatchat.refreshed_expiry`) and bumps the channel's running count of countable messages (a
+/// user's message, not an event: $5 is the event kind or NULL). A countable post also moves its sender's read position to itself
 /// (posting marks what you have seen as read), so a member's own posts are never unread and the
 /// unread count needs no per-sender index (see reads.rs). Returns the answer and the channel's
 /// retention and notification settings.
@@ -37,7 +37,7 @@ const APPEND: &str = "\
         UPDATE hatchat.channels c \
            SET last_seq = last_seq + 1, \
                last_at = greatest(clock_timestamp(), last_at + interval '1 microsecond'), \
-               expires_at = clock_timestamp() + ttl_seconds * interval '1 second', \
+               expires_at = hatchat.refreshed_expiry(expires_at, ttl_seconds, clock_timestamp()), \
                counted = counted + CASE WHEN $5::text IS NULL \
                                          AND $2 <> '00000000-0000-0000-0000-000000000000'::uuid THEN 1 ELSE 0 END \
          WHERE c.id = $1 AND hatchat.is_live(c) \
