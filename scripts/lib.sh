@@ -152,9 +152,10 @@ start_cluster() {
             echo "max_connections = 300"
             echo "shared_buffers = 256MB"
             if [ "$kind" = throwaway ]; then
-                # Test data is thrown away: durability only costs time.
+                # Test data is thrown away: durability only costs time. synchronous_commit stays
+                # on, as in production, so commits take the path they take there (src/commit.rs);
+                # without fsync, a flush is a write.
                 echo "fsync = off"
-                echo "synchronous_commit = off"
                 echo "full_page_writes = off"
             fi
         } | as_postgres tee -a "$dir/postgresql.conf" >/dev/null

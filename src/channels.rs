@@ -6,6 +6,7 @@
 
 use crate::access::{self, channel_not_found, drop_if_expired, valid_channel_id, Access, InviteModel, Role};
 use crate::auth::{self, SYSTEM_USER};
+use crate::commit;
 use crate::db::{self, pg_uuid, rust_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
@@ -141,6 +142,7 @@ fn get_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<Jsonb> {
           WHERE c.id = $1",
         &[id.into(), pg_uuid(caller.id()).into()],
     )?;
+    commit::durable_reads();
     Ok(channel.ok_or_else(|| channel_not_found(id))?)
 }
 
@@ -156,6 +158,7 @@ fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
           WHERE m.user_id = $1 AND hatchat.is_live(c)",
         &[pg_uuid(caller.id()).into()],
     )?;
+    commit::durable_reads();
     Ok(channels.expect("an aggregate returns one row"))
 }
 

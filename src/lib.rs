@@ -10,6 +10,7 @@ mod access;
 mod announce;
 mod auth;
 mod channels;
+mod commit;
 mod db;
 mod error;
 mod jsonb;
@@ -33,6 +34,7 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
     announce::init();
+    commit::init();
 }
 
 /// Required by `cargo pgrx test`.

@@ -9,6 +9,7 @@
 
 use crate::access::{self, valid_channel_id, Access, Role};
 use crate::auth::{self, Caller};
+use crate::commit;
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
@@ -310,7 +311,9 @@ fn get_room(token: Option<&str>, room_id: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let room_id = required(room_id, "room id")?;
     load_room(room_id, &caller)?;
-    Ok(room_json(room_id)?)
+    let room = room_json(room_id)?;
+    commit::durable_reads();
+    Ok(room)
 }
 
 /// Posts `{timestamp, type, message, push?}` to a room: stored (capped), the room's expiry

@@ -11,6 +11,7 @@ pub static ROOM_TTL: GucSetting<i32> = GucSetting::<i32>::new(60 * 24 * 60 * 60)
 pub static MAX_JSON_DEPTH: GucSetting<i32> =
     GucSetting::<i32>::new(hatchat_wire::json::DEFAULT_MAX_DEPTH as i32);
 pub static MAX_NOTIFICATIONS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static RELEASE_LOCKS_BEFORE_FLUSH: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -75,6 +76,16 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"hatchat.release_locks_before_flush",
+        c"Whether a sending transaction releases its locks before its commit is flushed.",
+        c"The next sender of a channel then goes on while the commit is flushed; the COMMIT still \
+          returns only once it is durable, and reads flush before showing what they saw (see \
+          src/commit.rs). Needs hatchat in shared_preload_libraries.",
+        &RELEASE_LOCKS_BEFORE_FLUSH,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     // SAFETY: called once from _PG_init, after our variables are defined; makes a misspelt
     // `hatchat.*` setting an error instead of a silently ignored placeholder.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"hatchat".as_ptr()) };
@@ -98,6 +109,10 @@ pub fn max_json_depth() -> usize {
 
 pub fn max_notifications() -> i32 {
     MAX_NOTIFICATIONS.get()
+}
+
+pub fn release_locks_before_flush() -> bool {
+    RELEASE_LOCKS_BEFORE_FLUSH.get()
 }
 
 pub fn max_payload_bytes() -> usize {

@@ -8,6 +8,7 @@
 
 use crate::access::valid_channel_id;
 use crate::auth::{self, token, Caller};
+use crate::commit;
 use crate::db;
 use crate::error::{HatchatError, SqlResult};
 use crate::jsonb::Jsonb;
@@ -63,6 +64,7 @@ fn channel_window(
         CHANNEL_WINDOW,
         &[channel_id.into(), after_seq.into(), i64::from(row_limit).into(), users.into()],
     )?;
+    commit::durable_reads();
     Ok(answer.expect("a SELECT over one row returns one row"))
 }
 

@@ -11,6 +11,7 @@
 use crate::access::{self, valid_channel_id, Access};
 use crate::announce;
 use crate::auth::{self, Caller, SYSTEM_USER};
+use crate::commit;
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
@@ -163,6 +164,7 @@ pub fn settle(channel_id: &str, seqs: &[i64], retention: Retention, push: Option
         }
     }
     announce::channel(channel_id);
+    commit::release_locks_early();
     Ok(())
 }
 
@@ -386,10 +388,13 @@ fn get_messages(
         after_seq,
     )?;
     Access::load(channel_id, &caller)?.require_member()?;
-    if fold.unwrap_or(false) {
-        return Ok(read_window_with(channel_id, &window, [fold::FOLDED_BY_SEQ, fold::FOLDED_BY_TIME])?);
-    }
-    Ok(read_window(channel_id, &window)?)
+    let page = if fold.unwrap_or(false) {
+        read_window_with(channel_id, &window, [fold::FOLDED_BY_SEQ, fold::FOLDED_BY_TIME])?
+    } else {
+        read_window(channel_id, &window)?
+    };
+    commit::durable_reads();
+    Ok(page)
 }
 
 #[cfg(test)]
