@@ -29,6 +29,11 @@ const KEYS: usize = 4096;
 /// An announcer with nothing to do for this long exits (and lets its database be dropped); the
 /// next send starts another.
 const IDLE_EXIT: Duration = Duration::from_secs(30);
+/// After an announcement the announcer lets keys gather this long before it looks again, and
+/// senders meanwhile do not wake it: under load, one announcement (and one wake-up to each
+/// gateway) per interval instead of one per commit, and no signal from any sender's commit. A
+/// change after a quiet spell is announced at once.
+const GATHER: Duration = Duration::from_micros(500);
 /// An announcer registered this long ago that never came up (a failed fork, a database that
 /// refuses connections) is given up on: the next sender starts another.
 const STARTUP_GRACE_MICROS: i64 = 10_000_000;
@@ -60,6 +65,9 @@ struct Queue {
     senders: u32,
     /// Keys were dropped (a full queue, a failed announcement): announce "everyone".
     overflow: bool,
+    /// The announcer is awake and will look at the queue again before it sleeps: senders need not
+    /// set its latch (a signal, when it sleeps).
+    awake: bool,
     len: u32,
     keys: [u64; KEYS],
     users: [bool; KEYS],
@@ -75,6 +83,7 @@ impl Queue {
         in_flight: false,
         senders: 0,
         overflow: false,
+        awake: false,
         len: 0,
         keys: [0; KEYS],
         users: [false; KEYS],
@@ -254,7 +263,11 @@ fn hand_over() {
             queue.push(*key, true);
         }
         queue.senders = queue.senders.saturating_sub(1);
-        queue.latch
+        if queue.awake {
+            0
+        } else {
+            queue.latch
+        }
     };
     if latch != 0 {
         // SAFETY: the latch of a live announcer's PGPROC, in shared memory.
@@ -336,14 +349,36 @@ pub extern "C-unwind" fn hatchat_announcer_main(argument: pg_sys::Datum) {
                 queue.in_flight = false;
             }
             idle_since = Instant::now();
+            if alive {
+                std::thread::sleep(GATHER);
+                continue;
+            }
         } else if idle_since.elapsed() >= IDLE_EXIT && retire(database) {
             return;
         }
         if !alive {
             return;
         }
+        if !fall_asleep(database) {
+            continue;
+        }
         alive = BackgroundWorker::wait_latch(Some(Duration::from_secs(5)));
+        if let Some(queue) = QUEUES.exclusive().of(database) {
+            queue.awake = true;
+        }
     }
+}
+
+/// Tells senders to wake the announcer from now on, unless keys arrived meanwhile (then it
+/// drains again instead: false). Under the queue's lock, so no key is pushed unseen in between.
+fn fall_asleep(database: u32) -> bool {
+    let mut queues = QUEUES.exclusive();
+    let Some(queue) = queues.of(database) else { return true };
+    if queue.len > 0 || queue.overflow {
+        return false;
+    }
+    queue.awake = false;
+    true
 }
 
 /// Takes the queued keys (deduplicated), or None when there are none.
@@ -397,6 +432,7 @@ unsafe extern "C-unwind" fn on_exit(_code: i32, argument: pg_sys::Datum) {
         queue.worker = Worker::None;
         queue.latch = 0;
         queue.pid = 0;
+        queue.awake = false;
         queue.overflow |= queue.in_flight;
         queue.in_flight = false;
         if queue.len == 0 && !queue.overflow && queue.senders == 0 {
