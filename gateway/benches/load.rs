@@ -26,6 +26,8 @@ struct Settings {
     waiters: usize,
     latency_samples: usize,
     pool_size: usize,
+    /// Which parts run (BENCH_PARTS): sql, gateway, latency, idle, fanout.
+    parts: Vec<String>,
 }
 
 impl Settings {
@@ -40,7 +42,15 @@ impl Settings {
             waiters: var("BENCH_WAITERS", "1000").parse().expect("BENCH_WAITERS"),
             latency_samples: var("BENCH_LATENCY_SAMPLES", "500").parse().expect("BENCH_LATENCY_SAMPLES"),
             pool_size: var("BENCH_POOL_SIZE", "32").parse().expect("BENCH_POOL_SIZE"),
+            parts: var("BENCH_PARTS", "sql,gateway,latency,idle,fanout")
+                .split(',')
+                .map(|part| part.trim().to_string())
+                .collect(),
         }
+    }
+
+    fn runs(&self, part: &str) -> bool {
+        self.parts.iter().any(|p| p == part)
     }
 }
 
@@ -82,11 +92,21 @@ async fn main() {
     println!();
 
     let single_client_insert = pgbench_insert(1, settings.seconds, false);
-    sql_throughput(&api, &settings, single_client_insert).await;
-    throughput(&gateway, &settings, single_client_insert).await;
-    latency(&api, settings.latency_samples).await;
-    idle_waiters(&gateway, &api, &admin, settings.waiters).await;
-    fan_out(&gateway, &api, settings.waiters).await;
+    if settings.runs("sql") {
+        sql_throughput(&api, &settings, single_client_insert).await;
+    }
+    if settings.runs("gateway") {
+        throughput(&gateway, &settings, single_client_insert).await;
+    }
+    if settings.runs("latency") {
+        latency(&api, settings.latency_samples).await;
+    }
+    if settings.runs("idle") {
+        idle_waiters(&gateway, &api, &admin, settings.waiters).await;
+    }
+    if settings.runs("fanout") {
+        fan_out(&gateway, &api, settings.waiters).await;
+    }
 }
 
 async fn machine_line(admin: &tokio_postgres::Client) -> String {
@@ -124,11 +144,23 @@ fn pgbench_insert(clients: usize, seconds: u64, hot: bool) -> f64 {
 /// `pgbench` running `script` (one transaction each) from `clients` clients, prepared statements,
 /// with `-D` variables; transactions per second.
 fn pgbench(script: &str, clients: usize, seconds: u64, variables: &[(&str, &str)]) -> f64 {
+    pgbench_with(script, clients, seconds, variables, "")
+}
+
+/// `pgbench`, its sessions started with these settings (PGOPTIONS, e.g. `-c name=value`).
+fn pgbench_with(
+    script: &str,
+    clients: usize,
+    seconds: u64,
+    variables: &[(&str, &str)],
+    options: &str,
+) -> f64 {
     let url = database_url();
     let path = std::env::temp_dir().join(format!("hatchat-bench-{}.sql", std::process::id()));
     std::fs::write(&path, script).unwrap();
     let threads = clients.min(2).to_string();
     let mut command = Command::new("pgbench");
+    command.env("PGOPTIONS", options);
     command.args(["-n", "-M", "prepared", "-c", &clients.to_string(), "-j", &threads]);
     command.args(["-T", &seconds.to_string()]);
     for (name, value) in variables {
@@ -309,21 +341,25 @@ async fn sql_throughput(api: &Api, settings: &Settings, single_client_insert: f6
     println!();
     println!("hatchat.announcer_mode(): {}", announcer_mode().await);
     println!();
-    println!("| clients | spread: send_message | pgmq.send | raw INSERT | ÷ INSERT | ÷ pgmq | hot: send_message | ÷ single-client INSERT |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| clients | spread: send_message | pgmq.send | raw INSERT | ÷ INSERT | ÷ pgmq | hot: send_message | ÷ single-client INSERT | hot, locks held to the flush | ÷ single-client INSERT |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &clients in &settings.concurrency {
         let spread = pgbench(send, clients, settings.seconds, &variables);
         let queued = pgmq.as_ref().map(|_| pgbench(queue, clients, settings.seconds, &[]));
         let raw = pgbench_insert(clients, settings.seconds, false);
         let on_hot = pgbench(send_hot, clients, settings.seconds, &variables);
+        // PostgreSQL's own order (src/commit.rs), for comparison in the same run.
+        let held = "-c hatchat.release_locks_before_flush=off";
+        let on_hot_held = pgbench_with(send_hot, clients, settings.seconds, &variables, held);
         let (queued_text, versus_queue) = match queued {
             Some(q) => (format!("{q:.0}"), format!("{:.2}", spread / q)),
             None => ("-".into(), "-".into()),
         };
         println!(
-            "| {clients} | {spread:.0} | {queued_text} | {raw:.0} | {:.2} | {versus_queue} | {on_hot:.0} | {:.2} |",
+            "| {clients} | {spread:.0} | {queued_text} | {raw:.0} | {:.2} | {versus_queue} | {on_hot:.0} | {:.2} | {on_hot_held:.0} | {:.2} |",
             spread / raw,
-            on_hot / single_client_insert
+            on_hot / single_client_insert,
+            on_hot_held / single_client_insert
         );
     }
     println!();
