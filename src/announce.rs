@@ -330,6 +330,7 @@ pub extern "C-unwind" fn hatchat_announcer_main(argument: pg_sys::Datum) {
         let mut queues = QUEUES.exclusive();
         let Some(queue) = queues.claim(database) else { return };
         queue.worker = Worker::Running;
+        queue.awake = true;
         // SAFETY: MyLatch points at this process's latch in shared memory once it runs; MyProcPid
         // is this process's.
         queue.latch = unsafe { pg_sys::MyLatch } as usize;
@@ -350,7 +351,9 @@ pub extern "C-unwind" fn hatchat_announcer_main(argument: pg_sys::Datum) {
             }
             idle_since = Instant::now();
             if alive {
-                std::thread::sleep(GATHER);
+                // Senders leave the latch alone meanwhile; a SIGTERM or the postmaster's death
+                // still ends the wait.
+                alive = BackgroundWorker::wait_latch(Some(GATHER));
                 continue;
             }
         } else if idle_since.elapsed() >= IDLE_EXIT && retire(database) {
@@ -363,7 +366,17 @@ pub extern "C-unwind" fn hatchat_announcer_main(argument: pg_sys::Datum) {
             continue;
         }
         alive = BackgroundWorker::wait_latch(Some(Duration::from_secs(5)));
-        if let Some(queue) = QUEUES.exclusive().of(database) {
+        wake_up(database);
+    }
+}
+
+/// Tells senders that this announcer is awake (it looks at the queue before it sleeps again). Only
+/// the queue's own announcer says so: one that lost its place to a successor must not.
+fn wake_up(database: u32) {
+    // SAFETY: this process's pid.
+    let me = unsafe { pg_sys::MyProcPid };
+    if let Some(queue) = QUEUES.exclusive().of(database) {
+        if queue.pid == me {
             queue.awake = true;
         }
     }

@@ -142,7 +142,7 @@ fn get_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<Jsonb> {
           WHERE c.id = $1",
         &[id.into(), pg_uuid(caller.id()).into()],
     )?;
-    commit::durable_reads();
+    commit::durable_reads()?;
     Ok(channel.ok_or_else(|| channel_not_found(id))?)
 }
 
@@ -158,7 +158,7 @@ fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
           WHERE m.user_id = $1 AND hatchat.is_live(c)",
         &[pg_uuid(caller.id()).into()],
     )?;
-    commit::durable_reads();
+    commit::durable_reads()?;
     Ok(channels.expect("an aggregate returns one row"))
 }
 

@@ -20,8 +20,12 @@
 //!
 //! Needs the preload (the count of early commits lives in shared memory); without it, or with
 //! `hatchat.release_locks_before_flush = off`, sends commit as PostgreSQL does by default. A
-//! session with `synchronous_commit = off` asked for less and gets what it asked for.
+//! session with `synchronous_commit = off` asked for less and gets what it asked for; one with
+//! `remote_apply` commits as PostgreSQL does (its standbys answer an applied commit at once only
+//! when the commit record asks them to, which it does only under that setting). Not with Citus
+//! preloaded: its commit callbacks commit the workers' transactions before ours is durable.
 
+use crate::error::{HatchatError, Result};
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PgAtomic, PgXactCallbackEvent};
@@ -38,8 +42,20 @@ pub fn init() {
     // SAFETY: reads a flag PostgreSQL sets while loading shared_preload_libraries.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         pg_shmem_init!(EARLY = AtomicU32::new(0));
-        PRELOADED.store(true, Ordering::Relaxed);
+        PRELOADED.store(!citus_preloaded(), Ordering::Relaxed);
     }
+}
+
+fn citus_preloaded() -> bool {
+    // SAFETY: reads a string GUC's current value (not copied; read at once).
+    let libraries = unsafe {
+        let value = pg_sys::GetConfigOption(c"shared_preload_libraries".as_ptr(), true, false);
+        if value.is_null() {
+            return false;
+        }
+        std::ffi::CStr::from_ptr(value).to_string_lossy().into_owned()
+    };
+    libraries.split(',').any(|library| library.trim().trim_matches('"') == "citus")
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -49,8 +65,8 @@ enum State {
     /// Will commit early; nothing changed yet.
     Enlisted,
     /// Past PRE_COMMIT: counted in EARLY, `synchronous_commit` off until the commit record is
-    /// written; the session's own value is kept here.
-    Committing { own: i32 },
+    /// written; the session's own value is kept here, and where the last commit record ended.
+    Committing { own: i32, last_end: u64 },
     /// Committed and visible; waits for the flush up to this position after the locks are gone.
     Flushing { upto: u64 },
 }
@@ -69,7 +85,10 @@ pub fn release_locks_early() {
         return;
     }
     // SAFETY: reads the GUC's variable in this backend.
-    if unsafe { pg_sys::synchronous_commit } == pg_sys::SyncCommitLevel::SYNCHRONOUS_COMMIT_OFF as i32 {
+    let own = unsafe { pg_sys::synchronous_commit };
+    if own == pg_sys::SyncCommitLevel::SYNCHRONOUS_COMMIT_OFF as i32
+        || own >= pg_sys::SyncCommitLevel::SYNCHRONOUS_COMMIT_REMOTE_APPLY as i32
+    {
         return;
     }
     if !CALLBACK_REGISTERED.replace(true) {
@@ -88,23 +107,30 @@ fn commit_without_flush() {
     EARLY.get().fetch_add(1, Ordering::SeqCst);
     // SAFETY: this backend's GUC variable, restored at COMMIT or ABORT below. Set directly, not
     // through the GUC machinery, so nothing else (e.g. the synchronous replication mode) changes.
-    let own = unsafe { pg_sys::synchronous_commit };
+    let (own, last_end) = unsafe { (pg_sys::synchronous_commit, pg_sys::XactLastCommitEnd) };
     unsafe { pg_sys::synchronous_commit = pg_sys::SyncCommitLevel::SYNCHRONOUS_COMMIT_OFF as i32 };
-    STATE.set(State::Committing { own });
+    STATE.set(State::Committing { own, last_end });
 }
 
 /// COMMIT: the commit record is written and the transaction visible; the locks go next.
 fn remember_commit() {
-    if let State::Committing { own } = STATE.get() {
-        // SAFETY: as above; XactLastCommitEnd is where this transaction's commit record ends.
+    if let State::Committing { own, last_end } = STATE.get() {
+        // SAFETY: as above; XactLastCommitEnd is where this transaction's commit record ends (it
+        // is not moved by a transaction that wrote nothing: then there is nothing to wait for).
         unsafe { pg_sys::synchronous_commit = own };
-        STATE.set(State::Flushing { upto: unsafe { pg_sys::XactLastCommitEnd } });
+        let upto = unsafe { pg_sys::XactLastCommitEnd };
+        if upto == last_end {
+            STATE.set(State::Plain);
+            EARLY.get().fetch_sub(1, Ordering::SeqCst);
+        } else {
+            STATE.set(State::Flushing { upto });
+        }
     }
 }
 
 /// ABORT (also after a PRE_COMMIT that failed later): nothing to flush.
 fn forget() {
-    if let State::Committing { own } = STATE.replace(State::Plain) {
+    if let State::Committing { own, .. } = STATE.replace(State::Plain) {
         // SAFETY: as above.
         unsafe { pg_sys::synchronous_commit = own };
         EARLY.get().fetch_sub(1, Ordering::SeqCst);
@@ -135,20 +161,76 @@ unsafe extern "C-unwind" fn after_locks(
 }
 
 /// Called by reads before they answer: nothing they saw can be taken back by a crash (or lost
-/// with a primary whose synchronous standbys never got it). Costs an atomic read unless an early
-/// commit is between visible and durable.
-pub fn durable_reads() {
-    if !PRELOADED.load(Ordering::Relaxed) || EARLY.get().load(Ordering::SeqCst) == 0 {
-        return;
+/// with a primary whose synchronous standbys never got it, if the reader's `synchronous_commit`
+/// asks for standbys). Costs an atomic read unless an early commit is between visible and
+/// durable; then the read waits for the log to be flushed as far as it has been written.
+pub fn durable_reads() -> Result<()> {
+    // SAFETY: plain calls and reads of this backend's variables.
+    if !PRELOADED.load(Ordering::Relaxed)
+        || EARLY.get().load(Ordering::SeqCst) == 0
+        || unsafe { pg_sys::RecoveryInProgress() }
+    {
+        return Ok(());
     }
-    // SAFETY: plain calls; a commit this read saw wrote its record before it became visible, so
-    // it ends before the current insert position.
+    // A commit this read saw wrote its record before it became visible, so it ends at or before
+    // the end of the log written so far.
+    let upto = written_end();
+    // SAFETY: flushes the log up to a position already written.
+    unsafe { pg_sys::XLogFlush(upto) };
+    wait_for_standbys(upto)
+}
+
+/// The end of the last record written: the insert position, except that at the start of a page
+/// (or segment) that position lies past the page header, where no record ends yet, and flushing
+/// to it would be refused.
+fn written_end() -> u64 {
+    let align = |size: usize| size.next_multiple_of(std::mem::align_of::<f64>().max(8)) as u64;
+    let short_header = align(std::mem::size_of::<pg_sys::XLogPageHeaderData>());
+    let long_header = align(std::mem::size_of::<pg_sys::XLogLongPageHeaderData>());
+    // SAFETY: reads the insert position and a setting fixed at startup.
+    let (position, segment) = unsafe { (pg_sys::GetXLogInsertRecPtr(), pg_sys::wal_segment_size as u64) };
+    if position % segment == long_header {
+        position - long_header
+    } else if position % u64::from(pg_sys::XLOG_BLCKSZ) == short_header {
+        position - short_header
+    } else {
+        position
+    }
+}
+
+/// Waits, as a commit does, until the synchronous standbys the reader's `synchronous_commit` asks
+/// for have the log up to `upto`. Interrupts are held as in a commit; a cancel still ends the
+/// wait (PostgreSQL's own rule), and then the read fails instead of showing what the standbys may
+/// not have.
+fn wait_for_standbys(upto: u64) -> Result<()> {
+    // SAFETY: this backend's variables; the standby names are a GUC string (NULL or C string).
+    let mode = unsafe { pg_sys::synchronous_commit };
+    let defined = unsafe { !pg_sys::SyncRepStandbyNames.is_null() && *pg_sys::SyncRepStandbyNames != 0 };
+    let wait_mode = match mode as u32 {
+        pg_sys::SyncCommitLevel::SYNCHRONOUS_COMMIT_REMOTE_WRITE => 0,
+        pg_sys::SyncCommitLevel::SYNCHRONOUS_COMMIT_REMOTE_FLUSH => 1,
+        pg_sys::SyncCommitLevel::SYNCHRONOUS_COMMIT_REMOTE_APPLY => 2,
+        _ => return Ok(()),
+    };
+    // SAFETY: as RecordTransactionCommit calls it (interrupts held); WalSndCtl is shared memory
+    // set up at startup; an 8-byte LSN is read whole.
     unsafe {
-        if pg_sys::RecoveryInProgress() {
-            return;
+        if !defined || pg_sys::max_wal_senders == 0 || pg_sys::WalSndCtl.is_null() {
+            return Ok(());
         }
-        let upto = pg_sys::GetXLogInsertRecPtr();
-        pg_sys::XLogFlush(upto);
+        pg_sys::InterruptHoldoffCount += 1;
         pg_sys::SyncRepWaitForLSN(upto, false);
+        pg_sys::InterruptHoldoffCount -= 1;
+        // The wait ends when the standbys have it, when synchronous standbys are turned off (the
+        // checkpointer's flag, as the waiters see it), or when it was canceled.
+        let control = &*pg_sys::WalSndCtl;
+        let still_defined =
+            std::ptr::read_volatile(&control.sync_standbys_status) & pg_sys::SYNC_STANDBY_DEFINED as u8 != 0;
+        if still_defined && std::ptr::read_volatile(&control.lsn[wait_mode]) < upto {
+            return Err(HatchatError::Canceled(
+                "canceled while waiting for the synchronous standbys to have what this read saw".into(),
+            ));
+        }
     }
+    Ok(())
 }

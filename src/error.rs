@@ -26,6 +26,9 @@ pub enum HatchatError {
     /// that jsonb cannot hold: `\u0000` is 22P05, a lone surrogate 22P02, a number out of range
     /// 22003): PostgreSQL's own SQLSTATE and words, as a cast of the same text would raise them.
     Refused { sqlstate: PgSqlErrorCode, code: String, message: String, detail: Option<String> },
+    /// 57014 — the call was canceled while it waited (for synchronous standbys, see commit.rs);
+    /// nothing changed, trying again helps.
+    Canceled(String),
     /// XX000 — a bug in hatchat (an SPI call that cannot fail did), never caused by input.
     Internal(String),
 }
@@ -66,6 +69,7 @@ impl HatchatError {
             Self::InvalidParameter(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::PayloadTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::Refused { sqlstate, .. } => *sqlstate,
+            Self::Canceled(_) => ERRCODE_QUERY_CANCELED,
             Self::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -80,6 +84,7 @@ impl HatchatError {
             Self::InvalidParameter(_) => "22023",
             Self::PayloadTooLarge { .. } => "54000",
             Self::Refused { code, .. } => code,
+            Self::Canceled(_) => "57014",
             Self::Internal(_) => "XX000",
         }
     }
@@ -100,6 +105,7 @@ impl fmt::Display for HatchatError {
             | Self::NotFound(m)
             | Self::Conflict(m)
             | Self::InvalidParameter(m)
+            | Self::Canceled(m)
             | Self::Refused { message: m, .. } => f.write_str(m),
             Self::Internal(m) => write!(f, "hatchat internal error: {m}"),
             Self::PayloadTooLarge { size, limit } => write!(
@@ -168,9 +174,11 @@ mod tests {
             (HatchatError::Conflict("x".into()), "23505"),
             (HatchatError::invalid("x"), "22023"),
             (HatchatError::PayloadTooLarge { size: 2, limit: 1 }, "54000"),
+            (HatchatError::Canceled("x".into()), "57014"),
         ];
         for (error, code) in cases {
             assert_eq!(error.sqlstate_code(), code, "{error:?}");
+            assert_eq!(sqlstate_text(error.sqlstate()), code, "{error:?}");
         }
     }
 }

@@ -122,7 +122,7 @@ fn get_notifications(
            FROM (SELECT * FROM hatchat.notifications WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3) n",
         &[pg_uuid(user.id).into(), after_id.into(), i64::from(row_limit).into()],
     )?;
-    commit::durable_reads();
+    commit::durable_reads()?;
     Ok(page.expect("an aggregate returns one row"))
 }
 
@@ -184,7 +184,7 @@ fn notifications_to_forward(
         lock_inboxes(&stale)?;
         refresh_pending(&stale)?;
     }
-    commit::durable_reads();
+    commit::durable_reads()?;
     Ok(batch.expect("an aggregate returns one row"))
 }
 

@@ -301,7 +301,10 @@ fn create_room(
     let names: Vec<String> =
         required(usernames, "users")?.into_iter().map(Option::unwrap_or_default).collect();
     let id = open_room(&caller, required(room_type, "type")?, &names)?;
-    Ok(room_json(&id)?)
+    let room = room_json(&id)?;
+    // Opening an existing room may write nothing: its answer is then a read like get_room's.
+    commit::durable_reads()?;
+    Ok(room)
 }
 
 /// A room with its messages, newest first.
@@ -312,7 +315,7 @@ fn get_room(token: Option<&str>, room_id: Option<&str>) -> SqlResult<Jsonb> {
     let room_id = required(room_id, "room id")?;
     load_room(room_id, &caller)?;
     let room = room_json(room_id)?;
-    commit::durable_reads();
+    commit::durable_reads()?;
     Ok(room)
 }
 

@@ -64,7 +64,7 @@ fn channel_window(
         CHANNEL_WINDOW,
         &[channel_id.into(), after_seq.into(), i64::from(row_limit).into(), users.into()],
     )?;
-    commit::durable_reads();
+    commit::durable_reads()?;
     Ok(answer.expect("a SELECT over one row returns one row"))
 }
 

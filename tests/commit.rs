@@ -229,3 +229,32 @@ fn a_session_keeps_its_own_synchronous_commit() {
         "{payloads:?}"
     );
 }
+
+/// A read waiting for the standbys that is canceled fails (57014, retryable) rather than answer
+/// with what the standbys may not have; PostgreSQL lets a canceled commit wait end quietly.
+#[test]
+fn a_read_canceled_while_it_waits_fails_instead_of_showing_the_message() {
+    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut db = connect();
+    assert_preloaded(&mut db);
+    let (alice, bob, channel) = pair(&mut db);
+    let standby = NoStandby::start(&mut db);
+
+    let first = send_then_commit_when_told(&alice, &channel, "SET synchronous_commit = on", json!("first"));
+    first.commit.send(()).unwrap();
+    assert!(wait_for(|| wait_event(&mut db, first.pid).as_deref() == Some("SyncRep")));
+    let mut reader = connect();
+    reader.batch_execute("SET synchronous_commit = on").unwrap();
+    let reader_pid = pid(&mut reader);
+    let (bob2, channel2) = (bob.clone(), channel.clone());
+    let read = thread::spawn(move || {
+        reader
+            .query_one("SELECT hatchat.get_messages($1, $2, row_limit => 1000)", &[&bob2.token(), &channel2])
+    });
+    assert!(wait_for(|| wait_event(&mut db, reader_pid).as_deref() == Some("SyncRep")), "the read waits");
+    db.execute("SELECT pg_cancel_backend($1)", &[&reader_pid]).unwrap();
+    assert_eq!(sqlstate(read.join().unwrap()), "57014");
+
+    drop(standby);
+    assert_eq!(first.committed.recv_timeout(WAIT).unwrap(), Ok(()));
+}

@@ -393,7 +393,7 @@ fn get_messages(
     } else {
         read_window(channel_id, &window)?
     };
-    commit::durable_reads();
+    commit::durable_reads()?;
     Ok(page)
 }
 
