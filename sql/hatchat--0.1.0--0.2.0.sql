@@ -14,3 +14,24 @@
 -- in sql/schema.sql too, where ALTER TABLE ... ADD COLUMN puts it.
 
 \echo Use "ALTER EXTENSION hatchat UPDATE" to load this file. \quit
+
+-- ---- citus (issue 15), part 1: helpers that also work on a Citus cluster -----------------------
+-- The JSON helpers take columns instead of whole rows (a shard's rows are of another type), and
+-- two helpers for statements Citus plans: is_live from the expiry column, add_interval (IMMUTABLE).
+DROP FUNCTION hatchat.user_json(hatchat.users);
+CREATE FUNCTION hatchat.user_json(id uuid, username text, public_key text) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('id', id, 'username', username, 'publicKey', public_key);
+DROP FUNCTION hatchat.moderation_json(hatchat.users);
+CREATE FUNCTION hatchat.moderation_json(id uuid, banned_until timestamptz, muted boolean, chat_disabled boolean)
+    RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('userId', id, 'bannedUntil', hatchat.iso_time(banned_until),
+                              'muted', muted, 'chatDisabled', chat_disabled);
+CREATE FUNCTION hatchat.is_live(expires_at timestamptz) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN expires_at IS NULL OR expires_at > now();
+CREATE FUNCTION hatchat.add_interval(t timestamptz, i interval) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN ((t AT TIME ZONE 'UTC') + i) AT TIME ZONE 'UTC';
+-- ---- end citus part 1 ---------------------------------------------------------------------------

@@ -153,9 +153,11 @@ CREATE FUNCTION hatchat.iso_time(t timestamptz) RETURNS text
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
     RETURN to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 
-CREATE FUNCTION hatchat.user_json(u hatchat.users) RETURNS jsonb
+-- The JSON helpers take columns, not whole rows: on Citus a query runs on a shard, whose rows are
+-- of the shard's own type (hatchat.users_102008), for which a row-taking helper does not exist.
+CREATE FUNCTION hatchat.user_json(id uuid, username text, public_key text) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN jsonb_build_object('id', u.id, 'username', u.username, 'publicKey', u.public_key);
+    RETURN jsonb_build_object('id', id, 'username', username, 'publicKey', public_key);
 
 CREATE FUNCTION hatchat.channel_json(c hatchat.channels) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -164,15 +166,30 @@ CREATE FUNCTION hatchat.channel_json(c hatchat.channels) RETURNS jsonb
                               'maxMessages', c.max_messages, 'ttlSeconds', c.ttl_seconds,
                               'expiresAt', hatchat.iso_time(c.expires_at), 'notifyMembers', c.notify_members);
 
-CREATE FUNCTION hatchat.moderation_json(u hatchat.users) RETURNS jsonb
+CREATE FUNCTION hatchat.moderation_json(id uuid, banned_until timestamptz, muted boolean, chat_disabled boolean)
+    RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN jsonb_build_object('userId', u.id, 'bannedUntil', hatchat.iso_time(u.banned_until),
-                              'muted', u.muted, 'chatDisabled', u.chat_disabled);
+    RETURN jsonb_build_object('userId', id, 'bannedUntil', hatchat.iso_time(banned_until),
+                              'muted', muted, 'chatDisabled', chat_disabled);
 
 -- Whether a channel is live: an expired one behaves as missing from the moment it expires.
 CREATE FUNCTION hatchat.is_live(c hatchat.channels) RETURNS boolean
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN c.expires_at IS NULL OR c.expires_at > now();
+
+-- The same, from the channel's expires_at (a row-taking helper fails on Citus, see user_json).
+CREATE FUNCTION hatchat.is_live(expires_at timestamptz) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN expires_at IS NULL OR expires_at > now();
+
+-- t + i computed in UTC: for intervals of seconds (all hatchat adds) the same instant as `t + i`,
+-- but IMMUTABLE (`t + i` is STABLE: months and days depend on the session's time zone). Citus refuses STABLE
+-- functions applied to columns in an UPDATE of a distributed table ("STABLE functions used in
+-- UPDATE queries cannot be called with column references"), and timestamptz + interval is STABLE:
+-- UPDATEs that move a column's time (last_at, expires_at) use this instead.
+CREATE FUNCTION hatchat.add_interval(t timestamptz, i interval) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN ((t AT TIME ZONE 'UTC') + i) AT TIME ZONE 'UTC';
 
 CREATE FUNCTION hatchat.message_json(m hatchat.messages, username text) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE

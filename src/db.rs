@@ -58,6 +58,12 @@ pub fn rust_uuid(id: pgrx::Uuid) -> uuid::Uuid {
     uuid::Uuid::from_bytes(*id.as_bytes())
 }
 
+/// The current time (`clock_timestamp()`), to pass to a statement that may not call it: Citus
+/// refuses volatile functions in an UPDATE of a distributed table.
+pub fn clock() -> Result<pgrx::datum::TimestampWithTimeZone> {
+    Ok(first("SELECT clock_timestamp()", &[])?.expect("clock_timestamp() is never NULL"))
+}
+
 /// Runs a statement for its effect and says how many rows it touched (or returned).
 pub fn execute(sql: &'static str, args: &[DatumWithOid<'_>]) -> Result<usize> {
     query(sql, args, |rows| Ok(rows.len()))

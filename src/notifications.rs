@@ -26,78 +26,130 @@ use crate::settings;
 use crate::users;
 use pgrx::prelude::*;
 
-/// The notifications of message ($1, $2), with `push` ($3) attached to the message ones; each
-/// user keeps the newest $4; the server secret posts as $5, the chat service is $6.
-const FAN_OUT: &str = "\
+/// The notifications message ($1, $2) would create, before blocks are applied: one row per
+/// notification, `(receiver, user_id, sender, body)` in user order, `receiver` being the member whose
+/// settings decided it (a message notification goes to the receiver; a `chat-disabled` one goes
+/// back to the sender). `push` ($3) is attached to the message ones; the server secret posts as
+/// $4, the chat service is $5. Reads the channel's shard and the users (a reference table on
+/// Citus) only: a router query on a cluster.
+const TARGETS: &str = "\
     WITH msg AS ( \
         SELECT m.channel_id, m.from_user_id, \
-               CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' THEN $5::text ELSE s.username END AS sender, \
+               CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' THEN $4::text ELSE s.username END AS sender, \
                CASE WHEN c.type IS NOT NULL THEN m.payload || jsonb_build_object('roomId', m.channel_id) \
                     ELSE jsonb_build_object('roomId', m.channel_id, \
                                             'from', CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' \
-                                                         THEN $5::text ELSE s.username END, \
+                                                         THEN $4::text ELSE s.username END, \
                                             'timestamp', floor(extract(epoch FROM m.created_at) * 1000)::bigint, \
                                             'type', 'message', 'message', m.payload) END AS data \
           FROM hatchat.messages m \
           JOIN hatchat.channels c ON c.id = m.channel_id \
           LEFT JOIN hatchat.users s ON s.id = m.from_user_id \
-         WHERE m.channel_id = $1 AND m.seq = $2), \
+         WHERE m.channel_id = $1 AND c.id = $1 AND m.seq = $2), \
     receivers AS ( \
         SELECT r.id, r.username, r.chat_disabled, msg.from_user_id, msg.sender, msg.data \
           FROM msg \
-          JOIN hatchat.members mb ON mb.channel_id = msg.channel_id \
+          JOIN hatchat.members mb ON mb.channel_id = $1 \
           JOIN hatchat.users r ON r.id = mb.user_id \
-         WHERE r.id <> msg.from_user_id AND NOT r.muted \
-           AND NOT EXISTS (SELECT 1 FROM hatchat.blocks b \
-                            WHERE b.user_id = r.id AND b.blocked_user_id = msg.from_user_id)), \
-    targets AS ( \
-        SELECT id AS user_id, \
-               jsonb_build_object('from', $6::text, 'to', username, 'type', 'message', 'data', data) \
-               || CASE WHEN $3::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('push', $3::jsonb) END AS body \
-          FROM receivers WHERE NOT chat_disabled \
-        UNION ALL \
-        SELECT from_user_id, jsonb_build_object('from', $6::text, 'to', sender, 'type', 'chat-disabled', \
+         WHERE r.id <> msg.from_user_id AND NOT r.muted) \
+    SELECT id AS receiver, id AS user_id, from_user_id AS sender, \
+           jsonb_build_object('from', $5::text, 'to', username, 'type', 'message', 'data', data) \
+           || CASE WHEN $3::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('push', $3::jsonb) END AS body \
+      FROM receivers WHERE NOT chat_disabled \
+    UNION ALL \
+    SELECT id, from_user_id, from_user_id, jsonb_build_object('from', $5::text, 'to', sender, 'type', 'chat-disabled', \
                                                 'data', jsonb_build_object('receiver', username)) \
-          FROM receivers WHERE chat_disabled AND from_user_id <> '00000000-0000-0000-0000-000000000000'), \
-    counts AS (SELECT user_id, count(*) AS n FROM targets GROUP BY user_id), \
-    bumped AS ( \
-        INSERT INTO hatchat.inboxes AS i (user_id, last_id, pending_since) \
-        SELECT user_id, n, clock_timestamp() FROM counts ORDER BY user_id \
-        ON CONFLICT (user_id) DO UPDATE SET last_id = i.last_id + EXCLUDED.last_id, \
-                                            pending_since = coalesce(i.pending_since, EXCLUDED.pending_since) \
-        RETURNING i.user_id, i.last_id), \
-    trimmed AS ( \
-        DELETE FROM hatchat.notifications n USING bumped b \
-         WHERE n.user_id = b.user_id AND n.id <= b.last_id - $4), \
-    numbered AS ( \
-        SELECT t.user_id, b.last_id - count(*) OVER w + row_number() OVER w AS id, b.last_id, t.body \
-          FROM targets t JOIN bumped b ON b.user_id = t.user_id \
-        WINDOW w AS (PARTITION BY t.user_id)) \
-    INSERT INTO hatchat.notifications (user_id, id, body, channel_id) \
-    SELECT user_id, id, body, $1 FROM numbered WHERE id > last_id - $4 \
-    RETURNING user_id";
+      FROM receivers WHERE chat_disabled AND from_user_id <> '00000000-0000-0000-0000-000000000000' \
+    ORDER BY user_id, receiver";
+
+/// Which of users $1 blocked user $2. Blocks are keyed by the blocking user (sharded by user on
+/// Citus, apart from the channel's tables), hence a query of their own.
+const BLOCKERS: &str = "\
+    SELECT b.user_id FROM hatchat.blocks b WHERE b.user_id = ANY($1) AND b.blocked_user_id = $2";
+
+/// Bumps user $1's counter by $2 (creating the inbox); the new last id. The user's inbox row stays
+/// locked to the end of the transaction.
+const BUMP_INBOX: &str = "\
+    INSERT INTO hatchat.inboxes AS i (user_id, last_id, pending_since) VALUES ($1, $2, clock_timestamp()) \
+    ON CONFLICT (user_id) DO UPDATE SET last_id = i.last_id + EXCLUDED.last_id, \
+                                        pending_since = coalesce(i.pending_since, EXCLUDED.pending_since) \
+    RETURNING i.last_id";
+
+/// One notification to be created: for whom, and what. The member whose settings decided it
+/// (`receiver`) is who may have blocked the sender.
+struct Target {
+    receiver: pgrx::Uuid,
+    user_id: pgrx::Uuid,
+    sender: pgrx::Uuid,
+    body: Jsonb,
+}
 
 /// Creates the notifications of message `seq` of `channel_id` and queues a NOTIFY naming the
 /// users whose streams grew (delivered at commit). Each of those users keeps only the newest
-/// `hatchat.max_notifications`: older ones are deleted in the same statement (`trimmed` sees the
-/// rows from before it; the new ones past the limit are never inserted), ids are never reused.
+/// `hatchat.max_notifications`: older ones are deleted, the new ones past the limit are never
+/// inserted, ids are never reused.
+///
+/// Statement by statement, one user at a time in user-id order (so concurrent posts lock inboxes
+/// in one order and never deadlock): each statement then touches one user's rows, which on Citus
+/// is a router query on that user's shard, however the channel's and the users' shards lie.
 pub fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
-    let keep = settings::max_notifications();
+    let targets = unblocked(targets(channel_id, seq, push)?)?;
+    let keep = i64::from(settings::max_notifications());
+    let mut grown = Vec::new();
+    for group in targets.chunk_by(|a, b| a.user_id == b.user_id) {
+        let user_id = group[0].user_id;
+        let count = group.len() as i64;
+        let last_id = db::first::<i64>(BUMP_INBOX, &[user_id.into(), count.into()])?
+            .ok_or_else(|| HatchatError::Internal("an upsert returns its row".into()))?;
+        db::execute(
+            "DELETE FROM hatchat.notifications WHERE user_id = $1 AND id <= $2",
+            &[user_id.into(), (last_id - keep).into()],
+        )?;
+        for (target, id) in group.iter().zip(last_id - count + 1..) {
+            if id > last_id - keep {
+                db::execute(
+                    "INSERT INTO hatchat.notifications (user_id, id, body, channel_id) VALUES ($1, $2, $3, $4)",
+                    &[user_id.into(), id.into(), target.body.into(), channel_id.into()],
+                )?;
+            }
+        }
+        grown.push(user_id.to_string());
+    }
+    announce::users(grown.iter().map(String::as_str));
+    Ok(())
+}
+
+fn targets(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<Vec<Target>> {
     let args = [
         channel_id.into(),
         seq.into(),
         push.into(),
-        keep.into(),
         users::SERVER_SECRET_NAME.into(),
         hatchat_wire::CHAT_SERVICE.into(),
     ];
-    let users: Vec<String> = db::query(FAN_OUT, &args, |rows| {
-        rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?.map(|u| u.to_string()).unwrap_or_default())).collect()
+    let rows: Vec<Option<Target>> = db::query(TARGETS, &args, |rows| {
+        rows.map(|row| {
+            let (receiver, user_id) = (row.get::<pgrx::Uuid>(1)?, row.get::<pgrx::Uuid>(2)?);
+            let (sender, body) = (row.get::<pgrx::Uuid>(3)?, row.get::<Jsonb>(4)?);
+            Ok(receiver.zip(user_id).zip(sender.zip(body)).map(|((receiver, user_id), (sender, body))| {
+                Target { receiver, user_id, sender, body }
+            }))
+        })
+        .collect()
     })?;
-    announce::users(users.iter().map(String::as_str));
-    Ok(())
+    Ok(rows.into_iter().flatten().collect())
 }
 
+/// `targets` without those decided by a member who blocked the sender (the sender is the user of
+/// the `chat-disabled` rows, and the receiver of no row).
+fn unblocked(targets: Vec<Target>) -> Result<Vec<Target>> {
+    let Some(sender) = targets.first().map(|t| t.sender) else { return Ok(targets) };
+    let receivers: Vec<pgrx::Uuid> = targets.iter().map(|t| t.receiver).collect();
+    let blockers: Vec<Option<pgrx::Uuid>> = db::query(BLOCKERS, &[receivers.into(), sender.into()], |rows| {
+        rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect()
+    })?;
+    Ok(targets.into_iter().filter(|t| !blockers.contains(&Some(t.receiver))).collect())
+}
 /// The caller's notifications after `after_id`, oldest first: `[{id, createdAt, from, to, type,
 /// data, push?}]`.
 #[pg_extern(security_definer)]
@@ -137,25 +189,28 @@ fn require_forwarder() -> Result<()> {
 /// Longest reason kept for an undeliverable notification, in characters.
 pub const MAX_REASON_CHARS: i32 = 500;
 
-/// The users waiting longest (but those in `$2`), a share of `$1` notifications each, in order:
-/// the batch as JSON, and the users it found nothing for (their `pending_since` is stale).
-const TO_FORWARD: &str = "\
-    WITH waiting AS ( \
-        SELECT i.user_id, i.pending_since FROM hatchat.inboxes i \
-         WHERE i.pending_since IS NOT NULL AND NOT (i.user_id = ANY($2)) \
-         ORDER BY i.pending_since, i.user_id LIMIT $1), \
-    share AS (SELECT greatest(1, $1 / greatest(count(*), 1)) AS n FROM waiting), \
-    picked AS ( \
-        SELECT w.pending_since, w.user_id, n.id, n.body \
-          FROM waiting w CROSS JOIN LATERAL ( \
+/// The users waiting longest (but those in `$2`), at most `$1`, in forwarding order.
+const WAITING: &str = "\
+    SELECT i.user_id FROM hatchat.inboxes i \
+     WHERE i.pending_since IS NOT NULL AND NOT (i.user_id = ANY($2)) \
+     ORDER BY i.pending_since, i.user_id LIMIT $1";
+
+/// The first `$2` notifications waiting to be forwarded of each of users `$1`, as JSON in the
+/// users' order, and the users it found nothing for (their `pending_since` is stale). The lateral
+/// subquery with its LIMIT is joined to the inboxes table itself, not to a list or a CTE: on Citus
+/// it then runs on each user's shard (a LIMIT correlated with anything else cannot be pushed down).
+const PICKED: &str = "\
+    WITH picked AS ( \
+        SELECT w.user_id, n.id, n.body FROM hatchat.inboxes w CROSS JOIN LATERAL ( \
                SELECT n.id, n.body FROM hatchat.notifications n \
                 WHERE n.user_id = w.user_id AND n.forwarded_at IS NULL AND n.undeliverable_at IS NULL \
-                ORDER BY n.id LIMIT (SELECT n FROM share)) n) \
+                ORDER BY n.id LIMIT $2) n \
+         WHERE w.user_id = ANY($1)) \
     SELECT (SELECT coalesce(jsonb_agg(jsonb_build_object('userId', p.user_id, 'id', p.id, 'body', p.body) \
-                                      ORDER BY p.pending_since, p.user_id, p.id), '[]'::jsonb) \
+                                      ORDER BY array_position($1, p.user_id), p.id), '[]'::jsonb) \
               FROM picked p), \
-           (SELECT coalesce(array_agg(w.user_id), '{}') FROM waiting w \
-             WHERE NOT EXISTS (SELECT 1 FROM picked p WHERE p.user_id = w.user_id))";
+           (SELECT coalesce(array_agg(u), '{}') FROM unnest($1) AS u \
+             WHERE NOT EXISTS (SELECT 1 FROM picked p WHERE p.user_id = u))";
 
 /// Notifications to forward: `[{userId, id, body}]`, each user's in id order. Fair: users are
 /// taken by their oldest waiting notification (at most `row_limit` users), each with an equal
@@ -172,7 +227,13 @@ fn notifications_to_forward(
     require_forwarder()?;
     let row_limit = row_limit.unwrap_or(100).clamp(1, limits::MAX_ROW_LIMIT);
     let except: Vec<pgrx::Uuid> = except_users.unwrap_or_default().into_iter().flatten().collect();
-    let (batch, stale) = db::query(TO_FORWARD, &[row_limit.into(), except.into()], |rows| {
+    let waiting: Vec<Option<pgrx::Uuid>> = db::query(WAITING, &[row_limit.into(), except.into()], |rows| {
+        rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect()
+    })?;
+    let waiting: Vec<pgrx::Uuid> = waiting.into_iter().flatten().collect();
+    // An equal share each, so one user's backlog never takes the whole batch.
+    let share = i64::from(row_limit) / (waiting.len().max(1) as i64);
+    let (batch, stale) = db::query(PICKED, &[waiting.into(), share.max(1).into()], |rows| {
         let row = rows.first();
         Ok((row.get::<Jsonb>(1)?, row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default()))
     })?;
@@ -187,11 +248,14 @@ fn notifications_to_forward(
 
 /// Locks the inbox rows of `users` (in user order, as fan_out does), so their notifications can
 /// change without a concurrent fan_out slipping in between a change and `refresh_pending`.
+/// One statement per user: Citus takes row locks only in single-shard queries.
 fn lock_inboxes(users: &[pgrx::Uuid]) -> Result<()> {
-    db::execute(
-        "SELECT 1 FROM hatchat.inboxes WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE",
-        &[users.to_vec().into()],
-    )?;
+    let mut sorted = users.to_vec();
+    sorted.sort_unstable_by_key(|u| *u.as_bytes());
+    sorted.dedup();
+    for user in sorted {
+        db::execute("SELECT 1 FROM hatchat.inboxes WHERE user_id = $1 FOR UPDATE", &[user.into()])?;
+    }
     Ok(())
 }
 
