@@ -131,9 +131,10 @@ fn targets(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<Vec<Target
         rows.map(|row| {
             let (receiver, user_id) = (row.get::<pgrx::Uuid>(1)?, row.get::<pgrx::Uuid>(2)?);
             let (sender, body) = (row.get::<pgrx::Uuid>(3)?, row.get::<Jsonb>(4)?);
-            Ok(receiver.zip(user_id).zip(sender.zip(body)).map(|((receiver, user_id), (sender, body))| {
-                Target { receiver, user_id, sender, body }
-            }))
+            Ok(receiver
+                .zip(user_id)
+                .zip(sender.zip(body))
+                .map(|((receiver, user_id), (sender, body))| Target { receiver, user_id, sender, body }))
         })
         .collect()
     })?;
@@ -145,9 +146,10 @@ fn targets(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<Vec<Target
 fn unblocked(targets: Vec<Target>) -> Result<Vec<Target>> {
     let Some(sender) = targets.first().map(|t| t.sender) else { return Ok(targets) };
     let receivers: Vec<pgrx::Uuid> = targets.iter().map(|t| t.receiver).collect();
-    let blockers: Vec<Option<pgrx::Uuid>> = db::query(BLOCKERS, &[receivers.into(), sender.into()], |rows| {
-        rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect()
-    })?;
+    let blockers: Vec<Option<pgrx::Uuid>> =
+        db::query(BLOCKERS, &[receivers.into(), sender.into()], |rows| {
+            rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect()
+        })?;
     Ok(targets.into_iter().filter(|t| !blockers.contains(&Some(t.receiver))).collect())
 }
 /// The caller's notifications after `after_id`, oldest first: `[{id, createdAt, from, to, type,
