@@ -36,6 +36,10 @@ rm -f "$("$pg_config" --pkglibdir)"/hatchat.so "$("$pg_config" --sharedir)"/exte
 # The old release builds in this checkout's target directory: the dependencies it shares are
 # compiled once, and cargo links each build's own library into place again when it installs.
 say "building and installing hatchat $FROM_VERSION (commit ${FROM_COMMIT:0:12})"
+# Both builds write the same library file (a cdylib's name has no hash: target/debug/deps/
+# libhatchat.so), and cargo calls a build fresh when that file is newer than the build's own
+# sources: without a touch, whichever release was built last would be installed as both.
+touch "$src/src/lib.rs"
 (cd "$src" && CARGO_TARGET_DIR="$ROOT/target" cargo pgrx install --pg-config "$pg_config" >/dev/null)
 diff -q "$("$pg_config" --sharedir)/extension/hatchat--$FROM_VERSION.sql" "sql/hatchat--$FROM_VERSION.sql" >/dev/null \
     || die "sql/hatchat--$FROM_VERSION.sql is not what release $FROM_VERSION installs"
@@ -56,6 +60,7 @@ say "phase 1: writing through the $FROM_VERSION API"
 cargo test -q --test upgrade -- --ignored --exact before_upgrade
 
 say "installing this checkout ($TO_VERSION) over it, restarting, ALTER EXTENSION hatchat UPDATE"
+touch "$ROOT/src/lib.rs" # see the touch above
 install_extension dev "$pg_config"
 stop_cluster "$cluster"
 start_cluster "$cluster" "$port" throwaway

@@ -64,6 +64,20 @@ pub fn clock() -> Result<pgrx::datum::TimestampWithTimeZone> {
     Ok(first("SELECT clock_timestamp()", &[])?.expect("clock_timestamp() is never NULL"))
 }
 
+/// On Citus, one connection per node for the rest of the transaction (`SET LOCAL
+/// citus.multi_shard_modify_mode = sequential`); nothing without Citus. A transaction that writes
+/// to several shards of a table at once (in parallel) may not write to a reference table after:
+/// Citus then refuses ("cannot modify table users because there was a parallel operation on a
+/// distributed table"). Deleting a user does both (their channels, then the user).
+pub fn citus_sequential() -> Result<()> {
+    execute(
+        "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true) \
+          WHERE current_setting('citus.multi_shard_modify_mode', true) IS NOT NULL",
+        &[],
+    )?;
+    Ok(())
+}
+
 /// Runs a statement for its effect and says how many rows it touched (or returned).
 pub fn execute(sql: &'static str, args: &[DatumWithOid<'_>]) -> Result<usize> {
     query(sql, args, |rows| Ok(rows.len()))

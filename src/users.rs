@@ -123,6 +123,7 @@ fn delete_user(token: Option<&str>, id: Option<pgrx::Uuid>) -> SqlResult<()> {
     // Locked first: a channel created meanwhile (its owner key check needs this row) waits for
     // this deletion and then fails, instead of being taken by the cascade with its messages left.
     db::execute("SELECT 1 FROM hatchat.users WHERE id = $1 FOR UPDATE", &[id.into()])?;
+    db::citus_sequential()?;
     let owned: Vec<String> =
         db::query("SELECT c.id FROM hatchat.channels c WHERE c.owner_id = $1", &[id.into()], |rows| {
             rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()

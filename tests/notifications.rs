@@ -50,12 +50,17 @@ fn forwarded_ids(batch: &Value, user: &User) -> Vec<i64> {
 fn to_forward_among(db: &mut postgres::Client, users: &[&User], row_limit: i32) -> Value {
     let ids: Vec<uuid::Uuid> = users.iter().map(|u| u.id).collect();
     let mut tx = db.transaction().unwrap();
-    // Locked in user order, as fan_out does, so a concurrent post cannot deadlock with this.
-    tx.execute(
-        "SELECT 1 FROM hatchat.inboxes WHERE NOT (user_id = ANY($1)) ORDER BY user_id FOR UPDATE",
-        &[&ids],
-    )
-    .unwrap();
+    // Locked in user order, as fan_out does, so a concurrent post cannot deadlock with this; one
+    // user per statement, as Citus takes row locks only in single-shard queries.
+    let others: Vec<uuid::Uuid> = tx
+        .query("SELECT user_id FROM hatchat.inboxes WHERE NOT (user_id = ANY($1)) ORDER BY user_id", &[&ids])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for user in &others {
+        tx.execute("SELECT 1 FROM hatchat.inboxes WHERE user_id = $1 FOR UPDATE", &[user]).unwrap();
+    }
     tx.execute(
         "UPDATE hatchat.notifications SET forwarded_at = now() \
           WHERE forwarded_at IS NULL AND NOT (user_id = ANY($1))",
