@@ -33,12 +33,10 @@ pg_config=$pg_bin/pg_config
 export PATH="$pg_bin:$PATH"
 rm -f "$("$pg_config" --pkglibdir)"/hatchat.so "$("$pg_config" --sharedir)"/extension/hatchat*
 
-# The old release builds in this checkout's target directory: the dependencies it shares are
-# compiled once, and cargo links each build's own library into place again when it installs.
+# The old release builds in this checkout's target directory, so the dependencies they share are
+# compiled once. Both builds put their library at the same place (target/debug/libhatchat.so), and
+# cargo puts it there only when it compiles the crate: each install touches its crate first.
 say "building and installing hatchat $FROM_VERSION (commit ${FROM_COMMIT:0:12})"
-# Both builds write the same library file (a cdylib's name has no hash: target/debug/deps/
-# libhatchat.so), and cargo calls a build fresh when that file is newer than the build's own
-# sources: without a touch, whichever release was built last would be installed as both.
 touch "$src/src/lib.rs"
 (cd "$src" && CARGO_TARGET_DIR="$ROOT/target" cargo pgrx install --pg-config "$pg_config" >/dev/null)
 diff -q "$("$pg_config" --sharedir)/extension/hatchat--$FROM_VERSION.sql" "sql/hatchat--$FROM_VERSION.sql" >/dev/null \
@@ -60,7 +58,7 @@ say "phase 1: writing through the $FROM_VERSION API"
 cargo test -q --test upgrade -- --ignored --exact before_upgrade
 
 say "installing this checkout ($TO_VERSION) over it, restarting, ALTER EXTENSION hatchat UPDATE"
-touch "$ROOT/src/lib.rs" # see the touch above
+touch "$ROOT/src/lib.rs"
 install_extension dev "$pg_config"
 stop_cluster "$cluster"
 start_cluster "$cluster" "$port" throwaway

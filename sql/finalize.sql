@@ -11,9 +11,9 @@ ALTER FUNCTION hatchat.send_messages(jsonb) SET plan_cache_mode = force_generic_
 -- at every call. Forced generic, a single send costs a third less CPU (2,340 -> 3,450 a second,
 -- one pgbench client, synchronous_commit off). Not every function gains: get_messages' generic
 -- plan cannot see which of its optional bounds are set, and is thousands of times slower.
-ALTER FUNCTION hatchat.send_message(text, text, jsonb) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION hatchat.send_message(text, text, jsonb, text) SET plan_cache_mode = force_generic_plan;
 -- send_message_text is the same send with the payload as text: the gateway's lone sends.
-ALTER FUNCTION hatchat.send_message_text(text, text, text) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION hatchat.send_message_text(text, text, text, text) SET plan_cache_mode = force_generic_plan;
 
 -- Least privilege: the API functions are SECURITY DEFINER, so they run as their owner. Owned by
 -- the superuser who installed the extension, a bug in one of them (or in PostgreSQL's handling of

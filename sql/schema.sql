@@ -17,6 +17,8 @@ CREATE TABLE hatchat.users (
     muted         boolean NOT NULL DEFAULT false,
     -- Set by the user: they cannot post and receive no notifications.
     chat_disabled boolean NOT NULL DEFAULT false,
+    -- Whether other members see this user's read position (read receipts) in get_channel.
+    read_receipts boolean NOT NULL DEFAULT true,
     CONSTRAINT only_system_has_no_key
         CHECK ((public_key IS NULL) = (id = '00000000-0000-0000-0000-000000000000'))
 );
@@ -43,7 +45,11 @@ CREATE TABLE hatchat.channels (
     -- NULL: never. An expired channel is treated as missing at once and purged later.
     expires_at   timestamptz,
     -- Whether a post creates notifications for the other members (rooms do).
-    notify_members boolean NOT NULL DEFAULT false
+    notify_members boolean NOT NULL DEFAULT false,
+    -- How many countable messages (a user's own posts: not system messages, not edit, delete or
+    -- reaction events) the channel has had, bumped in the same UPDATE as last_seq. Unread counts
+    -- are differences of this running count (see reads.rs), so a send stays O(1).
+    counted      bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX channels_owner_id ON hatchat.channels (owner_id);
 CREATE INDEX channels_expires_at ON hatchat.channels (expires_at) WHERE expires_at IS NOT NULL;
@@ -52,6 +58,10 @@ CREATE TABLE hatchat.members (
     channel_id text NOT NULL REFERENCES hatchat.channels (id) ON DELETE CASCADE,
     user_id    uuid NOT NULL REFERENCES hatchat.users (id) ON DELETE CASCADE,
     joined_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- How far this member has read (never moves backwards; a post of theirs moves it to that post)
+    -- and the channel's `counted` as of that seq.
+    read_seq   bigint NOT NULL DEFAULT 0,
+    read_count bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (channel_id, user_id)
 );
 -- "My channels" and the cascade when a user is deleted.
@@ -67,9 +77,37 @@ CREATE TABLE hatchat.messages (
     -- No foreign key: a deleted user's messages stay (their username then reads as null).
     from_user_id uuid NOT NULL,
     payload      jsonb NOT NULL,
+    -- The sender's own id for this send (idempotent retries): unique per (channel, sender).
+    client_id    text,
+    -- NULL for a message; 'edit', 'delete' or 'reaction' for an event about message `target`.
+    -- Kept outside the payload, so no payload can pass for an event.
+    kind         text CHECK (kind IN ('edit', 'delete', 'reaction')),
+    target       bigint,
+    -- The channel's `counted` once this row was appended (see channels.counted).
+    counted      bigint NOT NULL DEFAULT 0,
+    -- A message's current state: the seq of its latest edit event, and whether it was deleted
+    -- (then its payload and its edits' payloads are erased: JSON null).
+    edit_seq     bigint,
+    deleted      boolean NOT NULL DEFAULT false,
+    CHECK ((kind IS NULL) = (target IS NULL)),
     PRIMARY KEY (channel_id, seq),
     -- createdAt strictly increases within a channel; the index serves `since` windows.
     UNIQUE (channel_id, created_at)
+);
+-- Idempotent sends: a retry finds the first send under the channel's counter lock.
+CREATE UNIQUE INDEX messages_client_id ON hatchat.messages (channel_id, from_user_id, client_id)
+    WHERE client_id IS NOT NULL;
+-- The events about a message (its edits, to erase them; deletes after a read position, for unread).
+CREATE INDEX messages_events ON hatchat.messages (channel_id, kind, target) WHERE kind IS NOT NULL;
+
+-- One of each reaction per user and message: the current state that `fold` reports and `react`
+-- checks; each change is also a 'reaction' event in the channel.
+CREATE TABLE hatchat.reactions (
+    channel_id text NOT NULL,
+    seq        bigint NOT NULL,
+    user_id    uuid NOT NULL,
+    reaction   text NOT NULL,
+    PRIMARY KEY (channel_id, seq, user_id, reaction)
 );
 
 -- Who blocked whom: a blocked sender's posts notify nobody who blocked them. Keyed by the
@@ -191,8 +229,29 @@ CREATE FUNCTION hatchat.add_interval(t timestamptz, i interval) RETURNS timestam
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     RETURN ((t AT TIME ZONE 'UTC') + i) AT TIME ZONE 'UTC';
 
+-- An event also names its kind and target (`event`, `target`), a send with a client id its
+-- `clientId`; those keys are absent otherwise.
 CREATE FUNCTION hatchat.message_json(m hatchat.messages, username text) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN jsonb_build_object('seq', m.seq, 'createdAt', hatchat.iso_time(m.created_at),
                               'fromUserId', m.from_user_id, 'username', username,
-                              'payload', m.payload);
+                              'payload', m.payload)
+           || jsonb_strip_nulls(jsonb_build_object('event', m.kind, 'target', m.target,
+                                                   'clientId', m.client_id));
+
+-- A member's unread count: the channel's countable messages since their read position, less
+-- those deleted since (each delete event names one countable message). Their own posts are never
+-- among them (a post moves its sender's read position to itself). O(deletes after the read
+-- position), never O(messages). Messages removed by retention still count until read.
+CREATE FUNCTION hatchat.unread(c hatchat.channels, m hatchat.members) RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN CASE WHEN m.user_id IS NOT NULL THEN
+        greatest(0, c.counted - m.read_count
+                    - (SELECT count(*) FROM hatchat.messages d
+                        WHERE d.channel_id = c.id AND d.kind = 'delete' AND d.target > m.read_seq))
+    END;
+
+-- What list_channels and get_channel add for the caller (`me`: their membership row).
+CREATE FUNCTION hatchat.read_state_json(c hatchat.channels, me hatchat.members) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('lastSeq', c.last_seq, 'readSeq', me.read_seq, 'unread', hatchat.unread(c, me));

@@ -144,8 +144,11 @@ const DELETE_CHANNELS: &str = "\
     DELETE FROM hatchat.channels c WHERE c.id = ANY($1) AND (NOT $2 OR c.expires_at <= now()) \
     RETURNING c.id";
 
-/// Deletes the messages of channels that are gone (messages have no foreign key: see schema.sql).
-const DELETE_MESSAGES: &str = "DELETE FROM hatchat.messages WHERE channel_id = ANY($1)";
+/// Deletes the messages of channels that are gone (messages have no foreign key: see schema.sql),
+/// with their reactions (keyed by seq: a new channel of the same id must not inherit them).
+const DELETE_MESSAGES: &str = "\
+    WITH reactions AS (DELETE FROM hatchat.reactions WHERE channel_id = ANY($1)) \
+    DELETE FROM hatchat.messages WHERE channel_id = ANY($1)";
 
 /// The one way channels are deleted (by their owner, expired, with their owner's account), with
 /// their messages, and announced (waiters on them find them gone). The messages go in a statement

@@ -123,25 +123,35 @@ fn get_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let id = valid_channel_id(required(id, "channel id")?)?;
     Access::load(id, &caller)?.require_member()?;
+    // Read receipts: each member's read position, but for those who turned them off (the caller
+    // always sees their own). A key of its own, so `members` keeps its shape.
     let channel = db::first::<Jsonb>(
-        "SELECT hatchat.channel_json(c) || jsonb_build_object('members', \
+        "SELECT hatchat.channel_json(c) || hatchat.read_state_json(c, me) || jsonb_build_object('members', \
                 (SELECT coalesce(jsonb_agg(jsonb_build_object('id', u.id, 'username', u.username) \
                                            ORDER BY m.joined_at, u.id), '[]'::jsonb) \
                    FROM hatchat.members m JOIN hatchat.users u ON u.id = m.user_id \
-                  WHERE m.channel_id = c.id)) \
-           FROM hatchat.channels c WHERE c.id = $1",
-        &[id.into()],
+                  WHERE m.channel_id = c.id), \
+                'readReceipts', \
+                (SELECT coalesce(jsonb_agg(jsonb_build_object('userId', u.id, 'readSeq', m.read_seq) \
+                                           ORDER BY m.joined_at, u.id), '[]'::jsonb) \
+                   FROM hatchat.members m JOIN hatchat.users u ON u.id = m.user_id \
+                  WHERE m.channel_id = c.id AND (u.read_receipts OR u.id = $2))) \
+           FROM hatchat.channels c \
+           LEFT JOIN hatchat.members me ON me.channel_id = c.id AND me.user_id = $2 \
+          WHERE c.id = $1",
+        &[id.into(), pg_uuid(caller.id()).into()],
     )?;
     Ok(channel.ok_or_else(|| channel_not_found(id))?)
 }
 
-/// The live channels the caller is a member of, oldest first.
+/// The live channels the caller is a member of, oldest first, each with the caller's read state.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let channels = db::first::<Jsonb>(
-        "SELECT coalesce(jsonb_agg(hatchat.channel_json(c) ORDER BY c.created_at, c.id), '[]'::jsonb) \
+        "SELECT coalesce(jsonb_agg(hatchat.channel_json(c) || hatchat.read_state_json(c, m) \
+                                  ORDER BY c.created_at, c.id), '[]'::jsonb) \
            FROM hatchat.channels c JOIN hatchat.members m ON m.channel_id = c.id \
           WHERE m.user_id = $1 AND hatchat.is_live(c)",
         &[pg_uuid(caller.id()).into()],

@@ -17,6 +17,7 @@ mod limits;
 mod messages;
 mod moderation;
 mod notifications;
+mod reads;
 mod rooms;
 mod settings;
 mod time;

@@ -309,9 +309,42 @@ export class Hatchat {
 
   // --- messages ---------------------------------------------------------------------------
 
-  /** POST /messages → {channelId, seq, createdAt, fromUserId}. payload: any JSON value. */
-  sendMessage(channelId, payload) {
-    return this.request('POST', '/messages', { body: { channelId, payload } });
+  /**
+   * POST /messages → {channelId, seq, createdAt, fromUserId}. payload: any JSON value. A retry
+   * with the same clientId (1..64 chars) stores nothing and answers the first send's answer.
+   */
+  sendMessage(channelId, payload, { clientId } = {}) {
+    return this.request('POST', '/messages', { body: { channelId, payload, clientId } });
+  }
+
+  // --- read positions, edits, deletes, reactions -------------------------------------------
+
+  /** GET /channels → [channel with lastSeq, readSeq, unread]: the caller's channels. */
+  listChannels() {
+    return this.request('GET', '/channels');
+  }
+
+  /** POST /channels/:id/read → {channelId, lastSeq, readSeq, unread}; never moves backwards. */
+  markRead(channelId, seq) {
+    return this.request('POST', `/channels/${encodeURIComponent(channelId)}/read`, { body: { seq } });
+  }
+
+  /** PATCH /channels/:id/messages/:seq: the author's new payload, as an `edit` event. */
+  editMessage(channelId, seq, payload) {
+    return this.request('PATCH', `/channels/${encodeURIComponent(channelId)}/messages/${seq}`, { body: { payload } });
+  }
+
+  /** DELETE /channels/:id/messages/:seq: a `delete` event; the payload is erased on the server. */
+  deleteMessage(channelId, seq) {
+    return this.request('DELETE', `/channels/${encodeURIComponent(channelId)}/messages/${seq}`);
+  }
+
+  /** POST/DELETE /channels/:id/messages/:seq/reactions: one of each reaction per user. */
+  react(channelId, seq, reaction, { remove = false } = {}) {
+    const path = `/channels/${encodeURIComponent(channelId)}/messages/${seq}/reactions`;
+    return remove
+      ? this.request('DELETE', `${path}/${encodeURIComponent(reaction)}`)
+      : this.request('POST', path, { body: { reaction } });
   }
 
   /**

@@ -307,6 +307,7 @@ function showStart() {
     const item = document.createElement('li');
     const link = document.createElement('a');
     link.href = `#${id}/${key}`;
+    link.dataset.channelId = id;
     link.textContent = `Channel ${shortId(id)}`;
     item.append(link);
     if (owner) {
@@ -317,6 +318,7 @@ function showStart() {
     }
     return item;
   }));
+  if (identity && channels.length) showUnreadCounts();
 }
 
 async function startChannel() {
@@ -352,6 +354,7 @@ async function openChannel({ channelId, keyText }) {
   const s = {
     channelId, keyText, key: null, ownerId: null,
     controller: new AbortController(), ending: false, sending: false, membersTimer: null,
+    reactions: new Map(), myReactions: new Set(), seenSeq: 0, readSeq: 0, readTimer: null, draft: null,
   };
   session = s;
   const { signal } = s.controller;
@@ -550,6 +553,11 @@ function element(tag, className, text) {
  */
 async function renderMessage(s, message) {
   const { signal } = s.controller;
+  if (message.event) {
+    await applyEvent(s, message);
+    noteSeen(s, message);
+    return;
+  }
   let kind;
   let text;
   if (message.fromUserId === SYSTEM_USER_ID) {
@@ -584,13 +592,136 @@ async function renderMessage(s, message) {
       ? element('span', 'sender deleted', 'deleted user')
       : element('span', 'sender', own ? `${message.username} (you)` : message.username);
     meta.append(sender, time);
-    item.append(meta, element('p', 'body', text));
+    item.append(meta, element('p', 'body', text), messageActions(s, message.seq, own && kind === 'text'));
   }
 
   const list = ui.messages;
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   list.append(item);
   if (nearBottom || own) list.scrollTop = list.scrollHeight;
+  noteSeen(s, message);
+}
+
+// ---------------------------------------------------------------------------------------------
+// edits, deletes, reactions (events in the channel, applied in seq order) and read positions
+
+const REACTION = '👍';
+
+/** A message's buttons: react for everyone, edit and delete for its author. */
+function messageActions(s, seq, mine) {
+  const actions = element('div', 'actions');
+  const reactions = element('span', 'reactions');
+  const react = element('button', 'react', REACTION);
+  react.type = 'button';
+  react.title = 'React';
+  react.addEventListener('click', () => toggleReaction(s, seq));
+  actions.append(reactions, react);
+  if (mine) {
+    const edit = element('button', 'edit', 'Edit');
+    edit.type = 'button';
+    edit.addEventListener('click', () => editMessage(s, seq));
+    const remove = element('button', 'delete', 'Delete');
+    remove.type = 'button';
+    remove.addEventListener('click', () => deleteMessage(s, seq));
+    actions.append(edit, remove);
+  }
+  return actions;
+}
+
+/** Applies an edit, delete or reaction event to the message it targets, if it is on screen. */
+async function applyEvent(s, event) {
+  const target = ui.messages.querySelector(`[data-seq="${event.target}"]`);
+  if (event.event === 'reaction') {
+    const counts = s.reactions.get(event.target) ?? new Map();
+    const { reaction, action } = event.payload ?? {};
+    const n = (counts.get(reaction) ?? 0) + (action === 'add' ? 1 : -1);
+    if (n > 0) counts.set(reaction, n); else counts.delete(reaction);
+    s.reactions.set(event.target, counts);
+    if (event.fromUserId === identity.id) {
+      const key = `${event.target}|${reaction}`;
+      if (action === 'add') s.myReactions.add(key); else s.myReactions.delete(key);
+    }
+    const shown = target?.querySelector('.reactions');
+    if (shown) shown.textContent = [...counts].map(([r, count]) => `${r} ${count}`).join(' ');
+    return;
+  }
+  if (!target) return;
+  const body = target.querySelector('.body');
+  if (event.event === 'edit') {
+    let text;
+    try {
+      text = await decryptPayload(s.key, event.payload);
+    } catch {
+      text = 'cannot decrypt this message';
+    }
+    if (s.controller.signal.aborted) return;
+    body.textContent = text;
+    target.dataset.edited = 'true';
+    target.querySelector('time')?.after(element('span', 'edited', ' (edited)'));
+  } else if (event.event === 'delete') {
+    body.textContent = 'message deleted';
+    target.dataset.kind = 'deleted';
+    target.querySelector('.actions')?.remove();
+  }
+}
+
+async function toggleReaction(s, seq) {
+  const remove = s.myReactions.has(`${seq}|${REACTION}`);
+  try {
+    await api.react(s.channelId, seq, REACTION, { remove });
+  } catch (error) {
+    if (session === s) showApiError(error, 'send');
+  }
+}
+
+/** The new text is encrypted with the channel key, like any message. */
+async function editMessage(s, seq) {
+  const current = ui.messages.querySelector(`[data-seq="${seq}"] .body`)?.textContent ?? '';
+  const text = prompt('Edit your message', current);
+  if (text == null || !text.trim() || text === current) return;
+  try {
+    await api.editMessage(s.channelId, seq, await encryptText(s.key, text));
+  } catch (error) {
+    if (session === s) showApiError(error, 'send');
+  }
+}
+
+async function deleteMessage(s, seq) {
+  if (!confirm('Delete this message for everyone?')) return;
+  try {
+    await api.deleteMessage(s.channelId, seq);
+  } catch (error) {
+    if (session === s) showApiError(error, 'send');
+  }
+}
+
+/** Marks the channel read up to what this person has seen: while the page is visible, batched. */
+function noteSeen(s, message) {
+  s.seenSeq = Math.max(s.seenSeq ?? 0, message.seq);
+  if (document.visibilityState !== 'visible' || s.readTimer) return;
+  s.readTimer = setTimeout(() => {
+    s.readTimer = null;
+    if (session !== s || (s.readSeq ?? 0) >= s.seenSeq) return;
+    const seq = s.seenSeq;
+    api.markRead(s.channelId, seq).then(() => { s.readSeq = Math.max(s.readSeq ?? 0, seq); }, () => {});
+  }, 1000);
+}
+
+/** The start screen's unread counts, from GET /channels (only channels this browser knows). */
+async function showUnreadCounts() {
+  let channels;
+  try {
+    channels = await api.listChannels();
+  } catch {
+    return; // counts are a nicety: the list works without them
+  }
+  for (const channel of channels) {
+    const link = [...ui.recent.querySelectorAll('a')].find((a) => a.dataset.channelId === channel.id);
+    if (!link || !channel.unread) continue;
+    const badge = element('span', 'unread', ` ${channel.unread} unread`);
+    badge.dataset.testid = 'unread';
+    link.after(badge);
+  }
 }
 
 /** Encrypts and sends; the message shows up through the poll, so it is never rendered twice. */
@@ -601,7 +732,9 @@ async function sendMessage() {
   s.sending = true;
   ui.send.disabled = true;
   try {
-    await api.sendMessage(s.channelId, await encryptText(s.key, text));
+    // One client id per text: a retry after a failure the server may have committed is stored once.
+    if (s.draft?.text !== text) s.draft = { text, clientId: crypto.randomUUID() };
+    await api.sendMessage(s.channelId, await encryptText(s.key, text), { clientId: s.draft.clientId });
     if (session === s && ui.input.value === text) ui.input.value = '';
     if (session === s) clearError();
   } catch (error) {
@@ -680,6 +813,9 @@ function wire() {
   ui.deleteChannel.addEventListener('click', deleteChannel);
   ui.leaveChannel.addEventListener('click', leaveChannel);
   $('home-link').addEventListener('click', (event) => { event.preventDefault(); goHome(); });
+  document.addEventListener('visibilitychange', () => {
+    if (session && document.visibilityState === 'visible') noteSeen(session, { seq: session.seenSeq ?? 0 });
+  });
   window.addEventListener('hashchange', route);
   window.addEventListener('popstate', route); // back/forward across goHome's pushState
 }

@@ -115,6 +115,9 @@ struct Pending {
     token: Option<String>,
     channel: Option<String>,
     payload: Option<Box<RawValue>>,
+    /// The client's message id, if any: the extension answers a retry with the first answer, in
+    /// a batch or alone.
+    client_id: Option<String>,
     answer: oneshot::Sender<Result<String, ApiError>>,
 }
 
@@ -123,7 +126,7 @@ impl Pending {
     /// channel id as `\u0000`) has no jsonb form, and would fail the cast of the whole batch.
     fn batchable(&self) -> bool {
         let nul = |text: &Option<String>| text.as_deref().is_some_and(|t| t.contains('\0'));
-        !nul(&self.channel) && !nul(&self.token)
+        !nul(&self.channel) && !nul(&self.token) && !nul(&self.client_id)
     }
 
     /// This send as a `send_messages` item. The payload goes as its JSON text inside a JSON string:
@@ -133,13 +136,17 @@ impl Pending {
             token: self.token.as_deref(),
             channel_id: self.channel.as_deref(),
             payload_text: self.payload.as_deref().map(RawValue::get),
+            client_id: self.client_id.as_deref(),
         }
     }
 
     /// Bytes this send adds to a batch.
     fn size(&self) -> usize {
         let len = |text: &Option<String>| text.as_deref().map_or(0, str::len);
-        len(&self.token) + len(&self.channel) + self.payload.as_deref().map_or(0, |p| p.get().len())
+        len(&self.token)
+            + len(&self.channel)
+            + len(&self.client_id)
+            + self.payload.as_deref().map_or(0, |p| p.get().len())
     }
 }
 
@@ -168,9 +175,10 @@ impl GroupCommit {
         token: Option<String>,
         channel: Option<String>,
         payload: Option<Box<RawValue>>,
+        client_id: Option<String>,
     ) -> Result<String, ApiError> {
         let (answer, answered) = oneshot::channel();
-        let pending = Pending { token, channel, payload, answer };
+        let pending = Pending { token, channel, payload, client_id, answer };
         let start_slot = {
             let mut state = self.state.lock().expect("group commit lock");
             state.queue.push_back(pending);
@@ -263,8 +271,8 @@ impl GroupCommit {
 
     async fn send_alone(&self, send: &Pending) -> Result<String, ApiError> {
         let payload = send.payload.as_deref().map(RawValue::get);
-        let sql = "SELECT hatchat.send_message_text($1, $2, $3)::text";
-        crate::db::call_json(&self.pool, sql, &[&send.token, &send.channel, &payload]).await
+        let sql = "SELECT hatchat.send_message_text($1, $2, $3, $4)::text";
+        crate::db::call_json(&self.pool, sql, &[&send.token, &send.channel, &payload, &send.client_id]).await
     }
 
     async fn send_together(&self, batch: &[Pending]) -> Vec<Result<String, ApiError>> {
@@ -302,6 +310,7 @@ mod tests {
             token: None,
             channel: Some(channel.into()),
             payload: Some(payload),
+            client_id: None,
             answer: oneshot::channel().0,
         }
     }

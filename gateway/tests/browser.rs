@@ -234,3 +234,85 @@ async fn two_people_chat_end_to_end_encrypted() {
         browser.close().await.unwrap();
     }
 }
+
+/// The button `css` (`.edit`, `.delete`, `.react`) of the message shown with `seq`.
+async fn message_button(browser: &fantoccini::Client, seq: i64, css: &str) -> fantoccini::elements::Element {
+    usable(browser, &format!("[data-seq=\"{seq}\"] .actions {css}")).await
+}
+
+/// Polls (with a deadline) until `sql` with `channel` gives `expected`.
+async fn until_row(sql: &str, channel: &str, expected: i64) {
+    let db = admin().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value: i64 = db.query_one(sql, &[&channel]).await.unwrap().get(0);
+        if value == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: {value}, expected {expected}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edits_deletes_reactions_and_unread_counts_in_the_browser() {
+    let gateway = Gateway::start().await;
+    let driver = Driver::start().await;
+    let a = driver.browser("chat-a").await;
+    let b = driver.browser("chat-b").await;
+    a.goto(&format!("{}/", gateway.base)).await.unwrap();
+    usable(&a, "[data-testid=start-channel]").await.click().await.unwrap();
+    let link_input = usable(&a, "[data-testid=share-link]").await;
+    let mut link = String::new();
+    while link.is_empty() {
+        link = link_input.prop("value").await.unwrap().unwrap_or_default();
+    }
+    let channel = link.split_once('#').unwrap().1.rsplit_once('/').unwrap().0.to_string();
+    b.goto(&link).await.unwrap();
+    wait_connected(&b).await;
+    wait_connected(&a).await;
+
+    say(&a, "lunch at 11?").await;
+    until_shown(&b, Duration::from_secs(2), |m| texts(m) == ["lunch at 11?"]).await;
+    let seq = shown(&a).await.iter().find(|(_, kind, _)| kind == "text").unwrap().0;
+
+    // A edits (the new text is encrypted), B reacts, both see both.
+    message_button(&a, seq, ".edit").await.click().await.unwrap();
+    a.send_alert_text("lunch at 12?").await.unwrap();
+    a.accept_alert().await.unwrap();
+    until_shown(&b, Duration::from_secs(2), |m| texts(m) == ["lunch at 12?"]).await;
+    message_button(&b, seq, ".react").await.click().await.unwrap();
+    let reactions = format!("[data-seq=\"{seq}\"] .reactions");
+    for browser in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while browser.find(Locator::Css(&reactions)).await.unwrap().text().await.unwrap() != "👍 1" {
+            assert!(Instant::now() < deadline, "the reaction never showed");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    screenshot(&b, "chat-edit-react").await;
+
+    // A deletes it: gone for B too, and from the server's table.
+    message_button(&a, seq, ".delete").await.click().await.unwrap();
+    a.accept_alert().await.unwrap();
+    until_shown(&b, Duration::from_secs(2), |m| m.iter().any(|(s, kind, _)| *s == seq && kind == "deleted"))
+        .await;
+    let erased = "SELECT count(*) FROM hatchat.messages WHERE channel_id = $1 AND payload = 'null'::jsonb";
+    until_row(erased, &channel, 3).await; // the message, its edit, the delete event
+
+    // B has read everything (marked while reading); away from the channel, a new message is unread.
+    let bobs_read = "SELECT (c.last_seq - m.read_seq)::bigint FROM hatchat.members m \
+                     JOIN hatchat.channels c ON c.id = m.channel_id \
+                     WHERE m.channel_id = $1 AND m.user_id <> c.owner_id";
+    until_row(bobs_read, &channel, 0).await;
+    usable(&b, "#back").await.click().await.unwrap();
+    say(&a, "are you there?").await;
+    until_row(bobs_read, &channel, 1).await;
+    b.refresh().await.unwrap();
+    let badge = usable(&b, "[data-testid=unread]").await;
+    assert_eq!(badge.text().await.unwrap().trim(), "1 unread");
+    screenshot(&b, "chat-unread").await;
+    for browser in [a, b] {
+        browser.close().await.unwrap();
+    }
+}

@@ -109,9 +109,24 @@ async fn a_batch_answers_per_item_in_the_gateways_shape_and_announces_its_channe
 
     let (alice_token, stranger_token) = (alice.token(), stranger.token());
     let items = [
-        Item { token: Some(&alice_token), channel_id: Some(&channel), payload_text: Some("{\"n\": 1}") },
-        Item { token: Some(&stranger_token), channel_id: Some(&channel), payload_text: Some("{\"n\": 2}") },
-        Item { token: Some(&alice_token), channel_id: Some(&channel), payload_text: Some("[3]") },
+        Item {
+            token: Some(&alice_token),
+            channel_id: Some(&channel),
+            payload_text: Some("{\"n\": 1}"),
+            client_id: None,
+        },
+        Item {
+            token: Some(&stranger_token),
+            channel_id: Some(&channel),
+            payload_text: Some("{\"n\": 2}"),
+            client_id: None,
+        },
+        Item {
+            token: Some(&alice_token),
+            channel_id: Some(&channel),
+            payload_text: Some("[3]"),
+            client_id: None,
+        },
     ];
     let items = serde_json::to_string(&items).unwrap();
     let answers: String =

@@ -13,7 +13,7 @@
 
 use super::{admit, muted_answer, settle, Admitted, Payload, Retention};
 use crate::access;
-use crate::auth::{self, Caller};
+use crate::auth::{self, Caller, SYSTEM_USER};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
@@ -33,6 +33,8 @@ struct Item {
     payload: Option<Jsonb>,
     payload_text: Option<String>,
     payload_text_is_text: bool,
+    client_id: Option<String>,
+    client_id_is_text: bool,
 }
 
 /// An item that passed the checks made before the membership check.
@@ -43,12 +45,14 @@ struct Candidate {
     sender: Uuid,
     muted: bool,
     payload: Jsonb,
+    client_id: Option<String>,
 }
 
 const READ_ITEMS: &str = "\
     SELECT jsonb_typeof(t.item) = 'object', t.item->>'token', t.item->>'channelId', \
            jsonb_typeof(t.item->'channelId') = 'string', t.item->'payload', \
-           t.item->>'payloadText', jsonb_typeof(t.item->'payloadText') = 'string' \
+           t.item->>'payloadText', jsonb_typeof(t.item->'payloadText') = 'string', \
+           t.item->>'clientId', jsonb_typeof(t.item->'clientId') = 'string' \
       FROM jsonb_array_elements($1) WITH ORDINALITY AS t(item, ord) ORDER BY t.ord";
 
 /// Locks the counter rows of the batch's live channels in id order — so concurrent batches never
@@ -65,35 +69,45 @@ const LOCK_AND_CHECK: &str = "\
      ORDER BY c.id \
        FOR NO KEY UPDATE OF c";
 
-/// Each channel's counter moves once by its number of items ($5, $6); the item that is k-th of its
-/// channel in array order ($1) gets seq base+k and createdAt base_at + (k-1) µs: consecutive and
-/// strictly increasing, as alone.
+/// Each channel's counter moves once by its number of items ($5, $6) and its running count by its
+/// countable items ($7: those not from the system user); the item that is k-th of its channel in
+/// array order ($1) gets seq base+k and createdAt base_at + (k-1) µs: consecutive and strictly
+/// increasing, as alone. Its `counted` is the channel's count before the batch plus the countable
+/// items up to it ($8). Each sender's read position moves to their last post in it, as alone.
 const APPEND_ALL: &str = "\
     WITH counters AS ( \
         UPDATE hatchat.channels c \
            SET last_seq = c.last_seq + w.n, \
                last_at = greatest(clock_timestamp(), c.last_at + interval '1 microsecond') \
                          + (w.n - 1) * interval '1 microsecond', \
-               expires_at = clock_timestamp() + c.ttl_seconds * interval '1 second' \
-          FROM unnest($5::text[], $6::bigint[]) AS w(channel, n) \
+               expires_at = clock_timestamp() + c.ttl_seconds * interval '1 second', \
+               counted = c.counted + w.counted \
+          FROM unnest($5::text[], $6::bigint[], $7::bigint[]) AS w(channel, n, counted) \
          WHERE c.id = w.channel \
-     RETURNING c.id, c.last_seq - w.n AS base_seq, \
+     RETURNING c.id, c.last_seq - w.n AS base_seq, c.counted - w.counted AS base_counted, \
                c.last_at - (w.n - 1) * interval '1 microsecond' AS base_at, c.max_messages, c.notify_members), \
     inserted AS ( \
-        INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
-        SELECT u.channel, c.base_seq + u.k, c.base_at + (u.k - 1) * interval '1 microsecond', u.sender, u.payload \
-          FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::jsonb[]) AS u(k, channel, sender, payload) \
+        INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload, client_id, counted) \
+        SELECT u.channel, c.base_seq + u.k, c.base_at + (u.k - 1) * interval '1 microsecond', u.sender, u.payload, \
+               u.client_id, c.base_counted + u.counted \
+          FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::jsonb[], $8::bigint[], $9::text[]) \
+               AS u(k, channel, sender, payload, counted, client_id) \
           JOIN counters c ON c.id = u.channel \
-        RETURNING channel_id, seq, created_at, from_user_id) \
+        RETURNING channel_id, seq, created_at, from_user_id, counted), \
+    advanced AS ( \
+        UPDATE hatchat.members m SET read_seq = a.seq, read_count = a.counted \
+          FROM (SELECT DISTINCT ON (channel_id, from_user_id) channel_id, from_user_id, seq, counted \
+                  FROM inserted ORDER BY channel_id, from_user_id, seq DESC) a \
+         WHERE m.channel_id = a.channel_id AND m.user_id = a.from_user_id) \
     SELECT i.channel_id, i.seq, \
            jsonb_build_object('channelId', i.channel_id, 'seq', i.seq, 'createdAt', hatchat.iso_time(i.created_at), \
                               'fromUserId', i.from_user_id)::text, \
            c.max_messages, c.notify_members \
       FROM inserted i JOIN counters c ON c.id = i.channel_id";
 
-/// `items` is a JSON array of `{token, channelId, payload}` (or `payloadText` instead of `payload`);
-/// the answer is an array of the same
-/// length, in the same order.
+/// `items` is a JSON array of `{token, channelId, payload, clientId?}` (or `payloadText` instead of
+/// `payload`); the answer is an array of the same length, in the same order. An item whose
+/// client id was sent before (alone or earlier in this batch) answers that send's answer.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
@@ -105,9 +119,10 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
     let mut candidates = Vec::new();
     for (index, (item, sender)) in read.iter().zip(senders).enumerate() {
         match check(item, sender) {
-            Ok(Admitted { channel, sender, payload }) => {
+            Ok(Admitted { channel, sender, payload, client_id }) => {
                 let (muted, sender) = (sender.is_muted(), sender.id());
-                candidates.push(Candidate { ord: index as i64 + 1, channel, sender, muted, payload });
+                let ord = index as i64 + 1;
+                candidates.push(Candidate { ord, channel, sender, muted, payload, client_id });
                 outcomes.push(Err(HatchatError::Internal("not appended".into())));
             }
             Err(error) => outcomes.push(Err(error)),
@@ -124,8 +139,13 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
     for candidate in muted {
         outcomes[candidate.ord as usize - 1] = muted_answer(&candidate.channel, candidate.sender);
     }
+    let (accepted, repeats) = set_aside_repeats(accepted, &mut outcomes)?;
     for (ord, outcome) in append_all(&accepted)? {
         outcomes[ord as usize - 1] = outcome;
+    }
+    // A repeat within the batch answers what its first got (under the same locks, so final).
+    for (ord, first) in repeats {
+        outcomes[ord as usize - 1] = outcomes[first as usize - 1].clone();
     }
     Ok(Jsonb::from_text(&assemble(outcomes))?)
 }
@@ -158,6 +178,8 @@ fn read_items(items: Jsonb) -> Result<Vec<Item>> {
                 payload: row.get::<Jsonb>(5)?,
                 payload_text: row.get::<String>(6)?,
                 payload_text_is_text: row.get::<bool>(7)?.unwrap_or(false),
+                client_id: row.get::<String>(8)?,
+                client_id_is_text: row.get::<bool>(9)?.unwrap_or(false),
             })
         })
         .collect()
@@ -181,7 +203,65 @@ fn check(item: &Item, sender: Result<Caller>) -> Result<Admitted> {
     if item.channel_id.is_some() && !item.channel_id_is_text {
         return Err(HatchatError::invalid("channelId must be a string"));
     }
-    admit(|| sender, item.channel_id.as_deref(), payload)
+    if item.client_id.is_some() && !item.client_id_is_text {
+        return Err(HatchatError::invalid("clientId must be a string"));
+    }
+    admit(|| sender, item.channel_id.as_deref(), payload, item.client_id.as_deref())
+}
+
+/// Sends already stored under their client id (found under the channels' locks, so a racing
+/// first send has committed or not started).
+const EARLIER_SENDS: &str = "\
+    SELECT p.ord, jsonb_build_object('channelId', m.channel_id, 'seq', m.seq, \
+                                     'createdAt', hatchat.iso_time(m.created_at), 'fromUserId', m.from_user_id)::text \
+      FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::text[]) AS p(ord, channel, sender, client_id) \
+      JOIN hatchat.messages m ON m.channel_id = p.channel AND m.from_user_id = p.sender \
+                             AND m.client_id = p.client_id";
+
+/// Items of a batch that repeat an earlier one's client id: (the repeat's ord, the first's ord).
+type Repeats = Vec<(i64, i64)>;
+
+/// Takes out of `accepted` the items whose client id was sent before (answered here, in
+/// `outcomes`) or repeats an earlier item of this batch (returned apart, to answer as their first).
+fn set_aside_repeats(
+    accepted: Vec<Candidate>,
+    outcomes: &mut [Result<String>],
+) -> Result<(Vec<Candidate>, Repeats)> {
+    let with_ids: Vec<&Candidate> = accepted.iter().filter(|c| c.client_id.is_some()).collect();
+    if with_ids.is_empty() {
+        return Ok((accepted, Vec::new()));
+    }
+    let args = [
+        with_ids.iter().map(|c| c.ord).collect::<Vec<i64>>().into(),
+        with_ids.iter().map(|c| c.channel.as_str()).collect::<Vec<&str>>().into(),
+        with_ids.iter().map(|c| pg_uuid(c.sender)).collect::<Vec<pgrx::Uuid>>().into(),
+        with_ids.iter().map(|c| c.client_id.as_deref().unwrap_or_default()).collect::<Vec<&str>>().into(),
+    ];
+    let earlier: HashMap<i64, String> = db::query(EARLIER_SENDS, &args, |rows| {
+        rows.filter_map(|row| match (row.get::<i64>(1), row.get::<String>(2)) {
+            (Ok(Some(ord)), Ok(Some(answer))) => Some(Ok((ord, answer))),
+            _ => None,
+        })
+        .collect()
+    })?;
+    let mut firsts: HashMap<(String, Uuid, String), i64> = HashMap::new();
+    let (mut fresh, mut repeats) = (Vec::new(), Vec::new());
+    for candidate in accepted {
+        if let Some(answer) = earlier.get(&candidate.ord) {
+            outcomes[candidate.ord as usize - 1] = Ok(answer.clone());
+            continue;
+        }
+        if let Some(client_id) = &candidate.client_id {
+            let key = (candidate.channel.clone(), candidate.sender, client_id.clone());
+            if let Some(first) = firsts.get(&key) {
+                repeats.push((candidate.ord, *first));
+                continue;
+            }
+            firsts.insert(key, candidate.ord);
+        }
+        fresh.push(candidate);
+    }
+    Ok((fresh, repeats))
 }
 
 /// Locks the batch's channels and returns the (channel, sender) pairs that may not send, with the
@@ -215,20 +295,25 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
     if accepted.is_empty() {
         return Ok(Vec::new());
     }
-    // Each item's place within its channel, and each channel's count.
-    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
-    let places: Vec<i64> = accepted
+    // Each item's place within its channel, its countable place (a system post counts for no
+    // unread), and each channel's counts.
+    let mut counts: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    let (places, counted): (Vec<i64>, Vec<i64>) = accepted
         .iter()
         .map(|c| {
             let count = counts.entry(c.channel.as_str()).or_default();
-            *count += 1;
+            count.0 += 1;
+            count.1 += i64::from(c.sender != SYSTEM_USER);
             *count
         })
-        .collect();
+        .unzip();
     let channels: Vec<&str> = accepted.iter().map(|c| c.channel.as_str()).collect();
     let senders: Vec<pgrx::Uuid> = accepted.iter().map(|c| pg_uuid(c.sender)).collect();
     let payloads: Vec<Jsonb> = accepted.iter().map(|c| c.payload).collect();
-    let (distinct, sizes): (Vec<&str>, Vec<i64>) = counts.iter().map(|(c, n)| (*c, *n)).unzip();
+    let client_ids: Vec<Option<&str>> = accepted.iter().map(|c| c.client_id.as_deref()).collect();
+    let distinct: Vec<&str> = counts.keys().copied().collect();
+    let sizes: Vec<i64> = counts.values().map(|(n, _)| *n).collect();
+    let countable: Vec<i64> = counts.values().map(|(_, n)| *n).collect();
     // (channel, place) -> answer
     let mut answers: HashMap<(String, i64), String> = HashMap::new();
     // channel -> (its new seqs, its retention)
@@ -240,6 +325,9 @@ fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
         payloads.into(),
         distinct.into(),
         sizes.into(),
+        countable.into(),
+        counted.into(),
+        client_ids.into(),
     ];
     db::query(APPEND_ALL, &args, |rows| {
         let mut appended: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();

@@ -21,29 +21,87 @@ use pgrx::prelude::*;
 use uuid::Uuid;
 
 mod batch;
+mod events;
+mod fold;
 
 /// Appends to a live channel if `from` is a member (the system user always may); no row when the
 /// channel is missing, expired, or `from` is not a member. The counter row update is the
-/// serialization point described above; it also refreshes the channel's expiry. Returns the
-/// answer and the channel's retention and notification settings.
+/// serialization point described above; it also refreshes the channel's expiry and bumps the
+/// channel's running count of countable messages (a user's message, not an event: $5 is the
+/// event kind or NULL). A countable post also moves its sender's read position to itself
+/// (posting marks what you have seen as read), so a member's own posts are never unread and the
+/// unread count needs no per-sender index (see reads.rs). Returns the answer and the channel's
+/// retention and notification settings.
 const APPEND: &str = "\
     WITH counter AS ( \
         UPDATE hatchat.channels c \
            SET last_seq = last_seq + 1, \
                last_at = greatest(clock_timestamp(), last_at + interval '1 microsecond'), \
-               expires_at = clock_timestamp() + ttl_seconds * interval '1 second' \
+               expires_at = clock_timestamp() + ttl_seconds * interval '1 second', \
+               counted = counted + CASE WHEN $5::text IS NULL \
+                                         AND $2 <> '00000000-0000-0000-0000-000000000000'::uuid THEN 1 ELSE 0 END \
          WHERE c.id = $1 AND hatchat.is_live(c) \
            AND ($2 = '00000000-0000-0000-0000-000000000000'::uuid \
                 OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = $2)) \
-     RETURNING last_seq, last_at, max_messages, notify_members), \
+     RETURNING last_seq, last_at, counted, max_messages, notify_members), \
     inserted AS ( \
-        INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload) \
-        SELECT $1, last_seq, last_at, $2, $3 FROM counter \
-        RETURNING channel_id, seq, created_at, from_user_id) \
+        INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload, client_id, kind, target, counted) \
+        SELECT $1, last_seq, last_at, $2, $3, $4, $5, $6, counted FROM counter \
+        RETURNING channel_id, seq, created_at, from_user_id), \
+    advanced AS ( \
+        UPDATE hatchat.members m SET read_seq = c.last_seq, read_count = c.counted \
+          FROM counter c WHERE m.channel_id = $1 AND m.user_id = $2 AND $5::text IS NULL) \
     SELECT i.seq, jsonb_build_object('channelId', i.channel_id, 'seq', i.seq, \
                                      'createdAt', hatchat.iso_time(i.created_at), 'fromUserId', i.from_user_id), \
            c.max_messages, c.notify_members \
       FROM inserted i, counter c";
+
+/// Locks a live channel's counter row (what every append takes first) and says whether it is
+/// there. Whatever is decided under it — an earlier send with this client id, a target message's
+/// state — stays true until the append, which takes the same lock.
+pub fn lock_counter(channel_id: &str) -> Result<bool> {
+    let locked = db::execute(
+        "SELECT 1 FROM hatchat.channels c WHERE c.id = $1 AND hatchat.is_live(c) FOR NO KEY UPDATE",
+        &[channel_id.into()],
+    )?;
+    Ok(locked > 0)
+}
+
+/// The answer an earlier send with this client id got (the same object, built from the stored
+/// row), if there was one.
+const EARLIER_SEND: &str = "\
+    SELECT jsonb_build_object('channelId', m.channel_id, 'seq', m.seq, \
+                              'createdAt', hatchat.iso_time(m.created_at), 'fromUserId', m.from_user_id) \
+      FROM hatchat.messages m WHERE m.channel_id = $1 AND m.from_user_id = $2 AND m.client_id = $3";
+
+pub fn earlier_send(channel_id: &str, from: Uuid, client_id: &str) -> Result<Option<Jsonb>> {
+    db::first::<Jsonb>(EARLIER_SEND, &[channel_id.into(), pg_uuid(from).into(), client_id.into()])
+}
+
+/// What a new row is besides its payload: a send (maybe with a client id) or an event about an
+/// earlier message.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra<'a> {
+    pub client_id: Option<&'a str>,
+    pub kind: Option<&'static str>,
+    pub target: Option<i64>,
+}
+
+pub const MAX_CLIENT_ID_CHARS: usize = 64;
+
+/// A client message id: 1..64 characters, no control characters.
+pub fn valid_client_id(raw: &str) -> Result<&str> {
+    let chars = raw.chars().count();
+    if chars == 0 || chars > MAX_CLIENT_ID_CHARS {
+        return Err(HatchatError::invalid(format!(
+            "clientId must be 1..{MAX_CLIENT_ID_CHARS} characters, got {chars}"
+        )));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(HatchatError::invalid("clientId must not contain control characters"));
+    }
+    Ok(raw)
+}
 
 /// What a channel's settings ask to follow new messages.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +113,26 @@ pub struct Retention {
 /// Appends one message (see `APPEND`) and settles it; the answer, or None when the channel is
 /// missing or `from` may not post there. `push` goes with a room post's notifications.
 pub fn append(channel_id: &str, from: Uuid, payload: Jsonb, push: Option<Jsonb>) -> Result<Option<Jsonb>> {
-    let appended = db::query(APPEND, &[channel_id.into(), pg_uuid(from).into(), payload.into()], |rows| {
+    append_with(channel_id, from, payload, push, Extra::default())
+}
+
+/// `append`, with a client id or as an event.
+pub fn append_with(
+    channel_id: &str,
+    from: Uuid,
+    payload: Jsonb,
+    push: Option<Jsonb>,
+    extra: Extra,
+) -> Result<Option<Jsonb>> {
+    let args = [
+        channel_id.into(),
+        pg_uuid(from).into(),
+        payload.into(),
+        extra.client_id.into(),
+        extra.kind.into(),
+        extra.target.into(),
+    ];
+    let appended = db::query(APPEND, &args, |rows| {
         if rows.is_empty() {
             return Ok(None);
         }
@@ -77,7 +154,8 @@ pub fn settle(channel_id: &str, seqs: &[i64], retention: Retention, push: Option
     let Some(&last_seq) = seqs.last() else { return Ok(()) };
     if let Some(max) = retention.max_messages {
         db::execute(
-            "DELETE FROM hatchat.messages WHERE channel_id = $1 AND seq <= $2",
+            "WITH reactions AS (DELETE FROM hatchat.reactions WHERE channel_id = $1 AND seq <= $2) \
+             DELETE FROM hatchat.messages WHERE channel_id = $1 AND seq <= $2",
             &[channel_id.into(), (last_seq - i64::from(max)).into()],
         )?;
     }
@@ -119,6 +197,7 @@ pub struct Admitted {
     pub channel: String,
     pub sender: Caller,
     pub payload: Jsonb,
+    pub client_id: Option<String>,
 }
 
 /// The checks every send passes before membership, in one order, whether it comes alone
@@ -128,6 +207,7 @@ pub fn admit(
     sender: impl FnOnce() -> Result<Caller>,
     channel: Option<&str>,
     payload: Payload,
+    client_id: Option<&str>,
 ) -> Result<Admitted> {
     let converted = match payload {
         Payload::Text(text) => text.map(limits::payload_from_text).transpose()?,
@@ -138,7 +218,8 @@ pub fn admit(
     let channel = valid_channel_id(required(channel, "channelId")?)?.to_string();
     let payload = required(converted, "payload")?;
     check_payload(&payload)?;
-    Ok(Admitted { channel, sender, payload })
+    let client_id = client_id.map(valid_client_id).transpose()?.map(str::to_string);
+    Ok(Admitted { channel, sender, payload, client_id })
 }
 
 /// What a muted sender is answered: the usual shape, but nothing was stored (`seq` null).
@@ -147,11 +228,18 @@ pub fn muted_answer(channel_id: &str, sender: Uuid) -> Result<String> {
         .to_string())
 }
 
-/// Sends `payload` (any JSON value) to a channel the caller is a member of.
+/// Sends `payload` (any JSON value) to a channel the caller is a member of. With a `client_id`, a
+/// second send with the same (channel, sender, client id) stores nothing and answers the first
+/// send's answer (its payload is not compared: the id names the send).
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn send_message(token: Option<&str>, channel_id: Option<&str>, payload: Option<Jsonb>) -> SqlResult<Jsonb> {
-    Ok(send_alone(admit(|| auth::authenticate(token), channel_id, Payload::Value(payload))?)?)
+fn send_message(
+    token: Option<&str>,
+    channel_id: Option<&str>,
+    payload: Option<Jsonb>,
+    client_id: default!(Option<&str>, "NULL"),
+) -> SqlResult<Jsonb> {
+    Ok(send_alone(admit(|| auth::authenticate(token), channel_id, Payload::Value(payload), client_id)?)?)
 }
 
 /// `send_message` with the payload as JSON text: `send_message(token, channel_id,
@@ -165,18 +253,28 @@ fn send_message_text(
     token: Option<&str>,
     channel_id: Option<&str>,
     payload_text: Option<&str>,
+    client_id: default!(Option<&str>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    Ok(send_alone(admit(|| auth::authenticate(token), channel_id, Payload::Text(payload_text))?)?)
+    Ok(send_alone(admit(|| auth::authenticate(token), channel_id, Payload::Text(payload_text), client_id)?)?)
 }
 
 /// One admitted send: membership (a muted sender is answered, nothing stored), then the append.
 fn send_alone(send: Admitted) -> Result<Jsonb> {
-    let Admitted { channel, sender, payload } = send;
+    let Admitted { channel, sender, payload, client_id } = send;
     if sender.is_muted() {
         Access::load(&channel, &sender)?.require_member()?;
         return Jsonb::from_text(&muted_answer(&channel, sender.id())?);
     }
-    if let Some(answer) = append(&channel, sender.id(), payload, None)? {
+    // A retry racing the first send waits here for it to commit, then finds it.
+    if let Some(client_id) = client_id.as_deref() {
+        if lock_counter(&channel)? {
+            if let Some(answer) = earlier_send(&channel, sender.id(), client_id)? {
+                return Ok(answer);
+            }
+        }
+    }
+    let extra = Extra { client_id: client_id.as_deref(), ..Extra::default() };
+    if let Some(answer) = append_with(&channel, sender.id(), payload, None, extra)? {
         return Ok(answer);
     }
     Err(why_not_appended(&channel, &sender))
@@ -236,11 +334,16 @@ const WINDOW_BY_TIME: &str = "\
              ORDER BY m.created_at LIMIT $4) w";
 
 pub fn read_window(channel_id: &str, window: &Window) -> Result<Jsonb> {
+    read_window_with(channel_id, window, [WINDOW_BY_SEQ, WINDOW_BY_TIME])
+}
+
+/// A window read with `plans`: the one for an `after_seq` cursor, and the one for time bounds.
+fn read_window_with(channel_id: &str, window: &Window, plans: [&'static str; 2]) -> Result<Jsonb> {
     let since = window.since.to_sql_literal();
     let until = window.until.to_sql_literal();
     let messages = match window.after_seq {
         Some(after_seq) => db::first::<Jsonb>(
-            WINDOW_BY_SEQ,
+            plans[0],
             &[
                 channel_id.into(),
                 since.as_str().into(),
@@ -250,7 +353,7 @@ pub fn read_window(channel_id: &str, window: &Window) -> Result<Jsonb> {
             ],
         )?,
         None => db::first::<Jsonb>(
-            WINDOW_BY_TIME,
+            plans[1],
             &[
                 channel_id.into(),
                 since.as_str().into(),
@@ -263,7 +366,8 @@ pub fn read_window(channel_id: &str, window: &Window) -> Result<Jsonb> {
 }
 
 /// Messages of a channel the caller is a member of, oldest first: `since` and `until` are
-/// exclusive bounds on `createdAt`, `after_seq` an exact cursor, `row_limit` 1..1000.
+/// exclusive bounds on `createdAt`, `after_seq` an exact cursor, `row_limit` 1..1000. With `fold`,
+/// only messages, each in its current state (see fold.rs); otherwise every row, events included.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn get_messages(
@@ -273,6 +377,7 @@ fn get_messages(
     until: default!(Option<&str>, "'infinity'"),
     row_limit: default!(Option<i32>, 20),
     after_seq: default!(Option<i64>, "NULL"),
+    fold: default!(Option<bool>, false),
 ) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
@@ -283,12 +388,24 @@ fn get_messages(
         after_seq,
     )?;
     Access::load(channel_id, &caller)?.require_member()?;
+    if fold.unwrap_or(false) {
+        return Ok(read_window_with(channel_id, &window, [fold::FOLDED_BY_SEQ, fold::FOLDED_BY_TIME])?);
+    }
     Ok(read_window(channel_id, &window)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_are_bounded() {
+        assert_eq!(valid_client_id("a-17").unwrap(), "a-17");
+        assert!(valid_client_id(&"é".repeat(64)).is_ok(), "64 characters, not bytes");
+        for bad in ["", &"x".repeat(65), "a\nb", "\u{0}"] {
+            assert_eq!(valid_client_id(bad).unwrap_err().sqlstate_code(), "22023", "{bad:?}");
+        }
+    }
 
     #[test]
     fn windows_check_their_bounds() {

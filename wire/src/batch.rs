@@ -13,6 +13,9 @@ pub struct Item<'a> {
     pub channel_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_text: Option<&'a str>,
+    /// The client's id for this send: a retry with the same id answers the first send's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<&'a str>,
 }
 
 /// An item that failed: exactly the error it gets when sent alone.
@@ -61,10 +64,16 @@ mod tests {
 
     #[test]
     fn items_say_payload_text() {
-        let item = Item { token: Some("t"), channel_id: Some("c"), payload_text: Some("[1]") };
+        let item =
+            Item { token: Some("t"), channel_id: Some("c"), payload_text: Some("[1]"), client_id: None };
         assert_eq!(
             serde_json::to_string(&item).unwrap(),
             r#"{"token":"t","channelId":"c","payloadText":"[1]"}"#
+        );
+        let retried = Item { client_id: Some("k1"), ..item };
+        assert_eq!(
+            serde_json::to_string(&retried).unwrap(),
+            r#"{"token":"t","channelId":"c","payloadText":"[1]","clientId":"k1"}"#
         );
     }
 }

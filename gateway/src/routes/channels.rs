@@ -71,3 +71,34 @@ pub async fn invite(
 pub async fn leave(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
     app.call_void("SELECT hatchat.leave_channel($1, $2)", &[&token, &id], r#"{"left":true}"#).await
 }
+
+#[derive(Deserialize)]
+pub struct ReadPosition {
+    seq: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct ReadReceipts {
+    enabled: Option<bool>,
+}
+
+/// POST /channels/{id}/read `{seq}`: the caller has read up to `seq` (never moves backwards).
+pub async fn mark_read(
+    State(app): State<AppState>,
+    Token(token): Token,
+    PathParams(id): PathParam,
+    JsonBody(r): JsonBody<ReadPosition>,
+) -> Answer {
+    app.call("SELECT hatchat.mark_read($1, $2, $3)::text", &[&token, &id, &r.seq]).await
+}
+
+/// PUT /users/{id}/read-receipts `{enabled}`: whether other members see the caller's read position.
+pub async fn set_read_receipts(
+    State(app): State<AppState>,
+    Token(token): Token,
+    PathParams(id): PathParam,
+    JsonBody(r): JsonBody<ReadReceipts>,
+) -> Answer {
+    let sql = "SELECT hatchat.set_read_receipts($1, $2, $3::text::uuid)::text";
+    app.call(sql, &[&token, &r.enabled, &id]).await
+}

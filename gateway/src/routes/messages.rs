@@ -2,7 +2,7 @@
 
 use crate::db::{self, JsonText};
 use crate::error::ApiError;
-use crate::extract::{raw_json, wait_param, JsonBody, QueryParams, Token};
+use crate::extract::{raw_json, wait_param, JsonBody, PathParams, QueryParams, Token};
 use crate::listen::Topic;
 use crate::long_poll::LongPoll;
 use crate::state::{Answer, AppState};
@@ -18,6 +18,8 @@ pub struct NewMessage {
     /// Kept as the client's JSON text: parsed only by PostgreSQL, so nothing is rounded.
     #[serde(default, deserialize_with = "raw_json")]
     payload: Option<Box<RawValue>>,
+    /// 1..64 characters: a retry with the same id stores nothing and answers the first answer.
+    client_id: Option<String>,
 }
 
 pub async fn send(
@@ -25,7 +27,7 @@ pub async fn send(
     Token(token): Token,
     JsonBody(m): JsonBody<NewMessage>,
 ) -> Answer {
-    app.group_commit.send(token, m.channel_id, m.payload).await.map(JsonText)
+    app.group_commit.send(token, m.channel_id, m.payload, m.client_id).await.map(JsonText)
 }
 
 #[derive(Deserialize)]
@@ -36,6 +38,8 @@ pub struct Window {
     until: Option<String>,
     limit: Option<i32>,
     after_seq: Option<i64>,
+    /// Messages in their current state, without the event rows (see the README).
+    fold: Option<bool>,
     /// Seconds to wait at most when nothing matches (capped by the gateway's longest wait).
     wait: Option<f64>,
 }
@@ -43,9 +47,9 @@ pub struct Window {
 impl Window {
     async fn read(&self, app: &AppState, token: &Option<String>) -> Result<String, ApiError> {
         // Absent parameters go as NULL: the extension applies its own defaults.
-        let sql = "SELECT hatchat.get_messages($1, $2, $3, $4, $5, $6)::text";
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-            [token, &self.channel_id, &self.since, &self.until, &self.limit, &self.after_seq];
+        let sql = "SELECT hatchat.get_messages($1, $2, $3, $4, $5, $6, $7)::text";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [token, &self.channel_id, &self.since, &self.until, &self.limit, &self.after_seq, &self.fold];
         db::call_json(&app.pool, sql, &params).await
     }
 
@@ -71,4 +75,56 @@ pub async fn poll(
     let topic = Topic::channel(w.channel_id.as_deref().unwrap_or_default());
     let poll = LongPoll { topic, deadline, token: &token, user: None };
     poll.run(&app, || w.still_open(), || w.read(&app, &token)).await
+}
+
+#[derive(Deserialize)]
+pub struct Edit {
+    /// As a send's payload: the client's JSON text, parsed only by PostgreSQL.
+    #[serde(default, deserialize_with = "raw_json")]
+    payload: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+pub struct Reaction {
+    reaction: Option<String>,
+}
+
+/// PATCH /channels/{id}/messages/{seq}: the author replaces the payload (an `edit` event).
+pub async fn edit(
+    State(app): State<AppState>,
+    Token(token): Token,
+    PathParams((channel, seq)): PathParams<(String, i64)>,
+    JsonBody(e): JsonBody<Edit>,
+) -> Answer {
+    let payload = e.payload.as_deref().map(RawValue::get);
+    let sql = "SELECT hatchat.edit_message($1, $2, $3, $4::text::jsonb)::text";
+    app.call(sql, &[&token, &channel, &seq, &payload]).await
+}
+
+/// DELETE /channels/{id}/messages/{seq}: a `delete` event; the payload is erased.
+pub async fn delete(
+    State(app): State<AppState>,
+    Token(token): Token,
+    PathParams((channel, seq)): PathParams<(String, i64)>,
+) -> Answer {
+    app.call("SELECT hatchat.delete_message($1, $2, $3)::text", &[&token, &channel, &seq]).await
+}
+
+/// POST /channels/{id}/messages/{seq}/reactions `{reaction}`.
+pub async fn react(
+    State(app): State<AppState>,
+    Token(token): Token,
+    PathParams((channel, seq)): PathParams<(String, i64)>,
+    JsonBody(r): JsonBody<Reaction>,
+) -> Answer {
+    app.call("SELECT hatchat.react($1, $2, $3, $4)::text", &[&token, &channel, &seq, &r.reaction]).await
+}
+
+/// DELETE /channels/{id}/messages/{seq}/reactions/{reaction} (the reaction percent-encoded).
+pub async fn unreact(
+    State(app): State<AppState>,
+    Token(token): Token,
+    PathParams((channel, seq, reaction)): PathParams<(String, i64, String)>,
+) -> Answer {
+    app.call("SELECT hatchat.unreact($1, $2, $3, $4)::text", &[&token, &channel, &seq, &reaction]).await
 }

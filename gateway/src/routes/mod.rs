@@ -11,7 +11,7 @@ mod users;
 mod web;
 
 use crate::state::AppState;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 
 /// The web client's files, served at the root (not under /api).
@@ -35,6 +35,11 @@ pub fn router(chat_prefix: &str) -> Router<AppState> {
         .route("/invite", post(channels::invite))
         .route("/channels/invite", post(channels::invite))
         .route("/channels/{id}/leave", post(channels::leave))
+        .route("/channels/{id}/read", post(channels::mark_read))
+        .route("/channels/{id}/messages/{seq}", patch(messages::edit).delete(messages::delete))
+        .route("/channels/{id}/messages/{seq}/reactions", post(messages::react))
+        .route("/channels/{id}/messages/{seq}/reactions/{reaction}", delete(messages::unreact))
+        .route("/users/{id}/read-receipts", put(channels::set_read_receipts))
         .route("/messages", post(messages::send).get(messages::poll))
         .route("/notifications", get(notifications::poll))
         .route(&format!("{chat}/rooms"), post(rooms::create))

@@ -1,0 +1,265 @@
+//! Edits, deletes and reactions, as ordered events: each is a new row of the channel with its own
+//! seq, appended like any send (same counter lock, same announcement), so a follower sees it in
+//! order through every transport. The kind and target live in their own columns (`event`,
+//! `target` in the message JSON), outside the payload, so no payload can pass for an event. Each
+//! also updates its target's current state (fold.rs), under the counter lock that the append
+//! takes again: the checks below stay true until the event is in.
+//!
+//! - edit: the author only; the event's payload is the new payload.
+//! - delete: the author, the channel's owner, or an admin; the target's payload and its edits'
+//!   payloads are overwritten with JSON null in the table (erased, not hidden), and its reactions
+//!   go. The event's payload is null.
+//! - reaction: members; `{"reaction": "👍", "action": "add" | "remove"}`, one of each per user.
+
+use super::{admit, append_with, lock_counter, muted_answer, Extra, Payload};
+use crate::access::{channel_not_found, valid_channel_id, Access, Role};
+use crate::auth::{self, Caller, SYSTEM_USER};
+use crate::db::{self, pg_uuid, rust_uuid};
+use crate::error::{required, HatchatError, Result, SqlResult};
+use crate::jsonb::Jsonb;
+use pgrx::prelude::*;
+
+pub const MAX_REACTION_CHARS: usize = 64;
+
+/// What an event may be about: an earlier row of the channel, as it stands.
+struct Target {
+    author: uuid::Uuid,
+    kind: Option<String>,
+    deleted: bool,
+}
+
+/// The action an event is, in words for errors.
+#[derive(Clone, Copy)]
+enum Action {
+    Edit,
+    Delete,
+    React,
+}
+
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Edit => "edited",
+            Action::Delete => "deleted",
+            Action::React => "reacted to",
+        }
+    }
+}
+
+/// The channel's counter row locked, then message `seq` checked: it exists (not removed by
+/// retention), is a user's message (not an event, not a system message) and is not deleted.
+fn locked_target(channel_id: &str, seq: Option<i64>, action: Action) -> Result<(i64, Target)> {
+    let seq = required(seq, "seq")?;
+    if seq < 1 {
+        return Err(HatchatError::invalid(format!("seq must be 1 or more, got {seq}")));
+    }
+    if !lock_counter(channel_id)? {
+        return Err(channel_not_found(channel_id));
+    }
+    let found = db::query(
+        "SELECT m.from_user_id, m.kind, m.deleted FROM hatchat.messages m WHERE m.channel_id = $1 AND m.seq = $2",
+        &[channel_id.into(), seq.into()],
+        |rows| {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let row = rows.first();
+            let author = row.get::<pgrx::Uuid>(1)?.map(rust_uuid).unwrap_or(SYSTEM_USER);
+            Ok(Some(Target { author, kind: row.get::<String>(2)?, deleted: row.get::<bool>(3)?.unwrap_or(false) }))
+        },
+    )?;
+    let target = found.ok_or_else(|| message_not_found(channel_id, seq))?;
+    let verb = action.verb();
+    if let Some(kind) = &target.kind {
+        return Err(HatchatError::invalid(format!(
+            "seq {seq} is a {kind} event: only messages can be {verb}"
+        )));
+    }
+    if target.author == SYSTEM_USER {
+        return Err(HatchatError::invalid(format!("seq {seq} is a system message: it cannot be {verb}")));
+    }
+    if target.deleted {
+        return Err(HatchatError::NotFound(format!("message {seq} of channel {channel_id:?} was deleted")));
+    }
+    Ok((seq, target))
+}
+
+fn message_not_found(channel_id: &str, seq: i64) -> HatchatError {
+    HatchatError::NotFound(format!("message {seq} not found in channel {channel_id:?}"))
+}
+
+/// Appends the event; the channel was checked under the lock the append takes again.
+fn append_event(
+    channel_id: &str,
+    from: &Caller,
+    payload: Jsonb,
+    kind: &'static str,
+    target: i64,
+) -> Result<Jsonb> {
+    let extra = Extra { kind: Some(kind), target: Some(target), client_id: None };
+    append_with(channel_id, from.id(), payload, None, extra)?.ok_or_else(|| channel_not_found(channel_id))
+}
+
+fn json(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<Jsonb> {
+    Ok(db::first::<Jsonb>(sql, args)?.expect("a SELECT without FROM returns one row"))
+}
+
+/// Replaces the payload of message `seq` (the caller's own) with `payload`, as an `edit` event
+/// whose payload is the new one. The answer is the event's, as a send's.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn edit_message(
+    token: Option<&str>,
+    channel_id: Option<&str>,
+    seq: Option<i64>,
+    payload: Option<Jsonb>,
+) -> SqlResult<Jsonb> {
+    let edit = admit(|| auth::authenticate(token), channel_id, Payload::Value(payload), None)?;
+    Access::load(&edit.channel, &edit.sender)?.require_member()?;
+    let (seq, target) = locked_target(&edit.channel, seq, Action::Edit)?;
+    if target.author != edit.sender.id() {
+        return Err(HatchatError::Forbidden(format!("only the author of message {seq} may edit it")).into());
+    }
+    if edit.sender.is_muted() {
+        return Ok(Jsonb::from_text(&muted_answer(&edit.channel, edit.sender.id())?)?);
+    }
+    let answer = append_event(&edit.channel, &edit.sender, edit.payload, "edit", seq)?;
+    db::execute(
+        "UPDATE hatchat.messages SET edit_seq = ($3::jsonb->>'seq')::bigint WHERE channel_id = $1 AND seq = $2",
+        &[edit.channel.as_str().into(), seq.into(), answer.into()],
+    )?;
+    Ok(answer)
+}
+
+/// Deletes message `seq`: its author, the channel's owner, or an admin (the server secret) may. Erases the payloads (see the module comment).
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn delete_message(token: Option<&str>, channel_id: Option<&str>, seq: Option<i64>) -> SqlResult<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    caller.may_write()?;
+    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
+    let access = Access::load(channel_id, &caller)?;
+    access.require_member()?;
+    let (seq, target) = locked_target(channel_id, seq, Action::Delete)?;
+    // An admin is the server secret here: a token names a user, and the database role a gateway
+    // runs as must not turn each of its users into an admin.
+    let privileged = matches!(access.role, Role::Owner | Role::System);
+    if target.author != caller.id() && !privileged {
+        return Err(HatchatError::Forbidden(format!(
+            "only the author of message {seq}, the channel's owner or an admin may delete it"
+        ))
+        .into());
+    }
+    let null = json("SELECT 'null'::jsonb", &[])?;
+    let answer = append_event(channel_id, &caller, null, "delete", seq)?;
+    db::execute(
+        "WITH erased AS (UPDATE hatchat.messages SET payload = 'null'::jsonb \
+                          WHERE channel_id = $1 AND kind = 'edit' AND target = $2), \
+              reactions AS (DELETE FROM hatchat.reactions WHERE channel_id = $1 AND seq = $2) \
+         UPDATE hatchat.messages SET payload = 'null'::jsonb, deleted = true WHERE channel_id = $1 AND seq = $2",
+        &[channel_id.into(), seq.into()],
+    )?;
+    Ok(answer)
+}
+
+/// 1..64 characters, no control characters.
+fn valid_reaction(raw: Option<&str>) -> Result<&str> {
+    let raw = required(raw, "reaction")?;
+    let chars = raw.chars().count();
+    if chars == 0 || chars > MAX_REACTION_CHARS {
+        return Err(HatchatError::invalid(format!(
+            "reaction must be 1..{MAX_REACTION_CHARS} characters, got {chars}"
+        )));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(HatchatError::invalid("reaction must not contain control characters"));
+    }
+    Ok(raw)
+}
+
+/// Adds (`add`) or removes a reaction of the caller's to message `seq`, as a `reaction` event.
+fn reaction(
+    token: Option<&str>,
+    channel_id: Option<&str>,
+    seq: Option<i64>,
+    reaction: Option<&str>,
+    add: bool,
+) -> Result<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    caller.may_post()?;
+    let user = caller.user()?.id;
+    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
+    let reaction = valid_reaction(reaction)?;
+    Access::load(channel_id, &caller)?.require_member()?;
+    let (seq, _) = locked_target(channel_id, seq, Action::React)?;
+    if caller.is_muted() {
+        return Jsonb::from_text(&muted_answer(channel_id, user)?);
+    }
+    let args = [channel_id.into(), seq.into(), pg_uuid(user).into(), reaction.into()];
+    let changed = if add {
+        db::execute(
+            "INSERT INTO hatchat.reactions (channel_id, seq, user_id, reaction) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING RETURNING 1",
+            &args,
+        )?
+    } else {
+        db::execute(
+            "DELETE FROM hatchat.reactions WHERE channel_id = $1 AND seq = $2 AND user_id = $3 AND reaction = $4 \
+             RETURNING 1",
+            &args,
+        )?
+    };
+    match (changed, add) {
+        (0, true) => {
+            return Err(HatchatError::Conflict(format!("you already reacted {reaction:?} to message {seq}")))
+        }
+        (0, false) => {
+            return Err(HatchatError::NotFound(format!("you have not reacted {reaction:?} to message {seq}")))
+        }
+        _ => {}
+    }
+    let body = json(
+        "SELECT jsonb_build_object('reaction', $1::text, 'action', $2::text)",
+        &[reaction.into(), (if add { "add" } else { "remove" }).into()],
+    )?;
+    append_event(channel_id, &caller, body, "reaction", seq)
+}
+
+/// Adds the caller's `reaction` (1..64 characters) to message `seq`; 409 if it is already there.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn react(
+    token: Option<&str>,
+    channel_id: Option<&str>,
+    seq: Option<i64>,
+    reaction: Option<&str>,
+) -> SqlResult<Jsonb> {
+    Ok(self::reaction(token, channel_id, seq, reaction, true)?)
+}
+
+/// Removes the caller's `reaction` from message `seq`; 404 if it is not there.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn unreact(
+    token: Option<&str>,
+    channel_id: Option<&str>,
+    seq: Option<i64>,
+    reaction: Option<&str>,
+) -> SqlResult<Jsonb> {
+    Ok(self::reaction(token, channel_id, seq, reaction, false)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reactions_are_bounded() {
+        assert_eq!(valid_reaction(Some("👍")).unwrap(), "👍");
+        assert!(valid_reaction(Some(&"🎉".repeat(64))).is_ok(), "64 characters, not bytes");
+        for bad in [Some(""), Some("\u{7}"), None] {
+            assert_eq!(valid_reaction(bad).unwrap_err().sqlstate_code(), "22023", "{bad:?}");
+        }
+        assert_eq!(valid_reaction(Some(&"x".repeat(65))).unwrap_err().sqlstate_code(), "22023");
+    }
+}
