@@ -16,7 +16,7 @@ DECLARE
     fk record;
     fks jsonb := '[]';
     tables text[] := ARRAY['hatchat.users', 'hatchat.api_secret', 'hatchat.channels', 'hatchat.members',
-                           'hatchat.messages', 'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
+                           'hatchat.messages', 'hatchat.reactions', 'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
     fn regprocedure;
 BEGIN
     IF shard_count IS NULL OR shard_count NOT BETWEEN 1 AND 64000 THEN
@@ -61,6 +61,7 @@ BEGIN
     PERFORM create_distributed_table('hatchat.channels', 'id', shard_count => shard_count, colocate_with => 'none');
     PERFORM create_distributed_table('hatchat.members', 'channel_id', colocate_with => 'hatchat.channels');
     PERFORM create_distributed_table('hatchat.messages', 'channel_id', colocate_with => 'hatchat.channels');
+    PERFORM create_distributed_table('hatchat.reactions', 'channel_id', colocate_with => 'hatchat.channels');
     PERFORM create_distributed_table('hatchat.inboxes', 'user_id', shard_count => shard_count, colocate_with => 'none');
     PERFORM create_distributed_table('hatchat.notifications', 'user_id', colocate_with => 'hatchat.inboxes');
     PERFORM create_distributed_table('hatchat.blocks', 'user_id', colocate_with => 'hatchat.inboxes');

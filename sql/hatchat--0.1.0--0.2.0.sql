@@ -167,7 +167,7 @@ DECLARE
     fk record;
     fks jsonb := '[]';
     tables text[] := ARRAY['hatchat.users', 'hatchat.api_secret', 'hatchat.channels', 'hatchat.members',
-                           'hatchat.messages', 'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
+                           'hatchat.messages', 'hatchat.reactions', 'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
     fn regprocedure;
 BEGIN
     IF shard_count IS NULL OR shard_count NOT BETWEEN 1 AND 64000 THEN
@@ -212,6 +212,7 @@ BEGIN
     PERFORM create_distributed_table('hatchat.channels', 'id', shard_count => shard_count, colocate_with => 'none');
     PERFORM create_distributed_table('hatchat.members', 'channel_id', colocate_with => 'hatchat.channels');
     PERFORM create_distributed_table('hatchat.messages', 'channel_id', colocate_with => 'hatchat.channels');
+    PERFORM create_distributed_table('hatchat.reactions', 'channel_id', colocate_with => 'hatchat.channels');
     PERFORM create_distributed_table('hatchat.inboxes', 'user_id', shard_count => shard_count, colocate_with => 'none');
     PERFORM create_distributed_table('hatchat.notifications', 'user_id', colocate_with => 'hatchat.inboxes');
     PERFORM create_distributed_table('hatchat.blocks', 'user_id', colocate_with => 'hatchat.inboxes');
@@ -266,3 +267,35 @@ $$;
 REVOKE ALL ON FUNCTION hatchat.distribute(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hatchat.drop_shards() FROM PUBLIC;
 -- ---- end citus part 2 ---------------------------------------------------------------------------
+
+-- ---- citus (issue 15), part 3: the channel, message and read-state helpers take columns -------
+-- (on a shard a row is of the shard's own type); the unread count's delete count moves into the
+-- callers' queries (a helper reading messages itself could not run on a shard).
+DROP FUNCTION hatchat.channel_json(hatchat.channels);
+CREATE FUNCTION hatchat.channel_json(id text, owner_id uuid, invite_model text, created_at timestamptz,
+                                     max_messages integer, ttl_seconds integer, expires_at timestamptz,
+                                     notify_members boolean) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('id', id, 'ownerId', owner_id, 'inviteModel', invite_model,
+                              'createdAt', hatchat.iso_time(created_at),
+                              'maxMessages', max_messages, 'ttlSeconds', ttl_seconds,
+                              'expiresAt', hatchat.iso_time(expires_at), 'notifyMembers', notify_members);
+DROP FUNCTION hatchat.message_json(hatchat.messages, text);
+CREATE FUNCTION hatchat.message_json(seq bigint, created_at timestamptz, from_user_id uuid, username text,
+                                     payload jsonb, kind text, target bigint, client_id text) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('seq', seq, 'createdAt', hatchat.iso_time(created_at),
+                              'fromUserId', from_user_id, 'username', username,
+                              'payload', payload)
+           || jsonb_strip_nulls(jsonb_build_object('event', kind, 'target', target,
+                                                   'clientId', client_id));
+DROP FUNCTION hatchat.read_state_json(hatchat.channels, hatchat.members);
+DROP FUNCTION hatchat.unread(hatchat.channels, hatchat.members);
+CREATE FUNCTION hatchat.read_state_json(last_seq bigint, read_seq bigint, counted bigint, read_count bigint,
+                                        deleted_since bigint) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('lastSeq', last_seq, 'readSeq', read_seq,
+                              'unread', CASE WHEN read_seq IS NOT NULL
+                                             THEN greatest(0, counted - read_count - deleted_since) END);
+DROP FUNCTION hatchat.is_live(hatchat.channels);
+-- ---- end citus part 3 ---------------------------------------------------------------------------

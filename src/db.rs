@@ -78,6 +78,14 @@ pub fn citus_sequential() -> Result<()> {
     Ok(())
 }
 
+/// Whether Citus is loaded in this server (it must be preloaded, so this holds for the backend's
+/// life). Where it is, the few statements that read arrays against channels (send_messages) run
+/// one channel at a time instead, as Citus can route only those.
+pub fn citus_loaded() -> bool {
+    // SAFETY: a GUC lookup by name; missing_ok, so NULL when Citus is not loaded.
+    unsafe { !pg_sys::GetConfigOption(c"citus.multi_shard_modify_mode".as_ptr(), true, false).is_null() }
+}
+
 /// Runs a statement for its effect and says how many rows it touched (or returned).
 pub fn execute(sql: &'static str, args: &[DatumWithOid<'_>]) -> Result<usize> {
     query(sql, args, |rows| Ok(rows.len()))

@@ -65,9 +65,12 @@ fn on_a_cluster_tables_lie_by_channel_and_by_user_and_distribute_is_done_once() 
         assert_eq!(by(table).1, "n", "{table} is a reference table");
     }
     let channels = by("hatchat.channels").3;
-    for (table, column) in
-        [("hatchat.channels", "id"), ("hatchat.members", "channel_id"), ("hatchat.messages", "channel_id")]
-    {
+    for (table, column) in [
+        ("hatchat.channels", "id"),
+        ("hatchat.members", "channel_id"),
+        ("hatchat.messages", "channel_id"),
+        ("hatchat.reactions", "channel_id"),
+    ] {
         assert_eq!(
             (by(table).1.as_str(), by(table).2.as_deref(), by(table).3),
             ("h", Some(column), channels),

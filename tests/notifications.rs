@@ -50,6 +50,10 @@ fn forwarded_ids(batch: &Value, user: &User) -> Vec<i64> {
 fn to_forward_among(db: &mut postgres::Client, users: &[&User], row_limit: i32) -> Value {
     let ids: Vec<uuid::Uuid> = users.iter().map(|u| u.id).collect();
     let mut tx = db.transaction().unwrap();
+    // As the functions' owner: on Citus a transaction may not reach the same shards as two users
+    // ("cannot perform query on placements that were modified in this transaction by a different
+    // user"), and notifications_to_forward runs as its owner.
+    tx.batch_execute("SET LOCAL ROLE hatchat_owner").unwrap();
     // Locked in user order, as fan_out does, so a concurrent post cannot deadlock with this; one
     // user per statement, as Citus takes row locks only in single-shard queries.
     let others: Vec<uuid::Uuid> = tx
@@ -69,6 +73,8 @@ fn to_forward_among(db: &mut postgres::Client, users: &[&User], row_limit: i32) 
     .unwrap();
     tx.execute("UPDATE hatchat.inboxes SET pending_since = NULL WHERE NOT (user_id = ANY($1))", &[&ids])
         .unwrap();
+    // The call itself as the caller (a superuser, so a forwarder).
+    tx.batch_execute("RESET ROLE").unwrap();
     let batch: Value =
         tx.query_one("SELECT hatchat.notifications_to_forward($1)", &[&row_limit]).unwrap().get(0);
     tx.rollback().unwrap();

@@ -118,7 +118,8 @@ pub fn lock_waiters(db: &mut Client, text: &str) -> i64 {
     let sql = if on_citus(db) {
         "SELECT count(*) FROM citus_lock_waits WHERE blocked_statement LIKE $1"
     } else {
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1 \
+            AND datname = current_database()"
     };
     db.query_one(sql, &[&pattern]).unwrap().get(0)
 }
