@@ -3,6 +3,8 @@
 # synchronous_commit on, as in production), the release builds, a gateway started by the benchmark.
 # Settings (environment): BENCH_SECONDS (10), BENCH_CONCURRENCY (1,4,16,64), BENCH_WAITERS (1000),
 # BENCH_LATENCY_SAMPLES (500), BENCH_POOL_SIZE (32).
+# Also writes the tables to target/bench/bench.md, and draws the throughput from them as
+# target/bench/throughput.svg (the figures as target/bench/throughput.csv) with tools/benchchart.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
@@ -17,4 +19,7 @@ create_database "$port" hatchat_bench
 export HATCHAT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/hatchat_bench"
 ulimit -n 65536 2>/dev/null || true
 say "benchmarking (a few minutes)"
-cargo bench -q -p hatchat-gateway --bench load
+mkdir -p target/bench
+cargo bench -q -p hatchat-gateway --bench load | tee target/bench/bench.md
+cargo run -q --release -p hatchat-benchchart -- \
+    target/bench/bench.md target/bench/throughput.svg target/bench/throughput.csv

@@ -132,6 +132,29 @@ ALTER FUNCTION hatchat.delete_message(text, text, bigint) OWNER TO hatchat_owner
 ALTER FUNCTION hatchat.react(text, text, bigint, text) OWNER TO hatchat_owner;
 ALTER FUNCTION hatchat.unreact(text, text, bigint, text) OWNER TO hatchat_owner;
 
+-- ===== Live streams (issue 16): one read of a channel's window per wake-up, for the gateway =====
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hatchat_gateway') THEN
+        CREATE ROLE hatchat_gateway NOLOGIN;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION hatchat.channel_window(
+    "channel_id" text, "after_seq" bigint, "row_limit" integer, "user_ids" uuid[]
+) RETURNS jsonb SECURITY DEFINER SET search_path TO pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'channel_window_wrapper';
+REVOKE EXECUTE ON FUNCTION hatchat.channel_window(text, bigint, integer, uuid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.channel_window(text, bigint, integer, uuid[]) TO hatchat_gateway;
+ALTER FUNCTION hatchat.channel_window(text, bigint, integer, uuid[]) OWNER TO hatchat_owner;
+
+CREATE FUNCTION hatchat.stream_caller("token" text) RETURNS jsonb
+SECURITY DEFINER SET search_path TO pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'stream_caller_wrapper';
+ALTER FUNCTION hatchat.stream_caller(text) OWNER TO hatchat_owner;
+
 -- ---- citus (issue 15), part 1: helpers that also work on a Citus cluster -----------------------
 -- The JSON helpers take columns instead of whole rows (a shard's rows are of another type), and
 -- two helpers for statements Citus plans: is_live from the expiry column, add_interval (IMMUTABLE).

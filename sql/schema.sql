@@ -168,7 +168,8 @@ CREATE TABLE hatchat.api_secret (
 
 -- Roles (cluster-wide, so created only if missing): hatchat_admin may set the server secret and
 -- moderate; hatchat_forwarder may read and mark notifications for forwarding (the gateway's role,
--- when it forwards).
+-- when it forwards); hatchat_gateway may read a channel's window for many readers at once
+-- (channel_window, the gateway's shared read per wake-up).
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hatchat_admin') THEN
@@ -176,6 +177,9 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hatchat_forwarder') THEN
         CREATE ROLE hatchat_forwarder NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hatchat_gateway') THEN
+        CREATE ROLE hatchat_gateway NOLOGIN;
     END IF;
 END
 $$;

@@ -22,6 +22,7 @@ mod rooms;
 mod settings;
 mod time;
 mod users;
+mod window;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -415,4 +415,95 @@ export class Hatchat {
     }
     return lastSeq;
   }
+
+  /**
+   * follow() over a live stream: the same contract (each message once, in seq order, from
+   * `afterSeq`; the same statuses; resolves with the last seq once aborted; rejects with what
+   * retrying cannot fix), through GET /channels/:id/events where the runtime has EventSource, and
+   * through follow()'s long-polls where it has not. EventSource cannot set headers, so the token
+   * travels in the URL; each stream opens with a fresh token and ends when it expires
+   * (`closed`: "token expired"), and the next one resumes after the last seq delivered. When a
+   * stream fails or says the reader may read no more, one long-poll asks what is wrong: it
+   * delivers what is there, or rejects with the real error (403 not a member, 404 deleted).
+   */
+  async followLive(channelId, options = {}) {
+    const EventSourceImpl = options.EventSource ?? globalThis.EventSource;
+    if (!EventSourceImpl) return this.follow(channelId, options);
+    const { signal, onMessage, onStatus = () => {}, minDelayMs = 500, maxDelayMs = 10_000 } = options;
+    let lastSeq = options.afterSeq ?? 0;
+    let delay = minDelayMs;
+    let status = null;
+    // Streams that failed before opening while plain requests passed: something on the way (a
+    // proxy, an extension) refuses streams, and long-polls are the way left.
+    let refused = 0;
+    const report = (next, detail) => {
+      if (next !== status || next === 'reconnecting') onStatus(next, detail);
+      status = next;
+    };
+    const deliver = async (message) => {
+      // A stream resumed after a failure may repeat what the last one sent: exactly once anyway.
+      if (message.seq <= lastSeq || signal?.aborted) return;
+      await onMessage(message);
+      lastSeq = message.seq;
+    };
+    while (!signal?.aborted) {
+      let opened = false;
+      const reason = await this.streamOnce(EventSourceImpl, channelId, lastSeq, {
+        signal,
+        deliver,
+        skipTo: (seq) => { lastSeq = Math.max(lastSeq, seq); },
+        opened: () => { opened = true; refused = 0; delay = minDelayMs; report('connected'); },
+      });
+      if (signal?.aborted) break;
+      // A fresh token, a gateway restarting, a slow tab: open the next stream at once.
+      if (['token expired', 'gateway shutting down', 'slow consumer'].includes(reason)) continue;
+      // Anything else: one long-poll without waiting tells a passing failure from a final one.
+      try {
+        const page = await this.pollMessages(channelId, lastSeq, { wait: 0, limit: 100, signal });
+        for (const message of page) await deliver(message);
+        delay = minDelayMs;
+        if (!opened && ++refused >= 2) return this.follow(channelId, { ...options, afterSeq: lastSeq });
+      } catch (error) {
+        if (signal?.aborted) break;
+        if (!(error instanceof ApiError) || !error.retryable) throw error;
+        report('reconnecting', { error, delayMs: delay });
+        await sleep(delay, signal);
+        delay = Math.min(delay * 2, maxDelayMs);
+      }
+    }
+    return lastSeq;
+  }
+
+  /**
+   * One SSE stream of a channel from `afterSeq`, until it closes: resolves with the `closed`
+   * event's reason, 'error' when the connection failed, or 'aborted'. Messages are delivered one
+   * at a time, in order (each `deliver` is awaited before the next).
+   */
+  async streamOnce(EventSourceImpl, channelId, afterSeq, { signal, deliver, skipTo, opened }) {
+    if (!this.identity) throw new ApiError(401, 'no_identity', 'no identity to sign the request with');
+    const params = new URLSearchParams({ afterSeq: String(afterSeq), token: `Bearer ${await makeToken(this.identity)}` });
+    const url = `${this.baseUrl}/channels/${encodeURIComponent(channelId)}/events?${params}`;
+    return new Promise((resolve) => {
+      const source = new EventSourceImpl(url);
+      let queue = Promise.resolve();
+      let finished = false;
+      const then = (step) => { queue = queue.then(step).catch(() => finish('error')); };
+      const finish = (reason) => {
+        if (finished) return;
+        finished = true;
+        source.close();
+        signal?.removeEventListener('abort', aborted);
+        queue.then(() => resolve(reason), () => resolve(reason));
+      };
+      const aborted = () => finish('aborted');
+      signal?.addEventListener('abort', aborted, { once: true });
+      source.addEventListener('open', () => then(opened));
+      source.addEventListener('message', (event) => then(() => deliver(JSON.parse(event.data))));
+      // History was capped: what is older than oldestSeq is gone, continue from there.
+      source.addEventListener('reset', (event) => then(() => skipTo(JSON.parse(event.data).oldestSeq - 1)));
+      source.addEventListener('closed', (event) => finish(JSON.parse(event.data).reason));
+      // EventSource would reconnect by itself, with the same (soon expired) token: we do it.
+      source.addEventListener('error', () => finish('error'));
+    });
+  }
 }

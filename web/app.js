@@ -393,7 +393,7 @@ async function openChannel({ channelId, keyText }) {
     if (ui.channelView.contains(document.activeElement) || document.activeElement === document.body) {
       ui.input.focus();
     }
-    await api.follow(channelId, {
+    await api.followLive(channelId, {
       afterSeq: 0, limit: 100, wait: 25, signal,
       onMessage: (message) => renderMessage(s, message),
       onStatus: (status, detail) => { if (!signal.aborted) connectionChanged(s, status, detail); },

@@ -2,6 +2,7 @@
 //! tests build the same router.
 
 use crate::error::ApiError;
+use crate::metrics;
 use crate::routes;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -10,6 +11,7 @@ use axum::Router;
 use tower_http::trace::TraceLayer;
 
 pub fn app(state: AppState, max_body_bytes: usize, chat_prefix: &str) -> Router {
+    metrics::install();
     let api = routes::router(chat_prefix)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
@@ -26,6 +28,7 @@ pub fn app(state: AppState, max_body_bytes: usize, chat_prefix: &str) -> Router 
         .merge(routes::web())
         .merge(api)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

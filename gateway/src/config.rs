@@ -34,6 +34,17 @@ pub struct Config {
     #[arg(long, env = "HATCHAT_MAX_POLLS_PER_USER", default_value_t = 16)]
     pub max_polls_per_user: usize,
 
+    /// Seconds between heartbeats on an idle live stream: an SSE comment, a WebSocket ping. Keeps
+    /// proxies from closing quiet streams, and finds clients that went away.
+    #[arg(long, env = "HATCHAT_STREAM_HEARTBEAT", default_value_t = 20.0)]
+    pub stream_heartbeat_secs: f64,
+
+    /// Messages a live stream (SSE stream, WebSocket subscription) may have waiting for a client
+    /// that does not read; beyond, the stream is closed ("slow consumer") and the client resumes
+    /// from its last seq. Also the page size a stream catches up with.
+    #[arg(long, env = "HATCHAT_STREAM_BUFFER", default_value_t = 1000)]
+    pub stream_buffer: usize,
+
     /// Largest request body, in bytes. Message payloads have their own limit in the database
     /// (hatchat.max_payload_bytes), checked there.
     #[arg(long, env = "HATCHAT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
@@ -83,4 +94,18 @@ impl Config {
     pub fn max_wait(&self) -> Duration {
         Duration::from_secs_f64(self.max_wait_secs.clamp(0.0, 3600.0))
     }
+
+    pub fn stream_settings(&self) -> StreamSettings {
+        StreamSettings {
+            heartbeat: Duration::from_secs_f64(self.stream_heartbeat_secs.clamp(0.05, 3600.0)),
+            buffer: self.stream_buffer.clamp(1, 100_000),
+        }
+    }
+}
+
+/// How live streams behave (see the flags above).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSettings {
+    pub heartbeat: Duration,
+    pub buffer: usize,
 }

@@ -79,6 +79,7 @@ impl ApiError {
 
     /// An error the extension reported with `sqlstate` (raised, or answered per batch item).
     pub fn from_sqlstate(sqlstate: &str, message: String, detail: Option<String>) -> Self {
+        crate::metrics::database_error(sqlstate);
         let (status, code) = classify(sqlstate);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // PostgreSQL's own words here name processes, transactions and locks: logged, not sent.
@@ -133,6 +134,7 @@ impl From<tokio_postgres::Error> for ApiError {
             ),
             // No SQLSTATE: the connection broke, the database is away.
             None => {
+                crate::metrics::database_error("connection");
                 tracing::warn!(%error, "database connection error");
                 Self::unavailable("the database is not reachable; try again")
             }
@@ -145,6 +147,7 @@ impl From<deadpool_postgres::PoolError> for ApiError {
         match error {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
             other => {
+                crate::metrics::database_error("pool");
                 tracing::warn!(error = %other, "no database connection available");
                 Self::unavailable("no database connection is available; try again")
             }

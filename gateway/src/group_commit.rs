@@ -177,6 +177,7 @@ impl GroupCommit {
         payload: Option<Box<RawValue>>,
         client_id: Option<String>,
     ) -> Result<String, ApiError> {
+        let started = std::time::Instant::now();
         let (answer, answered) = oneshot::channel();
         let pending = Pending { token, channel, payload, client_id, answer };
         let start_slot = {
@@ -187,7 +188,9 @@ impl GroupCommit {
         if start_slot {
             Arc::clone(self).start_slot();
         }
-        answered.await.unwrap_or_else(|_| Err(ApiError::unavailable("the send was interrupted; try again")))
+        let answer = answered.await;
+        crate::metrics::send_answered(started);
+        answer.unwrap_or_else(|_| Err(ApiError::unavailable("the send was interrupted; try again")))
     }
 
     /// Whether a new slot may start (then it is counted busy): only while sends are queued.
@@ -255,6 +258,7 @@ impl GroupCommit {
     async fn deliver(&self, batch: Vec<Pending>) {
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        crate::metrics::send_transaction(batch.len());
         let answers = if batch.len() == 1 {
             vec![self.send_alone(&batch[0]).await]
         } else {

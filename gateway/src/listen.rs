@@ -92,6 +92,8 @@ pub struct Subscription {
     topic: Topic,
     receiver: Option<watch::Receiver<u64>>,
     everyone: watch::Receiver<u64>,
+    /// Counted in `waiting` (a request), or not (a channel's feed, whose readers count instead).
+    counted: bool,
 }
 
 impl Hub {
@@ -106,16 +108,26 @@ impl Hub {
     }
 
     pub fn subscribe(self: &Arc<Self>, topic: Topic) -> Subscription {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.subscribe_as(topic, true)
+    }
+
+    /// A subscription that is not a waiting request: a channel's feed (fanout.rs).
+    pub fn subscribe_uncounted(self: &Arc<Self>, topic: Topic) -> Subscription {
+        self.subscribe_as(topic, false)
+    }
+
+    fn subscribe_as(self: &Arc<Self>, topic: Topic, counted: bool) -> Subscription {
         let receiver = {
             let mut topics = self.topics.lock().expect("hub lock");
             topics.entry(topic).or_insert_with(|| watch::channel(0).0).subscribe()
         };
-        self.waiting.fetch_add(1, Ordering::Relaxed);
         Subscription {
             hub: Arc::clone(self),
             topic,
             receiver: Some(receiver),
             everyone: self.everyone.subscribe(),
+            counted,
         }
     }
 
@@ -123,16 +135,19 @@ impl Hub {
     pub fn wake(&self, topic: &Topic) {
         if let Some(sender) = self.topics.lock().expect("hub lock").get(topic) {
             sender.send_modify(|n| *n = n.wrapping_add(1));
+            crate::metrics::wake_up_dispatched("topic");
         }
     }
 
     /// Everyone re-queries: after a reconnect (notifications may have been missed) and at shutdown.
     pub fn wake_everyone(&self) {
+        crate::metrics::wake_up_dispatched("everyone");
         self.everyone.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Wakes whom one announcement of the extension names.
     pub fn dispatch(&self, payload: &str) {
+        crate::metrics::wake_up_received();
         match decode(payload) {
             Ok(Audience::Topics(topics)) => topics.iter().for_each(|topic| self.wake(topic)),
             Ok(Audience::Everyone) => self.wake_everyone(),
@@ -154,6 +169,23 @@ impl Hub {
 
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the gateway is shutting down.
+    pub async fn until_shutdown(&self) {
+        let mut everyone = self.everyone.subscribe();
+        while !self.is_shutting_down() {
+            if everyone.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Counts a request as waiting (in `waiting`) until the guard is dropped: a long-poll that
+    /// waits through a channel's feed rather than a subscription of its own.
+    pub fn hold(self: &Arc<Self>) -> Waiting {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(Arc::clone(self))
     }
 
     /// Requests currently subscribed (waiting, or querying between waits).
@@ -181,9 +213,20 @@ impl Subscription {
     }
 }
 
+/// One waiting request, counted until dropped (see `Hub::hold`).
+pub struct Waiting(Arc<Hub>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.waiting.fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            self.hub.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
         let mut topics = self.hub.topics.lock().expect("hub lock");
         drop(self.receiver.take());
         // Subscribing happens under the same lock, so nobody can be joining this topic right now.

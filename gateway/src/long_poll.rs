@@ -63,7 +63,7 @@ pub async fn user_of(app: &AppState, token: &Option<String>) -> Result<String, A
 
 /// Counts a long-poll against `user` (an id the database verified) until the permit is dropped
 /// with the request; 429 when the user already holds the most a gateway allows.
-fn admit(polls: &Arc<PollQuota>, user: &str) -> Result<PollPermit, ApiError> {
+pub fn admit(polls: &Arc<PollQuota>, user: &str) -> Result<PollPermit, ApiError> {
     polls.acquire(user).ok_or_else(|| {
         ApiError::too_many_requests(
             format!(

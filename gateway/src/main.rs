@@ -5,6 +5,7 @@ use clap::Parser;
 use hatchat_gateway::app::app;
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
+use hatchat_gateway::fanout::Fanout;
 use hatchat_gateway::forward::{spawn_forwarder, Target};
 use hatchat_gateway::group_commit::GroupCommit;
 use hatchat_gateway::listen::{spawn_listener, Hub};
@@ -35,6 +36,7 @@ async fn run(config: Config) -> Result<(), String> {
         config.pool_size,
         prepared.request_role.as_deref(),
     )?;
+    hatchat_gateway::streams::check_window_access(&pool).await?;
     let hub = Hub::new();
     let listener_name = format!("{}-listener", config.application_name);
     spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);
@@ -45,6 +47,7 @@ async fn run(config: Config) -> Result<(), String> {
     }
     spawn_purger(pool.clone(), config.purge_interval_secs);
     let group_commit = GroupCommit::new(pool.clone(), config.send_slots);
+    let fanout = Fanout::new(pool.clone(), Arc::clone(&hub));
     let state = AppState {
         pool,
         hub: Arc::clone(&hub),
@@ -52,6 +55,8 @@ async fn run(config: Config) -> Result<(), String> {
         max_wait: config.max_wait(),
         polls: PollQuota::new(config.max_polls_per_user),
         max_json_depth: prepared.max_json_depth,
+        fanout,
+        streams: config.stream_settings(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

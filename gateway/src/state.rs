@@ -1,8 +1,10 @@
 //! The gateway's state, shared by every route, and the one way a route calls SQL.
 
+use crate::config::StreamSettings;
 use crate::db::{self, JsonText, Params};
 use crate::error::ApiError;
 use crate::extract::MaxJsonDepth;
+use crate::fanout::Fanout;
 use crate::group_commit::GroupCommit;
 use crate::listen::Hub;
 use crate::poll_quota::PollQuota;
@@ -22,6 +24,9 @@ pub struct AppState {
     pub polls: Arc<PollQuota>,
     /// `hatchat.max_json_depth`, as the database said at startup.
     pub max_json_depth: usize,
+    /// One read per wake-up for the live readers of each channel.
+    pub fanout: Arc<Fanout>,
+    pub streams: StreamSettings,
 }
 
 /// What a route answers: JSON text, or an error.

@@ -15,7 +15,10 @@ pub async fn ping() -> Json<Value> {
 /// the long-polls this process holds, `sends` the send transactions and the sends they carried;
 /// `forwarding`, when this process was started to forward, whether it does (one gateway at a
 /// time) and the notifications pending and set aside as undeliverable, as its forwarder last
-/// counted them (every few seconds: /health itself runs no count).
+/// counted them (every few seconds: /health itself runs no count). `streams` counts the live
+/// streams open (SSE, WebSocket), `liveReaders` the readers following a channel's feed (streams,
+/// subscriptions and long-polls past their first read), `windowQueries` the shared window reads made so far (one per
+/// wake-up of a channel, however many readers wait on it).
 pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = match app.pool.get().await {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
@@ -30,6 +33,9 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
         "listener": up(listener),
         "waiting": app.hub.waiting(),
         "sends": {"transactions": transactions, "messages": messages},
+        "streams": app.fanout.streams_open(),
+        "liveReaders": app.fanout.readers(),
+        "windowQueries": app.fanout.window_queries(),
     });
     if let Some(forwarding) = forward::health() {
         body["forwarding"] = forwarding;

@@ -3,12 +3,15 @@
 use crate::db::{self, JsonText};
 use crate::error::ApiError;
 use crate::extract::{raw_json, wait_param, JsonBody, PathParams, QueryParams, Token};
+use crate::fanout::{Delivery, Interest, SHUTTING_DOWN};
 use crate::listen::Topic;
-use crate::long_poll::LongPoll;
+use crate::long_poll::{admit, LongPoll};
 use crate::state::{Answer, AppState};
+use crate::streams::caller_of;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::sync::Arc;
 use tokio::time::Instant;
 
 #[derive(Deserialize)]
@@ -53,6 +56,13 @@ impl Window {
         db::call_json(&app.pool, sql, &params).await
     }
 
+    /// The seq this window follows, when that is all it asks (no time bounds, not folded): such a
+    /// long-poll can wait through its channel's feed, which carries messages as they were appended.
+    fn shared_cursor(&self) -> Option<i64> {
+        let plain = self.since.is_none() && self.until.is_none() && self.fold != Some(true);
+        self.after_seq.filter(|_| plain)
+    }
+
     /// Waiting only makes sense while new messages can still fall inside the window.
     fn still_open(&self) -> bool {
         match self.until.as_deref().map(str::trim) {
@@ -72,6 +82,9 @@ pub async fn poll(
     QueryParams(w): QueryParams<Window>,
 ) -> Answer {
     let deadline = Instant::now() + wait_param(w.wait, app.max_wait)?;
+    if let Some(after_seq) = w.shared_cursor() {
+        return shared_poll(&app, &token, &w, after_seq, deadline).await;
+    }
     let topic = Topic::channel(w.channel_id.as_deref().unwrap_or_default());
     let poll = LongPoll { topic, deadline, token: &token, user: None };
     poll.run(&app, || w.still_open(), || w.read(&app, &token)).await
@@ -127,4 +140,54 @@ pub async fn unreact(
     PathParams((channel, seq, reaction)): PathParams<(String, i64, String)>,
 ) -> Answer {
     app.call("SELECT hatchat.unreact($1, $2, $3, $4)::text", &[&token, &channel, &seq, &reaction]).await
+}
+
+/// The long-poll of a window that only follows a seq: the first read alone (every check and error
+/// of get_messages), then the wait through the channel's feed, which reads once per wake-up for
+/// every reader of the channel (fanout.rs) instead of once per waiting request.
+async fn shared_poll(
+    app: &AppState,
+    token: &Option<String>,
+    w: &Window,
+    after_seq: i64,
+    deadline: Instant,
+) -> Answer {
+    let page = w.read(app, token).await?;
+    if page != "[]" || Instant::now() >= deadline {
+        return Ok(JsonText(page));
+    }
+    let _waiting = app.hub.hold();
+    let caller = caller_of(app, token).await?;
+    let _permit = admit(&app.polls, &caller.user)?;
+    let mut reader = app.fanout.open_live(Interest {
+        channel: w.channel_id.clone().unwrap_or_default(),
+        user: caller.user,
+        after_seq,
+        expires: caller.expires,
+        buffer: app.streams.buffer,
+    });
+    let limit = usize::try_from(w.limit.unwrap_or(20)).unwrap_or(20);
+    let mut messages: Vec<Arc<str>> = Vec::new();
+    while messages.is_empty() {
+        let delivery = tokio::select! {
+            delivery = reader.next() => delivery,
+            _ = tokio::time::sleep_until(deadline) => None,
+        };
+        match delivery {
+            Some(Delivery::Message { json, .. }) => messages.push(json),
+            // Capped history: get_messages would answer what is still held, as this will.
+            Some(Delivery::Reset { .. }) => {}
+            Some(Delivery::Closed { reason: SHUTTING_DOWN }) | None => return Ok(JsonText("[]".into())),
+            // Not a member any more, token expired, too slow: a read of its own says what to answer.
+            Some(Delivery::Closed { .. }) => return w.read(app, token).await.map(JsonText),
+        }
+    }
+    while messages.len() < limit {
+        match reader.try_next() {
+            Some(Delivery::Message { json, .. }) => messages.push(json),
+            Some(Delivery::Reset { .. }) => {}
+            Some(Delivery::Closed { .. }) | None => break,
+        }
+    }
+    Ok(JsonText(format!("[{}]", messages.join(", "))))
 }

@@ -7,8 +7,10 @@ mod messages;
 mod moderation;
 mod notifications;
 mod rooms;
+mod streams;
 mod users;
 mod web;
+mod ws;
 
 use crate::state::AppState;
 use axum::routing::{delete, get, patch, post, put};
@@ -42,9 +44,14 @@ pub fn router(chat_prefix: &str) -> Router<AppState> {
         .route("/users/{id}/read-receipts", put(channels::set_read_receipts))
         .route("/messages", post(messages::send).get(messages::poll))
         .route("/notifications", get(notifications::poll))
+        .route("/channels/{id}/events", get(streams::channel_events))
+        .route("/notifications/events", get(streams::notification_events))
+        .route("/ws", get(ws::upgrade))
         .route(&format!("{chat}/rooms"), post(rooms::create))
         .route(&format!("{chat}/rooms/{{*room}}"), get(rooms::get).post(rooms::post_message))
         .route(&format!("{chat}/system-messages"), post(rooms::system_message))
         .route("/ping", get(health::ping))
         .route("/health", get(health::health))
+        .route("/metrics", get(crate::metrics::render))
+        .route("/openapi.json", get(crate::openapi::serve))
 }

@@ -2,6 +2,7 @@
 //! real HTTP client, and users with real RSA keys signing as the seed's web client does.
 #![allow(dead_code)] // each suite uses its own part of this module
 
+pub mod described;
 #[path = "../../../tests/common/signing.rs"]
 mod signing;
 pub use signing::*;

@@ -1,0 +1,218 @@
+//! Server-sent events: GET /channels/{id}/events (a channel's messages, from a position, exactly
+//! once and in order, then live) and GET /notifications/events (the caller's notifications).
+//!
+//! The token comes in `Authorization` or, for `EventSource` (which cannot set headers), in
+//! `?token=`. The position comes in `Last-Event-ID` (what `EventSource` sends when it reconnects)
+//! or `?afterSeq=` / `?after=`. Each event's `id` is the position to resume after.
+
+use crate::db;
+use crate::error::ApiError;
+use crate::extract::{PathParam, PathParams, QueryParams, Token};
+use crate::fanout::{Delivery, OpenStream, SHUTTING_DOWN, TOKEN_EXPIRED, UNAVAILABLE};
+use crate::listen::{Subscription, Topic, Wake};
+use crate::long_poll::admit;
+use crate::poll_quota::PollPermit;
+use crate::state::AppState;
+use crate::streams::{caller_of, open_channel};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long `EventSource` waits before reconnecting after the stream ends.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// Notifications one read returns at most.
+const NOTIFICATIONS_PAGE: i32 = 100;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Position {
+    token: Option<String>,
+    after_seq: Option<i64>,
+    after: Option<i64>,
+}
+
+impl Position {
+    /// The header's token, else the query's; the header's position, else the query's.
+    fn resolve(
+        self,
+        header_token: Option<String>,
+        headers: &HeaderMap,
+        query_after: Option<i64>,
+    ) -> Result<(Option<String>, i64), ApiError> {
+        let token = header_token.or(self.token);
+        Ok((token, last_event_id(headers)?.or(query_after).unwrap_or(0)))
+    }
+}
+
+/// `Last-Event-ID`: a seq (or notification id), 0 or more.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default().trim();
+    match text.parse::<i64>() {
+        Ok(position) if position >= 0 => Ok(Some(position)),
+        _ => Err(ApiError::bad_request(format!("Last-Event-ID must be a seq (0 or more), got {text:?}"))),
+    }
+}
+
+pub async fn channel_events(
+    State(app): State<AppState>,
+    PathParams(channel): PathParam,
+    Token(header_token): Token,
+    headers: HeaderMap,
+    QueryParams(position): QueryParams<Position>,
+) -> Result<Response, ApiError> {
+    let query_after = position.after_seq;
+    let (token, after_seq) = position.resolve(header_token, &headers, query_after)?;
+    let opened = (open_channel(&app, &token, &channel, after_seq).await?, app.fanout.stream_opened());
+    let events = stream::unfold(opened, |(mut stream, opened)| async move {
+        let delivery = stream.reader.next().await?;
+        let event = message_event(&delivery, stream.reader.cursor());
+        Some((event, (stream, opened)))
+    });
+    Ok(sse(events, &app))
+}
+
+/// The SSE form of one delivery.
+fn message_event(delivery: &Delivery, cursor: i64) -> Event {
+    match delivery {
+        Delivery::Message { seq, json } => {
+            Event::default().id(seq.to_string()).event("message").data(&**json)
+        }
+        // Resuming after the reset's id continues from the oldest message held.
+        Delivery::Reset { oldest_seq } => Event::default()
+            .id((oldest_seq - 1).to_string())
+            .event("reset")
+            .data(json!({"oldestSeq": oldest_seq}).to_string()),
+        Delivery::Closed { reason } => closed_event(reason, cursor),
+    }
+}
+
+fn closed_event(reason: &str, last: i64) -> Event {
+    Event::default().event("closed").data(json!({"reason": reason, "lastSeq": last}).to_string())
+}
+
+/// The response: `retry:` first, then the events, a heartbeat comment when idle.
+fn sse(events: impl Stream<Item = Event> + Send + 'static, app: &AppState) -> Response {
+    let retry = stream::once(async { Event::default().retry(RETRY) });
+    let events = retry.chain(events).map(Ok::<_, Infallible>);
+    let heartbeat = KeepAlive::new().interval(app.streams.heartbeat).text("heartbeat");
+    let mut response = Sse::new(events).keep_alive(heartbeat).into_response();
+    // Proxies (nginx) must pass events on as they come rather than buffer them.
+    response.headers_mut().insert("x-accel-buffering", "no".parse().expect("a valid header value"));
+    *response.status_mut() = StatusCode::OK;
+    response
+}
+
+/// The caller's notifications, as `event: notification` with the notification's id.
+pub async fn notification_events(
+    State(app): State<AppState>,
+    Token(header_token): Token,
+    headers: HeaderMap,
+    QueryParams(position): QueryParams<Position>,
+) -> Result<Response, ApiError> {
+    let query_after = position.after;
+    let (token, after) = position.resolve(header_token, &headers, query_after)?;
+    let caller = caller_of(&app, &token).await?;
+    let permit = admit(&app.polls, &caller.user)?;
+    // Subscribed before the first read: nothing that commits in between is missed.
+    let subscription = app.hub.subscribe_uncounted(Topic::user(&caller.user));
+    let first = read_notifications(&app, &token, after).await?;
+    let feed = NotificationFeed {
+        more: first.len() >= NOTIFICATIONS_PAGE as usize,
+        app: app.clone(),
+        token,
+        after,
+        expires: caller.expires,
+        pending: first,
+        subscription,
+        closed: false,
+        _held: (permit, app.fanout.stream_opened()),
+    };
+    let events = stream::unfold(feed, |mut feed| async move {
+        let event = feed.next().await?;
+        Some((event, feed))
+    });
+    Ok(sse(events, &app))
+}
+
+/// One user's notification stream: a read per wake-up of that user (notifications are per user,
+/// so there is no read to share).
+struct NotificationFeed {
+    app: AppState,
+    token: Option<String>,
+    after: i64,
+    expires: Option<Instant>,
+    pending: VecDeque<(i64, Box<RawValue>)>,
+    /// The last read was a full page: read again before waiting.
+    more: bool,
+    subscription: Subscription,
+    closed: bool,
+    _held: (PollPermit, OpenStream),
+}
+
+impl NotificationFeed {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some((id, json)) = self.pending.pop_front() {
+                self.after = id;
+                return Some(Event::default().id(id.to_string()).event("notification").data(json.get()));
+            }
+            if self.closed {
+                return None;
+            }
+            let far = Instant::now() + Duration::from_secs(3600);
+            let deadline = self.expires.unwrap_or(far);
+            let wake = if self.more { Wake::Changed } else { self.subscription.wait(deadline).await };
+            let ended = match wake {
+                Wake::Shutdown => Some(SHUTTING_DOWN),
+                _ if self.expires.is_some_and(|at| at <= Instant::now()) => Some(TOKEN_EXPIRED),
+                _ => match read_notifications(&self.app, &self.token, self.after).await {
+                    Ok(page) => {
+                        self.more = page.len() >= NOTIFICATIONS_PAGE as usize;
+                        self.pending = page;
+                        None
+                    }
+                    Err(error) if error.status == StatusCode::UNAUTHORIZED => Some(TOKEN_EXPIRED),
+                    Err(_) => Some(UNAVAILABLE),
+                },
+            };
+            if let Some(reason) = ended {
+                self.closed = true;
+                return Some(closed_event(reason, self.after));
+            }
+        }
+    }
+}
+
+/// `get_notifications` after `after`, each with its id.
+async fn read_notifications(
+    app: &AppState,
+    token: &Option<String>,
+    after: i64,
+) -> Result<VecDeque<(i64, Box<RawValue>)>, ApiError> {
+    let sql = "SELECT hatchat.get_notifications($1, $2, $3)::text";
+    let text = db::call_json(&app.pool, sql, &[token, &after, &NOTIFICATIONS_PAGE]).await?;
+    let page: Vec<Box<RawValue>> = serde_json::from_str(&text)
+        .map_err(|e| ApiError::internal(format!("get_notifications answered unexpected JSON: {e}")))?;
+    #[derive(Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    page.into_iter()
+        .map(|raw| {
+            let Id { id } = serde_json::from_str(raw.get())
+                .map_err(|e| ApiError::internal(format!("a notification without an id: {e}")))?;
+            Ok((id, raw))
+        })
+        .collect()
+}

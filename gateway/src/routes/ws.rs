@@ -1,0 +1,329 @@
+//! GET /ws: one WebSocket for many channels, each subscribed from its own `afterSeq`, and for
+//! sends (answered with their seq, through the same group commit as POST /messages). Frames are
+//! JSON; the protocol is in the README ("Streams").
+//!
+//! The token travels in `Sec-WebSocket-Protocol` as `hatchat.token.<base64url of the token>` next
+//! to `hatchat.v1` (browsers cannot set `Authorization` on an upgrade; the server echoes only
+//! `hatchat.v1`), or in a first frame `{"type": "auth", "token": "..."}`.
+
+use crate::error::ApiError;
+use crate::extract::raw_json;
+use crate::fanout::{Delivery, SLOW_CONSUMER};
+use crate::state::AppState;
+use crate::streams::{caller_of, open_channel, ChannelStream};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub const PROTOCOL: &str = "hatchat.v1";
+const TOKEN_PROTOCOL_PREFIX: &str = "hatchat.token.";
+/// Largest frame a client may send (as the default request body limit).
+const MAX_FRAME_BYTES: usize = 1024 * 1024;
+/// How long a client has to send its auth frame.
+const AUTH_WITHIN: Duration = Duration::from_secs(10);
+/// Close code for a policy violation (RFC 6455): a slow consumer, a failed authentication.
+const POLICY: u16 = 1008;
+
+/// A client frame's kind; each kind's fields are read next (an internally tagged enum would
+/// buffer the payload and lose its exact text).
+#[derive(Deserialize)]
+struct Kind {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct AuthFrame {
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscribeFrame {
+    channel_id: String,
+    after_seq: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendFrame {
+    #[serde(rename = "ref")]
+    reference: Option<Value>,
+    channel_id: Option<String>,
+    /// Kept as the client's JSON text: parsed only by PostgreSQL, so nothing is rounded.
+    #[serde(default, deserialize_with = "raw_json")]
+    payload: Option<Box<RawValue>>,
+    /// As on POST /messages: a retry with the same id answers the first send's answer.
+    client_id: Option<String>,
+}
+
+/// A client frame.
+enum ClientFrame {
+    Auth(AuthFrame),
+    Subscribe(SubscribeFrame),
+    Unsubscribe(SubscribeFrame),
+    Send(SendFrame),
+}
+
+impl ClientFrame {
+    fn parse(frame: &str) -> Result<Self, ApiError> {
+        let bad =
+            |e: serde_json::Error| ApiError::bad_request(format!("not a frame this protocol knows: {e}"));
+        let Kind { kind } = serde_json::from_str(frame).map_err(bad)?;
+        match kind.as_str() {
+            "auth" => serde_json::from_str(frame).map(ClientFrame::Auth).map_err(bad),
+            "subscribe" => serde_json::from_str(frame).map(ClientFrame::Subscribe).map_err(bad),
+            "unsubscribe" => serde_json::from_str(frame).map(ClientFrame::Unsubscribe).map_err(bad),
+            "send" => serde_json::from_str(frame).map(ClientFrame::Send).map_err(bad),
+            other => Err(ApiError::bad_request(format!(
+                "frame type must be auth, subscribe, unsubscribe or send, got {other:?}"
+            ))),
+        }
+    }
+}
+
+pub async fn upgrade(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return ApiError::bad_request(rejection.body_text()).into_response(),
+    };
+    let token = protocol_token(&headers);
+    upgrade
+        .protocols([PROTOCOL])
+        .max_message_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| session(app, socket, token))
+}
+
+/// The token a browser offered as a subprotocol (base64url of the token text), if any.
+fn protocol_token(headers: &HeaderMap) -> Option<String> {
+    let offered = headers.get_all("sec-websocket-protocol");
+    offered
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|protocol| protocol.trim().strip_prefix(TOKEN_PROTOCOL_PREFIX))
+        .find_map(|encoded| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+/// What a session's tasks tell it.
+enum Signal {
+    /// A subscription's reader could not keep up: the socket closes.
+    SlowConsumer,
+}
+
+async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
+    let _opened = app.fanout.stream_opened();
+    let (mut sink, mut incoming) = socket.split();
+    let token = match token {
+        Some(token) => Some(token),
+        None => auth_frame(&mut incoming).await,
+    };
+    let caller = match caller_of(&app, &token).await {
+        Ok(caller) => caller,
+        Err(error) => {
+            let _ = sink.send(text(error_frame(None, None, &error))).await;
+            let _ = sink.send(close("unauthenticated")).await;
+            return;
+        }
+    };
+    let (out, mut outgoing) = mpsc::channel::<Message>(app.streams.buffer);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outgoing.recv().await {
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+    });
+    let (signals, mut signalled) = mpsc::channel::<Signal>(1);
+    let mut session = Session { app: app.clone(), token, out, signals, subscriptions: HashMap::new() };
+    session.queue(text(json!({"type": "ready", "userId": caller.user}).to_string()));
+    let mut heartbeat = tokio::time::interval(app.streams.heartbeat);
+    heartbeat.reset();
+    loop {
+        tokio::select! {
+            frame = incoming.next() => match frame {
+                Some(Ok(Message::Text(frame))) => {
+                    if !session.handle(frame.as_str()).await {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let error = ApiError::bad_request("frames are JSON text");
+                    if !session.queue(text(error_frame(None, None, &error))) {
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => break,
+            },
+            Some(Signal::SlowConsumer) = signalled.recv() => {
+                // Best effort: a client that does not read will not see it; it resumes from the
+                // last seq it saw on each channel.
+                let _ = session.out.try_send(close(SLOW_CONSUMER));
+                break;
+            }
+            _ = heartbeat.tick() => {
+                if !session.queue(Message::Ping(Default::default())) {
+                    break;
+                }
+            }
+            _ = app.hub.until_shutdown() => {
+                let _ = session.out.try_send(close("gateway shutting down"));
+                break;
+            }
+        }
+    }
+    session.subscriptions.values().for_each(JoinHandle::abort);
+    drop(session);
+    // The writer ends once it wrote what is queued (the close frame last), unless the client does
+    // not read: then it is cut off after a moment.
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
+        writer.abort();
+    }
+}
+
+/// The token of a first frame `{"type": "auth", "token": "..."}`.
+async fn auth_frame(incoming: &mut futures_util::stream::SplitStream<WebSocket>) -> Option<String> {
+    let frame = tokio::time::timeout(AUTH_WITHIN, incoming.next()).await.ok()??.ok()?;
+    let Message::Text(frame) = frame else { return None };
+    match ClientFrame::parse(frame.as_str()) {
+        Ok(ClientFrame::Auth(AuthFrame { token })) => token,
+        _ => None,
+    }
+}
+
+struct Session {
+    app: AppState,
+    token: Option<String>,
+    out: mpsc::Sender<Message>,
+    signals: mpsc::Sender<Signal>,
+    subscriptions: HashMap<String, JoinHandle<()>>,
+}
+
+impl Session {
+    /// Queues a frame for the writer; false when the client reads too slowly to take it.
+    fn queue(&self, message: Message) -> bool {
+        self.out.try_send(message).is_ok()
+    }
+
+    /// Handles one client frame; false when the session must end.
+    async fn handle(&mut self, frame: &str) -> bool {
+        let parsed = hatchat_wire::json::check_depth(frame.as_bytes(), self.app.max_json_depth)
+            .map_err(ApiError::bad_request)
+            .and_then(|()| ClientFrame::parse(frame));
+        let answer = match parsed {
+            Err(error) => error_frame(None, None, &error),
+            Ok(ClientFrame::Auth(_)) => {
+                error_frame(None, None, &ApiError::bad_request("already authenticated"))
+            }
+            Ok(ClientFrame::Subscribe(SubscribeFrame { channel_id, after_seq })) => {
+                self.subscribe(channel_id, after_seq.unwrap_or(0)).await
+            }
+            Ok(ClientFrame::Unsubscribe(SubscribeFrame { channel_id, .. })) => {
+                if let Some(task) = self.subscriptions.remove(&channel_id) {
+                    task.abort();
+                }
+                json!({"type": "unsubscribed", "channelId": channel_id}).to_string()
+            }
+            Ok(ClientFrame::Send(SendFrame { reference, channel_id, payload, client_id })) => {
+                let sent = self
+                    .app
+                    .group_commit
+                    .send(self.token.clone(), channel_id.clone(), payload, client_id)
+                    .await;
+                match sent {
+                    Ok(answer) => {
+                        let reference = serde_json::to_string(&reference).expect("a JSON value serializes");
+                        format!(r#"{{"type":"sent","ref":{reference},"message":{answer}}}"#)
+                    }
+                    Err(error) => error_frame(reference, channel_id.as_deref(), &error),
+                }
+            }
+        };
+        self.queue(text(answer))
+    }
+
+    /// Starts (or restarts, from the new position) a channel's subscription.
+    async fn subscribe(&mut self, channel: String, after_seq: i64) -> String {
+        let stream = match open_channel(&self.app, &self.token, &channel, after_seq).await {
+            Ok(stream) => stream,
+            Err(error) => return error_frame(None, Some(&channel), &error),
+        };
+        let task = tokio::spawn(forward(stream, channel.clone(), self.out.clone(), self.signals.clone()));
+        if let Some(previous) = self.subscriptions.insert(channel.clone(), task) {
+            previous.abort();
+        }
+        json!({"type": "subscribed", "channelId": channel, "afterSeq": after_seq}).to_string()
+    }
+}
+
+/// Passes one channel's deliveries to the socket, in order; waits while the socket's queue is
+/// full (its reader's own buffer then fills, and the feed closes it as a slow consumer).
+async fn forward(
+    stream: ChannelStream,
+    channel: String,
+    out: mpsc::Sender<Message>,
+    signals: mpsc::Sender<Signal>,
+) {
+    let ChannelStream { mut reader, permit: _permit } = stream;
+    let name = serde_json::to_string(&channel).expect("a string serializes");
+    while let Some(delivery) = reader.next().await {
+        let frame = match &delivery {
+            Delivery::Message { json, .. } => {
+                format!(r#"{{"type":"message","channelId":{name},"message":{json}}}"#)
+            }
+            Delivery::Reset { oldest_seq } => {
+                json!({"type": "reset", "channelId": channel, "oldestSeq": oldest_seq}).to_string()
+            }
+            Delivery::Closed { reason } => {
+                if *reason == SLOW_CONSUMER {
+                    let _ = signals.try_send(Signal::SlowConsumer);
+                }
+                let last = reader.cursor();
+                json!({"type": "closed", "channelId": channel, "reason": reason, "lastSeq": last}).to_string()
+            }
+        };
+        if out.send(text(frame)).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn text(frame: String) -> Message {
+    Message::Text(Utf8Bytes::from(frame))
+}
+
+fn close(reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code: POLICY, reason: Utf8Bytes::from_static(reason) }))
+}
+
+/// An error as a frame: the HTTP status and body a request would have been answered with.
+fn error_frame(reference: Option<Value>, channel: Option<&str>, error: &ApiError) -> String {
+    let mut frame = json!({"type": "error", "status": error.status.as_u16(), "error": error.code});
+    if error.status != axum::http::StatusCode::INTERNAL_SERVER_ERROR {
+        frame["message"] = error.message.clone().into();
+    }
+    if let Some(reference) = reference {
+        frame["ref"] = reference;
+    }
+    if let Some(channel) = channel {
+        frame["channelId"] = channel.into();
+    }
+    frame.to_string()
+}

@@ -1,0 +1,84 @@
+//! The shared read behind live streams: `channel_window` answers messages, members and bounds in
+//! one snapshot, only to the gateway's role; `stream_caller` says whose a token is and until when.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+fn window(db: &mut postgres::Client, channel: &str, after: i64, users: &[uuid::Uuid]) -> Value {
+    db.query_one("SELECT hatchat.channel_window($1, $2, 1000, $3)", &[&channel, &after, &users])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn any_role_but_the_gateways_is_refused_the_shared_window() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let channel = create_channel(&mut db, &alice, "owner");
+    send(&mut db, &alice, &channel, json!("secret")).unwrap();
+    let mut app = app_connection();
+    let result = app.query_one("SELECT hatchat.channel_window($1, 0, 10, $2)", &[&channel, &vec![alice.id]]);
+    assert_eq!(sqlstate(result), "42501", "an ordinary role must not read windows for others");
+
+    db.batch_execute("SET ROLE hatchat_gateway").unwrap();
+    let answer = window(&mut db, &channel, 0, &[alice.id]);
+    db.batch_execute("RESET ROLE").unwrap();
+    assert_eq!(answer["members"], json!([alice.id]));
+    assert_eq!(answer["messages"][1]["payload"], json!("secret"));
+    assert_eq!(answer["messages"], json!(messages(&mut db, &alice, &channel)), "as get_messages answers");
+    assert_eq!((answer["oldestSeq"].clone(), answer["lastSeq"].clone()), (json!(1), json!(2)));
+}
+
+#[test]
+fn a_user_whose_membership_ended_is_no_member_in_the_same_answer() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let bob = register(&mut db, "bob");
+    let stranger = register(&mut db, "carol");
+    let channel = create_channel(&mut db, &alice, "self");
+    invite(&mut db, &bob, &channel, &bob).unwrap();
+    let both = [alice.id, bob.id, stranger.id];
+    assert_eq!(window(&mut db, &channel, 0, &both)["members"].as_array().unwrap().len(), 2);
+    db.execute("SELECT hatchat.leave_channel($1, $2)", &[&bob.token(), &channel]).unwrap();
+    let after = window(&mut db, &channel, 0, &both);
+    assert_eq!(after["members"], json!([alice.id]));
+    db.execute("SELECT hatchat.delete_channel($1, $2)", &[&alice.token(), &channel]).unwrap();
+    let gone = window(&mut db, &channel, 0, &both);
+    assert_eq!(
+        (gone["live"].clone(), gone["members"].clone(), gone["messages"].clone()),
+        (json!(false), json!([]), json!([]))
+    );
+}
+
+#[test]
+fn the_window_reports_the_oldest_message_still_held_after_capping() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let channel = channel_id("capped");
+    db.query_one(
+        "SELECT hatchat.create_channel($1, $2, 'owner', '{\"maxMessages\": 3}')",
+        &[&alice.token(), &channel],
+    )
+    .unwrap();
+    for n in 0..6 {
+        send(&mut db, &alice, &channel, json!(n)).unwrap();
+    }
+    let answer = window(&mut db, &channel, 0, &[alice.id]);
+    assert_eq!(answer["oldestSeq"], json!(5));
+    assert_eq!(answer["lastSeq"], json!(7));
+    assert_eq!(answer["messages"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn stream_caller_verifies_the_token_and_tells_its_expiry() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let answer: Value = db.query_one("SELECT hatchat.stream_caller($1)", &[&alice.token()]).unwrap().get(0);
+    assert_eq!(answer["userId"], json!(alice.id));
+    let expires: jiff::Timestamp = answer["expiresAt"].as_str().unwrap().parse().unwrap();
+    let left = expires.duration_since(jiff::Timestamp::now()).as_secs();
+    assert!((50..=61).contains(&left), "{left}");
+    let forged = format!("{}x", alice.token());
+    assert_eq!(sqlstate(db.query_one("SELECT hatchat.stream_caller($1)", &[&forged])), "28000");
+}
