@@ -8,10 +8,13 @@
 //! /api) and must reach a handler, so a reading that drifted from the router still fails.
 
 mod support;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use support::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// The chat routes' prefix as the document shows it (the `--chat-prefix` default).
 const CHAT: &str = "/chat/v1/auth/{token}";
@@ -305,10 +308,117 @@ async fn answers_match_the_documented_schemas() {
     let read = api.poll(&bob, &channel, &format!("afterSeq={}", seq - 1)).await.expect_status(200);
     assert_eq!(described(get, "/messages", read).as_array().unwrap().len(), 1);
     described(get, "/messages", api.poll(&bob, &channel, "limit=x").await.expect_status(400));
+
+    // Read positions and read receipts.
+    let read = format!("{channel_path}/read");
+    let marked = api.post(&read, Some(&bob.token()), json!({"seq": seq})).await;
+    described(post, "/channels/{id}/read", marked.expect_status(200));
+    let too_far = api.post(&read, Some(&bob.token()), json!({"seq": seq + 1000})).await;
+    described(post, "/channels/{id}/read", too_far.expect_status(400));
+    let receipts = format!("/users/{}/read-receipts", bob.id);
+    let hidden = api.call(Method::PUT, &receipts, Some(&bob.token()), Some(json!({"enabled": false}))).await;
+    described(put, "/users/{id}/read-receipts", hidden.expect_status(200));
+    let not_hers =
+        api.call(Method::PUT, &receipts, Some(&alice.token()), Some(json!({"enabled": true}))).await;
+    described(put, "/users/{id}/read-receipts", not_hers.expect_status(403));
+    let detail = described(
+        get,
+        "/channels/{id}",
+        api.get(&channel_path, Some(&alice.token())).await.expect_status(200),
+    );
+    assert_eq!(detail["readSeq"], json!(seq), "her post moved her read position: {detail}");
+    let as_secret =
+        described(get, "/channels/{id}", api.get(&channel_path, Some(SECRET)).await.expect_status(200));
+    assert_eq!(as_secret["readSeq"], Value::Null, "no member, no read position: {as_secret}");
+
+    // Events: edit, react, unreact, delete; windows folded and not.
+    let message = format!("{channel_path}/messages/{seq}");
+    let (one, edit) = ("/channels/{id}/messages/{seq}", json!({"payload": {"text": "hi, edited"}}));
+    let edited = api.call(Method::PATCH, &message, Some(&alice.token()), Some(edit.clone())).await;
+    described(patch, one, edited.expect_status(200));
+    let not_author = api.call(Method::PATCH, &message, Some(&bob.token()), Some(edit.clone())).await;
+    described(patch, one, not_author.expect_status(403));
+    let (reactions, thumbs) = (format!("{message}/reactions"), json!({"reaction": "👍"}));
+    let react = "/channels/{id}/messages/{seq}/reactions";
+    described(post, react, api.post(&reactions, Some(&bob.token()), thumbs.clone()).await.expect_status(200));
+    described(post, react, api.post(&reactions, Some(&bob.token()), thumbs).await.expect_status(409));
+    let folded = api.poll(&bob, &channel, &format!("afterSeq={}&fold=true", seq - 1)).await;
+    let folded = described(get, "/messages", folded.expect_status(200));
+    assert_eq!(folded[0]["reactions"], json!({"👍": 1}), "{folded}");
+    let events = api.poll(&bob, &channel, &format!("afterSeq={seq}")).await.expect_status(200);
+    let events = described(get, "/messages", events);
+    assert_eq!(events[0]["event"], "edit", "{events}");
+    let (unreact, thumb) =
+        ("/channels/{id}/messages/{seq}/reactions/{reaction}", format!("{reactions}/{}", encode("👍")));
+    described(
+        delete,
+        unreact,
+        api.call(Method::DELETE, &thumb, Some(&bob.token()), None).await.expect_status(200),
+    );
+    described(
+        delete,
+        unreact,
+        api.call(Method::DELETE, &thumb, Some(&bob.token()), None).await.expect_status(404),
+    );
+    described(
+        delete,
+        one,
+        api.call(Method::DELETE, &message, Some(&bob.token()), None).await.expect_status(403),
+    );
+    described(
+        delete,
+        one,
+        api.call(Method::DELETE, &message, Some(&alice.token()), None).await.expect_status(200),
+    );
+    let deleted = api.call(Method::PATCH, &message, Some(&alice.token()), Some(edit)).await;
+    described(patch, one, deleted.expect_status(404));
+    let once = json!({"channelId": channel, "payload": "lunch?", "clientId": "described-1"});
+    let first = described(
+        post,
+        "/messages",
+        api.post("/messages", Some(&alice.token()), once.clone()).await.expect_status(200),
+    );
+    let retry = described(
+        post,
+        "/messages",
+        api.post("/messages", Some(&alice.token()), once).await.expect_status(200),
+    );
+    assert_eq!(first, retry, "a retry answers the first answer");
+
+    // Streams: the JSON errors before a stream starts, the stream's media type, the upgrade.
+    let (channel_events, events_path) = ("/channels/{id}/events", format!("{channel_path}/events"));
+    described(get, channel_events, api.get(&events_path, None).await.expect_status(401));
+    let missing = api.get("/channels/no-such-channel/events", Some(&alice.token())).await;
+    described(get, channel_events, missing.expect_status(404));
+    let url = format!("{}{events_path}?afterSeq={seq}&token={}", api.base, encode(&alice.token()));
+    let stream = api.http.get(url).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let media = stream.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(described::response(get, channel_events, 200)["content"][&media].is_object(), "{media}");
+    drop(stream);
+    let notes = "/notifications/events";
+    described(get, notes, api.get(notes, None).await.expect_status(401));
+    described(get, notes, api.get(notes, Some(SECRET)).await.expect_status(403));
+    described(
+        get,
+        notes,
+        api.get("/notifications/events?after=-1", Some(&alice.token())).await.expect_status(400),
+    );
+    described(get, "/ws", api.get("/ws", None).await.expect_status(400));
+    let mut upgrade =
+        format!("{}/ws", gateway.base.replace("http://", "ws://")).into_client_request().unwrap();
+    let offered = format!("hatchat.v1, hatchat.token.{}", URL_SAFE_NO_PAD.encode(alice.token()));
+    upgrade.headers_mut().insert("Sec-WebSocket-Protocol", offered.parse().unwrap());
+    let (_socket, upgraded) = tokio_tungstenite::connect_async(upgrade).await.unwrap();
+    let protocol =
+        &described::response(get, "/ws", upgraded.status().as_u16())["headers"]["Sec-WebSocket-Protocol"];
+    assert_eq!(upgraded.headers()["sec-websocket-protocol"], protocol["schema"]["const"].as_str().unwrap());
     let notes = api.get("/notifications?after=0&wait=0", Some(&alice.token())).await.expect_status(200);
     described(get, "/notifications", notes);
     let leave = api.post(&format!("{channel_path}/leave"), Some(&bob.token()), serde_json::json!({})).await;
     described(post, "/channels/{id}/leave", leave.expect_status(200));
+    let not_member = api.get(&events_path, Some(&bob.token())).await;
+    described(get, channel_events, not_member.expect_status(403));
 
     // Rooms.
     let token = encode(&seed_token(&alice.key_name, alice.id, 60));

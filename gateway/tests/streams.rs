@@ -410,13 +410,21 @@ async fn one_websocket_subscribes_to_several_channels_and_sends() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_websocket_authenticates_with_a_first_frame_or_is_refused() {
+async fn a_websocket_authenticates_with_a_first_frame_or_its_header_or_is_refused() {
     let gateway = Gateway::start().await;
     let api = gateway.api();
     let alice = api.register("alice").await;
     let mut socket = connect_ws(&gateway, None).await;
     send_frame(&mut socket, json!({"type": "auth", "token": alice.token()})).await;
     assert_eq!(frame(&mut socket).await["type"], json!("ready"));
+
+    // A client that can set headers (not a browser) sends the token as on every other route.
+    let url = format!("{}/ws", gateway.base.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "hatchat.v1".parse().unwrap());
+    request.headers_mut().insert("Authorization", alice.token().parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(frame(&mut socket).await, json!({"type": "ready", "userId": alice.id}));
 
     let mut socket = connect_ws(&gateway, None).await;
     send_frame(&mut socket, json!({"type": "auth", "token": "Bearer nonsense"})).await;

@@ -2,12 +2,12 @@
 //! sends (answered with their seq, through the same group commit as POST /messages). Frames are
 //! JSON; the protocol is in the README ("Streams").
 //!
-//! The token travels in `Sec-WebSocket-Protocol` as `hatchat.token.<base64url of the token>` next
-//! to `hatchat.v1` (browsers cannot set `Authorization` on an upgrade; the server echoes only
-//! `hatchat.v1`), or in a first frame `{"type": "auth", "token": "..."}`.
+//! The token travels in `Authorization`, or (browsers cannot set that on an upgrade) in
+//! `Sec-WebSocket-Protocol` as `hatchat.token.<base64url of the token>` next to `hatchat.v1` (the
+//! server echoes only `hatchat.v1`), or in a first frame `{"type": "auth", "token": "..."}`.
 
 use crate::error::ApiError;
-use crate::extract::raw_json;
+use crate::extract::{raw_json, Token};
 use crate::fanout::{Delivery, SLOW_CONSUMER};
 use crate::state::AppState;
 use crate::streams::{caller_of, open_channel, ChannelStream};
@@ -94,6 +94,7 @@ impl ClientFrame {
 
 pub async fn upgrade(
     State(app): State<AppState>,
+    Token(authorization): Token,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
@@ -101,7 +102,9 @@ pub async fn upgrade(
         Ok(upgrade) => upgrade,
         Err(rejection) => return ApiError::bad_request(rejection.body_text()).into_response(),
     };
-    let token = protocol_token(&headers);
+    // A client that can set headers sends Authorization, as on every route; a browser cannot on
+    // an upgrade, and offers the token as a subprotocol (or in its first frame).
+    let token = authorization.or_else(|| protocol_token(&headers));
     upgrade
         .protocols([PROTOCOL])
         .max_message_size(MAX_FRAME_BYTES)

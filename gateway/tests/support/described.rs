@@ -12,18 +12,25 @@ fn document() -> &'static Value {
     })
 }
 
+/// The document's answer `status` to `method template` (a `$ref` to the shared responses
+/// followed): its description, headers and content by media type.
+pub fn response(method: &str, template: &str, status: u16) -> &'static Value {
+    let doc = document();
+    let operation = &doc["paths"][template][method.to_lowercase()];
+    assert!(operation.is_object(), "{method} {template} is not in openapi.json");
+    let response = &operation["responses"][status.to_string()];
+    assert!(response.is_object(), "openapi.json lists no {status} answer for {method} {template}");
+    match response["$ref"].as_str() {
+        Some(name) => &doc["components"]["responses"][name.rsplit('/').next().unwrap()],
+        None => response,
+    }
+}
+
 /// The schema of the JSON answer `status` to `method template`, `$ref`s to the document's
 /// components kept resolvable (they point into the same document).
 pub fn schema(method: &str, template: &str, status: u16) -> Value {
     let doc = document();
-    let operation = &doc["paths"][template][method.to_lowercase()];
-    assert!(operation.is_object(), "{method} {template} is not in openapi.json");
-    let responses = &operation["responses"];
-    let mut response = &responses[status.to_string()];
-    assert!(response.is_object(), "openapi.json lists no {status} answer for {method} {template}");
-    if let Some(name) = response["$ref"].as_str() {
-        response = &doc["components"]["responses"][name.rsplit('/').next().unwrap()];
-    }
+    let response = response(method, template, status);
     let schema = response["content"]["application/json"]["schema"].clone();
     assert!(schema.is_object(), "no JSON schema for {status} of {method} {template}");
     json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "allOf": [schema], "components": doc["components"]})
