@@ -12,9 +12,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 # The release the upgrade script starts from: its commit, and that commit's install script as
-# pgrx generated it (kept in sql/ as the record of what 0.1.0 made).
-FROM_VERSION=0.1.0
-FROM_COMMIT=5f9c14beb3aad65ed1d498570542bfe797fb94d9
+# pgrx generated it (kept in sql/ as the record of what that release made).
+FROM_VERSION=0.2.0
+FROM_COMMIT=74a0c9f82dfff9b719fa521b799694d17f16b411
 TO_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
 ensure_toolchain
@@ -79,7 +79,7 @@ describe hatchat_upgraded >"$work/upgraded.sql"
 describe hatchat_fresh >"$work/fresh.sql"
 say "comparing the updated schema with a fresh $TO_VERSION install ($(wc -l <"$work/fresh.sql") lines)"
 diff -u "$work/fresh.sql" "$work/upgraded.sql" \
-    || die "0.1.0 updated to $TO_VERSION differs from a fresh $TO_VERSION install (diff above: fresh vs updated)"
+    || die "$FROM_VERSION updated to $TO_VERSION differs from a fresh $TO_VERSION install (diff above: fresh vs updated)"
 
 say "phase 2: reading it back through the $TO_VERSION API"
 cargo test -q --test upgrade -- --ignored --exact after_upgrade

@@ -231,6 +231,13 @@ CREATE FUNCTION hatchat.add_interval(t timestamptz, i interval) RETURNS timestam
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     RETURN ((t AT TIME ZONE 'UTC') + i) AT TIME ZONE 'UTC';
 
+-- What a send answers: alone or in a batch, the first time or retried with its client id.
+CREATE FUNCTION hatchat.sent_json(channel_id text, seq bigint, created_at timestamptz, from_user_id uuid)
+    RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('channelId', channel_id, 'seq', seq,
+                              'createdAt', hatchat.iso_time(created_at), 'fromUserId', from_user_id);
+
 -- An event also names its kind and target (`event`, `target`), a send with a client id its
 -- `clientId`; those keys are absent otherwise.
 CREATE FUNCTION hatchat.message_json(seq bigint, created_at timestamptz, from_user_id uuid, username text,

@@ -195,6 +195,32 @@ function sleep(ms, signal) {
 // ---------------------------------------------------------------------------------------------
 // The client
 
+/**
+ * What follow() and followLive() share: the status they report (each change once, every retry)
+ * and the wait between retries, doubling from minDelayMs to maxDelayMs. `retry(error)` rethrows
+ * what retrying cannot fix.
+ */
+function reconnection({ onStatus, minDelayMs, maxDelayMs, signal }) {
+  let delay = minDelayMs;
+  let status = null;
+  const report = (next, detail) => {
+    if (next !== status || next === 'reconnecting') onStatus(next, detail);
+    status = next;
+  };
+  return {
+    get connected() { return status === 'connected'; },
+    /** A call went through: the next failure waits minDelayMs again. */
+    passed() { delay = minDelayMs; },
+    connect() { delay = minDelayMs; report('connected'); },
+    async retry(error) {
+      if (!(error instanceof ApiError) || !error.retryable) throw error;
+      report('reconnecting', { error, delayMs: delay });
+      await sleep(delay, signal);
+      delay = Math.min(delay * 2, maxDelayMs);
+    },
+  };
+}
+
 export class Hatchat {
   /**
    * @param {object} options
@@ -380,29 +406,20 @@ export class Hatchat {
     minDelayMs = 500, maxDelayMs = 10_000,
   } = {}) {
     let lastSeq = afterSeq;
-    let delay = minDelayMs;
-    let status = null;
-    const report = (next, detail) => {
-      if (next !== status || next === 'reconnecting') onStatus(next, detail);
-      status = next;
-    };
+    const connection = reconnection({ onStatus, minDelayMs, maxDelayMs, signal });
     while (!signal?.aborted) {
       let page;
       try {
         // Until a call has succeeded (at the start, after a failure) ask without waiting: an
         // empty channel would otherwise hold the first answer, and so 'connected', for `wait` s.
-        const waitNow = status === 'connected' ? wait : 0;
+        const waitNow = connection.connected ? wait : 0;
         page = await this.pollMessages(channelId, lastSeq, { wait: waitNow, limit, signal });
       } catch (error) {
         if (signal?.aborted) break;
-        if (!(error instanceof ApiError) || !error.retryable) throw error;
-        report('reconnecting', { error, delayMs: delay });
-        await sleep(delay, signal);
-        delay = Math.min(delay * 2, maxDelayMs);
+        await connection.retry(error);
         continue;
       }
-      delay = minDelayMs;
-      report('connected');
+      connection.connect();
       for (const message of page) {
         // The server never repeats or skips a seq, but a retried request may overlap one whose
         // answer arrived late: the check makes delivery exactly-once whatever happens.
@@ -431,15 +448,10 @@ export class Hatchat {
     if (!EventSourceImpl) return this.follow(channelId, options);
     const { signal, onMessage, onStatus = () => {}, minDelayMs = 500, maxDelayMs = 10_000 } = options;
     let lastSeq = options.afterSeq ?? 0;
-    let delay = minDelayMs;
-    let status = null;
+    const connection = reconnection({ onStatus, minDelayMs, maxDelayMs, signal });
     // Streams that failed before opening while plain requests passed: something on the way (a
     // proxy, an extension) refuses streams, and long-polls are the way left.
     let refused = 0;
-    const report = (next, detail) => {
-      if (next !== status || next === 'reconnecting') onStatus(next, detail);
-      status = next;
-    };
     const deliver = async (message) => {
       // A stream resumed after a failure may repeat what the last one sent: exactly once anyway.
       if (message.seq <= lastSeq || signal?.aborted) return;
@@ -452,7 +464,7 @@ export class Hatchat {
         signal,
         deliver,
         skipTo: (seq) => { lastSeq = Math.max(lastSeq, seq); },
-        opened: () => { opened = true; refused = 0; delay = minDelayMs; report('connected'); },
+        opened: () => { opened = true; refused = 0; connection.connect(); },
       });
       if (signal?.aborted) break;
       // A fresh token, a gateway restarting, a slow tab: open the next stream at once.
@@ -461,14 +473,11 @@ export class Hatchat {
       try {
         const page = await this.pollMessages(channelId, lastSeq, { wait: 0, limit: 100, signal });
         for (const message of page) await deliver(message);
-        delay = minDelayMs;
+        connection.passed();
         if (!opened && ++refused >= 2) return this.follow(channelId, { ...options, afterSeq: lastSeq });
       } catch (error) {
         if (signal?.aborted) break;
-        if (!(error instanceof ApiError) || !error.retryable) throw error;
-        report('reconnecting', { error, delayMs: delay });
-        await sleep(delay, signal);
-        delay = Math.min(delay * 2, maxDelayMs);
+        await connection.retry(error);
       }
     }
     return lastSeq;

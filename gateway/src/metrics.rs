@@ -1,16 +1,16 @@
 //! Prometheus metrics, served as text at GET /metrics. Events are counted where they happen, one
 //! call each (`metrics` crate macros, a no-op until the recorder is installed); states (waiting
-//! requests, pool, forwarding backlog) are read at scrape time from what already tracks them.
+//! requests, pool, forwarding backlog) are read at scrape time from what already tracks them, by
+//! the route (routes/metrics.rs): this module records and depends on nothing of the gateway, so
+//! every module may count.
 //! Every label value comes from a short fixed set (route templates, never raw paths), so a client
 //! cannot grow the number of series.
 
-use crate::forward;
-use crate::state::AppState;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, Method};
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use axum::response::Response;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -95,34 +95,6 @@ fn describe() {
     describe_gauge!(STREAMS_OPEN, "live streams open (SSE and WebSocket)");
     describe_gauge!(LIVE_READERS, "readers following a channel's feed");
     describe_counter!(WINDOW_READS, "channel window reads, each serving every reader of its channel");
-}
-
-/// GET /metrics: the Prometheus text format.
-pub async fn render(State(app): State<AppState>) -> Response {
-    let handle = install();
-    record_states(&app);
-    handle.run_upkeep();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
-}
-
-/// The gauges read at scrape time.
-fn record_states(app: &AppState) {
-    gauge!(WAITING).set(app.hub.waiting() as f64);
-    gauge!(STREAMS_OPEN).set(app.fanout.streams_open() as f64);
-    gauge!(LIVE_READERS).set(app.fanout.readers() as f64);
-    counter!(WINDOW_READS).absolute(app.fanout.window_queries());
-    gauge!(LISTENER_CONNECTED).set(if app.hub.is_connected() { 1.0 } else { 0.0 });
-    let pool = app.pool.status();
-    gauge!(POOL_CONNECTIONS, "state" => "in_use").set(pool.size.saturating_sub(pool.available) as f64);
-    gauge!(POOL_CONNECTIONS, "state" => "idle").set(pool.available as f64);
-    gauge!(POOL_WAITING).set(pool.waiting as f64);
-    gauge!(POOL_MAX).set(pool.max_size as f64);
-    if let Some(forwarding) = forward::health() {
-        // -1 until the forwarder's first count.
-        let count = |name: &str| forwarding[name].as_i64().unwrap_or(-1) as f64;
-        gauge!(FORWARD_PENDING).set(count("pending"));
-        gauge!(FORWARD_UNDELIVERABLE).set(count("undeliverable"));
-    }
 }
 
 /// Middleware: counts every answer by the route template it matched (`unmatched` for none).

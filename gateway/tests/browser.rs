@@ -115,6 +115,17 @@ async fn wait_connected(browser: &fantoccini::Client) {
 }
 
 /// The element for `css` once it is shown and enabled (views exist in the page while hidden).
+/// Starts a channel on the page `browser` shows and returns its share link once it is there.
+async fn start_channel(browser: &fantoccini::Client) -> String {
+    usable(browser, "[data-testid=start-channel]").await.click().await.unwrap();
+    let link_input = usable(browser, "[data-testid=share-link]").await;
+    let mut link = String::new();
+    while link.is_empty() {
+        link = link_input.prop("value").await.unwrap().unwrap_or_default();
+    }
+    link
+}
+
 async fn usable(browser: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -148,12 +159,7 @@ async fn two_people_chat_end_to_end_encrypted() {
 
     // A starts a channel and shares the link.
     a.goto(&format!("{}/", gateway.base)).await.unwrap();
-    usable(&a, "[data-testid=start-channel]").await.click().await.unwrap();
-    let link_input = usable(&a, "[data-testid=share-link]").await;
-    let mut link = String::new();
-    while link.is_empty() {
-        link = link_input.prop("value").await.unwrap().unwrap_or_default();
-    }
+    let link = start_channel(&a).await;
     let (_, fragment) = link.split_once('#').expect("the key rides in the fragment");
     let (channel, key) = fragment.rsplit_once('/').unwrap();
     assert!(!key.is_empty());
@@ -261,12 +267,7 @@ async fn edits_deletes_reactions_and_unread_counts_in_the_browser() {
     let a = driver.browser("chat-a").await;
     let b = driver.browser("chat-b").await;
     a.goto(&format!("{}/", gateway.base)).await.unwrap();
-    usable(&a, "[data-testid=start-channel]").await.click().await.unwrap();
-    let link_input = usable(&a, "[data-testid=share-link]").await;
-    let mut link = String::new();
-    while link.is_empty() {
-        link = link_input.prop("value").await.unwrap().unwrap_or_default();
-    }
+    let link = start_channel(&a).await;
     let channel = link.split_once('#').unwrap().1.rsplit_once('/').unwrap().0.to_string();
     b.goto(&link).await.unwrap();
     wait_connected(&b).await;

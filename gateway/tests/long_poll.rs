@@ -8,19 +8,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use support::*;
 
-async fn setup(api: &Api) -> (User, User, String) {
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let channel = api.create_channel(&alice, "self").await;
-    api.join(&bob, &channel).await.expect(200);
-    (alice, bob, channel)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_send_from_another_client_releases_the_long_poll_within_100ms() {
     let gateway = Gateway::start().await;
     let api = gateway.api();
-    let (alice, bob, channel) = setup(&api).await;
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
     let waiting = background_poll(&gateway, &alice, &channel, "afterSeq=2&wait=10").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
 
@@ -38,7 +30,7 @@ async fn a_send_from_another_client_releases_the_long_poll_within_100ms() {
 async fn a_quiet_long_poll_times_out_with_an_empty_array() {
     let gateway = Gateway::start().await;
     let api = gateway.api();
-    let (alice, _, channel) = setup(&api).await;
+    let (alice, _, channel) = api.alice_and_bob_in_a_channel().await;
     let started = Instant::now();
     let page = api.poll(&alice, &channel, "afterSeq=2&wait=0.5").await.expect(200);
     let took = started.elapsed();
@@ -50,7 +42,7 @@ async fn a_quiet_long_poll_times_out_with_an_empty_array() {
 async fn a_closed_window_answers_at_once() {
     let gateway = Gateway::start().await;
     let api = gateway.api();
-    let (alice, _, channel) = setup(&api).await;
+    let (alice, _, channel) = api.alice_and_bob_in_a_channel().await;
     let started = Instant::now();
     let page = api.poll(&alice, &channel, "afterSeq=2&until=2000-01-01T00:00:00Z&wait=10").await.expect(200);
     assert_eq!(page, json!([]));
@@ -61,7 +53,7 @@ async fn a_closed_window_answers_at_once() {
 async fn a_message_sent_while_the_listener_is_down_is_still_delivered() {
     let gateway = Gateway::start().await;
     let api = gateway.api();
-    let (alice, bob, channel) = setup(&api).await;
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
     let waiting = background_poll(&gateway, &alice, &channel, "afterSeq=2&wait=20").await;
 
     // Kill this gateway's LISTEN backend, and send (through SQL, so the gateway plays no part)
@@ -102,7 +94,7 @@ async fn a_message_sent_while_the_listener_is_down_is_still_delivered() {
 async fn a_client_that_goes_away_cancels_its_wait() {
     let gateway = Gateway::start().await;
     let api = gateway.api();
-    let (alice, _, channel) = setup(&api).await;
+    let (alice, _, channel) = api.alice_and_bob_in_a_channel().await;
     let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
     let url = format!("{}/messages?channelId={}&afterSeq=2&wait=30", api.base, encode(&channel));
     let result = impatient.get(url).header("Authorization", alice.token()).send().await;
@@ -118,7 +110,7 @@ async fn a_client_that_goes_away_cancels_its_wait() {
 async fn shutdown_answers_waiters_and_exits_cleanly() {
     let mut gateway = Gateway::start().await;
     let api = gateway.api();
-    let (alice, _, channel) = setup(&api).await;
+    let (alice, _, channel) = api.alice_and_bob_in_a_channel().await;
     let waiting = background_poll(&gateway, &alice, &channel, "afterSeq=2&wait=30").await;
     let asked = Instant::now();
     gateway.terminate();
@@ -132,7 +124,7 @@ async fn shutdown_answers_waiters_and_exits_cleanly() {
 async fn several_gateways_on_one_database_all_wake() {
     let first = Gateway::start().await;
     let second = Gateway::start().await;
-    let (alice, bob, channel) = setup(&first.api()).await;
+    let (alice, bob, channel) = first.api().alice_and_bob_in_a_channel().await;
     let waiting = background_poll(&second, &alice, &channel, "afterSeq=2&wait=10").await;
     first.api().send(&bob, &channel, json!("across gateways")).await.expect(200);
     let (reply, _) = waiting.await.unwrap();
@@ -170,7 +162,7 @@ async fn concurrent_senders_and_long_polling_readers_see_each_message_once_in_or
     const EACH: usize = 25;
     let gateway = Gateway::start().await;
     let api = gateway.api();
-    let (alice, _, channel) = setup(&api).await;
+    let (alice, _, channel) = api.alice_and_bob_in_a_channel().await;
     let mut senders = Vec::new();
     for _ in 0..SENDERS {
         let sender = api.register("carol").await;

@@ -89,19 +89,11 @@ fn events_path(channel: &str, query: &str) -> String {
     format!("/channels/{}/events?{query}", encode(channel))
 }
 
-async fn setup(api: &Api) -> (User, User, String) {
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let channel = api.create_channel(&alice, "self").await;
-    api.join(&bob, &channel).await.expect(200);
-    (alice, bob, channel)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_resumed_with_last_event_id_mid_burst_sees_every_message_once_in_order() {
     let gateway = Gateway::start().await;
     let api = gateway.api();
-    let (alice, bob, channel) = setup(&api).await;
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
     let mut sse = Sse::open(&api, &events_path(&channel, "afterSeq=2"), Some(&alice.token()), None).await;
     let burst = {
         let (api, channel) = (api.clone(), channel.clone());
@@ -163,7 +155,7 @@ async fn a_position_older_than_the_capped_history_starts_with_a_reset() {
 async fn a_reader_who_leaves_or_whose_channel_goes_gets_closed_and_nothing_after() {
     let gateway = Gateway::start().await;
     let api = gateway.api();
-    let (alice, bob, channel) = setup(&api).await;
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
     let mut bobs = Sse::open(&api, &events_path(&channel, "afterSeq=2"), Some(&bob.token()), None).await;
     let mut alices = Sse::open(&api, &events_path(&channel, "afterSeq=2"), Some(&alice.token()), None).await;
     api.send(&alice, &channel, json!("before")).await.expect(200);
@@ -198,7 +190,7 @@ async fn a_reader_who_leaves_or_whose_channel_goes_gets_closed_and_nothing_after
 async fn a_stream_ends_when_its_token_expires_and_heartbeats_while_idle() {
     let gateway = Gateway::start_with(&[("HATCHAT_STREAM_HEARTBEAT", "0.2")]).await;
     let api = gateway.api();
-    let (alice, _, channel) = setup(&api).await;
+    let (alice, _, channel) = api.alice_and_bob_in_a_channel().await;
     let short = format!("Bearer {}", seed_token("alice", alice.id, 2));
     // The token in the query, as EventSource must send it.
     let path = events_path(&channel, &format!("afterSeq=2&token={}", encode(&short)));
@@ -220,7 +212,7 @@ async fn a_stream_ends_when_its_token_expires_and_heartbeats_while_idle() {
 async fn fifty_readers_of_one_channel_cost_one_window_query_per_wake_up() {
     let gateway = Gateway::start_with(&[("HATCHAT_MAX_POLLS_PER_USER", "100")]).await;
     let api = gateway.api();
-    let (alice, bob, channel) = setup(&api).await;
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
     let mut readers = Vec::new();
     for _ in 0..50 {
         readers.push(Sse::open(&api, &events_path(&channel, "afterSeq=2"), Some(&alice.token()), None).await);
@@ -254,7 +246,7 @@ async fn a_reader_that_does_not_read_is_closed_without_delaying_the_others() {
     // taken everything read alone, not close), small beside what the slow client leaves unread.
     let gateway = Gateway::start_with(&[("HATCHAT_STREAM_BUFFER", "32")]).await;
     let api = gateway.api();
-    let (alice, bob, channel) = setup(&api).await;
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
     // A client with a tiny receive window that never reads after the request.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -351,7 +343,7 @@ async fn send_frame(socket: &mut Socket, frame: Value) {
 async fn one_websocket_subscribes_to_several_channels_and_sends() {
     let gateway = Gateway::start().await;
     let api = gateway.api();
-    let (alice, bob, first) = setup(&api).await;
+    let (alice, bob, first) = api.alice_and_bob_in_a_channel().await;
     let second = api.create_channel(&bob, "self").await;
     api.join(&alice, &second).await.expect(200);
     api.send(&bob, &second, json!("old")).await.expect(200);

@@ -102,8 +102,7 @@ const APPEND_ALL: &str = "\
                   FROM inserted ORDER BY channel_id, from_user_id, seq DESC) a \
          WHERE m.channel_id = a.channel_id AND m.user_id = a.from_user_id) \
     SELECT i.channel_id, i.seq, \
-           jsonb_build_object('channelId', i.channel_id, 'seq', i.seq, 'createdAt', hatchat.iso_time(i.created_at), \
-                              'fromUserId', i.from_user_id)::text, \
+           hatchat.sent_json(i.channel_id, i.seq, i.created_at, i.from_user_id)::text, \
            c.max_messages, c.notify_members \
       FROM inserted i JOIN counters c ON c.id = i.channel_id";
 
@@ -214,8 +213,7 @@ fn check(item: &Item, sender: Result<Caller>) -> Result<Admitted> {
 /// Sends already stored under their client id (found under the channels' locks, so a racing
 /// first send has committed or not started).
 const EARLIER_SENDS: &str = "\
-    SELECT p.ord, jsonb_build_object('channelId', m.channel_id, 'seq', m.seq, \
-                                     'createdAt', hatchat.iso_time(m.created_at), 'fromUserId', m.from_user_id)::text \
+    SELECT p.ord, hatchat.sent_json(m.channel_id, m.seq, m.created_at, m.from_user_id)::text \
       FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::text[]) AS p(ord, channel, sender, client_id) \
       JOIN hatchat.messages m ON m.channel_id = p.channel AND m.from_user_id = p.sender \
                              AND m.client_id = p.client_id";

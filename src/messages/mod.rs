@@ -51,8 +51,7 @@ const APPEND: &str = "\
     advanced AS ( \
         UPDATE hatchat.members m SET read_seq = c.last_seq, read_count = c.counted \
           FROM counter c WHERE m.channel_id = $1 AND m.user_id = $2 AND $5::text IS NULL) \
-    SELECT i.seq, jsonb_build_object('channelId', i.channel_id, 'seq', i.seq, \
-                                     'createdAt', hatchat.iso_time(i.created_at), 'fromUserId', i.from_user_id), \
+    SELECT i.seq, hatchat.sent_json(i.channel_id, i.seq, i.created_at, i.from_user_id), \
            c.max_messages, c.notify_members \
       FROM inserted i, counter c";
 
@@ -70,8 +69,7 @@ pub fn lock_counter(channel_id: &str) -> Result<bool> {
 /// The answer an earlier send with this client id got (the same object, built from the stored
 /// row), if there was one.
 const EARLIER_SEND: &str = "\
-    SELECT jsonb_build_object('channelId', m.channel_id, 'seq', m.seq, \
-                              'createdAt', hatchat.iso_time(m.created_at), 'fromUserId', m.from_user_id) \
+    SELECT hatchat.sent_json(m.channel_id, m.seq, m.created_at, m.from_user_id) \
       FROM hatchat.messages m WHERE m.channel_id = $1 AND m.from_user_id = $2 AND m.client_id = $3";
 
 pub fn earlier_send(channel_id: &str, from: Uuid, client_id: &str) -> Result<Option<Jsonb>> {

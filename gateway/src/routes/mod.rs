@@ -4,6 +4,7 @@
 mod channels;
 mod health;
 mod messages;
+mod metrics;
 mod moderation;
 mod notifications;
 mod rooms;
@@ -52,6 +53,6 @@ pub fn router(chat_prefix: &str) -> Router<AppState> {
         .route(&format!("{chat}/system-messages"), post(rooms::system_message))
         .route("/ping", get(health::ping))
         .route("/health", get(health::health))
-        .route("/metrics", get(crate::metrics::render))
+        .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(crate::openapi::serve))
 }

@@ -210,6 +210,15 @@ impl Api {
             .await
     }
 
+    /// Alice and Bob, both members of a fresh `self` channel of Alice's.
+    pub async fn alice_and_bob_in_a_channel(&self) -> (User, User, String) {
+        let alice = self.register("alice").await;
+        let bob = self.register("bob").await;
+        let channel = self.create_channel(&alice, "self").await;
+        self.join(&bob, &channel).await.expect(200);
+        (alice, bob, channel)
+    }
+
     pub async fn send(&self, from: &User, channel: &str, payload: Value) -> Reply {
         self.post("/messages", Some(&from.token()), json!({"channelId": channel, "payload": payload})).await
     }

@@ -1,0 +1,41 @@
+//! GET /metrics: the Prometheus text of what crate::metrics recorded, with the states read at
+//! scrape time from what already tracks them (waiting requests, streams, pool, forwarding).
+
+use crate::forward;
+use crate::metrics::{
+    install, FORWARD_PENDING, FORWARD_UNDELIVERABLE, LISTENER_CONNECTED, LIVE_READERS, POOL_CONNECTIONS,
+    POOL_MAX, POOL_WAITING, STREAMS_OPEN, WAITING, WINDOW_READS,
+};
+use crate::state::AppState;
+use ::metrics::{counter, gauge};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+/// GET /metrics: the Prometheus text format.
+pub async fn render(State(app): State<AppState>) -> Response {
+    let handle = install();
+    record_states(&app);
+    handle.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
+}
+
+/// The gauges read at scrape time.
+fn record_states(app: &AppState) {
+    gauge!(WAITING).set(app.hub.waiting() as f64);
+    gauge!(STREAMS_OPEN).set(app.fanout.streams_open() as f64);
+    gauge!(LIVE_READERS).set(app.fanout.readers() as f64);
+    counter!(WINDOW_READS).absolute(app.fanout.window_queries());
+    gauge!(LISTENER_CONNECTED).set(if app.hub.is_connected() { 1.0 } else { 0.0 });
+    let pool = app.pool.status();
+    gauge!(POOL_CONNECTIONS, "state" => "in_use").set(pool.size.saturating_sub(pool.available) as f64);
+    gauge!(POOL_CONNECTIONS, "state" => "idle").set(pool.available as f64);
+    gauge!(POOL_WAITING).set(pool.waiting as f64);
+    gauge!(POOL_MAX).set(pool.max_size as f64);
+    if let Some(forwarding) = forward::health() {
+        // -1 until the forwarder's first count.
+        let count = |name: &str| forwarding[name].as_i64().unwrap_or(-1) as f64;
+        gauge!(FORWARD_PENDING).set(count("pending"));
+        gauge!(FORWARD_UNDELIVERABLE).set(count("undeliverable"));
+    }
+}
