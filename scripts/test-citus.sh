@@ -49,6 +49,8 @@ psql_on hatchat_test -c "CREATE EXTENSION hatchat" -c "SELECT hatchat.distribute
     --skip fifty_readers_of_one_channel_cost_one_window_query_per_wake_up \
     --skip a_reader_that_does_not_read_is_closed_without_delaying_the_others
 HATCHAT_TEST_DATABASE_URL=$(url hatchat_test) HATCHAT_TEST_ANNOUNCER=worker cargo test "$@"
+# The tests that only make sense on a cluster (ignored on one node): wake-ups from a worker.
+HATCHAT_TEST_DATABASE_URL=$(url hatchat_test) cargo test -p hatchat-gateway --test citus -- --ignored
 
 say "3. hatchat.drop_shards(), then DROP EXTENSION hatchat leaves nothing on any node"
 for db in hatchat_data hatchat_test; do

@@ -115,3 +115,27 @@ $$;
 -- For superusers only (they alter roles, tables and every node).
 REVOKE ALL ON FUNCTION hatchat.distribute(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hatchat.drop_shards() FROM PUBLIC;
+
+-- Which node holds each channel: the Citus group id of its shard's placement, in the order given
+-- (NULL for a channel id Citus cannot place). NULL as a whole when the database is not
+-- distributed. The gateway groups its queued sends by it, so that a batch commits on one node
+-- (one-phase commit) instead of spanning workers (two-phase). An answer can be stale by the time
+-- it is used (a shard moved): that costs a two-phase commit, never correctness. SECURITY DEFINER:
+-- Citus's get_shard_id_for_distribution_column asks for rights on the table, which callers lack.
+CREATE FUNCTION hatchat.channel_nodes(channel_ids text[]) RETURNS integer[]
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')
+       OR NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'hatchat.channels'::regclass) THEN
+        RETURN NULL;
+    END IF;
+    RETURN ARRAY(SELECT (SELECT min(p.groupid) FROM pg_dist_placement p
+                          WHERE p.shardid = get_shard_id_for_distribution_column('hatchat.channels', c.id))
+                   FROM unnest(channel_ids) WITH ORDINALITY AS c(id, ord)
+                  ORDER BY c.ord);
+END
+$$;
+REVOKE ALL ON FUNCTION hatchat.channel_nodes(text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.channel_nodes(text[]) TO hatchat_gateway;
