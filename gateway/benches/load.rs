@@ -82,6 +82,12 @@ async fn main() {
     println!();
 
     let single_client_insert = pgbench_insert(1, settings.seconds, false);
+    // BENCH_ONLY=throughput: the gateway's spread and hot-channel rows alone (scripts/bench-citus.sh
+    // runs them on one node and on a Citus cluster).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("throughput") {
+        throughput(&gateway, &settings, single_client_insert).await;
+        return;
+    }
     sql_throughput(&api, &settings, single_client_insert).await;
     throughput(&gateway, &settings, single_client_insert).await;
     latency(&api, settings.latency_samples).await;
