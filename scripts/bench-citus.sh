@@ -32,7 +32,7 @@ stop_cluster "$single"
 citus_cluster_start "$cluster" hatchat_bench
 read -ra ports <"$cluster/ports"
 url="postgres://postgres@127.0.0.1:${ports[0]}/hatchat_bench"
-psql "$url" -v ON_ERROR_STOP=1 -qtA -c "CREATE EXTENSION hatchat" \
+psql "$url" -v ON_ERROR_STOP=1 -qtA -c "SET client_min_messages = warning" -c "CREATE EXTENSION hatchat" \
     -c "SELECT hatchat.distribute(shard_count => ${HATCHAT_CITUS_SHARDS:-32})" >/dev/null
 say "Citus, a coordinator and two workers: send throughput through the gateway"
 HATCHAT_TEST_DATABASE_URL=$url BENCH_ONLY=throughput \
