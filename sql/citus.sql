@@ -127,8 +127,11 @@ CREATE FUNCTION hatchat.channel_nodes(channel_ids text[]) RETURNS integer[]
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')
-       OR NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'hatchat.channels'::regclass) THEN
+    -- Two statements: without Citus, pg_dist_partition does not exist to be named.
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN NULL;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'hatchat.channels'::regclass) THEN
         RETURN NULL;
     END IF;
     RETURN ARRAY(SELECT (SELECT min(p.groupid) FROM pg_dist_placement p

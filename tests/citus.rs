@@ -49,6 +49,10 @@ fn on_one_node_distribute_explains_and_changes_nothing() {
     let login: bool =
         db.query_one("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'hatchat_owner'", &[]).unwrap().get(0);
     assert!(!login, "hatchat_owner stays NOLOGIN on a single node");
+    // No place to tell: the gateway then batches without it.
+    let nodes: Option<Vec<Option<i32>>> =
+        db.query_one("SELECT hatchat.channel_nodes(ARRAY['general'])", &[]).unwrap().get(0);
+    assert_eq!(nodes, None);
 }
 
 #[test]
