@@ -83,6 +83,8 @@ pub struct Hub {
     connected: AtomicBool,
     /// The listeners on a Citus cluster's other nodes (nodes.rs), by node: whether each listens.
     nodes: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// Whether the cluster's node list was read once (so `nodes` is known, empty on one node).
+    nodes_read: AtomicBool,
     shutting_down: AtomicBool,
     waiting: AtomicUsize,
 }
@@ -105,6 +107,7 @@ impl Hub {
             everyone: watch::Sender::default(),
             connected: AtomicBool::default(),
             nodes: Mutex::default(),
+            nodes_read: AtomicBool::default(),
             shutting_down: AtomicBool::default(),
             waiting: AtomicUsize::default(),
         })
@@ -173,6 +176,7 @@ impl Hub {
     /// Whether every listener listens: this database's, and one on each other node of a cluster.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
+            && self.nodes_read.load(Ordering::SeqCst)
             && self.nodes.lock().expect("hub lock").values().all(|up| up.load(Ordering::SeqCst))
     }
 
@@ -182,6 +186,12 @@ impl Hub {
         let flag = Arc::new(AtomicBool::new(false));
         self.nodes.lock().expect("hub lock").insert(node.to_string(), Arc::clone(&flag));
         flag
+    }
+
+    /// The node list was read (or could not be): until then the gateway does not report itself
+    /// up, so no request waits before every listener is there (each wakes everyone as it starts).
+    pub fn nodes_known(&self) {
+        self.nodes_read.store(true, Ordering::SeqCst);
     }
 
     pub fn forget_node(&self, node: &str) {

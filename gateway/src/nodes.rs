@@ -86,6 +86,7 @@ pub fn spawn_node_listeners(hub: Arc<Hub>, base: tokio_postgres::Config) -> Join
                     tracing::warn!(%error, "could not read the cluster's nodes; trying again later")
                 }
             }
+            hub.nodes_known();
             tokio::time::sleep(REFRESH).await;
         }
     })
