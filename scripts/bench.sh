@@ -6,8 +6,11 @@
 # which tables to measure).
 # Also writes the tables to target/bench/bench.md, and draws the throughput from them as
 # target/bench/throughput.svg (the figures as target/bench/throughput.csv) with tools/benchchart.
+# `scripts/bench.sh --citus`: instead, the send throughput on one node and on a 3-node Citus
+# cluster side by side (scripts/bench-citus.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
+[ "${1:-}" = --citus ] && exec bash "$ROOT/scripts/bench-citus.sh"
 
 ensure_toolchain
 install_extension release

@@ -58,4 +58,8 @@ HATCHAT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$plain_port/hatchat_tes
     HATCHAT_TEST_ANNOUNCER=in-transaction cargo test --workspace --test wake_ups --test long_poll --test batch --test messages --test wire
 say "upgrade path ($(basename -a "$ROOT"/sql/hatchat--*--*.sql | tr '\n' ' '))"
 bash "$ROOT/scripts/test-upgrade.sh"
+# The same suites on a 3-node Citus cluster, hatchat distributed (README, Scale out). The dev build
+# is already installed in the tests' private installation.
+say "Citus: the SQL and HTTP suites against the coordinator of a 3-node cluster"
+HATCHAT_SKIP_INSTALL=1 bash "$ROOT/scripts/test-citus.sh"
 say "all tests passed (browser screenshots in target/browser-test/)"

@@ -20,7 +20,10 @@ ALTER FUNCTION hatchat.send_message_text(text, text, text, text) SET plan_cache_
 -- its input) would act with superuser rights. They are owned instead by hatchat_owner, a NOLOGIN
 -- role that owns hatchat's tables and nothing else: a function can do no more than read and write
 -- hatchat's own tables. Nobody may log in as it or be granted it, so nobody reaches the tables
--- but through the functions.
+-- but through the functions. The one exception is a Citus cluster: there Citus connects from node
+-- to node as the functions' owner, so hatchat.distribute() gives it LOGIN (pg_hba.conf of every
+-- node then admits it from the other nodes only; README, "Scale out"), and an install into a
+-- database with Citus (another database of the cluster, a worker added later) accepts that.
 DO $$
 DECLARE
     object record;
@@ -29,7 +32,8 @@ BEGIN
         CREATE ROLE hatchat_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
     ELSIF EXISTS (SELECT 1 FROM pg_roles r
                    WHERE r.rolname = 'hatchat_owner'
-                     AND (r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb
+                     AND ((r.rolcanlogin AND NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus'))
+                          OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb
                           OR r.rolreplication OR r.rolbypassrls
                           OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid))) THEN
         -- Someone made a role of that name with powers (or members): it must not own the tables.

@@ -195,26 +195,41 @@ CREATE FUNCTION hatchat.iso_time(t timestamptz) RETURNS text
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
     RETURN to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 
-CREATE FUNCTION hatchat.user_json(u hatchat.users) RETURNS jsonb
+-- The JSON helpers take columns, not whole rows: on Citus a query runs on a shard, whose rows are
+-- of the shard's own type (hatchat.users_102008), for which a row-taking helper does not exist.
+CREATE FUNCTION hatchat.user_json(id uuid, username text, public_key text) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN jsonb_build_object('id', u.id, 'username', u.username, 'publicKey', u.public_key);
+    RETURN jsonb_build_object('id', id, 'username', username, 'publicKey', public_key);
 
-CREATE FUNCTION hatchat.channel_json(c hatchat.channels) RETURNS jsonb
+CREATE FUNCTION hatchat.channel_json(id text, owner_id uuid, invite_model text, created_at timestamptz,
+                                     max_messages integer, ttl_seconds integer, expires_at timestamptz,
+                                     notify_members boolean) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN jsonb_build_object('id', c.id, 'ownerId', c.owner_id, 'inviteModel', c.invite_model,
-                              'createdAt', hatchat.iso_time(c.created_at),
-                              'maxMessages', c.max_messages, 'ttlSeconds', c.ttl_seconds,
-                              'expiresAt', hatchat.iso_time(c.expires_at), 'notifyMembers', c.notify_members);
+    RETURN jsonb_build_object('id', id, 'ownerId', owner_id, 'inviteModel', invite_model,
+                              'createdAt', hatchat.iso_time(created_at),
+                              'maxMessages', max_messages, 'ttlSeconds', ttl_seconds,
+                              'expiresAt', hatchat.iso_time(expires_at), 'notifyMembers', notify_members);
 
-CREATE FUNCTION hatchat.moderation_json(u hatchat.users) RETURNS jsonb
+CREATE FUNCTION hatchat.moderation_json(id uuid, banned_until timestamptz, muted boolean, chat_disabled boolean)
+    RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN jsonb_build_object('userId', u.id, 'bannedUntil', hatchat.iso_time(u.banned_until),
-                              'muted', u.muted, 'chatDisabled', u.chat_disabled);
+    RETURN jsonb_build_object('userId', id, 'bannedUntil', hatchat.iso_time(banned_until),
+                              'muted', muted, 'chatDisabled', chat_disabled);
 
--- Whether a channel is live: an expired one behaves as missing from the moment it expires.
-CREATE FUNCTION hatchat.is_live(c hatchat.channels) RETURNS boolean
+-- Whether a channel is live, from its expires_at: an expired one behaves as missing from the
+-- moment it expires.
+CREATE FUNCTION hatchat.is_live(expires_at timestamptz) RETURNS boolean
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN c.expires_at IS NULL OR c.expires_at > now();
+    RETURN expires_at IS NULL OR expires_at > now();
+
+-- t + i computed in UTC: for intervals of seconds (all hatchat adds) the same instant as `t + i`,
+-- but IMMUTABLE (`t + i` is STABLE: months and days depend on the session's time zone). Citus
+-- refuses STABLE functions applied to columns in an UPDATE of a distributed table ("STABLE
+-- functions used in UPDATE queries cannot be called with column references"): UPDATEs that move
+-- a column's time (last_at, expires_at) use this instead.
+CREATE FUNCTION hatchat.add_interval(t timestamptz, i interval) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN ((t AT TIME ZONE 'UTC') + i) AT TIME ZONE 'UTC';
 
 -- A channel's expiry after a send at `now`: `now` + its TTL, unless the stored expiry is already
 -- within 1% of the TTL (a minute at most) of that, when it stays as it is. expires_at is indexed,
@@ -224,10 +239,10 @@ CREATE FUNCTION hatchat.is_live(c hatchat.channels) RETURNS boolean
 CREATE FUNCTION hatchat.refreshed_expiry(expires_at timestamptz, ttl_seconds integer, now timestamptz)
     RETURNS timestamptz
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN expires_at > now + ttl_seconds * interval '1 second'
-                                  - least(ttl_seconds * interval '10 milliseconds', interval '1 minute')
+    RETURN CASE WHEN expires_at > hatchat.add_interval(now, ttl_seconds * interval '1 second'
+                                  - least(ttl_seconds * interval '10 milliseconds', interval '1 minute'))
                 THEN expires_at
-                ELSE now + ttl_seconds * interval '1 second' END;
+                ELSE hatchat.add_interval(now, ttl_seconds * interval '1 second') END;
 
 -- What a send answers: alone or in a batch, the first time or retried with its client id.
 CREATE FUNCTION hatchat.sent_json(channel_id text, seq bigint, created_at timestamptz, from_user_id uuid)
@@ -238,27 +253,26 @@ CREATE FUNCTION hatchat.sent_json(channel_id text, seq bigint, created_at timest
 
 -- An event also names its kind and target (`event`, `target`), a send with a client id its
 -- `clientId`; those keys are absent otherwise.
-CREATE FUNCTION hatchat.message_json(m hatchat.messages, username text) RETURNS jsonb
+CREATE FUNCTION hatchat.message_json(seq bigint, created_at timestamptz, from_user_id uuid, username text,
+                                     payload jsonb, kind text, target bigint, client_id text) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN jsonb_build_object('seq', m.seq, 'createdAt', hatchat.iso_time(m.created_at),
-                              'fromUserId', m.from_user_id, 'username', username,
-                              'payload', m.payload)
-           || jsonb_strip_nulls(jsonb_build_object('event', m.kind, 'target', m.target,
-                                                   'clientId', m.client_id));
+    RETURN jsonb_build_object('seq', seq, 'createdAt', hatchat.iso_time(created_at),
+                              'fromUserId', from_user_id, 'username', username,
+                              'payload', payload)
+           || jsonb_strip_nulls(jsonb_build_object('event', kind, 'target', target,
+                                                   'clientId', client_id));
 
--- A member's unread count: the channel's countable messages since their read position, less
--- those deleted since (each delete event names one countable message). Their own posts are never
--- among them (a post moves its sender's read position to itself). O(deletes after the read
--- position), never O(messages). Messages removed by retention still count until read.
-CREATE FUNCTION hatchat.unread(c hatchat.channels, m hatchat.members) RETURNS bigint
+-- What list_channels and get_channel add for the caller: the channel's last seq, the caller's read
+-- position (NULL: not a member) and unread count. Unread: the channel's countable messages since
+-- the read position (`counted - read_count`), less those deleted since (`deleted_since`: each
+-- delete event after the read position names one countable message; the caller counts them in
+-- its own query, which Citus runs on the channel's shard — a helper reading messages itself could
+-- not run there). Their own posts are never among them (a post moves its sender's read position to
+-- itself). O(deletes after the read position), never O(messages). Messages removed by retention
+-- still count until read.
+CREATE FUNCTION hatchat.read_state_json(last_seq bigint, read_seq bigint, counted bigint, read_count bigint,
+                                        deleted_since bigint) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN CASE WHEN m.user_id IS NOT NULL THEN
-        greatest(0, c.counted - m.read_count
-                    - (SELECT count(*) FROM hatchat.messages d
-                        WHERE d.channel_id = c.id AND d.kind = 'delete' AND d.target > m.read_seq))
-    END;
-
--- What list_channels and get_channel add for the caller (`me`: their membership row).
-CREATE FUNCTION hatchat.read_state_json(c hatchat.channels, me hatchat.members) RETURNS jsonb
-    LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN jsonb_build_object('lastSeq', c.last_seq, 'readSeq', me.read_seq, 'unread', hatchat.unread(c, me));
+    RETURN jsonb_build_object('lastSeq', last_seq, 'readSeq', read_seq,
+                              'unread', CASE WHEN read_seq IS NOT NULL
+                                             THEN greatest(0, counted - read_count - deleted_since) END);

@@ -88,7 +88,7 @@ impl Access {
         let found = db::query(
             "SELECT c.owner_id = $2, c.invite_model, c.type IS NOT NULL, \
                     EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = c.id AND m.user_id = $2) \
-               FROM hatchat.channels c WHERE c.id = $1 AND hatchat.is_live(c)",
+               FROM hatchat.channels c WHERE c.id = $1 AND hatchat.is_live(c.expires_at)",
             &[channel_id.into(), pg_uuid(caller.id()).into()],
             |rows| {
                 if rows.is_empty() {
@@ -137,9 +137,11 @@ pub fn members_only(id: &str) -> HatchatError {
 }
 
 /// Deletes channels with their members (a foreign key cascades); `only_expired` re-checks expiry
-/// under the row lock, so a channel a post refreshed meanwhile stays. The ids deleted.
+/// under the row lock, so a channel a post refreshed meanwhile stays. The ids deleted. Expiry is
+/// spelled out rather than `NOT hatchat.is_live(c.expires_at)`: Citus refuses a STABLE function of
+/// a column in the WHERE of a multi-shard write (it would have to run on the shards).
 const DELETE_CHANNELS: &str = "\
-    DELETE FROM hatchat.channels c WHERE c.id = ANY($1) AND (NOT $2 OR NOT hatchat.is_live(c)) \
+    DELETE FROM hatchat.channels c WHERE c.id = ANY($1) AND (NOT $2 OR c.expires_at <= now()) \
     RETURNING c.id";
 
 /// Deletes the messages of channels that are gone (messages have no foreign key: see schema.sql),

@@ -231,7 +231,11 @@ fn enlist() -> bool {
         }
         return false;
     }
-    pgrx::register_xact_callback(PgXactCallbackEvent::Commit, hand_over);
+    if crate::db::citus_loaded() {
+        hand_over_after_citus();
+    } else {
+        pgrx::register_xact_callback(PgXactCallbackEvent::Commit, hand_over);
+    }
     pgrx::register_xact_callback(PgXactCallbackEvent::Abort, give_up);
     pgrx::register_xact_callback(PgXactCallbackEvent::PrePrepare, refuse_prepare);
     true
@@ -272,6 +276,36 @@ fn hand_over() {
     if latch != 0 {
         // SAFETY: the latch of a live announcer's PGPROC, in shared memory.
         unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
+    }
+}
+
+/// On Citus, the hand-over waits until Citus has committed the workers. A transaction that wrote
+/// on two nodes commits them with two-phase commit, and Citus sends `COMMIT PREPARED` from its own
+/// commit callback: ours, registered later (at the first send), would run before it, and a waiter
+/// woken then could re-query before the rows on the workers are visible and go back to sleep.
+/// Resource-release callbacks run after every commit callback. (A one-node transaction is safe
+/// either way: Citus commits the worker before the local commit, in its pre-commit callback.)
+/// Registered once per backend; it hands over only at a top-level commit, and only if this
+/// transaction has keys pending.
+fn hand_over_after_citus() {
+    thread_local! {
+        static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if !REGISTERED.replace(true) {
+        // SAFETY: registers a callback that lives as long as the backend (a static function).
+        unsafe { pg_sys::RegisterResourceReleaseCallback(Some(after_citus_commit), std::ptr::null_mut()) };
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn after_citus_commit(
+    phase: pg_sys::ResourceReleasePhase::Type,
+    is_commit: bool,
+    is_top_level: bool,
+    _arg: *mut std::ffi::c_void,
+) {
+    if is_commit && is_top_level && phase == pg_sys::ResourceReleasePhase::RESOURCE_RELEASE_AFTER_LOCKS {
+        hand_over();
     }
 }
 

@@ -69,9 +69,11 @@ fn create_channel(
     };
     drop_if_expired(id)?;
     let created = db::first::<Jsonb>(
-        "INSERT INTO hatchat.channels (id, owner_id, invite_model, max_messages, ttl_seconds, expires_at, notify_members) \
-         VALUES ($1, $2, $3, $4, $5, clock_timestamp() + $5 * interval '1 second', $6) \
-         ON CONFLICT (id) DO NOTHING RETURNING hatchat.channel_json(channels)",
+        "WITH w AS (INSERT INTO hatchat.channels (id, owner_id, invite_model, max_messages, ttl_seconds, expires_at, notify_members) \
+                    VALUES ($1, $2, $3, $4, $5, clock_timestamp() + $5 * interval '1 second', $6) \
+                    ON CONFLICT (id) DO NOTHING RETURNING *) \
+         SELECT hatchat.channel_json(w.id, w.owner_id, w.invite_model, w.created_at, w.max_messages, \
+                                w.ttl_seconds, w.expires_at, w.notify_members) FROM w",
         &[
             id.into(),
             pg_uuid(caller.id()).into(),
@@ -98,7 +100,9 @@ fn update_channel(token: Option<&str>, id: Option<&str>, invite_model: Option<&s
     let model = InviteModel::parse(required(invite_model, "inviteModel")?)?;
     Access::load(id, &caller)?.require_owner()?;
     let updated = db::first::<Jsonb>(
-        "UPDATE hatchat.channels SET invite_model = $2 WHERE id = $1 RETURNING hatchat.channel_json(channels)",
+        "WITH w AS (UPDATE hatchat.channels SET invite_model = $2 WHERE id = $1 RETURNING *) \
+         SELECT hatchat.channel_json(w.id, w.owner_id, w.invite_model, w.created_at, w.max_messages, \
+                                w.ttl_seconds, w.expires_at, w.notify_members) FROM w",
         &[id.into(), model.as_str().into()],
     )?;
     Ok(updated.ok_or_else(|| channel_not_found(id))?)
@@ -127,7 +131,12 @@ fn get_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<Jsonb> {
     // Read receipts: each member's read position, but for those who turned them off (the caller
     // always sees their own). A key of its own, so `members` keeps its shape.
     let channel = db::first::<Jsonb>(
-        "SELECT hatchat.channel_json(c) || hatchat.read_state_json(c, me) || jsonb_build_object('members', \
+        "SELECT hatchat.channel_json(c.id, c.owner_id, c.invite_model, c.created_at, c.max_messages, \
+                                c.ttl_seconds, c.expires_at, c.notify_members) \
+                || hatchat.read_state_json(c.last_seq, me.read_seq, c.counted, me.read_count, \
+                    (SELECT count(*) FROM hatchat.messages d \
+                      WHERE d.channel_id = c.id AND d.kind = 'delete' AND d.target > me.read_seq)) \
+                || jsonb_build_object('members', \
                 (SELECT coalesce(jsonb_agg(jsonb_build_object('id', u.id, 'username', u.username) \
                                            ORDER BY m.joined_at, u.id), '[]'::jsonb) \
                    FROM hatchat.members m JOIN hatchat.users u ON u.id = m.user_id \
@@ -152,10 +161,14 @@ fn get_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<Jsonb> {
 fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let channels = db::first::<Jsonb>(
-        "SELECT coalesce(jsonb_agg(hatchat.channel_json(c) || hatchat.read_state_json(c, m) \
+        "SELECT coalesce(jsonb_agg(hatchat.channel_json(c.id, c.owner_id, c.invite_model, c.created_at, c.max_messages, \
+                                c.ttl_seconds, c.expires_at, c.notify_members) \
+                                  || hatchat.read_state_json(c.last_seq, m.read_seq, c.counted, m.read_count, \
+                    (SELECT count(*) FROM hatchat.messages d \
+                      WHERE d.channel_id = c.id AND d.kind = 'delete' AND d.target > m.read_seq)) \
                                   ORDER BY c.created_at, c.id), '[]'::jsonb) \
            FROM hatchat.channels c JOIN hatchat.members m ON m.channel_id = c.id \
-          WHERE m.user_id = $1 AND hatchat.is_live(c)",
+          WHERE m.user_id = $1 AND hatchat.is_live(c.expires_at)",
         &[pg_uuid(caller.id()).into()],
     )?;
     commit::durable_reads()?;

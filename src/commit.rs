@@ -25,6 +25,7 @@
 //! when the commit record asks them to, which it does only under that setting). Not with Citus
 //! preloaded: its commit callbacks commit the workers' transactions before ours is durable.
 
+use crate::db;
 use crate::error::{HatchatError, Result};
 use crate::settings;
 use pgrx::prelude::*;
@@ -42,20 +43,8 @@ pub fn init() {
     // SAFETY: reads a flag PostgreSQL sets while loading shared_preload_libraries.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         pg_shmem_init!(EARLY = AtomicU32::new(0));
-        PRELOADED.store(!citus_preloaded(), Ordering::Relaxed);
+        PRELOADED.store(true, Ordering::Relaxed);
     }
-}
-
-fn citus_preloaded() -> bool {
-    // SAFETY: reads a string GUC's current value (not copied; read at once).
-    let libraries = unsafe {
-        let value = pg_sys::GetConfigOption(c"shared_preload_libraries".as_ptr(), true, false);
-        if value.is_null() {
-            return false;
-        }
-        std::ffi::CStr::from_ptr(value).to_string_lossy().into_owned()
-    };
-    libraries.split(',').any(|library| library.trim().trim_matches('"') == "citus")
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -81,6 +70,7 @@ pub fn release_locks_early() {
     if !PRELOADED.load(Ordering::Relaxed)
         || STATE.get() != State::Plain
         || !settings::release_locks_before_flush()
+        || db::citus_loaded()
     {
         return;
     }

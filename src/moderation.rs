@@ -48,6 +48,8 @@ fn existing_user(user_id: Option<pgrx::Uuid>) -> Result<pgrx::Uuid> {
     Ok(user_id)
 }
 
+/// Runs one of the UPDATEs below; each returns plain columns and shapes the JSON outside the write,
+/// as Citus requires of reference-table writes (see users.rs).
 fn update_user_flags(
     sql: &'static str,
     user_id: pgrx::Uuid,
@@ -68,7 +70,8 @@ fn ban_user(
     let user_id = existing_user(user_id)?;
     let until = required(until, "until")?;
     Ok(update_user_flags(
-        "UPDATE hatchat.users SET banned_until = $2 WHERE id = $1 RETURNING hatchat.moderation_json(users)",
+        "WITH w AS (UPDATE hatchat.users SET banned_until = $2 WHERE id = $1 RETURNING id, banned_until, muted, chat_disabled) \
+         SELECT hatchat.moderation_json(w.id, w.banned_until, w.muted, w.chat_disabled) FROM w",
         user_id,
         until.into(),
     )?)
@@ -80,7 +83,8 @@ fn unban_user(token: Option<&str>, user_id: Option<pgrx::Uuid>) -> SqlResult<Jso
     require_admin(token)?;
     let user_id = existing_user(user_id)?;
     Ok(update_user_flags(
-        "UPDATE hatchat.users SET banned_until = NULL WHERE id = $1 AND $2 RETURNING hatchat.moderation_json(users)",
+        "WITH w AS (UPDATE hatchat.users SET banned_until = NULL WHERE id = $1 AND $2 RETURNING id, banned_until, muted, chat_disabled) \
+         SELECT hatchat.moderation_json(w.id, w.banned_until, w.muted, w.chat_disabled) FROM w",
         user_id,
         true.into(),
     )?)
@@ -93,7 +97,8 @@ fn mute_user(token: Option<&str>, user_id: Option<pgrx::Uuid>, muted: Option<boo
     let user_id = existing_user(user_id)?;
     let muted = required(muted, "muted")?;
     Ok(update_user_flags(
-        "UPDATE hatchat.users SET muted = $2 WHERE id = $1 RETURNING hatchat.moderation_json(users)",
+        "WITH w AS (UPDATE hatchat.users SET muted = $2 WHERE id = $1 RETURNING id, banned_until, muted, chat_disabled) \
+         SELECT hatchat.moderation_json(w.id, w.banned_until, w.muted, w.chat_disabled) FROM w",
         user_id,
         muted.into(),
     )?)
@@ -110,7 +115,8 @@ fn set_chat_disabled(
     let user = require_self(token, self_id)?;
     let disabled = required(disabled, "disabled")?;
     Ok(update_user_flags(
-        "UPDATE hatchat.users SET chat_disabled = $2 WHERE id = $1 RETURNING hatchat.moderation_json(users)",
+        "WITH w AS (UPDATE hatchat.users SET chat_disabled = $2 WHERE id = $1 RETURNING id, banned_until, muted, chat_disabled) \
+         SELECT hatchat.moderation_json(w.id, w.banned_until, w.muted, w.chat_disabled) FROM w",
         pg_uuid(user.id),
         disabled.into(),
     )?)

@@ -27,6 +27,8 @@ use crate::settings;
 use crate::users;
 use pgrx::prelude::*;
 
+mod per_user;
+
 /// The notifications of message ($1, $2), with `push` ($3) attached to the message ones; each
 /// user keeps the newest $4; the server secret posts as $5, the chat service is $6.
 const FAN_OUT: &str = "\
@@ -82,7 +84,13 @@ const FAN_OUT: &str = "\
 /// users whose streams grew (delivered at commit). Each of those users keeps only the newest
 /// `hatchat.max_notifications`: older ones are deleted in the same statement (`trimmed` sees the
 /// rows from before it; the new ones past the limit are never inserted), ids are never reused.
+///
+/// On Citus the statement cannot run (it writes the inboxes of users on any shard in one
+/// statement): `per_user::fan_out` does the same one user at a time there.
 pub fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
+    if db::citus_loaded() {
+        return per_user::fan_out(channel_id, seq, push);
+    }
     let keep = settings::max_notifications();
     let args = [
         channel_id.into(),
@@ -139,25 +147,28 @@ fn require_forwarder() -> Result<()> {
 /// Longest reason kept for an undeliverable notification, in characters.
 pub const MAX_REASON_CHARS: i32 = 500;
 
-/// The users waiting longest (but those in `$2`), a share of `$1` notifications each, in order:
-/// the batch as JSON, and the users it found nothing for (their `pending_since` is stale).
-const TO_FORWARD: &str = "\
-    WITH waiting AS ( \
-        SELECT i.user_id, i.pending_since FROM hatchat.inboxes i \
-         WHERE i.pending_since IS NOT NULL AND NOT (i.user_id = ANY($2)) \
-         ORDER BY i.pending_since, i.user_id LIMIT $1), \
-    share AS (SELECT greatest(1, $1 / greatest(count(*), 1)) AS n FROM waiting), \
-    picked AS ( \
-        SELECT w.pending_since, w.user_id, n.id, n.body \
-          FROM waiting w CROSS JOIN LATERAL ( \
+/// The users waiting longest (but those in `$2`), at most `$1`, in forwarding order.
+const WAITING: &str = "\
+    SELECT i.user_id FROM hatchat.inboxes i \
+     WHERE i.pending_since IS NOT NULL AND NOT (i.user_id = ANY($2)) \
+     ORDER BY i.pending_since, i.user_id LIMIT $1";
+
+/// The first `$2` notifications waiting to be forwarded of each of users `$1`, as JSON in the
+/// users' order, and the users it found nothing for (their `pending_since` is stale). The lateral
+/// subquery with its LIMIT is joined to the inboxes table itself, not to a list or a CTE: on Citus
+/// it then runs on each user's shard (a LIMIT correlated with anything else cannot be pushed down).
+const PICKED: &str = "\
+    WITH picked AS ( \
+        SELECT w.user_id, n.id, n.body FROM hatchat.inboxes w CROSS JOIN LATERAL ( \
                SELECT n.id, n.body FROM hatchat.notifications n \
                 WHERE n.user_id = w.user_id AND n.forwarded_at IS NULL AND n.undeliverable_at IS NULL \
-                ORDER BY n.id LIMIT (SELECT n FROM share)) n) \
+                ORDER BY n.id LIMIT $2) n \
+         WHERE w.user_id = ANY($1)) \
     SELECT (SELECT coalesce(jsonb_agg(jsonb_build_object('userId', p.user_id, 'id', p.id, 'body', p.body) \
-                                      ORDER BY p.pending_since, p.user_id, p.id), '[]'::jsonb) \
+                                      ORDER BY array_position($1, p.user_id), p.id), '[]'::jsonb) \
               FROM picked p), \
-           (SELECT coalesce(array_agg(w.user_id), '{}') FROM waiting w \
-             WHERE NOT EXISTS (SELECT 1 FROM picked p WHERE p.user_id = w.user_id))";
+           (SELECT coalesce(array_agg(u), '{}') FROM unnest($1) AS u \
+             WHERE NOT EXISTS (SELECT 1 FROM picked p WHERE p.user_id = u))";
 
 /// Notifications to forward: `[{userId, id, body}]`, each user's in id order. Fair: users are
 /// taken by their oldest waiting notification (at most `row_limit` users), each with an equal
@@ -174,7 +185,13 @@ fn notifications_to_forward(
     require_forwarder()?;
     let row_limit = row_limit.unwrap_or(100).clamp(1, limits::MAX_ROW_LIMIT);
     let except: Vec<pgrx::Uuid> = except_users.unwrap_or_default().into_iter().flatten().collect();
-    let (batch, stale) = db::query(TO_FORWARD, &[row_limit.into(), except.into()], |rows| {
+    let waiting: Vec<Option<pgrx::Uuid>> = db::query(WAITING, &[row_limit.into(), except.into()], |rows| {
+        rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect()
+    })?;
+    let waiting: Vec<pgrx::Uuid> = waiting.into_iter().flatten().collect();
+    // An equal share each, so one user's backlog never takes the whole batch.
+    let share = i64::from(row_limit) / (waiting.len().max(1) as i64);
+    let (batch, stale) = db::query(PICKED, &[waiting.into(), share.max(1).into()], |rows| {
         let row = rows.first();
         Ok((row.get::<Jsonb>(1)?, row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default()))
     })?;
@@ -190,11 +207,14 @@ fn notifications_to_forward(
 
 /// Locks the inbox rows of `users` (in user order, as fan_out does), so their notifications can
 /// change without a concurrent fan_out slipping in between a change and `refresh_pending`.
+/// One statement per user: Citus takes row locks only in single-shard queries.
 fn lock_inboxes(users: &[pgrx::Uuid]) -> Result<()> {
-    db::execute(
-        "SELECT 1 FROM hatchat.inboxes WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE",
-        &[users.to_vec().into()],
-    )?;
+    let mut sorted = users.to_vec();
+    sorted.sort_unstable_by_key(|u| *u.as_bytes());
+    sorted.dedup();
+    for user in sorted {
+        db::execute("SELECT 1 FROM hatchat.inboxes WHERE user_id = $1 FOR UPDATE", &[user.into()])?;
+    }
     Ok(())
 }
 

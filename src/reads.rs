@@ -26,7 +26,10 @@ const MARK_READ: &str = "\
 
 /// The caller's read state in a channel, after the update (a statement of its own sees it).
 const READ_STATE: &str = "\
-    SELECT jsonb_build_object('channelId', c.id) || hatchat.read_state_json(c, m) \
+    SELECT jsonb_build_object('channelId', c.id) \
+           || hatchat.read_state_json(c.last_seq, m.read_seq, c.counted, m.read_count, \
+                    (SELECT count(*) FROM hatchat.messages d \
+                      WHERE d.channel_id = c.id AND d.kind = 'delete' AND d.target > m.read_seq)) \
       FROM hatchat.channels c JOIN hatchat.members m ON m.channel_id = c.id AND m.user_id = $2 \
      WHERE c.id = $1";
 
@@ -73,8 +76,8 @@ fn set_read_receipts(
     }
     let enabled = required(enabled, "enabled")?;
     let answer = db::first::<Jsonb>(
-        "UPDATE hatchat.users u SET read_receipts = $2 WHERE u.id = $1 \
-         RETURNING jsonb_build_object('userId', u.id, 'readReceipts', u.read_receipts)",
+        "WITH w AS (UPDATE hatchat.users u SET read_receipts = $2 WHERE u.id = $1 RETURNING u.id, u.read_receipts) \
+         SELECT jsonb_build_object('userId', w.id, 'readReceipts', w.read_receipts) FROM w",
         &[pg_uuid(user).into(), enabled.into()],
     )?;
     Ok(answer.ok_or_else(HatchatError::unauthenticated)?)

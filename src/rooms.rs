@@ -161,10 +161,12 @@ fn open_room(caller: &Caller, room_type: &str, usernames: &[String]) -> Result<S
         )?;
     } else {
         check_existing_room(&id, room_type, caller, ids)?;
+        // The time as a parameter, added in UTC: Citus refuses volatile functions, and stable ones
+        // applied to columns, in an UPDATE of a distributed table.
         db::execute(
-            "UPDATE hatchat.channels SET expires_at = clock_timestamp() + ttl_seconds * interval '1 second' \
+            "UPDATE hatchat.channels SET expires_at = hatchat.add_interval($2, ttl_seconds * interval '1 second') \
               WHERE id = $1 AND ttl_seconds IS NOT NULL",
-            &[id.as_str().into()],
+            &[id.as_str().into(), db::clock()?.into()],
         )?;
     }
     Ok(id)

@@ -45,6 +45,9 @@ pub fn valid_new_username(raw: &str) -> Result<&str> {
     Ok(name)
 }
 
+// Writes return plain columns and shape their JSON outside the write (`WITH w AS (... RETURNING
+// cols) SELECT hatchat.user_json(...)`): Citus refuses non-IMMUTABLE functions in the RETURNING
+// clause of a write to a reference table (users is one on a cluster).
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn register_user(
@@ -60,8 +63,9 @@ fn register_user(
     let public_key = required(public_key, "public key")?.trim();
     keys::parse_public_key(public_key)?;
     let inserted = db::first::<Jsonb>(
-        "INSERT INTO hatchat.users (id, username, public_key) VALUES ($1, $2, $3) \
-         ON CONFLICT DO NOTHING RETURNING hatchat.user_json(users)",
+        "WITH w AS (INSERT INTO hatchat.users (id, username, public_key) VALUES ($1, $2, $3) \
+                    ON CONFLICT DO NOTHING RETURNING id, username, public_key) \
+         SELECT hatchat.user_json(w.id, w.username, w.public_key) FROM w",
         &[id.into(), username.into(), public_key.into()],
     )?;
     match inserted {
@@ -77,8 +81,10 @@ fn register_user(
 #[search_path(pg_catalog, pg_temp)]
 fn get_user(id: Option<pgrx::Uuid>) -> SqlResult<Jsonb> {
     let id = required(id, "id")?;
-    let user =
-        db::first::<Jsonb>("SELECT hatchat.user_json(users) FROM hatchat.users WHERE id = $1", &[id.into()])?;
+    let user = db::first::<Jsonb>(
+        "SELECT hatchat.user_json(u.id, u.username, u.public_key) FROM hatchat.users u WHERE u.id = $1",
+        &[id.into()],
+    )?;
     Ok(user.ok_or_else(|| user_not_found(id))?)
 }
 
@@ -98,7 +104,8 @@ fn update_user(token: Option<&str>, id: Option<pgrx::Uuid>, username: Option<&st
         return Err(username_taken(username).into());
     }
     let updated = db::first::<Jsonb>(
-        "UPDATE hatchat.users SET username = $2 WHERE id = $1 RETURNING hatchat.user_json(users)",
+        "WITH w AS (UPDATE hatchat.users SET username = $2 WHERE id = $1 RETURNING id, username, public_key) \
+         SELECT hatchat.user_json(w.id, w.username, w.public_key) FROM w",
         &[id.into(), username.into()],
     )?;
     Ok(updated.ok_or_else(|| user_not_found(id))?)
@@ -116,6 +123,7 @@ fn delete_user(token: Option<&str>, id: Option<pgrx::Uuid>) -> SqlResult<()> {
     // Locked first: a channel created meanwhile (its owner key check needs this row) waits for
     // this deletion and then fails, instead of being taken by the cascade with its messages left.
     db::execute("SELECT 1 FROM hatchat.users WHERE id = $1 FOR UPDATE", &[id.into()])?;
+    db::citus_sequential()?;
     let owned: Vec<String> =
         db::query("SELECT c.id FROM hatchat.channels c WHERE c.owner_id = $1", &[id.into()], |rows| {
             rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()

@@ -17,23 +17,32 @@ use pgrx::prelude::*;
 
 /// One statement, so the messages, the members and the bounds come from one snapshot: a member
 /// removed before seq N is reported gone in the same answer that holds N. The system user (nil
-/// uuid) reads every live channel, as it does through `get_messages`.
+/// uuid) reads every live channel, as it does through `get_messages`. No row when the channel is
+/// missing or expired (`GONE` answers then): driven by the channel's own row, the statement reads
+/// one channel's shard, so Citus runs it on that shard's node.
 const CHANNEL_WINDOW: &str = "\
     SELECT jsonb_build_object( \
-        'live', c.id IS NOT NULL, \
-        'messages', CASE WHEN c.id IS NULL THEN '[]'::jsonb ELSE ( \
+        'live', true, \
+        'messages', ( \
             SELECT coalesce(jsonb_agg(w.message ORDER BY w.seq), '[]'::jsonb) \
-              FROM (SELECT m.seq, hatchat.message_json(m, u.username) AS message \
+              FROM (SELECT m.seq, hatchat.message_json(m.seq, m.created_at, m.from_user_id, u.username, m.payload, \
+                                                       m.kind, m.target, m.client_id) AS message \
                       FROM hatchat.messages m LEFT JOIN hatchat.users u ON u.id = m.from_user_id \
                      WHERE m.channel_id = $1 AND m.seq > $2 \
-                     ORDER BY m.seq LIMIT $3) w) END, \
-        'members', CASE WHEN c.id IS NULL THEN '[]'::jsonb ELSE ( \
+                     ORDER BY m.seq LIMIT $3) w), \
+        'members', ( \
             SELECT coalesce(jsonb_agg(DISTINCT r.id), '[]'::jsonb) FROM unnest($4::uuid[]) r(id) \
              WHERE r.id = '00000000-0000-0000-0000-000000000000'::uuid \
-                OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = r.id)) END, \
+                OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = r.id)), \
         'oldestSeq', (SELECT min(m.seq) FROM hatchat.messages m WHERE m.channel_id = $1), \
         'lastSeq', c.last_seq) \
-      FROM (SELECT 1) one LEFT JOIN hatchat.channels c ON c.id = $1 AND hatchat.is_live(c)";
+      FROM hatchat.channels c WHERE c.id = $1 AND hatchat.is_live(c.expires_at)";
+
+/// The answer for a missing or expired channel: no messages, no members, no last seq.
+const GONE: &str = "\
+    SELECT jsonb_build_object('live', false, 'messages', '[]'::jsonb, 'members', '[]'::jsonb, \
+                              'oldestSeq', (SELECT min(m.seq) FROM hatchat.messages m WHERE m.channel_id = $1), \
+                              'lastSeq', NULL)";
 
 /// The most users one call may ask about: a gateway asks about the readers of one channel.
 const MAX_USERS: usize = 100_000;
@@ -64,8 +73,14 @@ fn channel_window(
         CHANNEL_WINDOW,
         &[channel_id.into(), after_seq.into(), i64::from(row_limit).into(), users.into()],
     )?;
+    let answer = match answer {
+        Some(answer) => answer,
+        None => {
+            db::first::<Jsonb>(GONE, &[channel_id.into()])?.expect("a SELECT without FROM returns one row")
+        }
+    };
     commit::durable_reads()?;
-    Ok(answer.expect("a SELECT over one row returns one row"))
+    Ok(answer)
 }
 
 /// `{"userId", "expiresAt"}` for a token: who it speaks for (verified as every call does) and

@@ -56,14 +56,7 @@ fn room_of(db: &mut postgres::Client, others: usize) -> (String, Vec<User>) {
 fn until_someone_waits_on_a_lock(db: &mut postgres::Client) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let waiting: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
+        if lock_waiters(db, "") > 0 {
             return;
         }
         std::thread::yield_now();

@@ -186,15 +186,7 @@ fn a_channel_deleted_during_a_send_leaves_no_message_behind() {
     let mut watcher = connect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let waiting: i64 = watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                   AND query LIKE '%delete_channel%'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
+        if lock_waiters(&mut watcher, "delete_channel") > 0 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the delete never waited for the send");

@@ -50,12 +50,21 @@ fn forwarded_ids(batch: &Value, user: &User) -> Vec<i64> {
 fn to_forward_among(db: &mut postgres::Client, users: &[&User], row_limit: i32) -> Value {
     let ids: Vec<uuid::Uuid> = users.iter().map(|u| u.id).collect();
     let mut tx = db.transaction().unwrap();
-    // Locked in user order, as fan_out does, so a concurrent post cannot deadlock with this.
-    tx.execute(
-        "SELECT 1 FROM hatchat.inboxes WHERE NOT (user_id = ANY($1)) ORDER BY user_id FOR UPDATE",
-        &[&ids],
-    )
-    .unwrap();
+    // As the functions' owner: on Citus a transaction may not reach the same shards as two users
+    // ("cannot perform query on placements that were modified in this transaction by a different
+    // user"), and notifications_to_forward runs as its owner.
+    tx.batch_execute("SET LOCAL ROLE hatchat_owner").unwrap();
+    // Locked in user order, as fan_out does, so a concurrent post cannot deadlock with this; one
+    // user per statement, as Citus takes row locks only in single-shard queries.
+    let others: Vec<uuid::Uuid> = tx
+        .query("SELECT user_id FROM hatchat.inboxes WHERE NOT (user_id = ANY($1)) ORDER BY user_id", &[&ids])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for user in &others {
+        tx.execute("SELECT 1 FROM hatchat.inboxes WHERE user_id = $1 FOR UPDATE", &[user]).unwrap();
+    }
     tx.execute(
         "UPDATE hatchat.notifications SET forwarded_at = now() \
           WHERE forwarded_at IS NULL AND NOT (user_id = ANY($1))",
@@ -64,6 +73,8 @@ fn to_forward_among(db: &mut postgres::Client, users: &[&User], row_limit: i32) 
     .unwrap();
     tx.execute("UPDATE hatchat.inboxes SET pending_since = NULL WHERE NOT (user_id = ANY($1))", &[&ids])
         .unwrap();
+    // The call itself as the caller (a superuser, so a forwarder).
+    tx.batch_execute("RESET ROLE").unwrap();
     let batch: Value =
         tx.query_one("SELECT hatchat.notifications_to_forward($1)", &[&row_limit]).unwrap().get(0);
     tx.rollback().unwrap();

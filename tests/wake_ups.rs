@@ -90,7 +90,7 @@ fn a_sender_killed_in_its_transaction_wakes_nobody_and_blocks_nothing() {
     let pid: i32 = doomed.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     doomed.batch_execute("BEGIN").unwrap();
     doomed.query_one("SELECT hatchat.send_message($1, $2, '1')", &[&alice.token(), &channel]).unwrap();
-    db.execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
+    db.execute("SELECT pg_terminate_backend($1::integer)", &[&pid]).unwrap();
     assert!(!heard(&mut listener, &channel, Duration::from_millis(800)), "nothing committed");
     // The killed sender held the channel's counter row and (with the announcer) a place among its
     // senders: both are released, and the next send is stored and announced.

@@ -22,8 +22,13 @@
 //! goes alone, and so does a payload that would push a batch past `MAX_BATCH_BYTES`. A slot's
 //! work runs in a task of its own, so a client that hangs up does not stall the sends queued
 //! behind it (its send completes; only the answer is dropped).
+//!
+//! On a Citus cluster a batch holds only sends whose channels live on one node (placement.rs), so
+//! it commits there alone (one-phase) instead of across workers (two-phase commit); on one node
+//! every send is of the same place.
 
 use crate::error::ApiError;
+use crate::placement::{Node, Placement};
 use deadpool_postgres::Pool;
 use hatchat_wire::batch::{Item, ItemError};
 use serde_json::value::RawValue;
@@ -50,6 +55,8 @@ const STALL: Duration = Duration::from_millis(50);
 pub struct GroupCommit {
     pool: Pool,
     slots: usize,
+    /// Where each channel lives, on a cluster (None on one node).
+    placement: Option<Placement>,
     /// Slots at most, stalled ones included: half the pool, so that a database slow enough to
     /// stall every batch still leaves connections for reads and the other routes.
     max_slots: usize,
@@ -98,13 +105,15 @@ impl State {
 }
 
 /// Whether `pending` may join `batch`: the first send always starts one; then up to `MAX_BATCH`
-/// sends and `MAX_BATCH_BYTES`, and never a send that must go alone (or join one that must).
+/// sends and `MAX_BATCH_BYTES` whose channels live on the first one's node, and never a send that
+/// must go alone (or join one that must).
 fn fits(batch: &[Pending], bytes: usize, pending: &Pending) -> bool {
     match batch.first() {
         None => true,
         Some(first) => {
             first.batchable()
                 && pending.batchable()
+                && first.node == pending.node
                 && batch.len() < MAX_BATCH
                 && bytes + pending.size() <= MAX_BATCH_BYTES
         }
@@ -118,6 +127,8 @@ struct Pending {
     /// The client's message id, if any: the extension answers a retry with the first answer, in
     /// a batch or alone.
     client_id: Option<String>,
+    /// The node that holds the channel, on a cluster (None on one node, or not known).
+    node: Option<Node>,
     answer: oneshot::Sender<Result<String, ApiError>>,
 }
 
@@ -152,11 +163,17 @@ impl Pending {
 
 impl GroupCommit {
     pub fn new(pool: Pool, slots: usize) -> Arc<Self> {
+        Self::with_placement(pool, slots, None)
+    }
+
+    /// Group commit that batches by node (`placement`, on a Citus cluster).
+    pub fn with_placement(pool: Pool, slots: usize, placement: Option<Placement>) -> Arc<Self> {
         let slots = slots.max(1);
         let max_slots = slots.max(pool.status().max_size / 2);
         Arc::new(Self {
             pool,
             slots,
+            placement,
             max_slots,
             state: Mutex::default(),
             transactions: AtomicU64::new(0),
@@ -179,7 +196,11 @@ impl GroupCommit {
     ) -> Result<String, ApiError> {
         let started = std::time::Instant::now();
         let (answer, answered) = oneshot::channel();
-        let pending = Pending { token, channel, payload, client_id, answer };
+        let node = match (&self.placement, channel.as_deref()) {
+            (Some(placement), Some(channel)) => placement.node_of(channel).await,
+            _ => None,
+        };
+        let pending = Pending { token, channel, payload, client_id, node, answer };
         let start_slot = {
             let mut state = self.state.lock().expect("group commit lock");
             state.queue.push_back(pending);
@@ -259,7 +280,11 @@ impl GroupCommit {
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
         crate::metrics::send_transaction(batch.len());
-        let answers = if batch.len() == 1 {
+        // On a cluster a lone send goes as a batch of one too: send_message's one statement
+        // (modifying CTEs) runs there as several steps over two connections to the channel's
+        // worker, which Citus commits in two phases; send_messages' per-channel statements use one.
+        let alone = batch.len() == 1 && (self.placement.is_none() || !batch[0].batchable());
+        let answers = if alone {
             vec![self.send_alone(&batch[0]).await]
         } else {
             let mut answers = self.send_together(&batch).await;
@@ -315,8 +340,13 @@ mod tests {
             channel: Some(channel.into()),
             payload: Some(payload),
             client_id: None,
+            node: None,
             answer: oneshot::channel().0,
         }
+    }
+
+    fn on(node: Node, channel: &str) -> Pending {
+        Pending { node: Some(node), ..pending(channel, "1") }
     }
 
     fn channels(batch: &[Pending]) -> Vec<&str> {
@@ -344,5 +374,14 @@ mod tests {
         assert_eq!(channels(&state.take_batch()), ["a", "c"]);
         state.in_flight.clear();
         assert_eq!(channels(&state.take_batch()), ["b"]);
+    }
+
+    #[test]
+    fn a_batch_holds_the_sends_of_one_node_and_the_others_wait_for_the_next() {
+        let mut state = State::default();
+        state.queue.extend([on(1, "a"), on(2, "b"), on(1, "c"), on(2, "d"), on(1, "e")]);
+        assert_eq!(channels(&state.take_batch()), ["a", "c", "e"]);
+        assert_eq!(channels(&state.take_batch()), ["b", "d"]);
+        assert!(state.take_batch().is_empty());
     }
 }

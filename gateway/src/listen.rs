@@ -81,6 +81,10 @@ pub struct Hub {
     /// Bumped after every (re)connect of the listener, and at shutdown.
     everyone: watch::Sender<u64>,
     connected: AtomicBool,
+    /// The listeners on a Citus cluster's other nodes (nodes.rs), by node: whether each listens.
+    nodes: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// Whether the cluster's node list was read once (so `nodes` is known, empty on one node).
+    nodes_read: AtomicBool,
     shutting_down: AtomicBool,
     waiting: AtomicUsize,
 }
@@ -102,6 +106,8 @@ impl Hub {
             topics: Mutex::default(),
             everyone: watch::Sender::default(),
             connected: AtomicBool::default(),
+            nodes: Mutex::default(),
+            nodes_read: AtomicBool::default(),
             shutting_down: AtomicBool::default(),
             waiting: AtomicUsize::default(),
         })
@@ -167,8 +173,29 @@ impl Hub {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
+    /// Whether every listener listens: this database's, and one on each other node of a cluster.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
+            && self.nodes_read.load(Ordering::SeqCst)
+            && self.nodes.lock().expect("hub lock").values().all(|up| up.load(Ordering::SeqCst))
+    }
+
+    /// A listener for another node: its "listening" flag, counted in `is_connected` until
+    /// `forget_node`.
+    pub fn add_node(&self, node: &str) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.nodes.lock().expect("hub lock").insert(node.to_string(), Arc::clone(&flag));
+        flag
+    }
+
+    /// The node list was read (or could not be): until then the gateway does not report itself
+    /// up, so no request waits before every listener is there (each wakes everyone as it starts).
+    pub fn nodes_known(&self) {
+        self.nodes_read.store(true, Ordering::SeqCst);
+    }
+
+    pub fn forget_node(&self, node: &str) {
+        self.nodes.lock().expect("hub lock").remove(node);
     }
 
     /// Resolves once the gateway is shutting down.
@@ -239,26 +266,35 @@ impl Drop for Subscription {
 /// Keeps one LISTEN connection up for the life of the process: reconnects with capped exponential
 /// backoff, and wakes everyone once listening again.
 pub fn spawn_listener(hub: Arc<Hub>, config: tokio_postgres::Config) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        while !hub.is_shutting_down() {
-            let ended = listen(&hub, &config).await;
-            // A connection that got as far as listening starts the backoff over.
-            if hub.connected.swap(false, Ordering::SeqCst) {
-                backoff.reset();
-            }
-            let wait = backoff.next_wait();
-            match ended {
-                Ok(()) => tracing::warn!("listener connection closed; reconnecting"),
-                Err(error) => tracing::warn!(%error, ?wait, "listener connection failed; reconnecting"),
-            }
-            tokio::time::sleep(wait).await;
+    tokio::spawn(async move { keep_listening(&hub, &config, &hub.connected).await })
+}
+
+/// The listener's loop, for this database (`connected` is the hub's own flag) or for another node
+/// of a cluster (its flag from `Hub::add_node`).
+pub async fn keep_listening(hub: &Arc<Hub>, config: &tokio_postgres::Config, connected: &AtomicBool) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    while !hub.is_shutting_down() {
+        let ended = listen(hub, config, connected).await;
+        // A connection that got as far as listening starts the backoff over.
+        if connected.swap(false, Ordering::SeqCst) {
+            backoff.reset();
         }
-    })
+        let wait = backoff.next_wait();
+        let hosts = config.get_hosts();
+        match ended {
+            Ok(()) => tracing::warn!(?hosts, "listener connection closed; reconnecting"),
+            Err(error) => tracing::warn!(%error, ?hosts, ?wait, "listener connection failed; reconnecting"),
+        }
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// One connection's life: LISTEN, wake everyone, then dispatch until the connection ends.
-async fn listen(hub: &Arc<Hub>, config: &tokio_postgres::Config) -> Result<(), tokio_postgres::Error> {
+async fn listen(
+    hub: &Arc<Hub>,
+    config: &tokio_postgres::Config,
+    connected: &AtomicBool,
+) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let dispatcher = {
         let hub = Arc::clone(hub);
@@ -275,8 +311,8 @@ async fn listen(hub: &Arc<Hub>, config: &tokio_postgres::Config) -> Result<(), t
         })
     };
     client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await?;
-    hub.connected.store(true, Ordering::SeqCst);
-    tracing::info!("listening for announcements");
+    connected.store(true, Ordering::SeqCst);
+    tracing::info!(hosts = ?config.get_hosts(), "listening for announcements");
     hub.wake_everyone();
     let ended = dispatcher.await.unwrap_or(Ok(()));
     drop(client);

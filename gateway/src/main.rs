@@ -9,6 +9,8 @@ use hatchat_gateway::fanout::Fanout;
 use hatchat_gateway::forward::{spawn_forwarder, Target};
 use hatchat_gateway::group_commit::GroupCommit;
 use hatchat_gateway::listen::{spawn_listener, Hub};
+use hatchat_gateway::nodes::spawn_node_listeners;
+use hatchat_gateway::placement::Placement;
 use hatchat_gateway::poll_quota::PollQuota;
 use hatchat_gateway::state::AppState;
 use std::process::ExitCode;
@@ -40,13 +42,18 @@ async fn run(config: Config) -> Result<(), String> {
     let hub = Hub::new();
     let listener_name = format!("{}-listener", config.application_name);
     spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);
+    spawn_node_listeners(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);
     if let Some(url) = &config.notify_url {
         let name = format!("{}-forwarder", config.application_name);
         let target = Target { url: url.clone(), give_up: Duration::from_secs(config.forward_give_up_secs) };
         spawn_forwarder(Arc::clone(&hub), db::postgres_config(&config.database_url, &name)?, target);
     }
     spawn_purger(pool.clone(), config.purge_interval_secs);
-    let group_commit = GroupCommit::new(pool.clone(), config.send_slots);
+    let placement = Placement::detect(&pool).await;
+    if placement.is_some() {
+        tracing::info!("Citus cluster: group commit batches sends by the node of their channel");
+    }
+    let group_commit = GroupCommit::with_placement(pool.clone(), config.send_slots, placement);
     let fanout = Fanout::new(pool.clone(), Arc::clone(&hub));
     let state = AppState {
         pool,

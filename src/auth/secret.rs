@@ -80,9 +80,11 @@ fn set_api_secret(secret: Option<&str>) -> SqlResult<()> {
     }
     let mut salt = [0u8; 16];
     SystemRandom::new().fill(&mut salt).map_err(|_| HatchatError::Internal("no randomness".into()))?;
+    // set_at from EXCLUDED (the column's default): Citus refuses any function in DO UPDATE SET on
+    // a distributed or reference table unless it is IMMUTABLE.
     db::execute(
         "INSERT INTO hatchat.api_secret (salt, hash) VALUES ($1, $2) \
-         ON CONFLICT (singleton) DO UPDATE SET salt = EXCLUDED.salt, hash = EXCLUDED.hash, set_at = now()",
+         ON CONFLICT (singleton) DO UPDATE SET salt = EXCLUDED.salt, hash = EXCLUDED.hash, set_at = EXCLUDED.set_at",
         &[salt.to_vec().into(), digest(&salt, secret).to_vec().into()],
     )?;
     Ok(())

@@ -22,6 +22,8 @@ use pgrx::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
+mod per_channel;
+
 pub const MAX_BATCH_ITEMS: i64 = 1000;
 
 /// One item as read from the array, before any check.
@@ -65,7 +67,7 @@ const LOCK_AND_CHECK: &str = "\
            OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = c.id AND m.user_id = p.sender) \
       FROM unnest($1::text[], $2::uuid[]) AS p(channel, sender) \
       JOIN hatchat.channels c ON c.id = p.channel \
-     WHERE hatchat.is_live(c) \
+     WHERE hatchat.is_live(c.expires_at) \
      ORDER BY c.id \
        FOR NO KEY UPDATE OF c";
 
@@ -265,17 +267,8 @@ fn set_aside_repeats(
 /// Locks the batch's channels and returns the (channel, sender) pairs that may not send, with the
 /// error each would get alone.
 fn lock_and_check(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), HatchatError>> {
-    let channels: Vec<&str> = candidates.iter().map(|c| c.channel.as_str()).collect();
-    let senders: Vec<pgrx::Uuid> = candidates.iter().map(|c| pg_uuid(c.sender)).collect();
-    let mut members: HashMap<(String, Uuid), bool> = HashMap::new();
-    db::query(LOCK_AND_CHECK, &[channels.into(), senders.into()], |rows| {
-        for row in rows {
-            let channel = row.get::<String>(1)?.unwrap_or_default();
-            let sender = db::rust_uuid(row.get::<pgrx::Uuid>(2)?.expect("unnest keeps the sender"));
-            members.insert((channel, sender), row.get::<bool>(3)?.unwrap_or(false));
-        }
-        Ok(())
-    })?;
+    let members =
+        if db::citus_loaded() { per_channel::membership(candidates)? } else { membership(candidates)? };
     let mut refused = HashMap::new();
     for candidate in candidates {
         let pair = (candidate.channel.clone(), candidate.sender);
@@ -288,10 +281,30 @@ fn lock_and_check(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Ha
     Ok(refused)
 }
 
+/// Locks the batch's live channels (LOCK_AND_CHECK) and says, for each (channel, sender) of a live
+/// channel, whether the sender may post there.
+fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), bool>> {
+    let channels: Vec<&str> = candidates.iter().map(|c| c.channel.as_str()).collect();
+    let senders: Vec<pgrx::Uuid> = candidates.iter().map(|c| pg_uuid(c.sender)).collect();
+    let mut members: HashMap<(String, Uuid), bool> = HashMap::new();
+    db::query(LOCK_AND_CHECK, &[channels.into(), senders.into()], |rows| {
+        for row in rows {
+            let channel = row.get::<String>(1)?.unwrap_or_default();
+            let sender = db::rust_uuid(row.get::<pgrx::Uuid>(2)?.expect("unnest keeps the sender"));
+            members.insert((channel, sender), row.get::<bool>(3)?.unwrap_or(false));
+        }
+        Ok(())
+    })?;
+    Ok(members)
+}
+
 /// Appends every accepted item; each item's outcome, by its position in the array.
 fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
     if accepted.is_empty() {
         return Ok(Vec::new());
+    }
+    if db::citus_loaded() {
+        return per_channel::append_all(accepted);
     }
     // Each item's place within its channel, its countable place (a system post counts for no
     // unread), and each channel's counts.

@@ -9,7 +9,7 @@ macro_rules! folded {
     ($where:literal, $order:literal) => {
         concat!(
             "SELECT coalesce(jsonb_agg(w.message ORDER BY w.seq), '[]'::jsonb) \
-               FROM (SELECT m.seq, hatchat.message_json(m, u.username) || jsonb_build_object( \
+               FROM (SELECT m.seq, hatchat.message_json(m.seq, m.created_at, m.from_user_id, u.username, m.payload, m.kind, m.target, m.client_id) || jsonb_build_object( \
                             'payload', CASE WHEN e.seq IS NULL THEN m.payload ELSE e.payload END, \
                             'edited', m.edit_seq IS NOT NULL, 'deleted', m.deleted, \
                             'reactions', (SELECT coalesce(jsonb_object_agg(r.reaction, r.n), '{}'::jsonb) \

@@ -37,11 +37,11 @@ const APPEND: &str = "\
     WITH counter AS ( \
         UPDATE hatchat.channels c \
            SET last_seq = last_seq + 1, \
-               last_at = greatest(clock_timestamp(), last_at + interval '1 microsecond'), \
-               expires_at = hatchat.refreshed_expiry(expires_at, ttl_seconds, clock_timestamp()), \
+               last_at = greatest($7, hatchat.add_interval(last_at, interval '1 microsecond')), \
+               expires_at = hatchat.refreshed_expiry(expires_at, ttl_seconds, $7), \
                counted = counted + CASE WHEN $5::text IS NULL \
                                          AND $2 <> '00000000-0000-0000-0000-000000000000'::uuid THEN 1 ELSE 0 END \
-         WHERE c.id = $1 AND hatchat.is_live(c) \
+         WHERE c.id = $1 AND hatchat.is_live(c.expires_at) \
            AND ($2 = '00000000-0000-0000-0000-000000000000'::uuid \
                 OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = $2)) \
      RETURNING last_seq, last_at, counted, max_messages, notify_members), \
@@ -61,7 +61,7 @@ const APPEND: &str = "\
 /// state — stays true until the append, which takes the same lock.
 pub fn lock_counter(channel_id: &str) -> Result<bool> {
     let locked = db::execute(
-        "SELECT 1 FROM hatchat.channels c WHERE c.id = $1 AND hatchat.is_live(c) FOR NO KEY UPDATE",
+        "SELECT 1 FROM hatchat.channels c WHERE c.id = $1 AND hatchat.is_live(c.expires_at) FOR NO KEY UPDATE",
         &[channel_id.into()],
     )?;
     Ok(locked > 0)
@@ -130,6 +130,7 @@ pub fn append_with(
         extra.client_id.into(),
         extra.kind.into(),
         extra.target.into(),
+        db::clock()?.into(),
     ];
     let appended = db::query(APPEND, &args, |rows| {
         if rows.is_empty() {
@@ -320,14 +321,14 @@ impl Window {
 /// that starts nearest the cursor it was given, so a deep cursor does not scan old history.
 const WINDOW_BY_SEQ: &str = "\
     SELECT coalesce(jsonb_agg(w.message ORDER BY w.seq), '[]'::jsonb) \
-      FROM (SELECT m.seq, hatchat.message_json(m, u.username) AS message \
+      FROM (SELECT m.seq, hatchat.message_json(m.seq, m.created_at, m.from_user_id, u.username, m.payload, m.kind, m.target, m.client_id) AS message \
               FROM hatchat.messages m LEFT JOIN hatchat.users u ON u.id = m.from_user_id \
              WHERE m.channel_id = $1 AND m.seq > $5 \
                AND m.created_at > $2::timestamptz AND m.created_at < $3::timestamptz \
              ORDER BY m.seq LIMIT $4) w";
 const WINDOW_BY_TIME: &str = "\
     SELECT coalesce(jsonb_agg(w.message ORDER BY w.seq), '[]'::jsonb) \
-      FROM (SELECT m.seq, hatchat.message_json(m, u.username) AS message \
+      FROM (SELECT m.seq, hatchat.message_json(m.seq, m.created_at, m.from_user_id, u.username, m.payload, m.kind, m.target, m.client_id) AS message \
               FROM hatchat.messages m LEFT JOIN hatchat.users u ON u.id = m.from_user_id \
              WHERE m.channel_id = $1 \
                AND m.created_at > $2::timestamptz AND m.created_at < $3::timestamptz \

@@ -105,6 +105,25 @@ pub fn error_text<T: std::fmt::Debug>(result: Result<T, postgres::Error>) -> (St
     (db.message().to_string(), db.detail().map(str::to_string))
 }
 
+/// Whether the test database is a Citus cluster's (scripts/test-citus.sh): the few tests that look
+/// at locks or at the owner role look the cluster's way there.
+pub fn on_citus(db: &mut Client) -> bool {
+    db.query_one("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')", &[]).unwrap().get(0)
+}
+
+/// Backends waiting for a lock whose statement contains `text`. On Citus the wait happens on the
+/// worker holding the row, for the coordinator's statement: `citus_lock_waits` links the two.
+pub fn lock_waiters(db: &mut Client, text: &str) -> i64 {
+    let pattern = format!("%{text}%");
+    let sql = if on_citus(db) {
+        "SELECT count(*) FROM citus_lock_waits WHERE blocked_statement LIKE $1"
+    } else {
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1 \
+            AND datname = current_database()"
+    };
+    db.query_one(sql, &[&pattern]).unwrap().get(0)
+}
+
 /// Rows in a table for one channel, read as the superuser (the API cannot see deleted data).
 pub fn count(db: &mut Client, sql: &str, param: &str) -> i64 {
     db.query_one(sql, &[&param]).unwrap().get(0)

@@ -1,0 +1,136 @@
+//! Notification fan-out on a Citus cluster: the notifications of one message, created one
+//! receiving user at a time, so that each statement touches one user's shard.
+
+use crate::announce;
+use crate::db;
+use crate::error::{HatchatError, Result};
+use crate::jsonb::Jsonb;
+use crate::settings;
+use crate::users;
+
+/// The notifications message ($1, $2) would create, before blocks are applied: one row per
+/// notification, `(receiver, user_id, sender, body)` in user order, `receiver` being the member whose
+/// settings decided it (a message notification goes to the receiver; a `chat-disabled` one goes
+/// back to the sender). `push` ($3) is attached to the message ones; the server secret posts as
+/// $4, the chat service is $5. Reads the channel's shard and the users (a reference table on
+/// Citus) only: a router query on a cluster.
+const TARGETS: &str = "\
+    WITH msg AS ( \
+        SELECT m.channel_id, m.from_user_id, \
+               CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' THEN $4::text ELSE s.username END AS sender, \
+               CASE WHEN c.type IS NOT NULL THEN m.payload || jsonb_build_object('roomId', m.channel_id) \
+                    ELSE jsonb_build_object('roomId', m.channel_id, \
+                                            'from', CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' \
+                                                         THEN $4::text ELSE s.username END, \
+                                            'timestamp', floor(extract(epoch FROM m.created_at) * 1000)::bigint, \
+                                            'type', 'message', 'message', m.payload) END AS data \
+          FROM hatchat.messages m \
+          JOIN hatchat.channels c ON c.id = m.channel_id \
+          LEFT JOIN hatchat.users s ON s.id = m.from_user_id \
+         WHERE m.channel_id = $1 AND c.id = $1 AND m.seq = $2), \
+    receivers AS ( \
+        SELECT r.id, r.username, r.chat_disabled, msg.from_user_id, msg.sender, msg.data \
+          FROM msg \
+          JOIN hatchat.members mb ON mb.channel_id = $1 \
+          JOIN hatchat.users r ON r.id = mb.user_id \
+         WHERE r.id <> msg.from_user_id AND NOT r.muted) \
+    SELECT id AS receiver, id AS user_id, from_user_id AS sender, \
+           jsonb_build_object('from', $5::text, 'to', username, 'type', 'message', 'data', data) \
+           || CASE WHEN $3::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('push', $3::jsonb) END AS body \
+      FROM receivers WHERE NOT chat_disabled \
+    UNION ALL \
+    SELECT id, from_user_id, from_user_id, jsonb_build_object('from', $5::text, 'to', sender, 'type', 'chat-disabled', \
+                                                'data', jsonb_build_object('receiver', username)) \
+      FROM receivers WHERE chat_disabled AND from_user_id <> '00000000-0000-0000-0000-000000000000' \
+    ORDER BY user_id, receiver";
+
+/// Which of users $1 blocked user $2. Blocks are keyed by the blocking user (sharded by user on
+/// Citus, apart from the channel's tables), hence a query of their own.
+const BLOCKERS: &str = "\
+    SELECT b.user_id FROM hatchat.blocks b WHERE b.user_id = ANY($1) AND b.blocked_user_id = $2";
+
+/// Bumps user $1's counter by $2 (creating the inbox); the new last id. The user's inbox row stays
+/// locked to the end of the transaction.
+const BUMP_INBOX: &str = "\
+    INSERT INTO hatchat.inboxes AS i (user_id, last_id, pending_since) VALUES ($1, $2, clock_timestamp()) \
+    ON CONFLICT (user_id) DO UPDATE SET last_id = i.last_id + EXCLUDED.last_id, \
+                                        pending_since = coalesce(i.pending_since, EXCLUDED.pending_since) \
+    RETURNING i.last_id";
+
+/// One notification to be created: for whom, and what. The member whose settings decided it
+/// (`receiver`) is who may have blocked the sender.
+struct Target {
+    receiver: pgrx::Uuid,
+    user_id: pgrx::Uuid,
+    sender: pgrx::Uuid,
+    body: Jsonb,
+}
+
+/// Creates the notifications of message `seq` of `channel_id` and queues a NOTIFY naming the
+/// users whose streams grew (delivered at commit). Each of those users keeps only the newest
+/// `hatchat.max_notifications`: older ones are deleted, the new ones past the limit are never
+/// inserted, ids are never reused.
+///
+/// Statement by statement, one user at a time in user-id order (so concurrent posts lock inboxes
+/// in one order and never deadlock): each statement then touches one user's rows, which on Citus
+/// is a router query on that user's shard, however the channel's and the users' shards lie.
+pub(super) fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
+    let targets = unblocked(targets(channel_id, seq, push)?)?;
+    let keep = i64::from(settings::max_notifications());
+    let mut grown = Vec::new();
+    for group in targets.chunk_by(|a, b| a.user_id == b.user_id) {
+        let user_id = group[0].user_id;
+        let count = group.len() as i64;
+        let last_id = db::first::<i64>(BUMP_INBOX, &[user_id.into(), count.into()])?
+            .ok_or_else(|| HatchatError::Internal("an upsert returns its row".into()))?;
+        db::execute(
+            "DELETE FROM hatchat.notifications WHERE user_id = $1 AND id <= $2",
+            &[user_id.into(), (last_id - keep).into()],
+        )?;
+        for (target, id) in group.iter().zip(last_id - count + 1..) {
+            if id > last_id - keep {
+                db::execute(
+                    "INSERT INTO hatchat.notifications (user_id, id, body, channel_id) VALUES ($1, $2, $3, $4)",
+                    &[user_id.into(), id.into(), target.body.into(), channel_id.into()],
+                )?;
+            }
+        }
+        grown.push(user_id.to_string());
+    }
+    announce::users(grown.iter().map(String::as_str));
+    Ok(())
+}
+
+fn targets(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<Vec<Target>> {
+    let args = [
+        channel_id.into(),
+        seq.into(),
+        push.into(),
+        users::SERVER_SECRET_NAME.into(),
+        hatchat_wire::CHAT_SERVICE.into(),
+    ];
+    let rows: Vec<Option<Target>> = db::query(TARGETS, &args, |rows| {
+        rows.map(|row| {
+            let (receiver, user_id) = (row.get::<pgrx::Uuid>(1)?, row.get::<pgrx::Uuid>(2)?);
+            let (sender, body) = (row.get::<pgrx::Uuid>(3)?, row.get::<Jsonb>(4)?);
+            Ok(receiver
+                .zip(user_id)
+                .zip(sender.zip(body))
+                .map(|((receiver, user_id), (sender, body))| Target { receiver, user_id, sender, body }))
+        })
+        .collect()
+    })?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// `targets` without those decided by a member who blocked the sender (the sender is the user of
+/// the `chat-disabled` rows, and the receiver of no row).
+fn unblocked(targets: Vec<Target>) -> Result<Vec<Target>> {
+    let Some(sender) = targets.first().map(|t| t.sender) else { return Ok(targets) };
+    let receivers: Vec<pgrx::Uuid> = targets.iter().map(|t| t.receiver).collect();
+    let blockers: Vec<Option<pgrx::Uuid>> =
+        db::query(BLOCKERS, &[receivers.into(), sender.into()], |rows| {
+            rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect()
+        })?;
+    Ok(targets.into_iter().filter(|t| !blockers.contains(&Some(t.receiver))).collect())
+}
