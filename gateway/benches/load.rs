@@ -208,8 +208,12 @@ fn cpu_snapshot() -> HashMap<u32, (String, u32, f64)> {
 /// The pid of the benchmark cluster's postmaster: the parent of one of its backends. Only its
 /// processes count as PostgreSQL's CPU (another cluster on the machine is not the benchmark's).
 async fn postmaster_pid() -> u32 {
-    let backend: i32 = admin().await.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    cpu_snapshot().get(&(backend as u32)).map(|(_, parent, _)| *parent).expect("the backend is alive")
+    // The client lives until the snapshot is taken: dropped earlier, its backend may be gone.
+    let client = admin().await;
+    let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let parent = cpu_snapshot().get(&(backend as u32)).map(|(_, parent, _)| *parent);
+    drop(client);
+    parent.expect("the backend is alive while its client is")
 }
 
 fn cpu_used(
