@@ -93,3 +93,33 @@ fn on_a_cluster_tables_lie_by_channel_and_by_user_and_distribute_is_done_once() 
     db.batch_execute("SELECT hatchat.distribute(4)").unwrap();
     assert_eq!(distribution(&mut db), before, "a second call changes nothing");
 }
+
+/// A plain-SQL send on a cluster commits in one phase: its statements name the channel, and Citus
+/// runs them over one connection to the channel's worker. (The single statement of modifying CTEs
+/// the one-node path runs went over two connections there, and every send committed in two
+/// phases.)
+#[test]
+fn on_a_cluster_a_plain_send_commits_in_one_phase() {
+    let mut db = connect();
+    if !on_citus(&mut db) {
+        return;
+    }
+    let alice = register(&mut db, "alice");
+    let channel = create_channel(&mut db, &alice, "owner");
+    let pid: i32 = db.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    // Citus names a two-phase commit citus_<group>_<coordinator backend pid>_<transaction>_<n>.
+    let mine = format!("citus\\_%\\_{pid}\\_%");
+    let two_phase = |db: &mut postgres::Client| -> i64 {
+        db.query_one("SELECT count(*) FROM pg_dist_transaction WHERE gid LIKE $1", &[&mine]).unwrap().get(0)
+    };
+    let before = two_phase(&mut db);
+    for n in 0..5 {
+        let sent = send(&mut db, &alice, &channel, serde_json::json!(n)).unwrap();
+        assert!(sent["seq"].as_i64().is_some(), "{sent}");
+    }
+    assert_eq!(two_phase(&mut db), before, "no send committed in two phases");
+    let seqs: Vec<i64> =
+        messages(&mut db, &alice, &channel).iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs.len(), 6, "the join and five sends: {seqs:?}");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "gap-free: {seqs:?}");
+}

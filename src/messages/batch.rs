@@ -264,6 +264,29 @@ fn set_aside_repeats(
     Ok((fresh, repeats))
 }
 
+/// One send on a Citus cluster, by the per-channel statements: the alone path's single statement of
+/// modifying CTEs runs there as several steps over two connections to the channel's worker, which
+/// commits in two phases; these are router statements over one connection. None when the channel
+/// is missing or the sender may not post there (the caller says which, as alone).
+pub(super) fn append_alone_on_citus(send: &Admitted) -> Result<Option<Jsonb>> {
+    let candidate = Candidate {
+        ord: 1,
+        channel: send.channel.clone(),
+        sender: send.sender.id(),
+        muted: false,
+        payload: send.payload,
+        client_id: send.client_id.clone(),
+    };
+    let members = per_channel::membership(std::slice::from_ref(&candidate))?;
+    if members.get(&(candidate.channel.clone(), candidate.sender)) != Some(&true) {
+        return Ok(None);
+    }
+    match per_channel::append_all(std::slice::from_ref(&candidate))?.pop() {
+        Some((_, Ok(answer))) => Ok(Some(Jsonb::from_text(&answer)?)),
+        Some((_, Err(_))) | None => Ok(None),
+    }
+}
+
 /// Locks the batch's channels and returns the (channel, sender) pairs that may not send, with the
 /// error each would get alone.
 fn lock_and_check(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), HatchatError>> {

@@ -274,11 +274,19 @@ fn send_alone(send: Admitted) -> Result<Jsonb> {
             }
         }
     }
-    let extra = Extra { client_id: client_id.as_deref(), ..Extra::default() };
-    if let Some(answer) = append_with(&channel, sender.id(), payload, None, extra)? {
-        return Ok(answer);
-    }
-    Err(why_not_appended(&channel, &sender))
+    let appended = if db::citus_loaded() {
+        let send = Admitted {
+            channel: channel.clone(),
+            sender: sender.clone(),
+            payload,
+            client_id: client_id.clone(),
+        };
+        batch::append_alone_on_citus(&send)?
+    } else {
+        let extra = Extra { client_id: client_id.as_deref(), ..Extra::default() };
+        append_with(&channel, sender.id(), payload, None, extra)?
+    };
+    appended.ok_or_else(|| why_not_appended(&channel, &sender))
 }
 
 /// An append bumped no counter: the channel is missing or the sender is not a member.
