@@ -41,16 +41,12 @@ psql_on hatchat_test -c "CREATE EXTENSION hatchat" -c "SELECT hatchat.distribute
 # messages at once and wants them shown within 2 s; with the cluster's longer send path on this
 # shared machine the page's input ran them together ("onetwothree") or showed the last late. The
 # edits test reads its own message on A's page as soon as B shows it, before A's own page had it.
-# The page's and the test's races, not the cluster's. Also skipped for now, NOT explained yet: two of the SSE stream tests
-# (gateway/tests/streams.rs, merged after this stage was written) each once waited more than 10 s
-# for an event on the cluster (one of the two per run); the other stream tests pass.
+# The page's and the test's races, not the cluster's.
 # Not for a cluster, by design: tests/commit.rs's tests of commits that release their locks before
 # their flush (src/commit.rs). On Citus sends commit in PostgreSQL's order, and the workers'
 # transactions, which hold the channels' rows, commit before the coordinator's.
 [ $# -gt 0 ] || set -- --workspace --test '*' -- --skip two_people_chat_end_to_end_encrypted \
     --skip edits_deletes_reactions_and_unread_counts_in_the_browser \
-    --skip fifty_readers_of_one_channel_cost_one_window_query_per_wake_up \
-    --skip a_reader_that_does_not_read_is_closed_without_delaying_the_others \
     --skip the_next_sender_of_a_channel_goes_on_while_a_commit_waits_to_be_durable \
     --skip with_early_release_off_the_next_sender_waits_as_postgresql_makes_it \
     --skip no_read_shows_a_message_before_it_is_durable \
