@@ -192,7 +192,16 @@ create_database() {
 
 # --- Citus (issue 15): a coordinator and two workers as throwaway clusters -------------------------
 
-CITUS_TARBALL=${CITUS_TARBALL:-$ROOT/../shared/citus/citus-13.2.2.tar.gz}
+# Citus's source, as this project receives it: ../shared/citus beside the checkout (or beside its
+# parent, for a clone made one level deeper); CITUS_TARBALL overrides.
+citus_tarball() {
+    local candidate
+    for candidate in "$ROOT/../shared/citus/citus-13.2.2.tar.gz" "$ROOT/../../shared/citus/citus-13.2.2.tar.gz"; do
+        [ -f "$candidate" ] && { echo "$candidate"; return; }
+    done
+    echo "$ROOT/../shared/citus/citus-13.2.2.tar.gz"
+}
+CITUS_TARBALL=${CITUS_TARBALL:-$(citus_tarball)}
 
 # Where the built Citus tree is kept: outside the checkout, once per machine, keyed by the
 # tarball's sha256 so that a different tarball builds afresh.

@@ -60,6 +60,14 @@ say "upgrade path ($(basename -a "$ROOT"/sql/hatchat--*--*.sql | tr '\n' ' '))"
 bash "$ROOT/scripts/test-upgrade.sh"
 # The same suites on a 3-node Citus cluster, hatchat distributed (README, Scale out). The dev build
 # is already installed in the tests' private installation.
-say "Citus: the SQL and HTTP suites against the coordinator of a 3-node cluster"
-HATCHAT_SKIP_INSTALL=1 bash "$ROOT/scripts/test-citus.sh"
-say "all tests passed (browser screenshots in target/browser-test/)"
+# Citus cannot be downloaded here: without its source the stage cannot run, and says so loudly
+# (HATCHAT_REQUIRE_CITUS=1 makes that a failure).
+if [ -f "$CITUS_TARBALL" ]; then
+    say "Citus: the SQL and HTTP suites against the coordinator of a 3-node cluster"
+    HATCHAT_SKIP_INSTALL=1 bash "$ROOT/scripts/test-citus.sh"
+    say "all tests passed (browser screenshots in target/browser-test/)"
+elif [ -n "${HATCHAT_REQUIRE_CITUS:-}" ]; then
+    die "no Citus source at $CITUS_TARBALL (set CITUS_TARBALL)"
+else
+    say "all other tests passed; the Citus stage was NOT run: no Citus source at $CITUS_TARBALL (set CITUS_TARBALL)"
+fi
