@@ -174,7 +174,7 @@ pub fn durable_reads() -> Result<()> {
 /// (or segment) that position lies past the page header, where no record ends yet, and flushing
 /// to it would be refused.
 fn written_end() -> u64 {
-    let align = |size: usize| size.next_multiple_of(std::mem::align_of::<f64>().max(8)) as u64;
+    let align = |size: usize| size.next_multiple_of(pg_sys::MAXIMUM_ALIGNOF as usize) as u64;
     let short_header = align(std::mem::size_of::<pg_sys::XLogPageHeaderData>());
     let long_header = align(std::mem::size_of::<pg_sys::XLogLongPageHeaderData>());
     // SAFETY: reads the insert position and a setting fixed at startup.

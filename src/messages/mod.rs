@@ -261,32 +261,26 @@ fn send_message_text(
 
 /// One admitted send: membership (a muted sender is answered, nothing stored), then the append.
 fn send_alone(send: Admitted) -> Result<Jsonb> {
-    let Admitted { channel, sender, payload, client_id } = send;
+    let Admitted { channel, sender, payload, client_id } = &send;
     if sender.is_muted() {
-        Access::load(&channel, &sender)?.require_member()?;
-        return Jsonb::from_text(&muted_answer(&channel, sender.id())?);
+        Access::load(channel, sender)?.require_member()?;
+        return Jsonb::from_text(&muted_answer(channel, sender.id())?);
     }
     // A retry racing the first send waits here for it to commit, then finds it.
     if let Some(client_id) = client_id.as_deref() {
-        if lock_counter(&channel)? {
-            if let Some(answer) = earlier_send(&channel, sender.id(), client_id)? {
+        if lock_counter(channel)? {
+            if let Some(answer) = earlier_send(channel, sender.id(), client_id)? {
                 return Ok(answer);
             }
         }
     }
     let appended = if db::citus_loaded() {
-        let send = Admitted {
-            channel: channel.clone(),
-            sender: sender.clone(),
-            payload,
-            client_id: client_id.clone(),
-        };
         batch::append_alone_on_citus(&send)?
     } else {
         let extra = Extra { client_id: client_id.as_deref(), ..Extra::default() };
-        append_with(&channel, sender.id(), payload, None, extra)?
+        append_with(channel, sender.id(), *payload, None, extra)?
     };
-    appended.ok_or_else(|| why_not_appended(&channel, &sender))
+    appended.ok_or_else(|| why_not_appended(channel, sender))
 }
 
 /// An append bumped no counter: the channel is missing or the sender is not a member.
