@@ -140,3 +140,63 @@ fn a_claim_or_header_that_is_a_json_array_is_refused() {
     let (_, detail) = error_text(authenticate(&array_header));
     assert!(detail.as_deref().unwrap_or_default().contains("header must be a JSON object"), "{detail:?}");
 }
+
+/// A backend that has verified a token once sends its next sends in one statement, trusting the
+/// signature it checked (send_message's short way). Every change to the sender in the meantime
+/// must still count at once: a ban, a mute, chat disabled, leaving the channel, the account
+/// deleted and its id registered again with another key, the token's expiry.
+#[test]
+fn a_token_verified_before_still_meets_every_change_to_its_user() {
+    let mut sender = connect(); // one session: its backend remembers the token
+    let mut admin = connect();
+    let alice = register(&mut admin, "alice");
+    let bob = register(&mut admin, "bob");
+    let channel = create_channel(&mut admin, &alice, "self");
+    invite(&mut admin, &bob, &channel, &bob).unwrap();
+    let token = bob.token_expiring_in(4);
+    let send = |db: &mut postgres::Client, n: i32| {
+        db.query_one("SELECT hatchat.send_message($1, $2, to_jsonb($3::int))", &[&token, &channel, &n])
+            .map(|row| row.get::<_, serde_json::Value>(0))
+    };
+    let stored = |db: &mut postgres::Client| {
+        // The test's sends are the channel's only numbers (join messages are objects).
+        count(db, "SELECT count(*) FROM hatchat.messages WHERE channel_id = $1 AND jsonb_typeof(payload) = 'number'", &channel)
+    };
+    assert!(send(&mut sender, 1).unwrap()["seq"].is_i64());
+    assert!(send(&mut sender, 2).unwrap()["seq"].is_i64(), "again, by the short way");
+
+    admin.execute("SELECT hatchat.ban_user(NULL, $1, now() + interval '1 hour')", &[&bob.id]).unwrap();
+    assert_eq!(sqlstate(send(&mut sender, 3)), "42501", "banned");
+    admin.execute("SELECT hatchat.unban_user(NULL, $1)", &[&bob.id]).unwrap();
+    assert!(send(&mut sender, 4).unwrap()["seq"].is_i64(), "the ban lifted");
+
+    admin.execute("SELECT hatchat.mute_user(NULL, $1, true)", &[&bob.id]).unwrap();
+    assert_eq!(send(&mut sender, 5).unwrap()["seq"], serde_json::Value::Null, "muted: answered, not stored");
+    admin.execute("SELECT hatchat.mute_user(NULL, $1, false)", &[&bob.id]).unwrap();
+
+    admin.execute("SELECT hatchat.set_chat_disabled($1, true)", &[&bob.token()]).unwrap();
+    assert_eq!(sqlstate(send(&mut sender, 6)), "42501", "chat disabled");
+    admin.execute("SELECT hatchat.set_chat_disabled($1, false)", &[&bob.token()]).unwrap();
+
+    admin.execute("SELECT hatchat.leave_channel($1, $2)", &[&bob.token(), &channel]).unwrap();
+    assert_eq!(sqlstate(send(&mut sender, 7)), "42501", "no longer a member");
+    invite(&mut admin, &bob, &channel, &bob).unwrap();
+    assert!(send(&mut sender, 8).unwrap()["seq"].is_i64(), "a member again");
+    assert_eq!(stored(&mut admin), 4, "1, 2, 4 and 8");
+
+    admin.execute("SELECT hatchat.delete_user($1, $2)", &[&bob.token(), &bob.id]).unwrap();
+    assert_eq!(sqlstate(send(&mut sender, 9)), "28000", "deleted");
+    let carol_key = fixture("carol.pub.pem");
+    admin
+        .execute(
+            "SELECT hatchat.register_user($1, $2, $3)",
+            &[&bob.id, &carol_key, &format!("bob2-{}", short_id())],
+        )
+        .unwrap();
+    invite(&mut admin, &alice, &channel, &bob).unwrap();
+    assert_eq!(sqlstate(send(&mut sender, 10)), "28000", "the id registered again with another key");
+    assert_eq!(stored(&mut admin), 4, "nothing stored by the refused sends");
+
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(sqlstate(send(&mut sender, 11)), "28000", "the token expired");
+}

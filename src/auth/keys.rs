@@ -138,6 +138,15 @@ impl KeyCache {
         Ok(())
     }
 
+    /// The PEM that `token_text` last verified against for this user in this backend, if it did:
+    /// whoever sends it again is who signed it, as long as that user's stored key is still this PEM
+    /// (the caller must check that, in the same snapshot as whatever it then does).
+    pub fn verified_with(&self, user_id: Uuid, token_text: &str) -> Option<&str> {
+        let entry = self.entries.get(&user_id)?;
+        let digest: [u8; 32] = Sha256::digest(token_text.as_bytes()).into();
+        (entry.last_verified == Some(digest)).then_some(entry.pem.as_str())
+    }
+
     fn entry(&mut self, user_id: Uuid, pem: &str) -> Result<&mut Entry> {
         if self.entries.get(&user_id).is_some_and(|entry| entry.pem == pem) {
             return Ok(self.entries.get_mut(&user_id).expect("just found"));
@@ -281,6 +290,22 @@ mod tests {
         let bob = parse_public_key(BOB).unwrap();
         assert_eq!(checked_with(&mut cache, id, BOB, "t1", false), Some(bob), "a new key checks again");
         assert!(checked_with(&mut cache, id, ALICE, "t1", true).is_some(), "and forgets the old");
+    }
+
+    #[test]
+    fn only_a_verified_text_is_known_and_only_with_its_key() {
+        let mut cache = KeyCache::new(2);
+        let (alice, other) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(cache.verified_with(alice, "t1"), None, "nothing verified yet");
+        checked_with(&mut cache, alice, ALICE, "t1", false);
+        assert_eq!(cache.verified_with(alice, "t1"), None, "a failed check is not remembered");
+        checked_with(&mut cache, alice, ALICE, "t1", true);
+        assert_eq!(cache.verified_with(alice, "t1"), Some(ALICE));
+        assert_eq!(cache.verified_with(alice, "t2"), None, "another text");
+        assert_eq!(cache.verified_with(other, "t1"), None, "another user");
+        checked_with(&mut cache, alice, BOB, "t2", true);
+        assert_eq!(cache.verified_with(alice, "t1"), None, "the key changed");
+        assert_eq!(cache.verified_with(alice, "t2"), Some(BOB));
     }
 
     #[test]
