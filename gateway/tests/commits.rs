@@ -1,0 +1,118 @@
+//! No send through the gateway, alone or batched, is answered before its COMMIT has returned:
+//! the extension makes a send visible (and lets the next sender of its channel go) before its
+//! commit is durable (src/commit.rs), so an answer given any earlier could tell of a message that a
+//! crash then takes back.
+//!
+//! "Waiting on the disk" is made to last: the cluster is told to wait for a synchronous standby
+//! that does not exist, so every commit waits (in `SyncRep`) until the test lifts the setting. The
+//! setting is the cluster's, so this file holds one test (test binaries run one at a time).
+
+mod support;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn set_standbys(value: &str) {
+    let admin = admin().await;
+    admin.batch_execute(&format!("ALTER SYSTEM SET synchronous_standby_names = {value}")).await.unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+}
+
+/// Commits wait for a standby that never comes, until this is dropped (also when the test fails).
+struct NoStandby;
+
+impl Drop for NoStandby {
+    fn drop(&mut self) {
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(set_standbys("''")));
+    }
+}
+
+/// Sessions waiting for their commit to be durable.
+async fn waiting_commits(admin: &tokio_postgres::Client) -> i64 {
+    admin
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A value of the gateway's /metrics (0 when absent).
+async fn metric(gateway: &Gateway, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", gateway.base)).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|line| line.split_whitespace().next() == Some(name));
+    line.and_then(|line| line.split_whitespace().nth(1)).map_or(0.0, |value| value.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_send_is_answered_before_its_commit_returns() {
+    let gateway = Gateway::start_with(&[("HATCHAT_SEND_SLOTS", "1")]).await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let channel = api.create_channel(&alice, "owner").await;
+    // The lone send's channel is another: a channel is in one batch at a time.
+    let other = api.create_channel(&alice, "owner").await;
+    let admin = admin().await;
+    let transactions = metric(&gateway, "hatchat_sends_per_transaction_count").await;
+
+    set_standbys("'hatchat_test_nobody'").await;
+    let standby = NoStandby;
+    // The checkpointer takes the setting up shortly after the reload: the first send waits until
+    // its commit does.
+    let first = {
+        let api = api.clone();
+        let (alice, other) = (alice.clone(), other.clone());
+        tokio::spawn(async move { api.send(&alice, &other, json!({"n": 0})).await })
+    };
+    let started = Instant::now();
+    while waiting_commits(&admin).await < 1 {
+        assert!(started.elapsed() < WAIT, "the first send's commit never waited for the standby");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Five more while its slot is held: they go together in a slot of their own (the first one's
+    // stalled), whose statement runs and whose COMMIT then waits too.
+    let rest: Vec<_> = (1..=5)
+        .map(|n| {
+            let api = api.clone();
+            let (alice, channel) = (alice.clone(), channel.clone());
+            tokio::spawn(async move { api.send(&alice, &channel, json!({"n": n})).await })
+        })
+        .collect();
+    let started = Instant::now();
+    while waiting_commits(&admin).await < 2 {
+        if started.elapsed() > WAIT {
+            let rows = admin
+                .query("SELECT coalesce(wait_event_type, '') || ':' || coalesce(wait_event, '') || ' ' || coalesce(state, '') || ' ' || coalesce(left(query, 70), '') FROM pg_stat_activity WHERE datname = current_database()", &[])
+                .await
+                .unwrap();
+            let rows: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            panic!("the batch's commit never waited for the standby: {rows:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Their statements have run; their commits are not durable, so nobody may be told they are.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!first.is_finished(), "the lone send was answered before its commit returned");
+    assert!(rest.iter().all(|send| !send.is_finished()), "a batched send was answered before its commit");
+
+    drop(standby);
+    assert_eq!(first.await.unwrap().expect(200)["seq"], json!(2), "after the join message");
+    let mut seqs = Vec::new();
+    for send in rest {
+        seqs.push(send.await.unwrap().expect(200)["seq"].as_i64().unwrap());
+    }
+    seqs.sort_unstable();
+    let stored: Value = api.poll(&alice, &channel, "limit=100").await.expect(200);
+    let sent: Vec<i64> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["payload"].get("n").is_some())
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sent, seqs, "each send stored once, as answered");
+    assert_eq!(seqs, [2, 3, 4, 5, 6], "consecutive, after the join message");
+    let carried = metric(&gateway, "hatchat_sends_per_transaction_count").await - transactions;
+    assert_eq!(carried, 2.0, "the lone send, then the five together");
+}
