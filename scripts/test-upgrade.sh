@@ -7,14 +7,16 @@
 #   (a) the updated database holds exactly what a fresh `CREATE EXTENSION hatchat` of this version
 #       makes: every object of the extension, dumped and normalised, compares equal;
 #   (b) everything written before reads back the same through this version's API (phase 2).
+# and finally that the updated database survives a backup (docs/operations.md): dumped with
+# `pg_dumpall --globals-only` and `pg_dump -Fc`, restored into a new cluster, it reads back the same.
 # Run by scripts/test.sh; alone: scripts/test-upgrade.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 # The release the upgrade script starts from: its commit, and that commit's install script as
 # pgrx generated it (kept in sql/ as the record of what that release made).
-FROM_VERSION=0.2.0
-FROM_COMMIT=74a0c9f82dfff9b719fa521b799694d17f16b411
+FROM_VERSION=0.3.0
+FROM_COMMIT=a69214e603cc6252319d7e4fe3c7c9cf36ea4320
 TO_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
 ensure_toolchain
@@ -68,12 +70,14 @@ psql_as -d hatchat_fresh -c "CREATE EXTENSION hatchat"
 # Every object of the extension, as pg_dump writes it for pg_upgrade: that mode dumps an
 # extension's members one by one (a plain dump only says CREATE EXTENSION). What that mode pins
 # for pg_upgrade (OIDs, frozen transaction ids) and the dump's random \restrict key are the
-# expected differences and are dropped; comments and blank lines too.
+# expected differences and are dropped; comments and blank lines too. The tables whose rows a
+# dump keeps (pg_extension_config_dump) are named by OID there: they are compared by name instead.
 describe() {
     pg_dump -h 127.0.0.1 -p "$port" -U postgres --schema-only --binary-upgrade --no-comments "$1" \
         | sed -e '/^UPDATE pg_catalog.pg_class$/,/^WHERE oid = /d' \
         | grep -v -e '^--' -e '^$' -e 'binary_upgrade_set_' -e 'pg_catalog.set_config' -e '^\\\(un\)\?restrict ' \
-        | sed -e "s/$1/DATABASE/g"
+        | sed -e "s/$1/DATABASE/g" -e "/binary_upgrade_create_empty_extension/s/'{[0-9,]*}'/'{OIDS}'/"
+    psql_as -d "$1" -c "SELECT extconfig::regclass[], extcondition FROM pg_extension WHERE extname = 'hatchat'"
 }
 describe hatchat_upgraded >"$work/upgraded.sql"
 describe hatchat_fresh >"$work/fresh.sql"
@@ -81,6 +85,27 @@ say "comparing the updated schema with a fresh $TO_VERSION install ($(wc -l <"$w
 diff -u "$work/fresh.sql" "$work/upgraded.sql" \
     || die "$FROM_VERSION updated to $TO_VERSION differs from a fresh $TO_VERSION install (diff above: fresh vs updated)"
 
-say "phase 2: reading it back through the $TO_VERSION API"
+# The updated database backed up as docs/operations.md says, before phase 2 writes to it, and
+# restored into a new cluster that has none of hatchat's roles until the globals bring them.
+say "backup: pg_dumpall --globals-only and pg_dump -Fc of the updated database, restored into a new cluster"
+pg_dumpall -h 127.0.0.1 -p "$port" -U postgres --globals-only >"$work/globals.sql"
+pg_dump -h 127.0.0.1 -p "$port" -U postgres -Fc -f "$work/hatchat_upgraded.dump" hatchat_upgraded
+restored=$(mktemp -d /tmp/hatchat-restored.XXXXXX)
+trap 'stop_cluster "$cluster"; rm -rf "$cluster"; stop_cluster "$restored"; rm -rf "$restored"' EXIT
+restored_port=$(free_port)
+start_cluster "$restored" "$restored_port" throwaway
+psql_restored() { psql -h 127.0.0.1 -p "$restored_port" -U postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
+# The globals name the superuser this new cluster already has: that one error is expected.
+psql -h 127.0.0.1 -p "$restored_port" -U postgres -qtA -d postgres -f "$work/globals.sql" 2>&1 \
+    | grep -v 'role "postgres" already exists' | grep . && die "the globals did not restore (above)"
+psql_restored -d postgres -c "CREATE DATABASE hatchat_restored"
+pg_restore -h 127.0.0.1 -p "$restored_port" -U postgres --exit-on-error -d hatchat_restored "$work/hatchat_upgraded.dump"
+misowned=$(psql_restored -d hatchat_restored -c "SELECT count(*) FROM pg_proc
+    WHERE pronamespace = 'hatchat'::regnamespace AND prosecdef AND proowner <> 'hatchat_owner'::regrole")
+[ "$misowned" = 0 ] || die "the restore left $misowned functions of hatchat owned by another role"
+
+say "phase 2: reading it back through the $TO_VERSION API, in the updated database and in its restored copy"
 cargo test -q --test upgrade -- --ignored --exact after_upgrade
-say "upgrade $FROM_VERSION -> $TO_VERSION: schema equal, data read back"
+HATCHAT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$restored_port/hatchat_restored" \
+    cargo test -q --test upgrade -- --ignored --exact after_upgrade
+say "upgrade $FROM_VERSION -> $TO_VERSION: schema equal, data read back, also from a backup in a new cluster"

@@ -166,6 +166,24 @@ CREATE TABLE hatchat.api_secret (
     set_at    timestamptz NOT NULL DEFAULT now()
 );
 
+-- Backups (docs/operations.md, "Backups and restore"): pg_dump writes no row of a table that an
+-- extension's script created unless the extension marks it, and a dump would otherwise hold only
+-- `CREATE EXTENSION hatchat`. Every table here holds what cannot be made again (who exists, what
+-- was said, who read what, who may not post), so every one is marked. The system user is the one
+-- row CREATE EXTENSION makes itself: it is left out, so a restore does not insert it twice. There
+-- is no sequence to mark: seqs and notification ids are the counters channels.last_seq and
+-- inboxes.last_id, dumped with their rows. pg_dump orders the tables by their foreign keys.
+SELECT pg_catalog.pg_extension_config_dump('hatchat.users',
+                                           'WHERE id <> ''00000000-0000-0000-0000-000000000000''');
+SELECT pg_catalog.pg_extension_config_dump('hatchat.channels', '');
+SELECT pg_catalog.pg_extension_config_dump('hatchat.members', '');
+SELECT pg_catalog.pg_extension_config_dump('hatchat.messages', '');
+SELECT pg_catalog.pg_extension_config_dump('hatchat.reactions', '');
+SELECT pg_catalog.pg_extension_config_dump('hatchat.blocks', '');
+SELECT pg_catalog.pg_extension_config_dump('hatchat.inboxes', '');
+SELECT pg_catalog.pg_extension_config_dump('hatchat.notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('hatchat.api_secret', '');
+
 -- Roles (cluster-wide, so created only if missing): hatchat_admin may set the server secret and
 -- moderate; hatchat_forwarder may read and mark notifications for forwarding (the gateway's role,
 -- when it forwards); hatchat_gateway may read a channel's window for many readers at once
