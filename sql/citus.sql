@@ -3,7 +3,7 @@
 -- before DROP EXTENSION hatchat there. Both do nothing on a single node but explain themselves:
 -- a single-node install is unchanged. Why each step: docs/citus.md.
 
--- Distributes hatchat's tables: users and api_secret become reference tables (a copy on every
+-- Distributes hatchat's tables: users, deleted_users and api_secret become reference tables (a copy on every
 -- node); channels, members, messages are sharded by channel id, colocated; inboxes, notifications,
 -- blocks by user id, colocated. Works on an empty database and on one holding a single-node
 -- hatchat's data (the rows move into the shards). Run once, as a superuser, on the coordinator of
@@ -15,7 +15,7 @@ AS $$
 DECLARE
     fk record;
     fks jsonb := '[]';
-    tables text[] := ARRAY['hatchat.users', 'hatchat.api_secret', 'hatchat.channels', 'hatchat.members',
+    tables text[] := ARRAY['hatchat.users', 'hatchat.deleted_users', 'hatchat.api_secret', 'hatchat.channels', 'hatchat.members',
                            'hatchat.messages', 'hatchat.reactions', 'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
     fn regprocedure;
 BEGIN
@@ -57,6 +57,7 @@ BEGIN
     -- 2. Distribute; existing rows are copied into the shards. The tables stay the extension's, so
     -- DROP EXTENSION and upgrades still know them.
     PERFORM create_reference_table('hatchat.users');
+    PERFORM create_reference_table('hatchat.deleted_users');
     PERFORM create_reference_table('hatchat.api_secret');
     PERFORM create_distributed_table('hatchat.channels', 'id', shard_count => shard_count, colocate_with => 'none');
     PERFORM create_distributed_table('hatchat.members', 'channel_id', colocate_with => 'hatchat.channels');

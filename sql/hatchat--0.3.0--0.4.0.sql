@@ -21,3 +21,109 @@ SELECT pg_catalog.pg_extension_config_dump('hatchat.notifications', '');
 SELECT pg_catalog.pg_extension_config_dump('hatchat.api_secret', '');
 -- ---- end backups ----------------------------------------------------------------------------------
 
+-- ---- trust boundary II (issue 25) ---------------------------------------------------------------
+-- Erasure reaches every copy: a notification names the message it copies, so a delete finds it.
+ALTER TABLE hatchat.notifications ADD COLUMN seq bigint;
+
+-- An identity is never reused: deleted users' ids are kept (sql/schema.sql). The users deleted
+-- before this release are known by what they left behind: messages and reactions under an id that
+-- no user holds.
+CREATE TABLE hatchat.deleted_users (
+    id         uuid PRIMARY KEY,
+    deleted_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO hatchat.deleted_users (id)
+SELECT m.from_user_id FROM hatchat.messages m
+ WHERE m.from_user_id <> '00000000-0000-0000-0000-000000000000'
+   AND NOT EXISTS (SELECT 1 FROM hatchat.users u WHERE u.id = m.from_user_id)
+UNION
+SELECT r.user_id FROM hatchat.reactions r WHERE NOT EXISTS (SELECT 1 FROM hatchat.users u WHERE u.id = r.user_id);
+SELECT pg_catalog.pg_extension_config_dump('hatchat.deleted_users', '');
+REVOKE ALL ON hatchat.deleted_users FROM PUBLIC;
+ALTER TABLE hatchat.deleted_users OWNER TO hatchat_owner;
+-- distribute() makes it a reference table, as users.
+CREATE OR REPLACE FUNCTION hatchat.distribute(shard_count integer DEFAULT 32) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fk record;
+    fks jsonb := '[]';
+    tables text[] := ARRAY['hatchat.users', 'hatchat.deleted_users', 'hatchat.api_secret', 'hatchat.channels', 'hatchat.members',
+                           'hatchat.messages', 'hatchat.reactions', 'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
+    fn regprocedure;
+BEGIN
+    IF shard_count IS NULL OR shard_count NOT BETWEEN 1 AND 64000 THEN
+        RAISE EXCEPTION 'shard_count must be 1..64000, got %', shard_count USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'hatchat.distribute() needs Citus: CREATE EXTENSION citus first, on a cluster '
+                        'whose workers are added (README, "Scale out")' USING ERRCODE = '55000';
+    END IF;
+    IF (SELECT groupid FROM pg_dist_local_group) <> 0 THEN
+        RAISE EXCEPTION 'run hatchat.distribute() on the coordinator' USING ERRCODE = '55000';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary') THEN
+        RAISE EXCEPTION 'no workers: add them with citus_add_node() first' USING ERRCODE = '55000';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'hatchat.users'::regclass) THEN
+        RAISE NOTICE 'hatchat is already distributed';
+        RETURN;
+    END IF;
+    -- One connection per node for the whole transaction: Citus requires it once a table with a
+    -- foreign key to a reference table is changed in a transaction that distributed tables.
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+
+    -- 1. Foreign keys off, on every node (kept to be added back in step 3). Citus refuses to
+    -- distribute a table referencing a local one, and a local table referencing a new reference
+    -- table is turned into a "Citus local table" whose new shell collides on the workers with
+    -- their own copy (CREATE EXTENSION was propagated there). Citus never creates or alters the
+    -- shells of an extension's tables itself, so the workers' copies lose their keys too.
+    FOR fk IN SELECT c.conrelid::regclass::text AS tab, c.conname, pg_get_constraintdef(c.oid) AS def
+                FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
+               WHERE r.relnamespace = 'hatchat'::regnamespace AND c.contype = 'f'
+               ORDER BY c.conrelid::regclass::text, c.conname LOOP
+        fks := fks || jsonb_build_object('tab', fk.tab, 'name', fk.conname, 'def', fk.def);
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.tab, fk.conname);
+        PERFORM run_command_on_workers(format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.tab, fk.conname));
+    END LOOP;
+
+    -- 2. Distribute; existing rows are copied into the shards. The tables stay the extension's, so
+    -- DROP EXTENSION and upgrades still know them.
+    PERFORM create_reference_table('hatchat.users');
+    PERFORM create_reference_table('hatchat.deleted_users');
+    PERFORM create_reference_table('hatchat.api_secret');
+    PERFORM create_distributed_table('hatchat.channels', 'id', shard_count => shard_count, colocate_with => 'none');
+    PERFORM create_distributed_table('hatchat.members', 'channel_id', colocate_with => 'hatchat.channels');
+    PERFORM create_distributed_table('hatchat.messages', 'channel_id', colocate_with => 'hatchat.channels');
+    PERFORM create_distributed_table('hatchat.reactions', 'channel_id', colocate_with => 'hatchat.channels');
+    PERFORM create_distributed_table('hatchat.inboxes', 'user_id', shard_count => shard_count, colocate_with => 'none');
+    PERFORM create_distributed_table('hatchat.notifications', 'user_id', colocate_with => 'hatchat.inboxes');
+    PERFORM create_distributed_table('hatchat.blocks', 'user_id', colocate_with => 'hatchat.inboxes');
+
+    -- 3. The foreign keys back, one per statement (Citus refuses ADD CONSTRAINT with other
+    -- subcommands); Citus creates them on the shards and the shells. All are of the kinds it
+    -- supports: to the reference table users, or between colocated tables on their shard key.
+    FOR fk IN SELECT * FROM jsonb_to_recordset(fks) AS f(tab text, name text, def text) LOOP
+        EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.tab, fk.name, fk.def);
+    END LOOP;
+
+    -- 4. The coordinator's local copies of the rows are invisible now: free their space.
+    PERFORM truncate_local_data_after_distributing_table(t::regclass) FROM unnest(tables) AS t;
+
+    -- 5. Citus connects to the other nodes as the current user, which inside the API functions
+    -- (SECURITY DEFINER) is hatchat_owner: it must be able to log in, node to node only (pg_hba.conf
+    -- of every node; README, "Scale out"). Citus propagates ALTER ROLE to every node.
+    ALTER ROLE hatchat_owner LOGIN;
+
+    -- 6. No forced generic plans: with parameters left in a generic plan Citus cannot always find
+    -- the one shard a statement touches. ALTER FUNCTION on an extension's function is not
+    -- propagated: run on every node (the workers run the functions when called there).
+    FOR fn IN SELECT p.oid::regprocedure FROM pg_proc p
+               WHERE p.pronamespace = 'hatchat'::regnamespace
+                 AND EXISTS (SELECT 1 FROM unnest(p.proconfig) s WHERE s LIKE 'plan_cache_mode=%') LOOP
+        EXECUTE format('ALTER FUNCTION %s RESET plan_cache_mode', fn);
+        PERFORM run_command_on_workers(format('ALTER FUNCTION %s RESET plan_cache_mode', fn));
+    END LOOP;
+END
+$$;

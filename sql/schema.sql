@@ -25,6 +25,13 @@ CREATE TABLE hatchat.users (
 -- Usernames are unique ignoring case.
 CREATE UNIQUE INDEX users_username_key ON hatchat.users (lower(username));
 
+-- The ids of deleted users, kept for good: an id is never registered again, so nobody can become
+-- the author of a deleted user's messages (which stay, under their id). Usernames are freed.
+CREATE TABLE hatchat.deleted_users (
+    id         uuid PRIMARY KEY,
+    deleted_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- The reserved author of join/leave messages.
 INSERT INTO hatchat.users (id, username, public_key)
 VALUES ('00000000-0000-0000-0000-000000000000', 'system', NULL);
@@ -149,6 +156,9 @@ CREATE TABLE hatchat.notifications (
     -- is no longer forwarded, and the user's next ones go on.
     undeliverable_at     timestamptz,
     undeliverable_reason text,
+    -- The message (seq of channel_id) this notification is about, so that the message's delete
+    -- erases the copy too (NULL in those made before 0.4.0).
+    seq          bigint,
     PRIMARY KEY (user_id, id)
 );
 -- Each user's notifications still to forward, in order.
@@ -183,6 +193,7 @@ SELECT pg_catalog.pg_extension_config_dump('hatchat.blocks', '');
 SELECT pg_catalog.pg_extension_config_dump('hatchat.inboxes', '');
 SELECT pg_catalog.pg_extension_config_dump('hatchat.notifications', '');
 SELECT pg_catalog.pg_extension_config_dump('hatchat.api_secret', '');
+SELECT pg_catalog.pg_extension_config_dump('hatchat.deleted_users', '');
 
 -- Roles (cluster-wide, so created only if missing): hatchat_admin may set the server secret and
 -- moderate; hatchat_forwarder may read and mark notifications for forwarding (the gateway's role,

@@ -120,6 +120,16 @@ impl Access {
         }
     }
 
+    /// A room takes only what the room functions write: their `from` is the server's word, so no
+    /// other write path (send, batch, edit, reaction) may reach one. Deletes still do.
+    pub fn require_not_room(&self) -> Result<()> {
+        if self.is_room {
+            Err(rooms_take_room_posts(&self.id))
+        } else {
+            Ok(())
+        }
+    }
+
     pub fn require_owner(&self) -> Result<()> {
         match self.role {
             Role::Owner => Ok(()),
@@ -130,6 +140,13 @@ impl Access {
 
 pub fn channel_not_found(id: &str) -> HatchatError {
     HatchatError::NotFound(format!("channel {id:?} not found"))
+}
+
+pub fn rooms_take_room_posts(id: &str) -> HatchatError {
+    HatchatError::Conflict(format!(
+        "channel {id:?} is a room: only the room functions write to it (post_room_message; HTTP: POST \
+         /chat/v1/auth/{{token}}/rooms/{{id}})"
+    ))
 }
 
 pub fn members_only(id: &str) -> HatchatError {

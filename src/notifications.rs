@@ -33,7 +33,7 @@ mod per_user;
 /// user keeps the newest $4; the server secret posts as $5, the chat service is $6.
 const FAN_OUT: &str = "\
     WITH msg AS ( \
-        SELECT m.channel_id, m.from_user_id, \
+        SELECT m.channel_id, m.from_user_id, m.kind, m.target, \
                CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' THEN $5::text ELSE s.username END AS sender, \
                CASE WHEN c.type IS NOT NULL THEN m.payload || jsonb_build_object('roomId', m.channel_id) \
                     ELSE jsonb_build_object('roomId', m.channel_id, \
@@ -44,9 +44,9 @@ const FAN_OUT: &str = "\
           FROM hatchat.messages m \
           JOIN hatchat.channels c ON c.id = m.channel_id \
           LEFT JOIN hatchat.users s ON s.id = m.from_user_id \
-         WHERE m.channel_id = $1 AND m.seq = $2), \
+         WHERE m.channel_id = $1 AND m.seq = $2 AND (c.type IS NULL OR m.kind IS NULL)), \
     receivers AS ( \
-        SELECT r.id, r.username, r.chat_disabled, msg.from_user_id, msg.sender, msg.data \
+        SELECT r.id, r.username, r.chat_disabled, msg.from_user_id, msg.sender, msg.data, msg.kind, msg.target \
           FROM msg \
           JOIN hatchat.members mb ON mb.channel_id = msg.channel_id \
           JOIN hatchat.users r ON r.id = mb.user_id \
@@ -56,6 +56,7 @@ const FAN_OUT: &str = "\
     targets AS ( \
         SELECT id AS user_id, \
                jsonb_build_object('from', $6::text, 'to', username, 'type', 'message', 'data', data) \
+               || jsonb_strip_nulls(jsonb_build_object('event', kind, 'target', target)) \
                || CASE WHEN $3::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('push', $3::jsonb) END AS body \
           FROM receivers WHERE NOT chat_disabled \
         UNION ALL \
@@ -76,8 +77,8 @@ const FAN_OUT: &str = "\
         SELECT t.user_id, b.last_id - count(*) OVER w + row_number() OVER w AS id, b.last_id, t.body \
           FROM targets t JOIN bumped b ON b.user_id = t.user_id \
         WINDOW w AS (PARTITION BY t.user_id)) \
-    INSERT INTO hatchat.notifications (user_id, id, body, channel_id) \
-    SELECT user_id, id, body, $1 FROM numbered WHERE id > last_id - $4 \
+    INSERT INTO hatchat.notifications (user_id, id, body, channel_id, seq) \
+    SELECT user_id, id, body, $1, $2 FROM numbered WHERE id > last_id - $4 \
     RETURNING user_id";
 
 /// Creates the notifications of message `seq` of `channel_id` and queues a NOTIFY naming the
@@ -314,6 +315,37 @@ fn forwarding_status() -> SqlResult<Jsonb> {
         &[],
     )?;
     Ok(status.expect("a SELECT without FROM returns one row"))
+}
+
+/// Erases the copies that notifications hold of message `seq` of `channel_id` and of its edits:
+/// a delete reaches every copy, not only the channel's rows. Where the payload stood there is JSON
+/// null, and a room post's `push` goes. Copies already forwarded to HATCHAT_NOTIFY_URL left
+/// hatchat before the delete and are out of its reach.
+pub fn erase(channel_id: &str, seq: i64) -> Result<()> {
+    let seqs: Vec<i64> = db::query(
+        "SELECT $2::bigint UNION ALL \
+         SELECT m.seq FROM hatchat.messages m WHERE m.channel_id = $1 AND m.kind = 'edit' AND m.target = $2",
+        &[channel_id.into(), seq.into()],
+        |rows| rows.map(|row| Ok(row.get::<i64>(1)?.unwrap_or_default())).collect(),
+    )?;
+    let users: Vec<pgrx::Uuid> = db::query(
+        "SELECT DISTINCT user_id FROM hatchat.notifications WHERE channel_id = $1 AND seq = ANY($2)",
+        &[channel_id.into(), seqs.clone().into()],
+        |rows| rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect::<Result<Vec<_>>>(),
+    )?
+    .into_iter()
+    .flatten()
+    .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    lock_inboxes(&users)?;
+    db::execute(
+        "UPDATE hatchat.notifications SET body = jsonb_set(body, '{data,message}', 'null'::jsonb) - 'push' \
+          WHERE channel_id = $1 AND seq = ANY($2) AND body->>'type' = 'message'",
+        &[channel_id.into(), seqs.into()],
+    )?;
+    Ok(())
 }
 
 /// Deletes the notifications about `channels` (being purged), keeping their users' place in the

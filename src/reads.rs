@@ -44,11 +44,15 @@ fn last_seq(channel_id: &str) -> Result<i64> {
 #[search_path(pg_catalog, pg_temp)]
 fn mark_read(token: Option<&str>, channel_id: Option<&str>, seq: Option<i64>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
+    // A read position is a write (it moves what others see as read), so a ban refuses it.
+    caller.may_write()?;
     let user = caller.user()?.id;
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let seq = required(seq, "seq")?;
     Access::load(channel_id, &caller)?.require_member()?;
     let last = last_seq(channel_id)?;
+    // Both answers below name lastSeq: only once what it counts is durable, as every read.
+    crate::commit::durable_reads()?;
     if !(0..=last).contains(&seq) {
         return Err(HatchatError::invalid(format!(
             "seq must be 0..{last} (the channel's lastSeq), got {seq}"
@@ -70,6 +74,7 @@ fn set_read_receipts(
     self_id: default!(Option<pgrx::Uuid>, "NULL"),
 ) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
+    caller.may_write()?;
     let user = caller.user()?.id;
     if self_id.is_some_and(|id| crate::db::rust_uuid(id) != user) {
         return Err(HatchatError::Forbidden("a user can only change their own settings".into()).into());

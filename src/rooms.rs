@@ -223,7 +223,8 @@ fn not_a_user_of_the_room() -> HatchatError {
     HatchatError::unauthenticated_with("you are not one of the room's users")
 }
 
-/// `{id, type, users, messages}`, messages newest first.
+/// `{id, type, users, messages}`, messages newest first: the room's posts only (no delete events,
+/// no deleted posts).
 fn room_json(id: &str) -> Result<Jsonb> {
     let room = db::first::<Jsonb>(
         "SELECT jsonb_build_object('id', c.id, 'type', c.type, \
@@ -231,7 +232,8 @@ fn room_json(id: &str) -> Result<Jsonb> {
                             FROM hatchat.members m JOIN hatchat.users u ON u.id = m.user_id \
                            WHERE m.channel_id = c.id), \
                 'messages', (SELECT coalesce(jsonb_agg(msg.payload ORDER BY msg.seq DESC), '[]'::jsonb) \
-                               FROM hatchat.messages msg WHERE msg.channel_id = c.id)) \
+                               FROM hatchat.messages msg \
+                              WHERE msg.channel_id = c.id AND msg.kind IS NULL AND NOT msg.deleted)) \
            FROM hatchat.channels c WHERE c.id = $1",
         &[id.into()],
     )?;
@@ -281,7 +283,8 @@ fn post(caller: &Caller, room_id: &str, body: Jsonb, kind: Option<&str>) -> Resu
     limits::check_payload(&message)?;
     if !caller.is_muted() {
         let push = db::first::<Jsonb>("SELECT $1->'push'", &[body.into()])?;
-        messages::append(room_id, caller.id(), message, push)?.ok_or_else(|| room_not_found(room_id))?;
+        messages::append_to_room(room_id, caller.id(), message, push)?
+            .ok_or_else(|| room_not_found(room_id))?;
     }
     Ok(db::first::<Jsonb>(
         "SELECT jsonb_build_object('roomId', $1::text) || $2",

@@ -11,6 +11,8 @@ pub static ROOM_TTL: GucSetting<i32> = GucSetting::<i32>::new(60 * 24 * 60 * 60)
 pub static MAX_JSON_DEPTH: GucSetting<i32> =
     GucSetting::<i32>::new(hatchat_wire::json::DEFAULT_MAX_DEPTH as i32);
 pub static MAX_NOTIFICATIONS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static MAX_REACTIONS_PER_USER: GucSetting<i32> = GucSetting::<i32>::new(20);
+pub static MAX_REACTIONS_PER_MESSAGE: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static RELEASE_LOCKS_BEFORE_FLUSH: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn register() {
@@ -76,6 +78,28 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"hatchat.max_reactions_per_user",
+        c"Distinct reactions one user may have on one message.",
+        c"One more is refused with SQLSTATE 23505 (HTTP 409). With max_reactions_per_message it \
+          bounds a folded message: at most that many reactions of 64 characters each.",
+        &MAX_REACTIONS_PER_USER,
+        1,
+        10_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hatchat.max_reactions_per_message",
+        c"Distinct reactions one message may have, from all users together.",
+        c"A new one past it is refused with SQLSTATE 23505 (HTTP 409); adding a reaction the \
+          message already has is not a new one.",
+        &MAX_REACTIONS_PER_MESSAGE,
+        1,
+        10_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"hatchat.release_locks_before_flush",
         c"Whether a sending transaction releases its locks before its commit is flushed.",
@@ -109,6 +133,14 @@ pub fn max_json_depth() -> usize {
 
 pub fn max_notifications() -> i32 {
     MAX_NOTIFICATIONS.get()
+}
+
+pub fn max_reactions_per_user() -> i64 {
+    i64::from(MAX_REACTIONS_PER_USER.get())
+}
+
+pub fn max_reactions_per_message() -> i64 {
+    i64::from(MAX_REACTIONS_PER_MESSAGE.get())
 }
 
 pub fn release_locks_before_flush() -> bool {

@@ -68,6 +68,14 @@ fn register_user(
          SELECT hatchat.user_json(w.id, w.username, w.public_key) FROM w",
         &[id.into(), username.into(), public_key.into()],
     )?;
+    // Read after the insert, in a statement of its own: a deletion of this id that committed while
+    // the insert waited for it is seen here, and the insert is undone with the call.
+    if was_deleted(id)? {
+        return Err(HatchatError::Conflict(format!(
+            "user id {id} belonged to a deleted user: ids are never registered again"
+        ))
+        .into());
+    }
     match inserted {
         Some(user) => Ok(user),
         None if user_exists(id)? => {
@@ -75,6 +83,10 @@ fn register_user(
         }
         None => Err(username_taken(username).into()),
     }
+}
+
+fn was_deleted(id: pgrx::Uuid) -> Result<bool> {
+    Ok(db::first::<bool>("SELECT true FROM hatchat.deleted_users WHERE id = $1", &[id.into()])?.is_some())
 }
 
 #[pg_extern(security_definer)]
@@ -133,6 +145,9 @@ fn delete_user(token: Option<&str>, id: Option<pgrx::Uuid>) -> SqlResult<()> {
     if deleted == 0 {
         return Err(user_not_found(id).into());
     }
+    // The id stays taken for good: whoever registered it next would be the author of these
+    // messages (edits and deletes are the author's).
+    db::execute("INSERT INTO hatchat.deleted_users (id) VALUES ($1) ON CONFLICT DO NOTHING", &[id.into()])?;
     Ok(())
 }
 

@@ -68,7 +68,8 @@ const LOCK_AND_CHECK: &str = "\
     SELECT c.id, p.sender, \
            p.sender = '00000000-0000-0000-0000-000000000000' \
            OR (SELECT true FROM hatchat.members m WHERE m.channel_id = c.id AND m.user_id = p.sender) \
-              IS NOT NULL \
+              IS NOT NULL, \
+           c.type IS NOT NULL \
       FROM unnest($1::text[], $2::uuid[]) AS p(channel, sender) \
       JOIN hatchat.channels c ON c.id = p.channel \
      WHERE hatchat.is_live(c.expires_at) \
@@ -285,7 +286,7 @@ pub(super) fn append_alone_on_citus(send: &Admitted) -> Result<Option<Jsonb>> {
         client_id: send.client_id.clone(),
     };
     let members = per_channel::membership(std::slice::from_ref(&candidate))?;
-    if members.get(&(candidate.channel.clone(), candidate.sender)) != Some(&true) {
+    if members.get(&(candidate.channel.clone(), candidate.sender)) != Some(&Standing::Member) {
         return Ok(None);
     }
     match per_channel::append_all(std::slice::from_ref(&candidate))?.pop() {
@@ -303,25 +304,49 @@ fn lock_and_check(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Ha
     for candidate in candidates {
         let pair = (candidate.channel.clone(), candidate.sender);
         match members.get(&pair) {
-            Some(true) => {}
-            Some(false) => drop(refused.insert(pair, access::members_only(&candidate.channel))),
+            Some(Standing::Member) => {}
+            Some(Standing::Stranger) => drop(refused.insert(pair, access::members_only(&candidate.channel))),
+            Some(Standing::InRoom) => {
+                drop(refused.insert(pair, access::rooms_take_room_posts(&candidate.channel)))
+            }
             None => drop(refused.insert(pair, access::channel_not_found(&candidate.channel))),
         }
     }
     Ok(refused)
 }
 
+/// What a sender is to a live channel, for a send: a member of an ordinary channel, not a member,
+/// or one who may post to a room only through the room functions (a member, or the system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Standing {
+    Member,
+    Stranger,
+    InRoom,
+}
+
+impl Standing {
+    pub(super) fn of(member: bool, room: bool) -> Standing {
+        match (member, room) {
+            (false, _) => Standing::Stranger,
+            (true, true) => Standing::InRoom,
+            (true, false) => Standing::Member,
+        }
+    }
+}
+
 /// Locks the batch's live channels (LOCK_AND_CHECK) and says, for each (channel, sender) of a live
-/// channel, whether the sender may post there.
-fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), bool>> {
+/// channel, what the sender is there.
+fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
     let channels: Vec<&str> = candidates.iter().map(|c| c.channel.as_str()).collect();
     let senders: Vec<pgrx::Uuid> = candidates.iter().map(|c| pg_uuid(c.sender)).collect();
-    let mut members: HashMap<(String, Uuid), bool> = HashMap::new();
+    let mut members: HashMap<(String, Uuid), Standing> = HashMap::new();
     db::query(LOCK_AND_CHECK, &[channels.into(), senders.into()], |rows| {
         for row in rows {
             let channel = row.get::<String>(1)?.unwrap_or_default();
             let sender = db::rust_uuid(row.get::<pgrx::Uuid>(2)?.expect("unnest keeps the sender"));
-            members.insert((channel, sender), row.get::<bool>(3)?.unwrap_or(false));
+            let standing =
+                Standing::of(row.get::<bool>(3)?.unwrap_or(false), row.get::<bool>(4)?.unwrap_or(false));
+            members.insert((channel, sender), standing);
         }
         Ok(())
     })?;

@@ -7,16 +7,17 @@
 //!
 //! - edit: the author only; the event's payload is the new payload.
 //! - delete: the author, the channel's owner, or an admin; the target's payload and its edits'
-//!   payloads are overwritten with JSON null in the table (erased, not hidden), and its reactions
-//!   go. The event's payload is null.
+//!   payloads are overwritten with JSON null in the table (erased, not hidden), so are the copies
+//!   in notifications, and its reactions go. The event's payload is null.
 //! - reaction: members; `{"reaction": "👍", "action": "add" | "remove"}`, one of each per user.
 
-use super::{admit, append_with, lock_counter, muted_answer, Extra, Payload};
+use super::{admit, append_with, lock_counter, muted_answer, Destination, Extra, Payload};
 use crate::access::{channel_not_found, valid_channel_id, Access, Role};
 use crate::auth::{self, Caller, SYSTEM_USER};
 use crate::db::{self, pg_uuid, rust_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
+use crate::settings;
 use pgrx::prelude::*;
 
 pub const MAX_REACTION_CHARS: usize = 64;
@@ -68,6 +69,8 @@ fn locked_target(channel_id: &str, seq: Option<i64>, action: Action) -> Result<(
             Ok(Some(Target { author, kind: row.get::<String>(2)?, deleted: row.get::<bool>(3)?.unwrap_or(false) }))
         },
     )?;
+    // What the answer or the error says of the target must not be taken back by a crash.
+    crate::commit::durable_reads()?;
     let target = found.ok_or_else(|| message_not_found(channel_id, seq))?;
     let verb = action.verb();
     if let Some(kind) = &target.kind {
@@ -96,7 +99,9 @@ fn append_event(
     kind: &'static str,
     target: i64,
 ) -> Result<Jsonb> {
-    let extra = Extra { kind: Some(kind), target: Some(target), client_id: None };
+    // Only a delete reaches a room's messages: the room checks refused edits and reactions before.
+    let into = if kind == "delete" { Destination::Either } else { Destination::Channel };
+    let extra = Extra { kind: Some(kind), target: Some(target), client_id: None, into };
     append_with(channel_id, from.id(), payload, None, extra)?.ok_or_else(|| channel_not_found(channel_id))
 }
 
@@ -115,7 +120,9 @@ fn edit_message(
     payload: Option<Jsonb>,
 ) -> SqlResult<Jsonb> {
     let edit = admit(|| auth::authenticate(token), channel_id, Payload::Value(payload), None)?;
-    Access::load(&edit.channel, &edit.sender)?.require_member()?;
+    let access = Access::load(&edit.channel, &edit.sender)?;
+    access.require_member()?;
+    access.require_not_room()?;
     let (seq, target) = locked_target(&edit.channel, seq, Action::Edit)?;
     if target.author != edit.sender.id() {
         return Err(HatchatError::Forbidden(format!("only the author of message {seq} may edit it")).into());
@@ -159,6 +166,7 @@ fn delete_message(token: Option<&str>, channel_id: Option<&str>, seq: Option<i64
          UPDATE hatchat.messages SET payload = 'null'::jsonb, deleted = true WHERE channel_id = $1 AND seq = $2",
         &[channel_id.into(), seq.into()],
     )?;
+    crate::notifications::erase(channel_id, seq)?;
     Ok(answer)
 }
 
@@ -190,12 +198,17 @@ fn reaction(
     let user = caller.user()?.id;
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let reaction = valid_reaction(reaction)?;
-    Access::load(channel_id, &caller)?.require_member()?;
+    let access = Access::load(channel_id, &caller)?;
+    access.require_member()?;
+    access.require_not_room()?;
     let (seq, _) = locked_target(channel_id, seq, Action::React)?;
     if caller.is_muted() {
         return Jsonb::from_text(&muted_answer(channel_id, user)?);
     }
     let args = [channel_id.into(), seq.into(), pg_uuid(user).into(), reaction.into()];
+    if add {
+        check_reaction_room(channel_id, seq, user, reaction)?;
+    }
     let changed = if add {
         db::execute(
             "INSERT INTO hatchat.reactions (channel_id, seq, user_id, reaction) VALUES ($1, $2, $3, $4) \
@@ -225,7 +238,45 @@ fn reaction(
     append_event(channel_id, &caller, body, "reaction", seq)
 }
 
-/// Adds the caller's `reaction` (1..64 characters) to message `seq`; 409 if it is already there.
+/// A message holds a bounded set of reactions, so its folded form has a stated bound too: each
+/// user at most `hatchat.max_reactions_per_user` distinct ones, and all users together at most
+/// `hatchat.max_reactions_per_message` distinct ones. Decided under the counter lock that every
+/// reaction to the channel takes (`locked_target`), so two at once cannot both take the last place.
+fn check_reaction_room(channel_id: &str, seq: i64, user: uuid::Uuid, reaction: &str) -> Result<()> {
+    let counts = db::query(
+        "SELECT count(*) FILTER (WHERE r.user_id = $3), count(DISTINCT r.reaction), \
+                coalesce(bool_or(r.reaction = $4), false) \
+           FROM hatchat.reactions r WHERE r.channel_id = $1 AND r.seq = $2",
+        &[channel_id.into(), seq.into(), pg_uuid(user).into(), reaction.into()],
+        |rows| {
+            let row = rows.first();
+            Ok((
+                row.get::<i64>(1)?.unwrap_or(0),
+                row.get::<i64>(2)?.unwrap_or(0),
+                row.get::<bool>(3)?.unwrap_or(false),
+            ))
+        },
+    )?;
+    let (mine, distinct, present) = counts;
+    let per_user = settings::max_reactions_per_user();
+    if mine >= per_user {
+        return Err(HatchatError::Conflict(format!(
+            "you have {mine} reactions on message {seq}, the most one user may have \
+             (hatchat.max_reactions_per_user): remove one first"
+        )));
+    }
+    let per_message = settings::max_reactions_per_message();
+    if !present && distinct >= per_message {
+        return Err(HatchatError::Conflict(format!(
+            "message {seq} has {distinct} distinct reactions, the most it may have \
+             (hatchat.max_reactions_per_message): add one of those instead"
+        )));
+    }
+    Ok(())
+}
+
+/// Adds the caller's `reaction` (1..64 characters) to message `seq`; 409 if it is already there,
+/// or if the message or the caller has as many reactions as it may (`check_reaction_room`).
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn react(

@@ -34,7 +34,9 @@ mod fold;
 /// unread count needs no per-sender index (see reads.rs). With a key ($8), only a sender whose
 /// stored key is that key and who may post now (not banned, muted or with chat disabled) appends:
 /// a send by a token verified before authenticates in this statement (see `send_as_known`).
-/// Returns the answer and the channel's retention and notification settings.
+/// $9 says which channels it may go into (`Destination`): a room takes only the room functions'
+/// writes, whatever path a caller finds. Returns the answer and the channel's retention and
+/// notification settings.
 const APPEND: &str = "\
     WITH counter AS ( \
         UPDATE hatchat.channels c \
@@ -44,6 +46,7 @@ const APPEND: &str = "\
                counted = counted + CASE WHEN $5::text IS NULL \
                                          AND $2 <> '00000000-0000-0000-0000-000000000000'::uuid THEN 1 ELSE 0 END \
          WHERE c.id = $1 AND hatchat.is_live(c.expires_at) \
+           AND ($9::boolean IS NULL OR (c.type IS NOT NULL) = $9) \
            AND ($2 = '00000000-0000-0000-0000-000000000000'::uuid \
                 OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = $2)) \
            AND ($8::text IS NULL \
@@ -84,12 +87,35 @@ pub fn earlier_send(channel_id: &str, from: Uuid, client_id: &str) -> Result<Opt
 }
 
 /// What a new row is besides its payload: a send (maybe with a client id) or an event about an
-/// earlier message.
+/// earlier message, and where it may go.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Extra<'a> {
     pub client_id: Option<&'a str>,
     pub kind: Option<&'static str>,
     pub target: Option<i64>,
+    pub into: Destination,
+}
+
+/// Which channels an append may go into. A room's messages carry the `from` the server stamped,
+/// so only the room functions append to rooms; a delete (erasure is never withheld) goes into
+/// either; everything else into ordinary channels only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Destination {
+    #[default]
+    Channel,
+    Room,
+    Either,
+}
+
+impl Destination {
+    /// APPEND's $9: whether the channel must be a room, or NULL for either.
+    fn must_be_room(self) -> Option<bool> {
+        match self {
+            Destination::Channel => Some(false),
+            Destination::Room => Some(true),
+            Destination::Either => None,
+        }
+    }
 }
 
 pub const MAX_CLIENT_ID_CHARS: usize = 64;
@@ -115,10 +141,21 @@ pub struct Retention {
     pub notify_members: bool,
 }
 
-/// Appends one message (see `APPEND`) and settles it; the answer, or None when the channel is
-/// missing or `from` may not post there. `push` goes with a room post's notifications.
-pub fn append(channel_id: &str, from: Uuid, payload: Jsonb, push: Option<Jsonb>) -> Result<Option<Jsonb>> {
-    append_with(channel_id, from, payload, push, Extra::default())
+/// Appends one message to an ordinary channel (see `APPEND`) and settles it; the answer, or None
+/// when the channel is missing or `from` may not post there.
+pub fn append(channel_id: &str, from: Uuid, payload: Jsonb) -> Result<Option<Jsonb>> {
+    append_with(channel_id, from, payload, None, Extra::default())
+}
+
+/// `append` for the room functions, the only writers of a room's messages; `push` goes with the
+/// post's notifications.
+pub fn append_to_room(
+    room_id: &str,
+    from: Uuid,
+    payload: Jsonb,
+    push: Option<Jsonb>,
+) -> Result<Option<Jsonb>> {
+    append_with(room_id, from, payload, push, Extra { into: Destination::Room, ..Extra::default() })
 }
 
 /// `append`, with a client id or as an event.
@@ -150,6 +187,7 @@ fn append_guarded(
         extra.target.into(),
         db::clock()?.into(),
         key.into(),
+        extra.into.must_be_room().into(),
     ];
     let appended = db::query(APPEND, &args, |rows| {
         if rows.is_empty() {
@@ -201,7 +239,7 @@ pub fn post_system(channel_id: &str, event: &str, user: Uuid) -> Result<()> {
         &[sentence.into(), event.into(), pg_uuid(user).into()],
     )?
     .expect("a SELECT without FROM returns one row");
-    append(channel_id, SYSTEM_USER, payload, None)?.ok_or_else(|| access::channel_not_found(channel_id))?;
+    append(channel_id, SYSTEM_USER, payload)?.ok_or_else(|| access::channel_not_found(channel_id))?;
     Ok(())
 }
 
@@ -329,7 +367,9 @@ fn send_as_known(
 fn send_alone(send: Admitted) -> Result<Jsonb> {
     let Admitted { channel, sender, payload, client_id } = &send;
     if sender.is_muted() {
-        Access::load(channel, sender)?.require_member()?;
+        let access = Access::load(channel, sender)?;
+        access.require_member()?;
+        access.require_not_room()?;
         return Jsonb::from_text(&muted_answer(channel, sender.id())?);
     }
     // A retry racing the first send waits here for it to commit, then finds it.
@@ -349,9 +389,13 @@ fn send_alone(send: Admitted) -> Result<Jsonb> {
     appended.ok_or_else(|| why_not_appended(channel, sender))
 }
 
-/// An append bumped no counter: the channel is missing or the sender is not a member.
+/// An append bumped no counter: the channel is missing, the sender is not a member, or it is a room.
 fn why_not_appended(channel_id: &str, sender: &Caller) -> HatchatError {
-    match Access::load(channel_id, sender).and_then(|access| access.require_member()) {
+    let refusal = Access::load(channel_id, sender).and_then(|access| {
+        access.require_member()?;
+        access.require_not_room()
+    });
+    match refusal {
         Err(error) => error,
         // A member, yet no row: the channel was deleted between the two statements.
         Ok(()) => access::channel_not_found(channel_id),

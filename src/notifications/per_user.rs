@@ -16,7 +16,7 @@ use crate::users;
 /// Citus) only: a router query on a cluster.
 const TARGETS: &str = "\
     WITH msg AS ( \
-        SELECT m.channel_id, m.from_user_id, \
+        SELECT m.channel_id, m.from_user_id, m.kind, m.target, \
                CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' THEN $4::text ELSE s.username END AS sender, \
                CASE WHEN c.type IS NOT NULL THEN m.payload || jsonb_build_object('roomId', m.channel_id) \
                     ELSE jsonb_build_object('roomId', m.channel_id, \
@@ -27,15 +27,16 @@ const TARGETS: &str = "\
           FROM hatchat.messages m \
           JOIN hatchat.channels c ON c.id = m.channel_id \
           LEFT JOIN hatchat.users s ON s.id = m.from_user_id \
-         WHERE m.channel_id = $1 AND c.id = $1 AND m.seq = $2), \
+         WHERE m.channel_id = $1 AND c.id = $1 AND m.seq = $2 AND (c.type IS NULL OR m.kind IS NULL)), \
     receivers AS ( \
-        SELECT r.id, r.username, r.chat_disabled, msg.from_user_id, msg.sender, msg.data \
+        SELECT r.id, r.username, r.chat_disabled, msg.from_user_id, msg.sender, msg.data, msg.kind, msg.target \
           FROM msg \
           JOIN hatchat.members mb ON mb.channel_id = $1 \
           JOIN hatchat.users r ON r.id = mb.user_id \
          WHERE r.id <> msg.from_user_id AND NOT r.muted) \
     SELECT id AS receiver, id AS user_id, from_user_id AS sender, \
            jsonb_build_object('from', $5::text, 'to', username, 'type', 'message', 'data', data) \
+           || jsonb_strip_nulls(jsonb_build_object('event', kind, 'target', target)) \
            || CASE WHEN $3::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('push', $3::jsonb) END AS body \
       FROM receivers WHERE NOT chat_disabled \
     UNION ALL \
@@ -90,8 +91,8 @@ pub(super) fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result
         for (target, id) in group.iter().zip(last_id - count + 1..) {
             if id > last_id - keep {
                 db::execute(
-                    "INSERT INTO hatchat.notifications (user_id, id, body, channel_id) VALUES ($1, $2, $3, $4)",
-                    &[user_id.into(), id.into(), target.body.into(), channel_id.into()],
+                    "INSERT INTO hatchat.notifications (user_id, id, body, channel_id, seq) VALUES ($1, $2, $3, $4, $5)",
+                    &[user_id.into(), id.into(), target.body.into(), channel_id.into(), seq.into()],
                 )?;
             }
         }

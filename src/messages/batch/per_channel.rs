@@ -5,7 +5,7 @@
 //! answers, same order of locks among batches, more statements: used where Citus is loaded.
 
 use super::super::{settle, Retention};
-use super::Candidate;
+use super::{Candidate, Standing};
 use crate::access;
 use crate::auth::SYSTEM_USER;
 use crate::db::{self, pg_uuid};
@@ -14,9 +14,10 @@ use pgrx::datum::TimestampWithTimeZone;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
-/// Locks a live channel's counter row.
+/// Locks a live channel's counter row; whether it is a room.
 const LOCK: &str = "\
-    SELECT 1 FROM hatchat.channels c WHERE c.id = $1 AND hatchat.is_live(c.expires_at) FOR NO KEY UPDATE";
+    SELECT c.type IS NOT NULL FROM hatchat.channels c WHERE c.id = $1 AND hatchat.is_live(c.expires_at) \
+       FOR NO KEY UPDATE";
 
 /// Which of users $2 are members of channel $1.
 const MEMBERS: &str =
@@ -60,19 +61,17 @@ fn by_channel(candidates: &[Candidate]) -> BTreeMap<&str, Vec<&Candidate>> {
 
 /// Locks the batch's live channels and says, for each (channel, sender) of a live channel, whether
 /// the sender may post there.
-pub(super) fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), bool>> {
+pub(super) fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
     let mut members = HashMap::new();
     for (channel, items) in by_channel(candidates) {
-        if db::execute(LOCK, &[channel.into()])? == 0 {
-            continue;
-        }
+        let Some(room) = db::first::<bool>(LOCK, &[channel.into()])? else { continue };
         let senders: Vec<pgrx::Uuid> = items.iter().map(|c| pg_uuid(c.sender)).collect();
         let found: Vec<Option<pgrx::Uuid>> = db::query(MEMBERS, &[channel.into(), senders.into()], |rows| {
             rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect()
         })?;
         for item in items {
             let member = item.sender == SYSTEM_USER || found.contains(&Some(pg_uuid(item.sender)));
-            members.insert((channel.to_string(), item.sender), member);
+            members.insert((channel.to_string(), item.sender), Standing::of(member, room));
         }
     }
     Ok(members)
