@@ -3,8 +3,8 @@
 -- before DROP EXTENSION hatchat there. Both do nothing on a single node but explain themselves:
 -- a single-node install is unchanged. Why each step: docs/citus.md.
 
--- Distributes hatchat's tables: users, deleted_users and api_secret become reference tables (a copy on every
--- node); channels, members, messages are sharded by channel id, colocated; inboxes, notifications,
+-- Distributes hatchat's tables: users, deleted_users, api_secret and wake_secret become reference
+-- tables (a copy on every node); channels, members, messages are sharded by channel id, colocated; inboxes, notifications,
 -- blocks by user id, colocated. Works on an empty database and on one holding a single-node
 -- hatchat's data (the rows move into the shards). Run once, as a superuser, on the coordinator of
 -- a cluster whose workers are added; a second call only says so.
@@ -15,8 +15,9 @@ AS $$
 DECLARE
     fk record;
     fks jsonb := '[]';
-    tables text[] := ARRAY['hatchat.users', 'hatchat.deleted_users', 'hatchat.api_secret', 'hatchat.channels', 'hatchat.members',
-                           'hatchat.messages', 'hatchat.reactions', 'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
+    tables text[] := ARRAY['hatchat.users', 'hatchat.deleted_users', 'hatchat.api_secret', 'hatchat.wake_secret',
+                           'hatchat.channels', 'hatchat.members', 'hatchat.messages', 'hatchat.reactions',
+                           'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
     fn regprocedure;
 BEGIN
     IF shard_count IS NULL OR shard_count NOT BETWEEN 1 AND 64000 THEN
@@ -59,6 +60,9 @@ BEGIN
     PERFORM create_reference_table('hatchat.users');
     PERFORM create_reference_table('hatchat.deleted_users');
     PERFORM create_reference_table('hatchat.api_secret');
+    -- Every node keys its wake-ups with the coordinator's secret (a worker's own install made
+    -- another, which the reference table's rows now stand in for).
+    PERFORM create_reference_table('hatchat.wake_secret');
     PERFORM create_distributed_table('hatchat.channels', 'id', shard_count => shard_count, colocate_with => 'none');
     PERFORM create_distributed_table('hatchat.members', 'channel_id', colocate_with => 'hatchat.channels');
     PERFORM create_distributed_table('hatchat.messages', 'channel_id', colocate_with => 'hatchat.channels');

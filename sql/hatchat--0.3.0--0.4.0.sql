@@ -41,7 +41,25 @@ SELECT r.user_id FROM hatchat.reactions r WHERE NOT EXISTS (SELECT 1 FROM hatcha
 SELECT pg_catalog.pg_extension_config_dump('hatchat.deleted_users', '');
 REVOKE ALL ON hatchat.deleted_users FROM PUBLIC;
 ALTER TABLE hatchat.deleted_users OWNER TO hatchat_owner;
--- distribute() makes it a reference table, as users.
+
+-- Wake-ups that say nothing: keys are SipHash-2-4 under a per-database secret (sql/schema.sql).
+CREATE TABLE hatchat.wake_secret (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    secret    bytea NOT NULL CHECK (length(secret) = 16)
+);
+INSERT INTO hatchat.wake_secret (secret)
+VALUES (substring(sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())) FROM 1 FOR 16));
+REVOKE ALL ON hatchat.wake_secret FROM PUBLIC;
+ALTER TABLE hatchat.wake_secret OWNER TO hatchat_owner;
+CREATE FUNCTION hatchat.wake_secret() RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT encode(w.secret, 'hex') FROM hatchat.wake_secret w);
+REVOKE EXECUTE ON FUNCTION hatchat.wake_secret() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.wake_secret() TO hatchat_gateway, hatchat_admin;
+ALTER FUNCTION hatchat.wake_secret() OWNER TO hatchat_owner;
+
+-- distribute() makes deleted_users and wake_secret reference tables, as users.
 CREATE OR REPLACE FUNCTION hatchat.distribute(shard_count integer DEFAULT 32) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -49,8 +67,9 @@ AS $$
 DECLARE
     fk record;
     fks jsonb := '[]';
-    tables text[] := ARRAY['hatchat.users', 'hatchat.deleted_users', 'hatchat.api_secret', 'hatchat.channels', 'hatchat.members',
-                           'hatchat.messages', 'hatchat.reactions', 'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
+    tables text[] := ARRAY['hatchat.users', 'hatchat.deleted_users', 'hatchat.api_secret', 'hatchat.wake_secret',
+                           'hatchat.channels', 'hatchat.members', 'hatchat.messages', 'hatchat.reactions',
+                           'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
     fn regprocedure;
 BEGIN
     IF shard_count IS NULL OR shard_count NOT BETWEEN 1 AND 64000 THEN
@@ -93,6 +112,9 @@ BEGIN
     PERFORM create_reference_table('hatchat.users');
     PERFORM create_reference_table('hatchat.deleted_users');
     PERFORM create_reference_table('hatchat.api_secret');
+    -- Every node keys its wake-ups with the coordinator's secret (a worker's own install made
+    -- another, which the reference table's rows now stand in for).
+    PERFORM create_reference_table('hatchat.wake_secret');
     PERFORM create_distributed_table('hatchat.channels', 'id', shard_count => shard_count, colocate_with => 'none');
     PERFORM create_distributed_table('hatchat.members', 'channel_id', colocate_with => 'hatchat.channels');
     PERFORM create_distributed_table('hatchat.messages', 'channel_id', colocate_with => 'hatchat.channels');

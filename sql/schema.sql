@@ -176,6 +176,18 @@ CREATE TABLE hatchat.api_secret (
     set_at    timestamptz NOT NULL DEFAULT now()
 );
 
+-- The secret wake-up keys are made with (hatchat_wire::wake::Secret): a NOTIFY can be heard by
+-- any role allowed to LISTEN, and without this a key would be a plain hash of a guessable id
+-- (`c:game/alice/bob`). 16 bytes from two random uuids (gen_random_uuid draws from PostgreSQL's
+-- strong random source). Read by the extension, which owns it, and through hatchat.wake_secret()
+-- by the gateway role. Not dumped: every install makes its own, and gateways read it at start.
+CREATE TABLE hatchat.wake_secret (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    secret    bytea NOT NULL CHECK (length(secret) = 16)
+);
+INSERT INTO hatchat.wake_secret (secret)
+VALUES (substring(sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())) FROM 1 FOR 16));
+
 -- Backups (docs/operations.md, "Backups and restore"): pg_dump writes no row of a table that an
 -- extension's script created unless the extension marks it, and a dump would otherwise hold only
 -- `CREATE EXTENSION hatchat`. Every table here holds what cannot be made again (who exists, what
@@ -217,6 +229,14 @@ $$;
 -- a role that may call them cannot bypass them by writing rows directly.
 REVOKE ALL ON ALL TABLES IN SCHEMA hatchat FROM PUBLIC;
 GRANT USAGE ON SCHEMA hatchat TO PUBLIC;
+
+-- The wake-up secret, in hex, for the gateway role (and admins): see hatchat.wake_secret.
+CREATE FUNCTION hatchat.wake_secret() RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT encode(w.secret, 'hex') FROM hatchat.wake_secret w);
+REVOKE EXECUTE ON FUNCTION hatchat.wake_secret() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.wake_secret() TO hatchat_gateway, hatchat_admin;
 
 -- Timestamps leave as ISO-8601 UTC with microseconds: exactly what is stored, so a client can hand
 -- a createdAt back as `since` and lose nothing.

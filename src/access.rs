@@ -179,7 +179,7 @@ pub fn delete_channels(ids: &[String], only_expired: bool) -> Result<Vec<String>
         })?;
     if !gone.is_empty() {
         db::execute(DELETE_MESSAGES, &[gone.clone().into()])?;
-        gone.iter().for_each(|id| announce::channel(id));
+        gone.iter().try_for_each(|id| announce::channel(id))?;
     }
     Ok(gone)
 }

@@ -13,6 +13,8 @@
 //! Nothing is lost quietly: keys that do not fit the queue, or that a failing announcer held, turn
 //! into one "everyone look again" wake-up.
 
+use crate::db;
+use crate::error::{HatchatError, Result};
 use hatchat_wire::wake::{self, Kind, WakeUp};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -152,17 +154,45 @@ thread_local! {
     static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// The database's wake-up secret as this backend read it, with the extension's OID then: an
+    /// extension dropped and created again in this backend's database has another secret.
+    static SECRET: std::cell::Cell<Option<(pg_sys::Oid, wake::Secret)>> = const { std::cell::Cell::new(None) };
+}
+
+/// The secret this database's wake-up keys are made with (`hatchat.wake_secret`), read once per
+/// backend (and again if the extension was made anew).
+fn secret() -> Result<wake::Secret> {
+    // SAFETY: a syscache lookup by name; missing_ok, so it returns InvalidOid instead of raising.
+    let extension = unsafe { pg_sys::get_extension_oid(c"hatchat".as_ptr(), true) };
+    if let Some((oid, secret)) = SECRET.get() {
+        if oid == extension {
+            return Ok(secret);
+        }
+    }
+    let bytes = db::first::<Vec<u8>>("SELECT w.secret FROM hatchat.wake_secret w", &[])?;
+    let secret = bytes
+        .as_deref()
+        .and_then(wake::Secret::from_bytes)
+        .ok_or_else(|| HatchatError::Internal("hatchat.wake_secret holds no 16-byte secret".into()))?;
+    SECRET.set(Some((extension, secret)));
+    Ok(secret)
+}
+
 /// Announces that `channel` changed (a message, a member, the channel itself), once the current
 /// transaction commits.
-pub fn channel(id: &str) {
-    announce(Kind::Channel, wake::key(Kind::Channel, id));
+pub fn channel(id: &str) -> Result<()> {
+    announce(Kind::Channel, secret()?.key(Kind::Channel, id));
+    Ok(())
 }
 
 /// Announces that these users' notification streams grew, once the current transaction commits.
-pub fn users<'a>(ids: impl IntoIterator<Item = &'a str>) {
+pub fn users<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let secret = secret()?;
     for id in ids {
-        announce(Kind::User, wake::key(Kind::User, id));
+        announce(Kind::User, secret.key(Kind::User, id));
     }
+    Ok(())
 }
 
 fn announce(kind: Kind, key: u64) {

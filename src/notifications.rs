@@ -104,8 +104,7 @@ pub fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
     let users: Vec<String> = db::query(FAN_OUT, &args, |rows| {
         rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?.map(|u| u.to_string()).unwrap_or_default())).collect()
     })?;
-    announce::users(users.iter().map(String::as_str));
-    Ok(())
+    announce::users(users.iter().map(String::as_str))
 }
 
 /// The caller's notifications after `after_id`, oldest first: `[{id, createdAt, from, to, type,

@@ -224,3 +224,43 @@ fn a_banned_user_moves_no_read_position() {
     assert_eq!(sqlstate(receipts), "42501", "set_read_receipts by a banned user");
     assert_eq!(call(&mut db, "SELECT hatchat.get_channel($1, $2)", &[&bob.token(), &channel]), before);
 }
+
+#[test]
+fn a_listener_without_the_secret_learns_nothing_from_a_wake_up() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let channel = create_channel(&mut db, &alice, "owner");
+    // A role with nothing but CONNECT may LISTEN, but may not read the secret the keys are made with.
+    let mut app = app_connection();
+    assert_eq!(sqlstate(app.query_one("SELECT hatchat.wake_secret()", &[])), "42501");
+    assert_eq!(sqlstate(app.query_one("SELECT secret FROM hatchat.wake_secret", &[])), "42501");
+    app.batch_execute(&format!("LISTEN {}", hatchat_wire::wake::NOTIFY_CHANNEL)).unwrap();
+    send(&mut db, &alice, &channel, json!("hi")).unwrap();
+    // What it hears is the keyed hash (heard() keys with the secret, as the gateway does), and not
+    // the plain FNV-1a hash of `c:<channel id>` that 0.3.0 sent, which anyone could test a guess with.
+    let mut listener = connect();
+    listener.batch_execute(&format!("LISTEN {}", hatchat_wire::wake::NOTIFY_CHANNEL)).unwrap();
+    send(&mut db, &alice, &channel, json!("again")).unwrap();
+    assert!(heard(&mut listener, &channel, std::time::Duration::from_secs(10)), "the keyed wake-up arrives");
+    let fnv = format!("c:{channel}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    let payloads = heard_payloads(&mut app, std::time::Duration::from_secs(2));
+    assert!(!payloads.is_empty(), "the plain role hears the wake-ups");
+    assert!(payloads.iter().all(|p| !p.contains(&format!("{fnv:016x}"))), "{payloads:?}");
+}
+
+/// Every wake-up payload a LISTENing connection hears within `wait`.
+fn heard_payloads(listener: &mut Client, wait: std::time::Duration) -> Vec<String> {
+    use postgres::fallible_iterator::FallibleIterator;
+    let deadline = std::time::Instant::now() + wait;
+    let mut notifications = listener.notifications();
+    let mut heard = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match notifications.timeout_iter(left).next() {
+            Ok(Some(n)) if !left.is_zero() => heard.push(n.payload().to_string()),
+            _ => return heard,
+        }
+    }
+}

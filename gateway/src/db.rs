@@ -81,6 +81,8 @@ pub struct Prepared {
     pub request_role: Option<String>,
     /// `hatchat.max_json_depth`: request bodies nested deeper are refused before any SQL.
     pub max_json_depth: usize,
+    /// The secret the database keys its wake-ups with (hatchat_wire::wake::Secret).
+    pub wake_secret: hatchat_wire::wake::Secret,
 }
 
 /// Makes sure the database has the extension (for a database given with DATABASE_URL), and
@@ -117,8 +119,9 @@ pub async fn prepare_database(url: &str, request_role: &str) -> Result<Prepared,
         .map_err(|e| e.to_string())?;
     let (superuser, admin): (bool, bool) = (powers.get(0), powers.get(1));
     let max_json_depth = read_max_json_depth(&client).await?;
+    let wake_secret = read_wake_secret(&client).await?;
     if !superuser && !admin {
-        return Ok(Prepared { extension_version, request_role: None, max_json_depth });
+        return Ok(Prepared { extension_version, request_role: None, max_json_depth, wake_secret });
     }
     if superuser {
         client
@@ -151,7 +154,24 @@ pub async fn prepare_database(url: &str, request_role: &str) -> Result<Prepared,
         ));
     }
     tracing::info!(role = request_role, "requests run as a role without admin rights");
-    Ok(Prepared { extension_version, request_role: Some(request_role.to_string()), max_json_depth })
+    Ok(Prepared {
+        extension_version,
+        request_role: Some(request_role.to_string()),
+        max_json_depth,
+        wake_secret,
+    })
+}
+
+/// The database's wake-up secret, which only the gateway role (and admins) may read: without it
+/// the gateway cannot tell which waiters a wake-up is for.
+async fn read_wake_secret(client: &tokio_postgres::Client) -> Result<hatchat_wire::wake::Secret, String> {
+    let row = client.query_one("SELECT hatchat.wake_secret()", &[]).await.map_err(|e| {
+        format!("cannot read hatchat.wake_secret() ({e}): the gateway's login role needs hatchat_gateway")
+    })?;
+    row.get::<_, Option<String>>(0)
+        .as_deref()
+        .and_then(hatchat_wire::wake::Secret::from_hex)
+        .ok_or_else(|| "hatchat.wake_secret() answered no secret: reinstall the extension".to_string())
 }
 
 /// `hatchat.max_json_depth` as this database sets it. Until the extension's library is loaded in a

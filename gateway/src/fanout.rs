@@ -15,7 +15,7 @@
 
 use crate::db;
 use crate::error::ApiError;
-use crate::listen::{Hub, Topic, Wake};
+use crate::listen::{Hub, Wake};
 use deadpool_postgres::Pool;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -229,7 +229,7 @@ impl Fanout {
 
     /// A feed's life: subscribe, then read and hand out until no reader is left.
     async fn run(self: Arc<Self>, feed: Arc<Feed>) {
-        let mut subscription = self.hub.subscribe_uncounted(Topic::channel(&feed.channel));
+        let mut subscription = self.hub.subscribe_uncounted(self.hub.channel(&feed.channel));
         loop {
             // A failed read is tried again after a moment (the database may be restarting).
             let retry_at = match self.serve(&feed).await {

@@ -10,7 +10,7 @@
 
 use crate::backoff::Backoff;
 use futures_util::StreamExt;
-use hatchat_wire::wake::{self, Kind, WakeUp, NOTIFY_CHANNEL};
+use hatchat_wire::wake::{Kind, Secret, WakeUp, NOTIFY_CHANNEL};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-/// What a request can wait on, by key (`hatchat_wire::wake::key`): two ids that share a key only
+/// What a request can wait on, by key (`hatchat_wire::wake::Secret::key`): two ids that share a key only
 /// cost a query that finds nothing new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {
@@ -32,13 +32,14 @@ pub enum Topic {
 }
 
 impl Topic {
-    pub fn channel(id: &str) -> Self {
-        Topic::Channel(wake::key(Kind::Channel, id))
+    /// Keyed with the database's wake-up secret, as the extension keys what it announces.
+    pub fn channel(secret: &Secret, id: &str) -> Self {
+        Topic::Channel(secret.key(Kind::Channel, id))
     }
 
     /// `id` as the database writes a uuid (lowercase, hyphenated), as the extension keys it.
-    pub fn user(id: &str) -> Self {
-        Topic::User(wake::key(Kind::User, id))
+    pub fn user(secret: &Secret, id: &str) -> Self {
+        Topic::User(secret.key(Kind::User, id))
     }
 }
 
@@ -77,6 +78,9 @@ pub enum Wake {
 }
 
 pub struct Hub {
+    /// The database's wake-up secret (read at start, `hatchat.wake_secret()`): topics are keyed
+    /// with it.
+    secret: Secret,
     topics: Mutex<HashMap<Topic, watch::Sender<u64>>>,
     /// Bumped after every (re)connect of the listener, and at shutdown.
     everyone: watch::Sender<u64>,
@@ -101,8 +105,9 @@ pub struct Subscription {
 }
 
 impl Hub {
-    pub fn new() -> Arc<Self> {
+    pub fn new(secret: Secret) -> Arc<Self> {
         Arc::new(Self {
+            secret,
             topics: Mutex::default(),
             everyone: watch::Sender::default(),
             connected: AtomicBool::default(),
@@ -111,6 +116,16 @@ impl Hub {
             shutting_down: AtomicBool::default(),
             waiting: AtomicUsize::default(),
         })
+    }
+
+    /// What waiters on channel `id` wait on.
+    pub fn channel(&self, id: &str) -> Topic {
+        Topic::channel(&self.secret, id)
+    }
+
+    /// What waiters on user `id`'s notifications wait on.
+    pub fn user(&self, id: &str) -> Topic {
+        Topic::user(&self.secret, id)
     }
 
     pub fn subscribe(self: &Arc<Self>, topic: Topic) -> Subscription {
@@ -326,9 +341,10 @@ mod tests {
     #[test]
     fn an_announcement_wakes_its_keys_and_all_wakes_everyone() {
         let (general, alice) = ("general", "6f1c3a4e-3b5d-4f7a-9c2e-1d2e3f4a5b6c");
-        let payload =
-            &WakeUp::encode(&[wake::key(Kind::Channel, general)], &[wake::key(Kind::User, alice)], false)[0];
-        let expected = vec![Topic::channel(general), Topic::user(alice), Topic::AnyUser];
+        let secret = Secret::from_bytes(&[9; 16]).unwrap();
+        let keys = (secret.key(Kind::Channel, general), secret.key(Kind::User, alice));
+        let payload = &WakeUp::encode(&[keys.0], &[keys.1], false)[0];
+        let expected = vec![Topic::channel(&secret, general), Topic::user(&secret, alice), Topic::AnyUser];
         assert_eq!(decode(payload).unwrap(), Audience::Topics(expected));
         assert_eq!(decode(r#"{"channels": [], "all": true}"#).unwrap(), Audience::Everyone);
         assert_eq!(

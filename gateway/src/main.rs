@@ -39,7 +39,7 @@ async fn run(config: Config) -> Result<(), String> {
         prepared.request_role.as_deref(),
     )?;
     hatchat_gateway::streams::check_window_access(&pool).await?;
-    let hub = Hub::new();
+    let hub = Hub::new(prepared.wake_secret);
     let listener_name = format!("{}-listener", config.application_name);
     spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);
     spawn_node_listeners(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);

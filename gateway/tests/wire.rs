@@ -7,7 +7,7 @@ mod support;
 use futures_util::StreamExt;
 use hatchat_gateway::listen::{decode, Audience, Topic};
 use hatchat_wire::batch::{Item, ItemError};
-use hatchat_wire::wake::NOTIFY_CHANNEL;
+use hatchat_wire::wake::{Secret, NOTIFY_CHANNEL};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -15,6 +15,12 @@ use support::*;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use uuid::Uuid;
+
+/// The database's wake-up secret, as the gateway reads it at start.
+async fn secret(db: &Client) -> Secret {
+    let hex: String = db.query_one("SELECT hatchat.wake_secret()", &[]).await.unwrap().get(0);
+    Secret::from_hex(&hex).expect("32 hex digits")
+}
 
 /// A connection that LISTENs on the announcements' channel, and the payloads it hears.
 async fn listener() -> (Client, mpsc::UnboundedReceiver<String>) {
@@ -67,6 +73,7 @@ async fn call(db: &Client, sql: &str, params: &[&(dyn tokio_postgres::types::ToS
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_reads_what_the_extension_announces() {
     let db = admin().await;
+    let secret = secret(&db).await;
     let (_listening, mut payloads) = listener().await;
     let alice = register(&db, "alice").await;
     let bob = register(&db, "bob").await;
@@ -74,17 +81,17 @@ async fn the_gateway_reads_what_the_extension_announces() {
     let create = "SELECT hatchat.create_channel($1, $2, 'self')::text";
     call(&db, create, &[&alice.token(), &channel]).await;
     // Heard before the next step, so that each step below is heard for itself.
-    hear_all(&mut payloads, &[Topic::channel(&channel)]).await;
+    hear_all(&mut payloads, &[Topic::channel(&secret, &channel)]).await;
 
     // A join posts to the channel.
     let join = "SELECT hatchat.invite($1, $2, $3::text::uuid)::text";
     call(&db, join, &[&bob.token(), &channel, &bob.id.to_string()]).await;
-    hear_all(&mut payloads, &[Topic::channel(&channel)]).await;
+    hear_all(&mut payloads, &[Topic::channel(&secret, &channel)]).await;
 
     // A plain-SQL send, as any program would make it.
     let send = "SELECT hatchat.send_message($1, $2, '{\"text\": \"hi\"}')::text";
     call(&db, send, &[&alice.token(), &channel]).await;
-    hear_all(&mut payloads, &[Topic::channel(&channel)]).await;
+    hear_all(&mut payloads, &[Topic::channel(&secret, &channel)]).await;
 
     // A room post notifies the other member: the room's channel and that user, by key.
     let users = vec![alice.username.clone(), bob.username.clone()];
@@ -95,12 +102,14 @@ async fn the_gateway_reads_what_the_extension_announces() {
     let post = "SELECT hatchat.post_room_message($1, $2, $3::text::jsonb)::text";
     call(&db, post, &[&alice.token(), &room, &body]).await;
     let bob_id = bob.id.to_string();
-    hear_all(&mut payloads, &[Topic::channel(&room), Topic::user(&bob_id), Topic::AnyUser]).await;
+    hear_all(&mut payloads, &[Topic::channel(&secret, &room), Topic::user(&secret, &bob_id), Topic::AnyUser])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_answers_per_item_in_the_gateways_shape_and_announces_its_channel() {
     let db = admin().await;
+    let secret = secret(&db).await;
     let (_listening, mut payloads) = listener().await;
     let alice = register(&db, "alice").await;
     let stranger = register(&db, "carol").await;
@@ -138,5 +147,5 @@ async fn a_batch_answers_per_item_in_the_gateways_shape_and_announces_its_channe
     assert_eq!(refused.sqlstate, "42501", "{refused:?}");
     let sent: Vec<Value> = [0, 2].iter().map(|&i| serde_json::from_str(answers[i].get()).unwrap()).collect();
     assert_eq!((sent[0]["seq"].as_i64(), sent[1]["seq"].as_i64()), (Some(2), Some(3)), "{sent:?}");
-    hear_all(&mut payloads, &[Topic::channel(&channel)]).await;
+    hear_all(&mut payloads, &[Topic::channel(&secret, &channel)]).await;
 }

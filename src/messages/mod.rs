@@ -221,7 +221,7 @@ pub fn settle(channel_id: &str, seqs: &[i64], retention: Retention, push: Option
             notifications::fan_out(channel_id, *seq, push)?;
         }
     }
-    announce::channel(channel_id);
+    announce::channel(channel_id)?;
     commit::release_locks_early();
     Ok(())
 }

@@ -98,7 +98,7 @@ pub(super) fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result
         }
         grown.push(user_id.to_string());
     }
-    announce::users(grown.iter().map(String::as_str));
+    announce::users(grown.iter().map(String::as_str))?;
     Ok(())
 }
 

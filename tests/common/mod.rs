@@ -148,9 +148,10 @@ pub fn app_connection() -> Client {
 /// Whether a wake-up naming `channel` (or everyone) arrives within `wait`; wake-ups about other
 /// tests' channels are skipped. Decoded with the wire contract's own decoder.
 pub fn heard(listener: &mut Client, channel: &str, wait: std::time::Duration) -> bool {
-    use hatchat_wire::wake::{key, Kind, WakeUp};
+    use hatchat_wire::wake::{Kind, Secret, WakeUp};
     use postgres::fallible_iterator::FallibleIterator;
-    let wanted = key(Kind::Channel, channel);
+    let hex: String = listener.query_one("SELECT hatchat.wake_secret()", &[]).unwrap().get(0);
+    let wanted = Secret::from_hex(&hex).expect("32 hex digits").key(Kind::Channel, channel);
     let deadline = std::time::Instant::now() + wait;
     let mut notifications = listener.notifications();
     loop {

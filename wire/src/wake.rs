@@ -1,11 +1,13 @@
 //! Wake-ups: how the extension tells every gateway "look again" through PostgreSQL's NOTIFY.
 //!
-//! A wake-up names what changed by key, not by name: the 64-bit FNV-1a hash of a channel id or a
-//! user id (each kind hashed apart). Keys have a fixed size, so the extension can queue them in
-//! shared memory for its announcer, and a NOTIFY payload, which any role allowed to LISTEN can
-//! read, names no channel and no user. A gateway computes the same key for what each waiter waits
-//! on. Two ids that share a key only cost a waiter a query that finds nothing new: a wake-up only
-//! ever means "look again", and the query decides what is new.
+//! A wake-up names what changed by key, not by name: a 64-bit SipHash-2-4 of a channel id or a
+//! user id (each kind hashed apart) under a secret of the database's (`Secret`). Keys have a fixed
+//! size, so the extension can queue them in shared memory for its announcer. A NOTIFY payload can
+//! be heard by any role allowed to LISTEN; without the secret, which only hatchat's owner and the
+//! gateway role may read, a key tells such a role nothing, and it cannot test a guess ("is this
+//! `c:game/alice/bob`?"). A gateway computes the same key for what each waiter waits on. Two ids
+//! that share a key only cost a waiter a query that finds nothing new: a wake-up only ever means
+//! "look again", and the query decides what is new.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,15 +24,46 @@ pub enum Kind {
     User,
 }
 
-/// The key of a channel id or a user id (a uuid, in its lowercase hyphenated form).
-pub fn key(kind: Kind, id: &str) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let tag: &[u8] = match kind {
-        Kind::Channel => b"c:",
-        Kind::User => b"u:",
-    };
-    tag.iter().chain(id.as_bytes()).fold(OFFSET, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(PRIME))
+/// The secret a database's keys are made with: 16 random bytes that `CREATE EXTENSION hatchat`
+/// makes (`hatchat.wake_secret`), read by the extension and by each gateway when it starts
+/// (`hatchat.wake_secret()`, hex). Never printed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Secret([u8; 16]);
+
+impl Secret {
+    pub fn from_bytes(bytes: &[u8]) -> Option<Secret> {
+        Some(Secret(bytes.try_into().ok()?))
+    }
+
+    /// The secret as `hatchat.wake_secret()` answers it: 32 hex digits.
+    pub fn from_hex(hex: &str) -> Option<Secret> {
+        if hex.len() != 32 || !hex.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Secret(bytes))
+    }
+
+    /// The key of a channel id or a user id (a uuid, in its lowercase hyphenated form).
+    pub fn key(&self, kind: Kind, id: &str) -> u64 {
+        use std::hash::Hasher;
+        let mut hasher = siphasher::sip::SipHasher24::new_with_key(&self.0);
+        hasher.write(match kind {
+            Kind::Channel => b"c:",
+            Kind::User => b"u:",
+        });
+        hasher.write(id.as_bytes());
+        hasher.finish()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// One NOTIFY payload: `{"channels": ["<16 hex digits>", …], "users": [...], "all": true?}`.
@@ -102,19 +135,29 @@ mod hex_keys {
 mod tests {
     use super::*;
 
+    const SECRET: &str = "000102030405060708090a0b0c0d0e0f";
+
     #[test]
-    fn keys_are_stable_and_kinds_apart() {
-        // Fixed values: both sides of the wire, and a client in any language, compute these.
-        assert_eq!(format!("{:016x}", key(Kind::Channel, "general")), "425f9997328c7a90");
+    fn keys_are_stable_keyed_and_kinds_apart() {
+        // Fixed values: both sides of the wire, and a client in any language that holds the
+        // secret, compute these (SipHash-2-4 of "c:general" under the key 00 01 .. 0f).
+        let secret = Secret::from_hex(SECRET).unwrap();
+        assert_eq!(format!("{:016x}", secret.key(Kind::Channel, "general")), "f39e1dad62c3d1e7");
         let user = "6f1c3a4e-3b5d-4f7a-9c2e-1d2e3f4a5b6c";
-        assert_eq!(format!("{:016x}", key(Kind::User, user)), "1c7250f094a1ec06");
-        assert_ne!(key(Kind::Channel, "x"), key(Kind::User, "x"));
+        assert_ne!(secret.key(Kind::User, user), secret.key(Kind::Channel, user));
+        let other = Secret::from_bytes(&[7; 16]).unwrap();
+        assert_ne!(secret.key(Kind::Channel, "general"), other.key(Kind::Channel, "general"));
+        assert_eq!(format!("{secret:?}"), "Secret(..)");
+        for bad in ["", "00", &"zz".repeat(16), &"0".repeat(33), "é0000000000000000000000000000000"] {
+            assert_eq!(Secret::from_hex(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
     fn payloads_round_trip_under_the_limit() {
-        let channels: Vec<u64> = (0..1000).map(|i| key(Kind::Channel, &format!("c{i}"))).collect();
-        let users: Vec<u64> = (0..10).map(|i| key(Kind::User, &format!("u{i}"))).collect();
+        let secret = Secret::from_hex(SECRET).unwrap();
+        let channels: Vec<u64> = (0..1000).map(|i| secret.key(Kind::Channel, &format!("c{i}"))).collect();
+        let users: Vec<u64> = (0..10).map(|i| secret.key(Kind::User, &format!("u{i}"))).collect();
         let payloads = WakeUp::encode(&channels, &users, true);
         let (mut seen_channels, mut seen_users, mut all) = (Vec::new(), Vec::new(), false);
         for payload in &payloads {

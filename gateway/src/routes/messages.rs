@@ -4,7 +4,6 @@ use crate::db::{self, JsonText};
 use crate::error::ApiError;
 use crate::extract::{raw_json, wait_param, JsonBody, PathParams, QueryParams, Token};
 use crate::fanout::{Delivery, Interest, SHUTTING_DOWN};
-use crate::listen::Topic;
 use crate::long_poll::{admit, LongPoll};
 use crate::state::{Answer, AppState};
 use crate::streams::caller_of;
@@ -85,7 +84,7 @@ pub async fn poll(
     if let Some(after_seq) = w.shared_cursor() {
         return shared_poll(&app, &token, &w, after_seq, deadline).await;
     }
-    let topic = Topic::channel(w.channel_id.as_deref().unwrap_or_default());
+    let topic = app.hub.channel(w.channel_id.as_deref().unwrap_or_default());
     let poll = LongPoll { topic, deadline, token: &token, user: None };
     poll.run(&app, || w.still_open(), || w.read(&app, &token)).await
 }

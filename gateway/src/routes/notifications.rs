@@ -4,7 +4,6 @@
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::{wait_param, QueryParams, Token};
-use crate::listen::Topic;
 use crate::long_poll::{user_of, LongPoll};
 use crate::state::{Answer, AppState};
 use axum::extract::State;
@@ -33,6 +32,6 @@ pub async fn poll(
     let deadline = Instant::now() + wait_param(page.wait, app.max_wait)?;
     // Whose stream: the subscription needs the user before the first query.
     let user = user_of(&app, &token).await?;
-    let poll = LongPoll { topic: Topic::user(&user), deadline, token: &token, user: Some(user) };
+    let poll = LongPoll { topic: app.hub.user(&user), deadline, token: &token, user: Some(user) };
     poll.run(&app, || true, || page.read(&app, &token)).await
 }

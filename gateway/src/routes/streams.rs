@@ -9,7 +9,7 @@ use crate::db;
 use crate::error::ApiError;
 use crate::extract::{PathParam, PathParams, QueryParams, Token};
 use crate::fanout::{Delivery, OpenStream, SHUTTING_DOWN, TOKEN_EXPIRED, UNAVAILABLE};
-use crate::listen::{Subscription, Topic, Wake};
+use crate::listen::{Subscription, Wake};
 use crate::long_poll::admit;
 use crate::poll_quota::PollPermit;
 use crate::state::AppState;
@@ -125,7 +125,7 @@ pub async fn notification_events(
     let caller = caller_of(&app, &token).await?;
     let permit = admit(&app.polls, &caller.user)?;
     // Subscribed before the first read: nothing that commits in between is missed.
-    let subscription = app.hub.subscribe_uncounted(Topic::user(&caller.user));
+    let subscription = app.hub.subscribe_uncounted(app.hub.user(&caller.user));
     let first = read_notifications(&app, &token, after).await?;
     let feed = NotificationFeed {
         more: first.len() >= NOTIFICATIONS_PAGE as usize,
