@@ -186,15 +186,15 @@ fn a_token_verified_before_still_meets_every_change_to_its_user() {
 
     admin.execute("SELECT hatchat.delete_user($1, $2)", &[&bob.token(), &bob.id]).unwrap();
     assert_eq!(sqlstate(send(&mut sender, 9)), "28000", "deleted");
+    // A deleted user's id is never registered again (with another key or any), so the token
+    // stays refused for good.
     let carol_key = fixture("carol.pub.pem");
-    admin
-        .execute(
-            "SELECT hatchat.register_user($1, $2, $3)",
-            &[&bob.id, &carol_key, &format!("bob2-{}", short_id())],
-        )
-        .unwrap();
-    invite(&mut admin, &alice, &channel, &bob).unwrap();
-    assert_eq!(sqlstate(send(&mut sender, 10)), "28000", "the id registered again with another key");
+    let again = admin.execute(
+        "SELECT hatchat.register_user($1, $2, $3)",
+        &[&bob.id, &carol_key, &format!("bob2-{}", short_id())],
+    );
+    assert_eq!(sqlstate(again), "23505", "a deleted user's id registered again");
+    assert_eq!(sqlstate(send(&mut sender, 10)), "28000", "the deleted user's token");
     assert_eq!(stored(&mut admin), 4, "nothing stored by the refused sends");
 
     std::thread::sleep(std::time::Duration::from_secs(5));
