@@ -45,6 +45,18 @@ pub struct Config {
     #[arg(long, env = "HATCHAT_STREAM_BUFFER", default_value_t = 1000)]
     pub stream_buffer: usize,
 
+    /// Bytes a live stream (an SSE stream, a WebSocket subscription, a WebSocket socket's queue)
+    /// may hold for a client that does not read; beyond, as beyond --stream-buffer. One message
+    /// always fits. Also what a stream catching up reads at a time: 256 kB is a thousand chat
+    /// messages of 250 bytes, or four of the largest payload hatchat takes by default.
+    #[arg(long, env = "HATCHAT_STREAM_BUFFER_BYTES", default_value_t = 256 * 1024)]
+    pub stream_buffer_bytes: usize,
+
+    /// Bytes all live streams together may hold for their clients; beyond, the stream that would
+    /// pass it closes as a slow consumer. Bounds the gateway's memory whatever the number of users.
+    #[arg(long, env = "HATCHAT_STREAMS_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub streams_max_bytes: usize,
+
     /// Largest request body, in bytes. Message payloads have their own limit in the database
     /// (hatchat.max_payload_bytes), checked there.
     #[arg(long, env = "HATCHAT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]

@@ -8,13 +8,16 @@
 //! skipped: each read returns which of the readers' users are still members, in the snapshot of
 //! the messages, and a reader whose user is not (or whose token expired) is closed.
 //!
-//! Slow consumers: each reader has a bounded buffer; a feed never waits for a reader. A reader
-//! whose buffer is full is closed ("slow consumer") and resumes from its last seq. A reader that
-//! has taken everything but is handed a page bigger than its whole buffer is not slow: it leaves
-//! the feed and reads on alone, as its client takes the pages, then joins again.
+//! Slow consumers: each reader has a buffer bounded in messages and in bytes (its purse, held.rs);
+//! a feed never waits for a reader. A reader whose buffer is full is closed ("slow consumer") and
+//! resumes from its last seq. A reader that has taken everything but is handed a page bigger than
+//! its whole buffer is not slow: it leaves the feed and reads on alone, as its client takes the
+//! pages, then joins again. Reading alone, it holds one page at a time, and a page no larger than
+//! its purse: the messages it is handed are shared with nobody, so they are what it costs.
 
 use crate::db;
 use crate::error::ApiError;
+use crate::held::{Budget, Purse};
 use crate::listen::{Hub, Wake};
 use deadpool_postgres::Pool;
 use serde::Deserialize;
@@ -28,6 +31,9 @@ use tokio::time::Instant;
 
 /// Messages one read returns at most (get_messages' own upper bound).
 const PAGE: i32 = 1000;
+/// A reader's first page alone, in messages, before it knows how large its channel's messages are:
+/// at the default payload limit (64 kB), what a default purse holds.
+const FIRST_PAGE: i32 = 4;
 
 /// What a reader is handed, in order.
 #[derive(Debug, Clone)]
@@ -39,6 +45,16 @@ pub enum Delivery {
     Reset { oldest_seq: i64 },
     /// The last delivery: why the reader ends (`not a member`, `token expired`, ...).
     Closed { reason: &'static str },
+}
+
+impl Delivery {
+    /// What holding it costs: a message's JSON text (a reset or a close costs nothing to speak of).
+    fn bytes(&self) -> usize {
+        match self {
+            Delivery::Message { json, .. } => json.len(),
+            Delivery::Reset { .. } | Delivery::Closed { .. } => 0,
+        }
+    }
 }
 
 pub const NOT_A_MEMBER: &str = "not a member";
@@ -62,6 +78,7 @@ pub struct Interest {
 pub struct Fanout {
     pool: Pool,
     hub: Arc<Hub>,
+    budget: Arc<Budget>,
     feeds: Mutex<HashMap<String, Arc<Feed>>>,
     window_queries: AtomicU64,
     next_id: AtomicU64,
@@ -89,6 +106,7 @@ struct Waiter {
     cursor: i64,
     expires: Option<Instant>,
     sender: mpsc::Sender<Delivery>,
+    purse: Arc<Purse>,
     ended: Arc<OnceLock<&'static str>>,
 }
 
@@ -100,6 +118,10 @@ pub struct Reader {
     user: String,
     expires: Option<Instant>,
     buffer: usize,
+    /// What it holds of its deliveries, in bytes (pending and in its feed's channel).
+    purse: Arc<Purse>,
+    /// Messages its next read alone asks for (see `catch_up`).
+    page: i32,
     cursor: i64,
     pending: VecDeque<Delivery>,
     live: Option<Live>,
@@ -114,11 +136,14 @@ struct Live {
     id: u64,
 }
 
+/// A window as it arrives: its messages borrowed from the answer's text, so that each is copied
+/// once, into the page that hands it out.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Window {
+struct Window<'a> {
     live: bool,
-    messages: Vec<Box<RawValue>>,
+    #[serde(borrow)]
+    messages: Vec<&'a RawValue>,
     members: Vec<String>,
     oldest_seq: Option<i64>,
     last_seq: Option<i64>,
@@ -139,10 +164,11 @@ struct Page {
 }
 
 impl Fanout {
-    pub fn new(pool: Pool, hub: Arc<Hub>) -> Arc<Self> {
+    pub fn new(pool: Pool, hub: Arc<Hub>, budget: Arc<Budget>) -> Arc<Self> {
         Arc::new(Self {
             pool,
             hub,
+            budget,
             feeds: Mutex::default(),
             window_queries: AtomicU64::default(),
             next_id: AtomicU64::default(),
@@ -179,7 +205,9 @@ impl Fanout {
             channel: interest.channel,
             user: interest.user,
             expires: interest.expires,
+            page: FIRST_PAGE.min(i32::try_from(interest.buffer.clamp(1, PAGE as usize)).unwrap_or(PAGE)),
             buffer: interest.buffer,
+            purse: self.budget.purse(),
             cursor: interest.after_seq,
             pending: VecDeque::new(),
             live: None,
@@ -191,12 +219,12 @@ impl Fanout {
     /// feed at once.
     pub fn open_live(self: &Arc<Self>, interest: Interest) -> Reader {
         let mut reader = self.open(interest);
-        reader.live = Some(self.join(reader.interest()));
+        reader.live = Some(self.join(reader.interest(), Arc::clone(&reader.purse)));
         reader
     }
 
     /// Registers a reader with its channel's feed, which reads from `after_seq` next.
-    fn join(self: &Arc<Self>, interest: Interest) -> Live {
+    fn join(self: &Arc<Self>, interest: Interest, purse: Arc<Purse>) -> Live {
         let (sender, receiver) = mpsc::channel(interest.buffer.max(1));
         let ended = Arc::new(OnceLock::new());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -206,6 +234,7 @@ impl Fanout {
             cursor: interest.after_seq,
             expires: interest.expires,
             sender,
+            purse,
             ended: Arc::clone(&ended),
         };
         let feed = {
@@ -396,8 +425,12 @@ impl Waiter {
             self.end(reason);
             return false;
         }
+        // Holding nothing yet, a reader handed more than its whole buffer is not slow: it reads on
+        // alone (as its client takes the pages) and joins again.
         let room = self.sender.capacity();
-        if part.deliveries.len() > room && room == self.sender.max_capacity() {
+        let idle = room == self.sender.max_capacity() && self.purse.is_empty();
+        let bytes: usize = part.deliveries.iter().map(Delivery::bytes).sum();
+        if idle && (part.deliveries.len() > room || bytes > self.purse.bound()) {
             self.end(FELL_BEHIND);
             return false;
         }
@@ -410,9 +443,19 @@ impl Waiter {
         true
     }
 
-    /// Hands over without waiting: a full buffer ends the reader (slow consumer).
+    /// Hands over without waiting: a full buffer, in messages or in bytes (the reader's own or the
+    /// gateway's), ends the reader (slow consumer).
     fn give(&mut self, delivery: Delivery) -> bool {
-        match self.sender.try_send(delivery) {
+        let bytes = delivery.bytes();
+        if !self.purse.take(bytes) {
+            self.ended.get_or_init(|| SLOW_CONSUMER);
+            return false;
+        }
+        let sent = self.sender.try_send(delivery);
+        if sent.is_err() {
+            self.purse.give_back(bytes);
+        }
+        match sent {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.ended.get_or_init(|| SLOW_CONSUMER);
@@ -433,6 +476,7 @@ impl Reader {
     pub async fn next(&mut self) -> Option<Delivery> {
         loop {
             if let Some(delivery) = self.pending.pop_front() {
+                self.purse.give_back(delivery.bytes());
                 return Some(delivery);
             }
             if self.closed {
@@ -453,6 +497,7 @@ impl Reader {
                 self.closed = true;
                 return Some(Delivery::Closed { reason });
             };
+            self.purse.give_back(delivery.bytes());
             match &delivery {
                 Delivery::Message { seq, .. } => self.cursor = *seq,
                 Delivery::Reset { oldest_seq } => self.cursor = oldest_seq - 1,
@@ -465,9 +510,11 @@ impl Reader {
     /// A delivery already waiting, without waiting for one (None also when the reader ended).
     pub fn try_next(&mut self) -> Option<Delivery> {
         if let Some(delivery) = self.pending.pop_front() {
+            self.purse.give_back(delivery.bytes());
             return Some(delivery);
         }
         let delivery = self.live.as_mut()?.receiver.try_recv().ok()?;
+        self.purse.give_back(delivery.bytes());
         if let Delivery::Message { seq, .. } = &delivery {
             self.cursor = *seq;
         }
@@ -481,9 +528,11 @@ impl Reader {
 
     /// Reads one page of backlog for this reader alone; once a page is not full, the reader is
     /// caught up and joins its channel's feed from its cursor (the registration kicks the feed, so
-    /// what committed since this read is in the feed's next read).
+    /// what committed since this read is in the feed's next read). It keeps what fits in its purse
+    /// (one message at least) and reads the rest again later; the next page asks for as many
+    /// messages as fit, at the size this one's had.
     async fn catch_up(&mut self) {
-        let page_size = i32::try_from(self.buffer.clamp(1, PAGE as usize)).unwrap_or(PAGE);
+        let page_size = self.page;
         let page =
             match self.fanout.read(&self.channel, self.cursor, vec![self.user.clone()], page_size).await {
                 Ok(page) => page,
@@ -494,16 +543,36 @@ impl Reader {
                     return;
                 }
             };
-        let part = part_of(&page, &self.user, self.cursor, self.expires, Instant::now());
+        let mut part = part_of(&page, &self.user, self.cursor, self.expires, Instant::now());
+        let kept = self.keep_what_fits(&mut part);
+        self.page = next_page_size(&page, self.purse.bound(), self.buffer);
         // The deliveries are handed out before anything else: the cursor can move past them now.
         self.cursor = part.cursor;
         self.pending.extend(part.deliveries);
         if let Some(reason) = part.end {
             self.pending.push_back(Delivery::Closed { reason });
             self.closed = true;
-        } else if page.messages.len() < page_size as usize {
-            self.live = Some(self.fanout.join(self.interest()));
+        } else if kept && page.messages.len() < page_size as usize {
+            self.live = Some(self.fanout.join(self.interest(), Arc::clone(&self.purse)));
         }
+    }
+
+    /// Takes into the purse the deliveries of `part` that fit (one message at least), and drops
+    /// the rest, moving the part's cursor back to the last one kept; whether all were kept.
+    fn keep_what_fits(&self, part: &mut Part) -> bool {
+        let mut kept = 0;
+        for delivery in &part.deliveries {
+            if !self.purse.take(delivery.bytes()) {
+                break;
+            }
+            kept += 1;
+            if let Delivery::Message { seq, .. } = delivery {
+                part.cursor = *seq;
+            }
+        }
+        let all = kept == part.deliveries.len();
+        part.deliveries.truncate(kept);
+        all
     }
 
     fn interest(&self) -> Interest {
@@ -515,6 +584,19 @@ impl Reader {
             buffer: self.buffer,
         }
     }
+}
+
+/// Messages the next read alone asks for: as many as `bound` bytes hold at the size `page`'s
+/// messages had (a page without messages says nothing: the first page's size again), within the
+/// reader's buffer and a read's limit.
+fn next_page_size(page: &Page, bound: usize, buffer: usize) -> i32 {
+    let count = page.messages.len();
+    let limit = buffer.clamp(1, PAGE as usize);
+    if count == 0 {
+        return FIRST_PAGE.min(limit as i32);
+    }
+    let average = (page.messages.iter().map(|(_, json)| json.len()).sum::<usize>() / count).max(1);
+    i32::try_from((bound / average).clamp(1, limit)).unwrap_or(PAGE)
 }
 
 impl Drop for Live {
@@ -582,11 +664,47 @@ mod tests {
         cursor: i64,
         buffer: usize,
     ) -> (Waiter, mpsc::Receiver<Delivery>, Arc<OnceLock<&'static str>>) {
+        waiter_holding(id, user, cursor, buffer, Budget::new(1 << 20, 1 << 30).purse())
+    }
+
+    fn waiter_holding(
+        id: u64,
+        user: &str,
+        cursor: i64,
+        buffer: usize,
+        purse: Arc<Purse>,
+    ) -> (Waiter, mpsc::Receiver<Delivery>, Arc<OnceLock<&'static str>>) {
         let (sender, receiver) = mpsc::channel(buffer);
         let ended = Arc::new(OnceLock::new());
         let waiter =
-            Waiter { id, user: user.into(), cursor, expires: None, sender, ended: Arc::clone(&ended) };
+            Waiter { id, user: user.into(), cursor, expires: None, sender, purse, ended: Arc::clone(&ended) };
         (waiter, receiver, ended)
+    }
+
+    #[test]
+    fn a_buffer_is_bounded_in_bytes_too() {
+        // Each message of `page` is 9 bytes of JSON ({"seq":3}, ...): a purse of 25 bytes takes
+        // two. Empty, a reader handed 27 bytes reads alone; holding something, it is slow.
+        let budget = Budget::new(25, 1 << 30);
+        let (empty, mut first, first_ended) = waiter_holding(1, "u", 2, 100, budget.purse());
+        let holding = budget.purse();
+        assert!(holding.take(20));
+        let (lagging, _second, second_ended) = waiter_holding(2, "u", 2, 100, holding);
+        let feed = feed_of(vec![empty, lagging]);
+        feed.hand_out(&page(&[3, 4, 5], &["u"], Some(1), 5), &HashSet::from([1, 2]), Instant::now());
+        assert_eq!(first_ended.get(), Some(&FELL_BEHIND));
+        assert!(first.try_recv().is_err(), "nothing of the page: the reader reads it alone");
+        assert_eq!(second_ended.get(), Some(&SLOW_CONSUMER));
+        assert_eq!(budget.held(), 0, "the readers that left gave back what they held");
+    }
+
+    #[test]
+    fn the_next_page_alone_asks_for_what_fits() {
+        let small = page(&[3, 4], &["u"], Some(1), 4); // 9 bytes each
+        assert_eq!(next_page_size(&small, 900, 1000), 100);
+        assert_eq!(next_page_size(&small, 1000, 20), 20, "within the reader's buffer");
+        assert_eq!(next_page_size(&small, 5, 1000), 1, "one at least");
+        assert_eq!(next_page_size(&page_of_nothing(), 1000, 1000), FIRST_PAGE);
     }
 
     fn feed_of(waiters: Vec<Waiter>) -> Feed {

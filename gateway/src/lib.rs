@@ -11,6 +11,7 @@ pub mod extract;
 pub mod fanout;
 pub mod forward;
 pub mod group_commit;
+pub mod held;
 pub mod listen;
 pub mod long_poll;
 pub mod metrics;

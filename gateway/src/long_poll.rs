@@ -61,14 +61,15 @@ pub async fn user_of(app: &AppState, token: &Option<String>) -> Result<String, A
     db::call_json(&app.pool, "SELECT hatchat.authenticate($1)::text", &[token]).await
 }
 
-/// Counts a long-poll against `user` (an id the database verified) until the permit is dropped
-/// with the request; 429 when the user already holds the most a gateway allows.
+/// Counts a long-poll, a live stream, a WebSocket or one of its subscriptions against `user` (an
+/// id the database verified) until the permit is dropped with it; 429 when the user already holds
+/// the most a gateway allows.
 pub fn admit(polls: &Arc<PollQuota>, user: &str) -> Result<PollPermit, ApiError> {
     polls.acquire(user).ok_or_else(|| {
         ApiError::too_many_requests(
             format!(
-                "a user may hold at most {} waiting long-polls at once on this gateway; \
-                 try again when one has answered",
+                "a user may hold at most {} waiting long-polls, streams, WebSockets and WebSocket \
+                 subscriptions at once on this gateway; try again when one has ended",
                 polls.per_user()
             ),
             1,

@@ -8,6 +8,7 @@ use hatchat_gateway::db;
 use hatchat_gateway::fanout::Fanout;
 use hatchat_gateway::forward::{spawn_forwarder, Target};
 use hatchat_gateway::group_commit::GroupCommit;
+use hatchat_gateway::held::Budget;
 use hatchat_gateway::listen::{spawn_listener, Hub};
 use hatchat_gateway::nodes::spawn_node_listeners;
 use hatchat_gateway::placement::Placement;
@@ -54,7 +55,9 @@ async fn run(config: Config) -> Result<(), String> {
         tracing::info!("Citus cluster: group commit batches sends by the node of their channel");
     }
     let group_commit = GroupCommit::with_placement(pool.clone(), config.send_slots, placement);
-    let fanout = Fanout::new(pool.clone(), Arc::clone(&hub));
+    let budget = Budget::new(config.stream_buffer_bytes, config.streams_max_bytes);
+    let fanout = Fanout::new(pool.clone(), Arc::clone(&hub), Arc::clone(&budget));
+    spawn_trimmer(Arc::clone(&fanout));
     let state = AppState {
         pool,
         hub: Arc::clone(&hub),
@@ -63,6 +66,7 @@ async fn run(config: Config) -> Result<(), String> {
         polls: PollQuota::new(config.max_polls_per_user),
         max_json_depth: prepared.max_json_depth,
         fanout,
+        budget,
         streams: config.stream_settings(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -82,6 +86,24 @@ async fn run(config: Config) -> Result<(), String> {
 }
 
 /// Deletes expired channels every `interval` seconds (0: never).
+/// glibc keeps the memory a burst of streams freed for its own reuse, so the process stays at the
+/// burst's height. Each time streams have closed, the free pages go back to the system.
+fn spawn_trimmer(fanout: Arc<Fanout>) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(2));
+        let mut open = 0;
+        loop {
+            ticks.tick().await;
+            let now = fanout.streams_open();
+            if now < open {
+                // SAFETY: malloc_trim only releases free memory of glibc's arenas.
+                unsafe { libc::malloc_trim(0) };
+            }
+            open = now;
+        }
+    });
+}
+
 fn spawn_purger(pool: deadpool_postgres::Pool, interval: u64) {
     if interval == 0 {
         return;

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::extract::MaxJsonDepth;
 use crate::fanout::Fanout;
 use crate::group_commit::GroupCommit;
+use crate::held::Budget;
 use crate::listen::Hub;
 use crate::poll_quota::PollQuota;
 use axum::extract::FromRef;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub max_json_depth: usize,
     /// One read per wake-up for the live readers of each channel.
     pub fanout: Arc<Fanout>,
+    /// What live streams hold for their clients, in bytes (each, and all together).
+    pub budget: Arc<Budget>,
     pub streams: StreamSettings,
 }
 

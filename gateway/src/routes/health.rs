@@ -18,7 +18,8 @@ pub async fn ping() -> Json<Value> {
 /// counted them (every few seconds: /health itself runs no count). `streams` counts the live
 /// streams open (SSE, WebSocket), `liveReaders` the readers following a channel's feed (streams,
 /// subscriptions and long-polls past their first read), `windowQueries` the shared window reads made so far (one per
-/// wake-up of a channel, however many readers wait on it).
+/// wake-up of a channel, however many readers wait on it), `heldBytes` what live streams hold for
+/// clients that have not taken it yet.
 pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = match app.pool.get().await {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
@@ -36,6 +37,7 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
         "streams": app.fanout.streams_open(),
         "liveReaders": app.fanout.readers(),
         "windowQueries": app.fanout.window_queries(),
+        "heldBytes": app.budget.held(),
     });
     if let Some(forwarding) = forward::health() {
         body["forwarding"] = forwarding;

@@ -9,6 +9,7 @@ use crate::db;
 use crate::error::ApiError;
 use crate::extract::{PathParam, PathParams, QueryParams, Token};
 use crate::fanout::{Delivery, OpenStream, SHUTTING_DOWN, TOKEN_EXPIRED, UNAVAILABLE};
+use crate::held::Purse;
 use crate::listen::{Subscription, Wake};
 use crate::long_poll::admit;
 use crate::poll_quota::PollPermit;
@@ -24,6 +25,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -126,14 +128,16 @@ pub async fn notification_events(
     let permit = admit(&app.polls, &caller.user)?;
     // Subscribed before the first read: nothing that commits in between is missed.
     let subscription = app.hub.subscribe_uncounted(app.hub.user(&caller.user));
-    let first = read_notifications(&app, &token, after).await?;
+    let purse = app.budget.purse();
+    let (first, more) = keep_what_fits(read_notifications(&app, &token, after).await?, &purse);
     let feed = NotificationFeed {
-        more: first.len() >= NOTIFICATIONS_PAGE as usize,
+        more,
         app: app.clone(),
         token,
         after,
         expires: caller.expires,
         pending: first,
+        purse,
         subscription,
         closed: false,
         _held: (permit, app.fanout.stream_opened()),
@@ -153,7 +157,9 @@ struct NotificationFeed {
     after: i64,
     expires: Option<Instant>,
     pending: VecDeque<(i64, Box<RawValue>)>,
-    /// The last read was a full page: read again before waiting.
+    /// What `pending` holds, in bytes.
+    purse: Arc<Purse>,
+    /// The last read was a full page, or more than the purse held: read again before waiting.
     more: bool,
     subscription: Subscription,
     closed: bool,
@@ -164,6 +170,7 @@ impl NotificationFeed {
     async fn next(&mut self) -> Option<Event> {
         loop {
             if let Some((id, json)) = self.pending.pop_front() {
+                self.purse.give_back(json.get().len());
                 self.after = id;
                 return Some(Event::default().id(id.to_string()).event("notification").data(json.get()));
             }
@@ -178,8 +185,7 @@ impl NotificationFeed {
                 _ if self.expires.is_some_and(|at| at <= Instant::now()) => Some(TOKEN_EXPIRED),
                 _ => match read_notifications(&self.app, &self.token, self.after).await {
                     Ok(page) => {
-                        self.more = page.len() >= NOTIFICATIONS_PAGE as usize;
-                        self.pending = page;
+                        (self.pending, self.more) = keep_what_fits(page, &self.purse);
                         None
                     }
                     Err(error) if error.status == StatusCode::UNAUTHORIZED => Some(TOKEN_EXPIRED),
@@ -192,6 +198,19 @@ impl NotificationFeed {
             }
         }
     }
+}
+
+/// The notifications of a page that fit in the stream's purse (one at least), and whether there is
+/// more to read at once (a full page, or one that did not fit whole). The rest is read again.
+fn keep_what_fits(
+    mut page: VecDeque<(i64, Box<RawValue>)>,
+    purse: &Purse,
+) -> (VecDeque<(i64, Box<RawValue>)>, bool) {
+    let full = page.len() >= NOTIFICATIONS_PAGE as usize;
+    let fits = page.iter().take_while(|(_, json)| purse.take(json.get().len())).count();
+    let cut = fits < page.len();
+    page.truncate(fits);
+    (page, full || cut)
 }
 
 /// `get_notifications` after `after`, each with its id.

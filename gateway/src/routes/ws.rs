@@ -9,6 +9,8 @@
 use crate::error::ApiError;
 use crate::extract::{raw_json, Token};
 use crate::fanout::{Delivery, SLOW_CONSUMER};
+use crate::held::Purse;
+use crate::long_poll::admit;
 use crate::state::AppState;
 use crate::streams::{caller_of, open_channel, ChannelStream};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -21,8 +23,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 pub const PROTOCOL: &str = "hatchat.v1";
@@ -144,10 +147,25 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
             return;
         }
     };
-    let (out, mut outgoing) = mpsc::channel::<Message>(app.streams.buffer);
+    // The socket counts against its user's streams, as each of its subscriptions does.
+    let _socket = match admit(&app.polls, &caller.user) {
+        Ok(permit) => permit,
+        Err(error) => {
+            let _ = sink.send(text(error_frame(None, None, &error))).await;
+            let _ = sink.send(close("too many streams")).await;
+            return;
+        }
+    };
+    let (frames, mut outgoing) = mpsc::channel::<Message>(app.streams.buffer);
+    let out = Outbox { frames, purse: app.budget.purse(), taken: Arc::new(Notify::new()) };
+    let written = out.clone();
     let writer = tokio::spawn(async move {
         while let Some(message) = outgoing.recv().await {
-            if sink.send(message).await.is_err() {
+            let bytes = frame_bytes(&message);
+            let sent = sink.send(message).await;
+            written.purse.give_back(bytes);
+            written.taken.notify_waiters();
+            if sent.is_err() {
                 return;
             }
         }
@@ -177,7 +195,7 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
             Some(Signal::SlowConsumer) = signalled.recv() => {
                 // Best effort: a client that does not read will not see it; it resumes from the
                 // last seq it saw on each channel.
-                let _ = session.out.try_send(close(SLOW_CONSUMER));
+                let _ = session.out.try_queue(close(SLOW_CONSUMER));
                 break;
             }
             _ = heartbeat.tick() => {
@@ -186,7 +204,7 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
                 }
             }
             _ = app.hub.until_shutdown() => {
-                let _ = session.out.try_send(close("gateway shutting down"));
+                let _ = session.out.try_queue(close("gateway shutting down"));
                 break;
             }
         }
@@ -211,10 +229,66 @@ async fn auth_frame(incoming: &mut futures_util::stream::SplitStream<WebSocket>)
     }
 }
 
+/// The socket's frames on their way to its writer, bounded in frames and in bytes (its purse): a
+/// client that does not read holds its socket's bound at most.
+#[derive(Clone)]
+struct Outbox {
+    frames: mpsc::Sender<Message>,
+    purse: Arc<Purse>,
+    /// Told each time the writer wrote a frame (and gave its bytes back).
+    taken: Arc<Notify>,
+}
+
+impl Outbox {
+    /// Queues without waiting; false when the client reads too slowly to take it.
+    fn try_queue(&self, message: Message) -> bool {
+        let bytes = frame_bytes(&message);
+        if !self.purse.take(bytes) {
+            return false;
+        }
+        if self.frames.try_send(message).is_err() {
+            self.purse.give_back(bytes);
+            return false;
+        }
+        true
+    }
+
+    /// Queues, waiting while the queue is full; false once the writer is gone.
+    async fn queue(&self, message: Message) -> bool {
+        let bytes = frame_bytes(&message);
+        loop {
+            let taken = self.taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            if self.purse.take(bytes) {
+                break;
+            }
+            if self.frames.is_closed() {
+                return false;
+            }
+            taken.await;
+        }
+        if self.frames.send(message).await.is_err() {
+            self.purse.give_back(bytes);
+            return false;
+        }
+        true
+    }
+}
+
+/// What a frame costs while it waits: its text (control frames cost nothing to speak of).
+fn frame_bytes(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+        _ => 0,
+    }
+}
+
 struct Session {
     app: AppState,
     token: Option<String>,
-    out: mpsc::Sender<Message>,
+    out: Outbox,
     signals: mpsc::Sender<Signal>,
     subscriptions: HashMap<String, JoinHandle<()>>,
 }
@@ -222,7 +296,7 @@ struct Session {
 impl Session {
     /// Queues a frame for the writer; false when the client reads too slowly to take it.
     fn queue(&self, message: Message) -> bool {
-        self.out.try_send(message).is_ok()
+        self.out.try_queue(message)
     }
 
     /// Handles one client frame; false when the session must end.
@@ -278,12 +352,7 @@ impl Session {
 
 /// Passes one channel's deliveries to the socket, in order; waits while the socket's queue is
 /// full (its reader's own buffer then fills, and the feed closes it as a slow consumer).
-async fn forward(
-    stream: ChannelStream,
-    channel: String,
-    out: mpsc::Sender<Message>,
-    signals: mpsc::Sender<Signal>,
-) {
+async fn forward(stream: ChannelStream, channel: String, out: Outbox, signals: mpsc::Sender<Signal>) {
     let ChannelStream { mut reader, permit: _permit } = stream;
     let name = serde_json::to_string(&channel).expect("a string serializes");
     while let Some(delivery) = reader.next().await {
@@ -302,7 +371,7 @@ async fn forward(
                 json!({"type": "closed", "channelId": channel, "reason": reason, "lastSeq": last}).to_string()
             }
         };
-        if out.send(text(frame)).await.is_err() {
+        if !out.queue(text(frame)).await {
             return;
         }
     }

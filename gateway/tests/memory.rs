@@ -1,0 +1,148 @@
+//! One user cannot take the gateway's memory: streams that never read hold a bounded number of
+//! bytes each (not a number of messages), the gateway gives them back when they close, and a
+//! WebSocket counts against its user's streams as each of its subscriptions does.
+
+mod support;
+use base64::Engine;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const WITHIN: Duration = Duration::from_secs(20);
+const MB: i64 = 1024 * 1024;
+
+/// The gateway process's resident memory, in bytes.
+fn rss(gateway: &Gateway) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gateway.pid())).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).unwrap().parse::<i64>().unwrap() * 1024
+}
+
+/// Waits until /health's `field` satisfies `done`; its last value.
+async fn until_health(gateway: &Gateway, field: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let value = gateway.health().await[field].clone();
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "/health {field} stayed at {value}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An SSE request from a client with a tiny receive window that never reads its answer.
+async fn non_reading_stream(gateway: &Gateway, path: &str, token: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = gateway.base.trim_start_matches("http://").parse().unwrap();
+    let mut stream = socket.connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nAuthorization: {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixteen_streams_that_never_read_hold_a_bounded_number_of_bytes() {
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
+    // A 10 MB backlog: 170 messages of 60 kB.
+    let big = "x".repeat(60_000);
+    for n in 0..170 {
+        api.send(&alice, &channel, json!({"n": n, "big": big})).await.expect(200);
+    }
+    let before = rss(&gateway);
+
+    let path = format!("/channels/{}/events?afterSeq=0", encode(&channel));
+    let mut streams = Vec::new();
+    for _ in 0..16 {
+        streams.push(non_reading_stream(&gateway, &path, &bob.token()).await);
+    }
+    until_health(&gateway, "streams", |open| open == &json!(16)).await;
+    // Each stream reads its backlog until its client's window and its purse are full; then it
+    // holds still. Give them time to get there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = gateway.health().await["heldBytes"].as_i64().unwrap();
+    let grown = rss(&gateway) - before;
+    eprintln!("16 non-reading streams over a 10 MB backlog: held {held} bytes, RSS grew {grown} bytes");
+    assert!(
+        held <= 16 * (256 * 1024 + 64 * 1024),
+        "each stream holds its --stream-buffer-bytes at most: {held}"
+    );
+    assert!(grown < 32 * MB, "RSS grew by {} MB", grown / MB);
+
+    drop(streams);
+    until_health(&gateway, "streams", |open| open == &json!(0)).await;
+    until_health(&gateway, "heldBytes", |held| held == &json!(0)).await;
+    // The gateway hands freed memory back to the system within a few seconds of streams closing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = rss(&gateway) - before;
+    while after > grown / 2 + 4 * MB && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = rss(&gateway) - before;
+    }
+    eprintln!("after closing them: RSS {after} bytes above where it started");
+    assert!(
+        after <= grown / 2 + 4 * MB,
+        "closing gave back little: {} MB of {} MB kept",
+        after / MB,
+        grown / MB
+    );
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect_ws(gateway: &Gateway, token: &str) -> Socket {
+    let url = format!("{}/ws", gateway.base.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
+    let protocols = format!("hatchat.v1, hatchat.token.{encoded}");
+    request.headers_mut().insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// The next text frame, or `{"closed": reason}` for a close frame.
+async fn frame(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(WITHIN, socket.next()).await.expect("a frame in time");
+        match message.expect("the socket stays open until it closes").unwrap() {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+            Message::Close(frame) => return json!({"closed": frame.map(|f| f.reason.to_string())}),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_counts_against_its_users_streams_and_so_does_each_subscription() {
+    let gateway = Gateway::start_with(&[("HATCHAT_MAX_POLLS_PER_USER", "2")]).await;
+    let api = gateway.api();
+    let (alice, _bob, channel) = api.alice_and_bob_in_a_channel().await;
+    let mut first = connect_ws(&gateway, &alice.token()).await;
+    assert_eq!(frame(&mut first).await["type"], "ready");
+    let mut second = connect_ws(&gateway, &alice.token()).await;
+    assert_eq!(frame(&mut second).await["type"], "ready");
+
+    // Two sockets are the user's two streams: a third socket is refused, and so is a subscription.
+    let mut third = connect_ws(&gateway, &alice.token()).await;
+    let refused = frame(&mut third).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["status"], 429, "{refused}");
+    assert_eq!(frame(&mut third).await["closed"], "too many streams");
+    let subscribe = json!({"type": "subscribe", "channelId": channel, "afterSeq": 0});
+    futures_util::SinkExt::send(&mut first, Message::Text(subscribe.to_string().into())).await.unwrap();
+    let answer = frame(&mut first).await;
+    assert_eq!((&answer["type"], &answer["status"]), (&json!("error"), &json!(429)), "{answer}");
+
+    // A socket that closes gives its stream back.
+    drop(second);
+    until_health(&gateway, "streams", |open| open == &json!(1)).await;
+    futures_util::SinkExt::send(&mut first, Message::Text(subscribe.to_string().into())).await.unwrap();
+    assert_eq!(frame(&mut first).await["type"], "subscribed");
+}
