@@ -54,7 +54,7 @@ ALTER TABLE hatchat.wake_secret OWNER TO hatchat_owner;
 CREATE FUNCTION hatchat.wake_secret() RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    RETURN (SELECT encode(w.secret, 'hex') FROM hatchat.wake_secret w);
+    AS $$ SELECT encode(w.secret, 'hex') FROM hatchat.wake_secret w $$;
 REVOKE EXECUTE ON FUNCTION hatchat.wake_secret() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hatchat.wake_secret() TO hatchat_gateway, hatchat_admin;
 ALTER FUNCTION hatchat.wake_secret() OWNER TO hatchat_owner;

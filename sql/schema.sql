@@ -230,11 +230,13 @@ $$;
 REVOKE ALL ON ALL TABLES IN SCHEMA hatchat FROM PUBLIC;
 GRANT USAGE ON SCHEMA hatchat TO PUBLIC;
 
--- The wake-up secret, in hex, for the gateway role (and admins): see hatchat.wake_secret.
+-- The wake-up secret, in hex, for the gateway role (and admins): see hatchat.wake_secret. A body
+-- in quotes, not a RETURN: on a Citus cluster a SECURITY DEFINER function with a SQL-standard
+-- body failed to run ("syntax error at or near RETURN").
 CREATE FUNCTION hatchat.wake_secret() RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    RETURN (SELECT encode(w.secret, 'hex') FROM hatchat.wake_secret w);
+    AS $$ SELECT encode(w.secret, 'hex') FROM hatchat.wake_secret w $$;
 REVOKE EXECUTE ON FUNCTION hatchat.wake_secret() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hatchat.wake_secret() TO hatchat_gateway, hatchat_admin;
 
