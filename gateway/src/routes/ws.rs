@@ -156,12 +156,11 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
             return;
         }
     };
-    let (frames, mut outgoing) = mpsc::channel::<Message>(app.streams.buffer);
+    let (frames, mut outgoing) = mpsc::channel::<(Message, usize)>(app.streams.buffer);
     let out = Outbox { frames, purse: app.budget.purse(), taken: Arc::new(Notify::new()) };
     let written = out.clone();
     let writer = tokio::spawn(async move {
-        while let Some(message) = outgoing.recv().await {
-            let bytes = frame_bytes(&message);
+        while let Some((message, bytes)) = outgoing.recv().await {
             let sent = sink.send(message).await;
             written.purse.give_back(bytes);
             written.taken.notify_waiters();
@@ -229,31 +228,27 @@ async fn auth_frame(incoming: &mut futures_util::stream::SplitStream<WebSocket>)
     }
 }
 
-/// The socket's frames on their way to its writer, bounded in frames and in bytes (its purse): a
-/// client that does not read holds its socket's bound at most.
+/// The socket's frames on their way to its writer, each with the bytes it holds of the socket's
+/// purse. Forwarded messages are bounded in bytes (a client that does not read holds its socket's
+/// bound at most); the session's own frames (answers, errors, pings) are small and bounded in
+/// number, and never wait behind a full purse: a busy subscription does not cost a client its
+/// answers.
 #[derive(Clone)]
 struct Outbox {
-    frames: mpsc::Sender<Message>,
+    frames: mpsc::Sender<(Message, usize)>,
     purse: Arc<Purse>,
     /// Told each time the writer wrote a frame (and gave its bytes back).
     taken: Arc<Notify>,
 }
 
 impl Outbox {
-    /// Queues without waiting; false when the client reads too slowly to take it.
+    /// Queues one of the session's own frames without waiting; false when the client reads too
+    /// slowly to take it.
     fn try_queue(&self, message: Message) -> bool {
-        let bytes = frame_bytes(&message);
-        if !self.purse.take(bytes) {
-            return false;
-        }
-        if self.frames.try_send(message).is_err() {
-            self.purse.give_back(bytes);
-            return false;
-        }
-        true
+        self.frames.try_send((message, 0)).is_ok()
     }
 
-    /// Queues, waiting while the queue is full; false once the writer is gone.
+    /// Queues a forwarded message, waiting while the queue is full; false once the writer is gone.
     async fn queue(&self, message: Message) -> bool {
         let bytes = frame_bytes(&message);
         loop {
@@ -268,7 +263,7 @@ impl Outbox {
             }
             taken.await;
         }
-        if self.frames.send(message).await.is_err() {
+        if self.frames.send((message, bytes)).await.is_err() {
             self.purse.give_back(bytes);
             return false;
         }
