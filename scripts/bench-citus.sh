@@ -2,7 +2,7 @@
 # The gateway's send throughput (spread: a channel per client; hot: one channel) on one node and
 # on a 3-node Citus cluster (a coordinator and two workers, hatchat distributed), in one run, with
 # the release build. All nodes share this machine's cores, so the cluster's figure is the cost of
-# distribution, not its gain (README, "Scale out"). Every node is a throwaway cluster (fsync off,
+# distribution, not its gain (docs/scale-out.md). Every node is a throwaway cluster (fsync off,
 # synchronous_commit off), the single node too, so that both rows pay the same for durability.
 # Settings: those of scripts/bench.sh (BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_POOL_SIZE), and
 # HATCHAT_CITUS_SHARDS (32). Also run by `scripts/bench.sh --citus`.

@@ -138,8 +138,8 @@ free_port() {
 # start_cluster DIR PORT [durable|throwaway] [PRELOAD]: initialises (once) and starts a private
 # cluster that listens on 127.0.0.1:PORT and a socket in DIR, trusting local connections as
 # `postgres`. PRELOAD (default `hatchat`, empty for none) is its shared_preload_libraries: preloaded,
-# hatchat announces changes from its announcer instead of each sender's transaction (README, "How
-# wake-ups travel"). A cluster made before without it gets it, and is restarted.
+# hatchat announces changes from its announcer instead of each sender's transaction
+# (docs/how-it-works.md, "How wake-ups travel"). A cluster made before without it gets it, and is restarted.
 start_cluster() {
     local dir=$1 port=$2 kind=${3:-durable} preload=${4-hatchat}
     mkdir -p "$dir"

@@ -38,6 +38,9 @@ build_package() {
     install -D -m 644 packaging/gateway.env "$stage/etc/hatchat/gateway.env"
     install -D -m 644 LICENSE "$stage/usr/share/doc/hatchat/copyright"
     install -D -m 644 README.md "$stage/usr/share/doc/hatchat/README.md"
+    for page in docs/*.md docs/*.svg docs/*.png; do
+        install -D -m 644 "$page" "$stage/usr/share/doc/hatchat/$page"
+    done
     mkdir -p "$stage/DEBIAN"
     local size
     size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)

@@ -4,7 +4,7 @@
 #   1. distributes a database that already holds data written through the API on one node
 #      (tests/upgrade.rs phase 1), then reads everything back through the coordinator (phase 2);
 #   2. distributes a fresh database (`CREATE EXTENSION citus; CREATE EXTENSION hatchat;
-#      SELECT hatchat.distribute(...)`, as README "Scale out" says) and runs the SQL and HTTP
+#      SELECT hatchat.distribute(...)`, as docs/scale-out.md says) and runs the SQL and HTTP
 #      suites against the coordinator;
 #   3. drops the shards and the extension, and checks that no node keeps anything of hatchat.
 # Run by scripts/test.sh; alone: scripts/test-citus.sh [cargo test arguments for step 2]

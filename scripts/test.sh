@@ -58,7 +58,7 @@ HATCHAT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$plain_port/hatchat_tes
     HATCHAT_TEST_ANNOUNCER=in-transaction cargo test --workspace --test wake_ups --test long_poll --test batch --test messages --test wire
 say "upgrade path ($(basename -a "$ROOT"/sql/hatchat--*--*.sql | tr '\n' ' '))"
 bash "$ROOT/scripts/test-upgrade.sh"
-# The same suites on a 3-node Citus cluster, hatchat distributed (README, Scale out). The dev build
+# The same suites on a 3-node Citus cluster, hatchat distributed (docs/scale-out.md). The dev build
 # is already installed in the tests' private installation.
 # Citus cannot be downloaded here: without its source the stage cannot run, and says so loudly
 # (HATCHAT_REQUIRE_CITUS=1 makes that a failure).

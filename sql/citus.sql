@@ -1,4 +1,4 @@
--- Scale out on Citus (README, "Scale out"): hatchat.distribute() turns a hatchat database on the
+-- Scale out on Citus (docs/scale-out.md): hatchat.distribute() turns a hatchat database on the
 -- coordinator of a Citus cluster into a distributed one, and hatchat.drop_shards() is the step
 -- before DROP EXTENSION hatchat there. Both do nothing on a single node but explain themselves:
 -- a single-node install is unchanged. Why each step: docs/citus.md.
@@ -25,7 +25,7 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'hatchat.distribute() needs Citus: CREATE EXTENSION citus first, on a cluster '
-                        'whose workers are added (README, "Scale out")' USING ERRCODE = '55000';
+                        'whose workers are added (docs/scale-out.md)' USING ERRCODE = '55000';
     END IF;
     IF (SELECT groupid FROM pg_dist_local_group) <> 0 THEN
         RAISE EXCEPTION 'run hatchat.distribute() on the coordinator' USING ERRCODE = '55000';
@@ -83,7 +83,7 @@ BEGIN
 
     -- 5. Citus connects to the other nodes as the current user, which inside the API functions
     -- (SECURITY DEFINER) is hatchat_owner: it must be able to log in, node to node only (pg_hba.conf
-    -- of every node; README, "Scale out"). Citus propagates ALTER ROLE to every node.
+    -- of every node; docs/scale-out.md). Citus propagates ALTER ROLE to every node.
     ALTER ROLE hatchat_owner LOGIN;
 
     -- 6. No forced generic plans: with parameters left in a generic plan Citus cannot always find

@@ -22,7 +22,7 @@ ALTER FUNCTION hatchat.send_message_text(text, text, text, text) SET plan_cache_
 -- hatchat's own tables. Nobody may log in as it or be granted it, so nobody reaches the tables
 -- but through the functions. The one exception is a Citus cluster: there Citus connects from node
 -- to node as the functions' owner, so hatchat.distribute() gives it LOGIN (pg_hba.conf of every
--- node then admits it from the other nodes only; README, "Scale out"), and an install into a
+-- node then admits it from the other nodes only; docs/scale-out.md), and an install into a
 -- database with Citus (another database of the cluster, a worker added later) accepts that.
 DO $$
 DECLARE

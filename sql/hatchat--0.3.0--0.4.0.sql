@@ -77,7 +77,7 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'hatchat.distribute() needs Citus: CREATE EXTENSION citus first, on a cluster '
-                        'whose workers are added (README, "Scale out")' USING ERRCODE = '55000';
+                        'whose workers are added (docs/scale-out.md)' USING ERRCODE = '55000';
     END IF;
     IF (SELECT groupid FROM pg_dist_local_group) <> 0 THEN
         RAISE EXCEPTION 'run hatchat.distribute() on the coordinator' USING ERRCODE = '55000';
@@ -135,7 +135,7 @@ BEGIN
 
     -- 5. Citus connects to the other nodes as the current user, which inside the API functions
     -- (SECURITY DEFINER) is hatchat_owner: it must be able to log in, node to node only (pg_hba.conf
-    -- of every node; README, "Scale out"). Citus propagates ALTER ROLE to every node.
+    -- of every node; docs/scale-out.md). Citus propagates ALTER ROLE to every node.
     ALTER ROLE hatchat_owner LOGIN;
 
     -- 6. No forced generic plans: with parameters left in a generic plan Citus cannot always find

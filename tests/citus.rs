@@ -1,7 +1,7 @@
-//! `hatchat.distribute()` and `hatchat.drop_shards()` (README, "Scale out"): for superusers only;
+//! `hatchat.distribute()` and `hatchat.drop_shards()` (docs/scale-out.md): for superusers only;
 //! on a single node they explain themselves and change nothing; on a Citus coordinator
 //! (scripts/test-citus.sh, which distributes before the suites run) a second distribute() only
-//! says it was done, and the tables lie where the README says.
+//! says it was done, and the tables lie where docs/scale-out.md says.
 mod common;
 
 use common::*;

@@ -11,7 +11,7 @@
 //! the pool in all), so the sends queued behind it start in a slot of their own: if an outside transaction holds a channel's
 //! counter row (a long transaction that sent to it), it holds up the sends batched with it, never
 //! the gateway. One slot is the default: measured here, more slots commit smaller batches and
-//! spend more database CPU per send (see the README), and stall relief gives the robustness
+//! spend more database CPU per send (see docs/performance.md), and stall relief gives the robustness
 //! that extra slots would otherwise buy.
 //!
 //! Each send still gets its own answer, the one it would get alone: the extension checks every

@@ -40,7 +40,7 @@ pub struct Window {
     until: Option<String>,
     limit: Option<i32>,
     after_seq: Option<i64>,
-    /// Messages in their current state, without the event rows (see the README).
+    /// Messages in their current state, without the event rows (see docs/sql-api.md).
     fold: Option<bool>,
     /// Seconds to wait at most when nothing matches (capped by the gateway's longest wait).
     wait: Option<f64>,

@@ -1,6 +1,6 @@
 //! GET /ws: one WebSocket for many channels, each subscribed from its own `afterSeq`, and for
 //! sends (answered with their seq, through the same group commit as POST /messages). Frames are
-//! JSON; the protocol is in the README ("Streams").
+//! JSON; the protocol is in docs/streams.md.
 //!
 //! The token travels in `Authorization`, or (browsers cannot set that on an upgrade) in
 //! `Sec-WebSocket-Protocol` as `hatchat.token.<base64url of the token>` next to `hatchat.v1` (the
