@@ -327,14 +327,10 @@ pub fn erase(channel_id: &str, seq: i64) -> Result<()> {
         &[channel_id.into(), seq.into()],
         |rows| rows.map(|row| Ok(row.get::<i64>(1)?.unwrap_or_default())).collect(),
     )?;
-    let users: Vec<pgrx::Uuid> = db::query(
+    let users = users_notified(
         "SELECT DISTINCT user_id FROM hatchat.notifications WHERE channel_id = $1 AND seq = ANY($2)",
         &[channel_id.into(), seqs.clone().into()],
-        |rows| rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect::<Result<Vec<_>>>(),
-    )?
-    .into_iter()
-    .flatten()
-    .collect();
+    )?;
     if users.is_empty() {
         return Ok(());
     }
@@ -353,18 +349,23 @@ pub fn forget_channels(channels: &[String]) -> Result<()> {
     if channels.is_empty() {
         return Ok(());
     }
-    let users: Vec<pgrx::Uuid> = db::query(
+    let users = users_notified(
         "SELECT DISTINCT user_id FROM hatchat.notifications WHERE channel_id = ANY($1)",
         &[channels.to_vec().into()],
-        |rows| rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect::<Result<Vec<_>>>(),
-    )?
-    .into_iter()
-    .flatten()
-    .collect();
+    )?;
     if users.is_empty() {
         return Ok(());
     }
     lock_inboxes(&users)?;
     db::execute("DELETE FROM hatchat.notifications WHERE channel_id = ANY($1)", &[channels.to_vec().into()])?;
     refresh_pending(&users)
+}
+
+/// The users `sql` names (whose notifications are about to change): their inboxes are locked
+/// first, as every writer of a user's notifications does.
+fn users_notified(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<Vec<pgrx::Uuid>> {
+    let users = db::query(sql, args, |rows| {
+        rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect::<Result<Vec<_>>>()
+    })?;
+    Ok(users.into_iter().flatten().collect())
 }

@@ -12,6 +12,18 @@ fn call(db: &mut Client, sql: &str, params: &[&(dyn postgres::types::ToSql + Syn
     db.query_one(sql, params).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
 }
 
+/// A channel of `owner`'s with `member` in it, whose posts notify the other members.
+fn notifying_channel(db: &mut Client, owner: &User, member: &User, prefix: &str) -> String {
+    let channel = channel_id(prefix);
+    call(
+        db,
+        "SELECT hatchat.create_channel($1, $2, 'owner', '{\"notifyMembers\": true}')",
+        &[&owner.token(), &channel],
+    );
+    invite(db, owner, &channel, member).unwrap();
+    channel
+}
+
 /// A room of Alice and Mallory with one post of Alice's in it; its id.
 fn room_of(db: &mut Client, alice: &User, mallory: &User) -> String {
     let users = vec![alice.username.clone(), mallory.username.clone()];
@@ -120,13 +132,7 @@ fn register_named(db: &mut Client, username: &str) -> uuid::Uuid {
 fn a_delete_erases_every_copy_of_the_payload() {
     let mut db = connect();
     let (alice, bob) = (register(&mut db, "alice"), register(&mut db, "bob"));
-    let channel = channel_id("erase");
-    call(
-        &mut db,
-        "SELECT hatchat.create_channel($1, $2, 'owner', '{\"notifyMembers\": true}')",
-        &[&alice.token(), &channel],
-    );
-    invite(&mut db, &alice, &channel, &bob).unwrap();
+    let channel = notifying_channel(&mut db, &alice, &bob, "erase");
     let marker = format!("erase-me-{}", short_id());
     let sent = send(&mut db, &alice, &channel, json!({"text": format!("{marker} original")})).unwrap();
     let seq = sent["seq"].as_i64().unwrap();
@@ -162,13 +168,7 @@ fn copies(db: &mut Client, marker: &str) -> i64 {
 fn notifications_of_events_name_their_kind_and_target() {
     let mut db = connect();
     let (alice, bob) = (register(&mut db, "alice"), register(&mut db, "bob"));
-    let channel = channel_id("typed");
-    call(
-        &mut db,
-        "SELECT hatchat.create_channel($1, $2, 'owner', '{\"notifyMembers\": true}')",
-        &[&alice.token(), &channel],
-    );
-    invite(&mut db, &alice, &channel, &bob).unwrap();
+    let channel = notifying_channel(&mut db, &alice, &bob, "typed");
     let seq = send(&mut db, &alice, &channel, json!("hi")).unwrap()["seq"].as_i64().unwrap();
     // A payload shaped as a reaction, then a real reaction: only the second is an event.
     send(&mut db, &bob, &channel, json!({"reaction": "👍", "action": "add"})).unwrap();
