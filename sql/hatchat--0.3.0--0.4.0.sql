@@ -59,6 +59,22 @@ REVOKE EXECUTE ON FUNCTION hatchat.wake_secret() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hatchat.wake_secret() TO hatchat_gateway, hatchat_admin;
 ALTER FUNCTION hatchat.wake_secret() OWNER TO hatchat_owner;
 
+-- ---- your users, your login (issue 28), part 1: the registration policy ------------------------
+-- register_user takes the server secret, for hatchat.registration = secret (src/users.rs).
+DROP FUNCTION hatchat.register_user(uuid, text, text);
+CREATE FUNCTION hatchat.register_user(
+	"id" uuid,
+	"public_key" TEXT,
+	"username" TEXT,
+	"secret" TEXT DEFAULT NULL
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'register_user_wrapper';
+ALTER FUNCTION hatchat.register_user(uuid, text, text, text) OWNER TO hatchat_owner;
+-- ---- end registration policy ----------------------------------------------------------------------
+
 -- distribute() makes deleted_users and wake_secret reference tables, as users.
 CREATE OR REPLACE FUNCTION hatchat.distribute(shard_count integer DEFAULT 32) RETURNS void
     LANGUAGE plpgsql

@@ -2,7 +2,7 @@
 //! superuser (or a role granted `SET` on them), so a client cannot lift them for its own session.
 
 use jiff::SignedDuration;
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 pub static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
 pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
@@ -11,6 +11,21 @@ pub static ROOM_TTL: GucSetting<i32> = GucSetting::<i32>::new(60 * 24 * 60 * 60)
 pub static MAX_JSON_DEPTH: GucSetting<i32> =
     GucSetting::<i32>::new(hatchat_wire::json::DEFAULT_MAX_DEPTH as i32);
 pub static MAX_NOTIFICATIONS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Who may register a user through register_user (and POST /users).
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Registration {
+    /// Anyone: the reference client registers itself.
+    #[name = c"open"]
+    Open,
+    /// Only a call with the server secret, or by a role granted hatchat_admin: an app's backend.
+    #[name = c"secret"]
+    Secret,
+    /// Nobody.
+    #[name = c"closed"]
+    Closed,
+}
+
+pub static REGISTRATION: GucSetting<Registration> = GucSetting::<Registration>::new(Registration::Open);
 pub static MAX_REACTIONS_PER_USER: GucSetting<i32> = GucSetting::<i32>::new(20);
 pub static MAX_REACTIONS_PER_MESSAGE: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static RELEASE_LOCKS_BEFORE_FLUSH: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -78,6 +93,15 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_enum_guc(
+        c"hatchat.registration",
+        c"Who may register users: open (anyone), secret (the server secret or an admin role), closed.",
+        c"Refused registrations answer SQLSTATE 42501 (HTTP 403). Set it for the database (ALTER \
+          DATABASE ... SET) or the server; clients cannot change it for their own session.",
+        &REGISTRATION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"hatchat.max_reactions_per_user",
         c"Distinct reactions one user may have on one message.",
@@ -133,6 +157,10 @@ pub fn max_json_depth() -> usize {
 
 pub fn max_notifications() -> i32 {
     MAX_NOTIFICATIONS.get()
+}
+
+pub fn registration() -> Registration {
+    REGISTRATION.get()
 }
 
 pub fn max_reactions_per_user() -> i64 {

@@ -1,11 +1,13 @@
 //! Users: an id, a username unique ignoring case, and the RSA public key that verifies their
-//! requests. Registration is open (as in the seed); every later change needs the user's own token.
+//! requests. Who may register is the operator's setting (`hatchat.registration`: open, as the
+//! reference client needs, by default); every later change needs the user's own token.
 
 use crate::access;
-use crate::auth::{self, keys, SYSTEM_USER};
+use crate::auth::{self, keys, secret, SYSTEM_USER};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
+use crate::settings::{self, Registration};
 use pgrx::prelude::*;
 use uuid::Uuid;
 
@@ -54,7 +56,9 @@ fn register_user(
     id: Option<pgrx::Uuid>,
     public_key: Option<&str>,
     username: Option<&str>,
+    secret: default!(Option<&str>, "NULL"),
 ) -> SqlResult<Jsonb> {
+    may_register(secret)?;
     let id = required(id, "id")?;
     if db::rust_uuid(id) == SYSTEM_USER {
         return Err(HatchatError::invalid("the nil uuid is reserved for the system user").into());
@@ -82,6 +86,27 @@ fn register_user(
             Err(HatchatError::Conflict(format!("user id {id} is already registered")).into())
         }
         None => Err(username_taken(username).into()),
+    }
+}
+
+/// Whether this call may register a user, under `hatchat.registration`. With `secret`, only a
+/// call that carries the server secret (an app's backend, over SQL or as POST /users's
+/// Authorization) or a role granted hatchat_admin; `open` ignores what the call carries.
+fn may_register(secret: Option<&str>) -> Result<()> {
+    match settings::registration() {
+        Registration::Open => Ok(()),
+        Registration::Closed => Err(HatchatError::Forbidden(
+            "registration is closed on this server (hatchat.registration = closed)".into(),
+        )),
+        Registration::Secret if secret::caller_role_is_admin() => Ok(()),
+        Registration::Secret => match secret {
+            Some(_) if auth::authenticate(secret)?.is_system() => Ok(()),
+            _ => Err(HatchatError::Forbidden(
+                "registration on this server needs the server secret (hatchat.registration = \
+                 secret): the app's backend registers its users"
+                    .into(),
+            )),
+        },
     }
 }
 

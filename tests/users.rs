@@ -222,3 +222,68 @@ fn one_line_and_rewrapped_pems_register_and_their_tokens_work() {
         assert_eq!(who, id, "{what}");
     }
 }
+
+const SECRET: &str = "test-server-secret-4b1d9f0e7c";
+
+/// A login role whose sessions run under `hatchat.registration = policy` (set for the role by the
+/// superuser, as an operator sets it for a database), with nothing beyond what PUBLIC gets.
+fn session_under(policy: &str) -> postgres::Client {
+    let role = format!("hatchat_test_registration_{policy}");
+    let mut admin = connect();
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                     CREATE ROLE {role} LOGIN;
+                 END IF;
+             END $$;
+             ALTER ROLE {role} SET hatchat.registration = '{policy}'"
+        ))
+        .unwrap();
+    admin.execute("SELECT hatchat.set_api_secret($1)", &[&SECRET]).unwrap();
+    let mut config: postgres::Config = database_url().parse().unwrap();
+    config.user(&role);
+    config.connect(postgres::NoTls).unwrap()
+}
+
+fn register_with(
+    db: &mut postgres::Client,
+    secret: Option<&str>,
+) -> (Uuid, Result<postgres::Row, postgres::Error>) {
+    let id = Uuid::new_v4();
+    let sql = "SELECT hatchat.register_user($1, $2, $3, $4)";
+    (id, db.query_one(sql, &[&id, &fixture("alice.pub.pem"), &format!("r-{}", short_id()), &secret]))
+}
+
+#[test]
+fn registration_follows_the_operators_policy() {
+    let mut admin = connect();
+    // open (the default): anyone, and what the call carries is not looked at.
+    let mut open = session_under("open");
+    register_with(&mut open, None).1.unwrap();
+    register_with(&mut open, Some("not the secret")).1.unwrap();
+
+    // secret: only a call with the server secret; a wrong one is no secret.
+    let mut app = session_under("secret");
+    let (id, refused) = register_with(&mut app, None);
+    let (message, _) = error_text(refused);
+    assert!(message.contains("needs the server secret"), "{message}");
+    assert_eq!(user_count(&mut admin, &id), 0);
+    assert_eq!(sqlstate(register_with(&mut app, None).1), "42501");
+    assert_eq!(sqlstate(register_with(&mut app, Some("test-server-secret-4b1d9f0e7d")).1), "28000");
+    let (id, allowed) = register_with(&mut app, Some(SECRET));
+    allowed.unwrap();
+    assert_eq!(user_count(&mut admin, &id), 1);
+    // A client cannot lift the policy for its own session.
+    assert_eq!(sqlstate(app.batch_execute("SET hatchat.registration = 'open'").map(|_| 0)), "42501");
+
+    // closed: nobody, not even with the secret.
+    let mut closed = session_under("closed");
+    for secret in [None, Some(SECRET)] {
+        let (id, refused) = register_with(&mut closed, secret);
+        assert_eq!(sqlstate(refused), "42501");
+        assert_eq!(user_count(&mut admin, &id), 0);
+    }
+    // Only a superuser (or a role granted SET on it) chooses; a bad value is refused.
+    assert_eq!(sqlstate(admin.batch_execute("SET hatchat.registration = 'sometimes'").map(|_| 0)), "22023");
+}

@@ -219,3 +219,41 @@ async fn bodies_are_json_or_clearly_refused() {
     let stored: Value = api.poll(&alice, &channel, "wait=0").await.expect(200);
     assert_eq!(seqs(&stored), vec![1, 2, 3, 4], "only the accepted sends were stored");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn post_users_follows_the_registration_policy() {
+    const SECRET: &str = "test-server-secret-4b1d9f0e7c";
+    admin().await.execute("SELECT hatchat.set_api_secret($1)", &[&SECRET]).await.unwrap();
+    // This gateway's sessions run under `secret` (a superuser's login may set it at connect, as an
+    // operator sets it for the database).
+    let url = format!("{}?options=-c%20hatchat.registration%3Dsecret", database_url());
+    let gateway = Gateway::start_with(&[("DATABASE_URL", url.as_str())]).await;
+    let api = gateway.api();
+    let new_user = || {
+        let id = Uuid::new_v4();
+        (
+            id,
+            json!({"id": id, "publicKey": fixture("alice.pub.pem"), "username": format!("r-{}", short_id())}),
+        )
+    };
+    let (id, body) = new_user();
+    let refused = api.post("/users", None, body.clone()).await.expect(403);
+    assert!(refused["message"].as_str().unwrap().contains("server secret"), "{refused}");
+    api.get(&format!("/users/{id}"), None).await.expect(404);
+    // A user (registered over SQL, where this session's policy is open) is no server secret.
+    let alice =
+        User { id: Uuid::new_v4(), username: format!("alice-{}", short_id()), key_name: "alice".into() };
+    admin()
+        .await
+        .execute(
+            "SELECT hatchat.register_user($1::text::uuid, $2, $3)",
+            &[&alice.id.to_string(), &fixture("alice.pub.pem"), &alice.username],
+        )
+        .await
+        .unwrap();
+    let as_a_user = api.post("/users", Some(&alice.token()), body.clone()).await;
+    assert_eq!(as_a_user.status, 403, "a user's token is no secret: {}", as_a_user.body);
+    let registered = api.post("/users", Some(SECRET), body).await.expect(200);
+    assert_eq!(registered["id"], json!(id));
+    api.get(&format!("/users/{id}"), None).await.expect(200);
+}

@@ -18,9 +18,15 @@ pub struct Rename {
     username: Option<String>,
 }
 
-pub async fn register(State(app): State<AppState>, JsonBody(user): JsonBody<NewUser>) -> Answer {
-    let sql = "SELECT hatchat.register_user($1::text::uuid, $2, $3)::text";
-    app.call(sql, &[&user.id, &user.public_key, &user.username]).await
+/// POST /users. Where only the server secret registers (`hatchat.registration = secret`), the
+/// app's backend sends it as the Authorization header; otherwise the header is not looked at.
+pub async fn register(
+    State(app): State<AppState>,
+    Token(secret): Token,
+    JsonBody(user): JsonBody<NewUser>,
+) -> Answer {
+    let sql = "SELECT hatchat.register_user($1::text::uuid, $2, $3, $4)::text";
+    app.call(sql, &[&user.id, &user.public_key, &user.username, &secret]).await
 }
 
 pub async fn get(State(app): State<AppState>, PathParams(id): PathParam) -> Answer {
