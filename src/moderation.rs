@@ -2,7 +2,7 @@
 //! server secret) ban and mute; users disable their own chat and block others.
 //!
 //! - banned: 403 on every write while the ban lasts (a user may still delete their account);
-//! - muted: posts answer as usual but are neither stored nor delivered (the seed's behaviour);
+//! - muted: posts answer as usual but are neither stored nor delivered (a shadow mute: the poster is not told);
 //! - chat disabled: 403 on posting, and no notifications;
 //! - blocked: the blocker gets no notifications of the blocked user's posts.
 //!

@@ -1,7 +1,7 @@
 //! Notifications: when a message is posted in a channel that notifies (rooms do), every other
 //! member gets one in their own ordered stream — unless they blocked the sender, are muted, or
-//! disabled chat (then the sender is told, with a `chat-disabled` notification). Shape as in the
-//! seed: `{from: "chat/v1", to, type: "message", data: {roomId, from, timestamp, type, message},
+//! disabled chat (then the sender is told, with a `chat-disabled` notification). Shape as in
+//! ganomede-chat: `{from: "chat/v1", to, type: "message", data: {roomId, from, timestamp, type, message},
 //! push?}`.
 //!
 //! A user's stream is ordered by a per-user counter bumped in the posting transaction, for the

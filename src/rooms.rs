@@ -1,10 +1,10 @@
-//! Rooms: the multi-room chat service of the second seed, on the same tables as channels. A room is
+//! Rooms: ganomede-chat's multi-room chat service, on the same tables as channels. A room is
 //! a channel whose id is `type/user1/user2…` (the players' usernames, sorted), with a type, a fixed
 //! member list, retention (the newest `hatchat.room_max_messages`, expiring `hatchat.room_ttl`
 //! after the last post or refresh) and notifications. Its messages are `{timestamp, from, type,
 //! message}`, `from` being the sender's username, or `$$` for the server secret.
 //!
-//! Status codes follow the seed: a caller who is not one of the room's users gets 401 (not 403),
+//! Status codes follow ganomede-chat: a caller who is not one of the room's users gets 401 (not 403),
 //! a banned one 403, a missing or expired room 404.
 
 use crate::access::{self, valid_channel_id, Access, Role};
@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 pub const MAX_TYPE_CHARS: usize = 100;
 pub const MAX_ROOM_USERS: usize = 32;
-/// The author name of what the server secret posts, as in the seed (reserved: no user takes it).
+/// The author name of what the server secret posts, as in ganomede-chat (reserved: no user takes it).
 pub const SYSTEM_NAME: &str = users::SERVER_SECRET_NAME;
 
 pub fn valid_room_type(raw: &str) -> Result<&str> {
@@ -35,7 +35,7 @@ pub fn valid_room_type(raw: &str) -> Result<&str> {
     Ok(raw)
 }
 
-/// The room id of `room_type` and its users' canonical usernames, as the seed forms it.
+/// The room id of `room_type` and its users' canonical usernames, as ganomede-chat forms it.
 pub fn room_id(room_type: &str, usernames: &[String]) -> Result<String> {
     let mut sorted: Vec<&str> = usernames.iter().map(String::as_str).collect();
     sorted.sort_unstable();

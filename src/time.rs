@@ -1,7 +1,7 @@
 //! Timestamps as the API speaks them: ISO-8601 with an explicit offset in, UTC with microseconds
 //! out (`2026-11-22T14:42:24.123456Z`). Microseconds because that is what PostgreSQL stores: a
 //! client that pages with `since = last createdAt` must get back exactly the value stored, or it
-//! skips or repeats messages (the seed truncated to seconds and lost messages).
+//! skips or repeats messages (Hatch@ truncated to seconds and lost messages).
 
 use jiff::Timestamp;
 
@@ -27,7 +27,7 @@ pub fn from_unix_seconds(seconds: f64) -> Option<Timestamp> {
     Timestamp::from_microsecond(micros as i64).ok()
 }
 
-/// One end of a message window: a timestamp, or the open ends `-infinity` / `infinity` (the seed's
+/// One end of a message window: a timestamp, or the open ends `-infinity` / `infinity` (Hatch@'s
 /// spelling for "from the beginning" and "until the end").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bound {

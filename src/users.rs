@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 pub const MAX_USERNAME_CHARS: usize = 64;
 
-/// The name under which the server secret's posts appear in rooms (`from`), as in the seed.
+/// The name under which the server secret's posts appear in rooms (`from`), as in ganomede-chat.
 pub const SERVER_SECRET_NAME: &str = "$$";
 /// The system user's name (schema.sql), author of join and leave messages.
 pub const SYSTEM_USERNAME: &str = "system";

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 /// A JSON body. Accepted Content-Types: `application/json`, `text/plain` (what a browser's `fetch`
-/// sends when the caller sets none, as the seed's web client does) or none at all; anything else
+/// sends when the caller sets none, as Hatch@'s web client does) or none at all; anything else
 /// (forms, multipart) is 415 rather than a confusing parse error. A body nested deeper than
 /// `hatchat.max_json_depth` is 400 before it is parsed, here or by PostgreSQL (whose recursive
 /// parser would fail a 20,000-deep array as an internal error).

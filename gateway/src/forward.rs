@@ -1,4 +1,4 @@
-//! Forwarding notifications to `HATCHAT_NOTIFY_URL` (the seed's notification service): each is
+//! Forwarding notifications to `HATCHAT_NOTIFY_URL` (ganomede-chat's notification service): each is
 //! POSTed as JSON, at least once, in order per user. Each acknowledgement is recorded in the
 //! database (`forwarded_at`) before the user's next POST, so a restart loses nothing and repeats at
 //! most the one in flight (its `X-Hatchat-Notification` header names it). One gateway forwards at

@@ -39,7 +39,7 @@ const SPKI_LABEL: &str = "PUBLIC KEY";
 const PKCS1_LABEL: &str = "RSA PUBLIC KEY";
 
 /// Accepts SPKI (`BEGIN PUBLIC KEY`) and PKCS#1 (`BEGIN RSA PUBLIC KEY`) PEM, the base64 wrapped
-/// at any width or not at all, with LF or CRLF line ends: the seed's web client writes the whole
+/// at any width or not at all, with LF or CRLF line ends: Hatch@'s web client writes the whole
 /// base64 on one line, which a strict RFC 7468 parser (64-column lines) refuses. Nothing but
 /// base64 may stand between the BEGIN and the matching END line. 2048 to 4096 bits (`rsa` refuses
 /// a modulus over `RsaPublicKey::MAX_SIZE`, 4096 bits, while decoding).
@@ -201,7 +201,7 @@ mod tests {
     fn accepts_any_wrapping_of_the_base64() {
         let alice = parse_public_key(ALICE).unwrap();
         let one_line = include_str!("../../tests/fixtures/keys/alice.oneline.pub.pem");
-        assert_eq!(parse_public_key(one_line).unwrap(), alice, "the seed's web client export");
+        assert_eq!(parse_public_key(one_line).unwrap(), alice, "Hatch@'s web client export");
         for (width, newline) in
             [(1, "\n"), (20, "\r\n"), (64, "\n"), (76, "\r\n"), (76, "\n"), (10_000, "\r\n")]
         {

@@ -84,7 +84,8 @@ impl Caller {
         }
     }
 
-    /// A muted user's posts answer as usual but are not stored (the seed's behaviour).
+    /// A muted user's posts answer as usual but are not stored (a shadow mute:
+    /// the poster is not told).
     pub fn is_muted(&self) -> bool {
         matches!(self, Caller::User(user) if user.muted)
     }

@@ -35,7 +35,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// JWT names (`RS512`), Node's crypto names (`RSA-SHA512`) and WebCrypto's hash names
-    /// (`SHA-512`, which the seed's web client writes). Anything else, `none` included, is refused.
+    /// (`SHA-512`, which Hatch@'s web client writes). Anything else, `none` included, is refused.
     fn from_header(alg: &str) -> Option<Self> {
         match alg {
             "RS512" | "RSA-SHA512" | "SHA-512" => Some(Self::RsaSha512),
@@ -178,7 +178,7 @@ fn decode_json<T: for<'de> Deserialize<'de>>(part: &str, name: &str) -> Result<T
         .map_err(|_| malformed(format!("the {name} is not a JSON object of the expected shape")))
 }
 
-/// `exp` is NumericDate seconds (JWT) or an ISO-8601 string (what the seed's web client sends).
+/// `exp` is NumericDate seconds (JWT) or an ISO-8601 string (what Hatch@'s web client sends).
 fn parse_exp(exp: Option<&serde_json::Value>) -> Result<Timestamp> {
     const HINT: &str = "the claim needs \"exp\": NumericDate seconds or an ISO-8601 timestamp";
     match exp {

@@ -227,7 +227,7 @@ pub fn settle(channel_id: &str, seqs: &[i64], retention: Retention, push: Option
 }
 
 /// Posts a system message about `user` (`join`, `leave`) from the reserved system user, worded as
-/// the seed words it; `event` and `userId` spare clients from parsing the sentence.
+/// Hatch@ words it; `event` and `userId` spare clients from parsing the sentence.
 pub fn post_system(channel_id: &str, event: &str, user: Uuid) -> Result<()> {
     let sentence = match event {
         "join" => format!("user {user} has joined the channel"),

@@ -1,4 +1,4 @@
-//! The multi-room chat routes of the second seed, under a configurable prefix (`chat/v1`):
+//! The multi-room chat routes of ganomede-chat, under a configurable prefix (`chat/v1`):
 //! `POST /{prefix}/auth/{token}/rooms`, `GET /{prefix}/auth/{token}/rooms/{roomId}`,
 //! `POST /{prefix}/auth/{token}/rooms/{roomId}/messages`, `POST /{prefix}/auth/{secret}/system-messages`.
 //! The token in the path is a signed token (URL-safe base64, or percent-encoded standard base64) or
