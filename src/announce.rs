@@ -155,18 +155,23 @@ thread_local! {
 }
 
 thread_local! {
-    /// The database's wake-up secret as this backend read it, with the extension's OID then: an
-    /// extension dropped and created again in this backend's database has another secret.
+    /// The database's wake-up secret as this backend read it, with its table's OID then: an
+    /// extension dropped and created again in this backend's database has another secret, in
+    /// another table.
     static SECRET: std::cell::Cell<Option<(pg_sys::Oid, wake::Secret)>> = const { std::cell::Cell::new(None) };
 }
 
 /// The secret this database's wake-up keys are made with (`hatchat.wake_secret`), read once per
-/// backend (and again if the extension was made anew).
+/// backend (and again if the extension was made anew). The check is two syscache lookups per
+/// announcement; the extension's own OID would take a catalog scan (get_extension_oid) per send.
 fn secret() -> Result<wake::Secret> {
-    // SAFETY: a syscache lookup by name; missing_ok, so it returns InvalidOid instead of raising.
-    let extension = unsafe { pg_sys::get_extension_oid(c"hatchat".as_ptr(), true) };
+    // SAFETY: syscache lookups by name; missing_ok, so InvalidOid instead of raising.
+    let table = unsafe {
+        let schema = pg_sys::get_namespace_oid(c"hatchat".as_ptr(), true);
+        pg_sys::get_relname_relid(c"wake_secret".as_ptr(), schema)
+    };
     if let Some((oid, secret)) = SECRET.get() {
-        if oid == extension {
+        if oid == table {
             return Ok(secret);
         }
     }
@@ -175,7 +180,7 @@ fn secret() -> Result<wake::Secret> {
         .as_deref()
         .and_then(wake::Secret::from_bytes)
         .ok_or_else(|| HatchatError::Internal("hatchat.wake_secret holds no 16-byte secret".into()))?;
-    SECRET.set(Some((extension, secret)));
+    SECRET.set(Some((table, secret)));
     Ok(secret)
 }
 
