@@ -37,11 +37,6 @@ impl Budget {
         self.held.load(Ordering::Relaxed)
     }
 
-    /// What one reader may hold.
-    pub fn per_reader(&self) -> usize {
-        self.per_reader
-    }
-
     pub fn purse(self: &Arc<Self>) -> Arc<Purse> {
         Arc::new(Purse { budget: Arc::clone(self), held: AtomicUsize::new(0) })
     }
