@@ -353,7 +353,7 @@ async function openChannel({ channelId, keyText }) {
   closeSession();
   const s = {
     channelId, keyText, key: null, ownerId: null,
-    controller: new AbortController(), ending: false, sending: false, membersTimer: null,
+    controller: new AbortController(), ending: false, sending: false, outbox: Promise.resolve(), membersTimer: null,
     reactions: new Map(), myReactions: new Set(), seenSeq: 0, readSeq: 0, readTimer: null, draft: null,
   };
   session = s;
@@ -724,21 +724,37 @@ async function showUnreadCounts() {
   }
 }
 
-/** Encrypts and sends; the message shows up through the poll, so it is never rendered twice. */
-async function sendMessage() {
+/**
+ * Encrypts and sends; the message shows up through the poll, so it is never rendered twice. The
+ * text leaves the input at once, so what is typed next is a message of its own, and sends go out
+ * one at a time in the order they were typed: Enter while a send is still on its way queues the
+ * next one instead of being ignored (which left it unsent, or ran two messages together).
+ */
+function sendMessage() {
   const s = session;
   const text = ui.input.value;
-  if (!s?.key || s.sending || ui.input.disabled || !text.trim()) return;
+  if (!s?.key || ui.input.disabled || !text.trim()) return Promise.resolve();
+  ui.input.value = '';
+  s.outbox = s.outbox.then(() => sendOne(s, text));
+  return s.outbox;
+}
+
+async function sendOne(s, text) {
+  if (session !== s) return;
   s.sending = true;
   ui.send.disabled = true;
   try {
     // One client id per text: a retry after a failure the server may have committed is stored once.
     if (s.draft?.text !== text) s.draft = { text, clientId: crypto.randomUUID() };
     await api.sendMessage(s.channelId, await encryptText(s.key, text), { clientId: s.draft.clientId });
-    if (session === s && ui.input.value === text) ui.input.value = '';
+    s.draft = null;
     if (session === s) clearError();
   } catch (error) {
-    if (session === s) showApiError(error, 'send');
+    if (session === s) {
+      showApiError(error, 'send');
+      // Back into the input, unless something else was typed meanwhile: Enter retries it.
+      if (!ui.input.value) ui.input.value = text;
+    }
   } finally {
     s.sending = false;
     if (session === s) ui.send.disabled = ui.input.disabled;
