@@ -191,6 +191,15 @@ async fn two_people_chat_end_to_end_encrypted() {
             "{messages:?}"
         );
     }
+    // A burst typed faster than a send takes: each Enter is a message of its own, in order (the
+    // page once ignored Enter while a send was on its way, leaving "five" and "six" unsent).
+    let input = usable(&b, "[data-testid=message-input]").await;
+    input.send_keys("four\u{E007}five\u{E007}six\u{E007}").await.unwrap();
+    let burst = ["four", "five", "six"].map(String::from);
+    for browser in [&a, &b] {
+        until_shown(browser, Duration::from_secs(2), |m| texts(m).ends_with(&burst)).await;
+    }
+    let expected: Vec<String> = expected.into_iter().chain(burst).collect();
     let members = text_of(&a, "members").await;
     assert_eq!(members.lines().filter(|l| !l.trim().is_empty()).count(), 2, "{members}");
     screenshot(&a, "a").await;
@@ -212,7 +221,7 @@ async fn two_people_chat_end_to_end_encrypted() {
         .iter()
         .map(|row| serde_json::from_str(row.get::<_, &str>(0)).unwrap())
         .collect();
-    assert_eq!(stored.len(), 5);
+    assert_eq!(stored.len(), expected.len(), "each message stored once");
     for payload in &stored {
         let text = payload.to_string();
         assert!(payload["ct"].is_string() && payload["iv"].is_string(), "{text}");
@@ -231,7 +240,7 @@ async fn two_people_chat_end_to_end_encrypted() {
     wait_connected(&c).await;
     until_shown(&c, Duration::from_secs(5), |m| {
         m.iter().filter(|(_, kind, text)| kind == "undecryptable" && text.contains("cannot decrypt")).count()
-            == 5
+            == expected.len()
     })
     .await;
     screenshot(&c, "wrong-key").await;
