@@ -188,6 +188,9 @@ fn written_end() -> u64 {
     }
 }
 
+/// SyncRepLock's place in PostgreSQL 15's main LWLock array (storage/lwlocknames.h).
+const SYNC_REP_LOCK: usize = 32;
+
 /// Waits, as a commit does, until the synchronous standbys the reader's `synchronous_commit` asks
 /// for have the log up to `upto`. Interrupts are held as in a commit; a cancel still ends the
 /// wait (PostgreSQL's own rule), and then the read fails instead of showing what the standbys may
@@ -212,11 +215,17 @@ fn wait_for_standbys(upto: u64) -> Result<()> {
         pg_sys::SyncRepWaitForLSN(upto, false);
         pg_sys::InterruptHoldoffCount -= 1;
         // The wait ends when the standbys have it, when synchronous standbys are turned off (the
-        // checkpointer's flag, as the waiters see it), or when it was canceled.
+        // checkpointer's flag), or when it was canceled. The flag and the LSNs are read under
+        // SyncRepLock: turning standbys off, the checkpointer wakes the waiters and then clears
+        // the flag, both under that lock held exclusively, so a waiter woken that way and reading
+        // without the lock could still see the flag set and take its release for a cancel.
+        let sync_rep_lock = std::ptr::addr_of_mut!((*pg_sys::MainLWLockArray.add(SYNC_REP_LOCK)).lock);
+        pg_sys::LWLockAcquire(sync_rep_lock, pg_sys::LWLockMode::LW_SHARED);
         let control = &*pg_sys::WalSndCtl;
-        let still_defined =
-            std::ptr::read_volatile(&control.sync_standbys_status) & pg_sys::SYNC_STANDBY_DEFINED as u8 != 0;
-        if still_defined && std::ptr::read_volatile(&control.lsn[wait_mode]) < upto {
+        let still_defined = control.sync_standbys_status & pg_sys::SYNC_STANDBY_DEFINED as u8 != 0;
+        let reached = control.lsn[wait_mode];
+        pg_sys::LWLockRelease(sync_rep_lock);
+        if still_defined && reached < upto {
             return Err(HatchatError::Canceled(
                 "canceled while waiting for the synchronous standbys to have what this read saw".into(),
             ));
