@@ -205,7 +205,7 @@ impl Fanout {
             channel: interest.channel,
             user: interest.user,
             expires: interest.expires,
-            page: FIRST_PAGE.min(i32::try_from(interest.buffer.clamp(1, PAGE as usize)).unwrap_or(PAGE)),
+            page: first_page(interest.buffer),
             buffer: interest.buffer,
             purse: self.budget.purse(),
             cursor: interest.after_seq,
@@ -586,6 +586,11 @@ impl Reader {
     }
 }
 
+/// Messages a reader's first read alone asks for, within its buffer.
+fn first_page(buffer: usize) -> i32 {
+    FIRST_PAGE.min(i32::try_from(buffer.clamp(1, PAGE as usize)).unwrap_or(PAGE))
+}
+
 /// Messages the next read alone asks for: as many as `bound` bytes hold at the size `page`'s
 /// messages had (a page without messages says nothing: the first page's size again), within the
 /// reader's buffer and a read's limit.
@@ -593,7 +598,7 @@ fn next_page_size(page: &Page, bound: usize, buffer: usize) -> i32 {
     let count = page.messages.len();
     let limit = buffer.clamp(1, PAGE as usize);
     if count == 0 {
-        return FIRST_PAGE.min(limit as i32);
+        return first_page(buffer);
     }
     let average = (page.messages.iter().map(|(_, json)| json.len()).sum::<usize>() / count).max(1);
     i32::try_from((bound / average).clamp(1, limit)).unwrap_or(PAGE)

@@ -207,7 +207,7 @@ fn reaction(
     }
     let args = [channel_id.into(), seq.into(), pg_uuid(user).into(), reaction.into()];
     if add {
-        check_reaction_room(channel_id, seq, user, reaction)?;
+        check_reaction_limits(channel_id, seq, user, reaction)?;
     }
     let changed = if add {
         db::execute(
@@ -242,7 +242,7 @@ fn reaction(
 /// user at most `hatchat.max_reactions_per_user` distinct ones, and all users together at most
 /// `hatchat.max_reactions_per_message` distinct ones. Decided under the counter lock that every
 /// reaction to the channel takes (`locked_target`), so two at once cannot both take the last place.
-fn check_reaction_room(channel_id: &str, seq: i64, user: uuid::Uuid, reaction: &str) -> Result<()> {
+fn check_reaction_limits(channel_id: &str, seq: i64, user: uuid::Uuid, reaction: &str) -> Result<()> {
     let counts = db::query(
         "SELECT count(*) FILTER (WHERE r.user_id = $3), count(DISTINCT r.reaction), \
                 coalesce(bool_or(r.reaction = $4), false) \
@@ -276,7 +276,7 @@ fn check_reaction_room(channel_id: &str, seq: i64, user: uuid::Uuid, reaction: &
 }
 
 /// Adds the caller's `reaction` (1..64 characters) to message `seq`; 409 if it is already there,
-/// or if the message or the caller has as many reactions as it may (`check_reaction_room`).
+/// or if the message or the caller has as many reactions as it may (`check_reaction_limits`).
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn react(
