@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use hatchat_wire::api;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
@@ -55,6 +56,17 @@ pub async fn call_json(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<St
     let statement = client.prepare_cached(sql).await?;
     let row = client.query_one(&statement, params).await?;
     Ok(row.get(0))
+}
+
+/// Runs `sql` (as `call_json`) and reads its answer as `T`, one of the wire contract's types: an
+/// answer of another shape is the extension and the gateway disagreeing, a 500.
+pub async fn call_typed<T: serde::de::DeserializeOwned>(
+    pool: &Pool,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<T, ApiError> {
+    let text = call_json(pool, sql, params).await?;
+    serde_json::from_str(&text).map_err(|e| ApiError::internal(format!("unexpected answer to {sql}: {e}")))
 }
 
 /// Runs `sql` for its effect (a function returning void).
@@ -165,7 +177,7 @@ pub async fn prepare_database(url: &str, request_role: &str) -> Result<Prepared,
 /// The database's wake-up secret, which only the gateway role (and admins) may read: without it
 /// the gateway cannot tell which waiters a wake-up is for.
 async fn read_wake_secret(client: &tokio_postgres::Client) -> Result<hatchat_wire::wake::Secret, String> {
-    let row = client.query_one("SELECT hatchat.wake_secret()", &[]).await.map_err(|e| {
+    let row = client.query_one(api::WAKE_SECRET, &[]).await.map_err(|e| {
         format!("cannot read hatchat.wake_secret() ({e}): the gateway's login role needs hatchat_gateway")
     })?;
     row.get::<_, Option<String>>(0)

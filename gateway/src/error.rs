@@ -1,11 +1,12 @@
 //! `ApiError`: every failure becomes a status and a JSON body `{"error", "message"}`. The SQLSTATE ->
-//! HTTP table lives here and only here; the extension decides the SQLSTATE. A 500 is the one
+//! HTTP table is `hatchat_wire::sqlstate`, read here only; the extension decides the SQLSTATE. A 500 is the one
 //! exception to the body: it says `{"error": "internal", "requestId"}` and nothing else (a
 //! database's message, hint or detail can name tables, settings or other users' data), and the
 //! detail goes to the log under that id.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hatchat_wire::sqlstate;
 use serde_json::json;
 
 #[derive(Debug, Clone)]
@@ -20,31 +21,10 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
 }
 
-/// The SQLSTATEs the extension raises, and what they mean over HTTP.
-const SQLSTATE_TO_HTTP: &[(&str, StatusCode, &str)] = &[
-    ("28000", StatusCode::UNAUTHORIZED, "unauthorized"),
-    ("42501", StatusCode::FORBIDDEN, "forbidden"),
-    ("P0002", StatusCode::NOT_FOUND, "not_found"),
-    ("23505", StatusCode::CONFLICT, "conflict"),
-    // A foreign key race (the channel was deleted while someone joined it): the thing is gone.
-    ("23503", StatusCode::CONFLICT, "conflict"),
-    ("54000", StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-];
-
+/// The status and error code of a SQLSTATE, from the one table both sides read (wire::sqlstate).
 fn classify(sqlstate: &str) -> (StatusCode, &'static str) {
-    if let Some((_, status, code)) = SQLSTATE_TO_HTTP.iter().find(|(s, _, _)| *s == sqlstate) {
-        return (*status, code);
-    }
-    match sqlstate {
-        // Class 22, data exception: malformed input (bad uuid, bad timestamp, out of range).
-        s if s.starts_with("22") => (StatusCode::BAD_REQUEST, "bad_request"),
-        // Class 08 (connection), 57 (operator intervention: shutdown, cancel), 53 (resources),
-        // 40 (transaction rollback: deadlock, serialization): nothing changed, trying again helps.
-        s if ["08", "57", "53", "40"].iter().any(|class| s.starts_with(class)) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-        }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    }
+    let http = sqlstate::http_of(sqlstate);
+    (StatusCode::from_u16(http.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), http.error)
 }
 
 impl ApiError {

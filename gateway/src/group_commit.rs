@@ -30,6 +30,7 @@
 use crate::error::ApiError;
 use crate::placement::{Node, Placement};
 use deadpool_postgres::Pool;
+use hatchat_wire::api;
 use hatchat_wire::batch::{Item, ItemError};
 use serde_json::value::RawValue;
 use std::collections::{HashSet, VecDeque};
@@ -300,15 +301,18 @@ impl GroupCommit {
 
     async fn send_alone(&self, send: &Pending) -> Result<String, ApiError> {
         let payload = send.payload.as_deref().map(RawValue::get);
-        let sql = "SELECT hatchat.send_message_text($1, $2, $3, $4)::text";
-        crate::db::call_json(&self.pool, sql, &[&send.token, &send.channel, &payload, &send.client_id]).await
+        crate::db::call_json(
+            &self.pool,
+            api::SEND_MESSAGE_TEXT,
+            &[&send.token, &send.channel, &payload, &send.client_id],
+        )
+        .await
     }
 
     async fn send_together(&self, batch: &[Pending]) -> Vec<Result<String, ApiError>> {
         let items: Vec<Item> = batch.iter().map(Pending::item).collect();
         let items = serde_json::to_string(&items).expect("items serialize");
-        let sql = "SELECT hatchat.send_messages($1::text::jsonb)::text";
-        let answers = match crate::db::call_json(&self.pool, sql, &[&items]).await {
+        let answers = match crate::db::call_json(&self.pool, api::SEND_MESSAGES, &[&items]).await {
             Ok(answers) => answers,
             Err(error) => return batch.iter().map(|_| Err(error.clone())).collect(),
         };

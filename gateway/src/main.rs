@@ -5,15 +5,15 @@ use clap::Parser;
 use hatchat_gateway::app::app;
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
-use hatchat_gateway::fanout::Fanout;
-use hatchat_gateway::forward::{spawn_forwarder, Target};
 use hatchat_gateway::group_commit::GroupCommit;
-use hatchat_gateway::held::Budget;
-use hatchat_gateway::listen::{spawn_listener, Hub};
-use hatchat_gateway::nodes::spawn_node_listeners;
+use hatchat_gateway::live::bounds::{Budget, Quota};
+use hatchat_gateway::live::forward::{spawn_forwarder, Target};
+use hatchat_gateway::live::hub::spawn_listener;
+use hatchat_gateway::live::nodes::spawn_node_listeners;
+use hatchat_gateway::live::{check_window_access, Feeds, Hub, Live};
 use hatchat_gateway::placement::Placement;
-use hatchat_gateway::poll_quota::PollQuota;
 use hatchat_gateway::state::AppState;
+use hatchat_wire::api;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +39,7 @@ async fn run(config: Config) -> Result<(), String> {
         config.pool_size,
         prepared.request_role.as_deref(),
     )?;
-    hatchat_gateway::streams::check_window_access(&pool).await?;
+    check_window_access(&pool).await?;
     let hub = Hub::new(prepared.wake_secret);
     let listener_name = format!("{}-listener", config.application_name);
     spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);
@@ -56,19 +56,18 @@ async fn run(config: Config) -> Result<(), String> {
     }
     let group_commit = GroupCommit::with_placement(pool.clone(), config.send_slots, placement);
     let budget = Budget::new(config.stream_buffer_bytes, config.streams_max_bytes);
-    let fanout = Fanout::new(pool.clone(), Arc::clone(&hub), Arc::clone(&budget));
-    spawn_trimmer(Arc::clone(&fanout));
-    let state = AppState {
-        pool,
+    let feeds = Feeds::new(pool.clone(), Arc::clone(&hub), Arc::clone(&budget));
+    spawn_trimmer(Arc::clone(&feeds));
+    let live = Live {
+        pool: pool.clone(),
         hub: Arc::clone(&hub),
-        group_commit,
-        max_wait: config.max_wait(),
-        polls: PollQuota::new(config.max_polls_per_user),
-        max_json_depth: prepared.max_json_depth,
-        fanout,
+        feeds,
+        quota: Quota::new(config.max_polls_per_user),
         budget,
         streams: config.stream_settings(),
+        max_wait: config.max_wait(),
     };
+    let state = AppState { pool, group_commit, max_json_depth: prepared.max_json_depth, live };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -85,16 +84,15 @@ async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Deletes expired channels every `interval` seconds (0: never).
 /// glibc keeps the memory a burst of streams freed for its own reuse, so the process stays at the
 /// burst's height. Each time streams have closed, the free pages go back to the system.
-fn spawn_trimmer(fanout: Arc<Fanout>) {
+fn spawn_trimmer(feeds: Arc<Feeds>) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(2));
         let mut open = 0;
         loop {
             ticks.tick().await;
-            let now = fanout.streams_open();
+            let now = feeds.streams_open();
             if now < open {
                 // SAFETY: malloc_trim only releases free memory of glibc's arenas.
                 unsafe { libc::malloc_trim(0) };
@@ -104,6 +102,7 @@ fn spawn_trimmer(fanout: Arc<Fanout>) {
     });
 }
 
+/// Deletes expired channels every `interval` seconds (0: never).
 fn spawn_purger(pool: deadpool_postgres::Pool, interval: u64) {
     if interval == 0 {
         return;
@@ -112,7 +111,7 @@ fn spawn_purger(pool: deadpool_postgres::Pool, interval: u64) {
         let mut ticks = tokio::time::interval(Duration::from_secs(interval));
         loop {
             ticks.tick().await;
-            match db::call_json(&pool, "SELECT hatchat.purge_expired()::text", &[]).await {
+            match db::call_json(&pool, api::PURGE_EXPIRED, &[]).await {
                 Ok(purged) if purged != "0" => tracing::info!(purged, "purged expired channels"),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(message = error.message, "purging expired channels failed"),

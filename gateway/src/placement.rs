@@ -7,6 +7,7 @@
 //! node there is no `Placement` at all: one group, no query.
 
 use deadpool_postgres::Pool;
+use hatchat_wire::api;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,8 +30,7 @@ impl Placement {
     /// extension too old to answer.
     pub async fn detect(pool: &Pool) -> Option<Self> {
         let client = pool.get().await.ok()?;
-        let row =
-            client.query_one("SELECT hatchat.channel_nodes('{}'::text[]) IS NOT NULL", &[]).await.ok()?;
+        let row = client.query_one(api::HAS_CHANNEL_NODES, &[]).await.ok()?;
         row.get::<_, bool>(0).then(|| Self { pool: pool.clone(), cache: Mutex::default() })
     }
 
@@ -53,8 +53,7 @@ impl Placement {
 
     async fn look_up(&self, channel: &str) -> Option<Node> {
         let client = self.pool.get().await.ok()?;
-        let statement =
-            client.prepare_cached("SELECT (hatchat.channel_nodes(ARRAY[$1::text]))[1]").await.ok()?;
+        let statement = client.prepare_cached(api::CHANNEL_NODE).await.ok()?;
         match client.query_one(&statement, &[&channel]).await {
             Ok(row) => row.get(0),
             Err(error) => {

@@ -1,35 +1,22 @@
 //! The gateway's state, shared by every route, and the one way a route calls SQL.
 
-use crate::config::StreamSettings;
 use crate::db::{self, JsonText, Params};
 use crate::error::ApiError;
 use crate::extract::MaxJsonDepth;
-use crate::fanout::Fanout;
 use crate::group_commit::GroupCommit;
-use crate::held::Budget;
-use crate::listen::Hub;
-use crate::poll_quota::PollQuota;
+use crate::live::Live;
 use axum::extract::FromRef;
 use deadpool_postgres::Pool;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Pool,
-    pub hub: Arc<Hub>,
     pub group_commit: Arc<GroupCommit>,
-    /// The longest a long-poll waits.
-    pub max_wait: Duration,
-    /// Long-polls waiting per user.
-    pub polls: Arc<PollQuota>,
     /// `hatchat.max_json_depth`, as the database said at startup.
     pub max_json_depth: usize,
-    /// One read per wake-up for the live readers of each channel.
-    pub fanout: Arc<Fanout>,
-    /// What live streams hold for their clients, in bytes (each, and all together).
-    pub budget: Arc<Budget>,
-    pub streams: StreamSettings,
+    /// Where every long-poll and stream waits.
+    pub live: Live,
 }
 
 /// What a route answers: JSON text, or an error.

@@ -22,7 +22,7 @@ async fn worker_of(channel: &str) -> (tokio_postgres::Client, String) {
         .expect("the channel's placement");
     let (host, port): (String, i32) = (row.get(0), row.get(1));
     let base = tokio_postgres::Config::from_str(&database_url()).unwrap();
-    let config = hatchat_gateway::nodes::config_for(&base, &host, u16::try_from(port).unwrap());
+    let config = hatchat_gateway::live::nodes::config_for(&base, &host, u16::try_from(port).unwrap());
     let (client, connection) = config.connect(NoTls).await.expect("connect to the worker");
     tokio::spawn(connection);
     let coordinator: i32 = admin

@@ -5,7 +5,8 @@
 
 mod support;
 use futures_util::StreamExt;
-use hatchat_gateway::listen::{decode, Audience, Topic};
+use hatchat_gateway::live::hub::{decode, Audience, Topic};
+use hatchat_wire::api;
 use hatchat_wire::batch::{Item, ItemError};
 use hatchat_wire::wake::{Secret, NOTIFY_CHANNEL};
 use serde_json::value::RawValue;
@@ -148,4 +149,61 @@ async fn a_batch_answers_per_item_in_the_gateways_shape_and_announces_its_channe
     let sent: Vec<Value> = [0, 2].iter().map(|&i| serde_json::from_str(answers[i].get()).unwrap()).collect();
     assert_eq!((sent[0]["seq"].as_i64(), sent[1]["seq"].as_i64()), (Some(2), Some(3)), "{sent:?}");
     hear_all(&mut payloads, &[Topic::channel(&secret, &channel)]).await;
+}
+
+/// Every call the gateway makes (`hatchat_wire::api`) names a function the database has, with
+/// parameters it takes: prepared as the gateway's role would, so a renamed function or a changed
+/// signature fails here, not in a request.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_of_the_contract_prepares_against_the_database() {
+    let db = admin().await;
+    let mut refused = Vec::new();
+    for sql in api::ALL {
+        if let Err(error) = db.prepare(sql).await {
+            refused.push(format!("{sql}: {error}"));
+        }
+    }
+    assert!(refused.is_empty(), "calls the database refuses: {refused:#?}");
+}
+
+/// The answers the gateway reads itself decode with the contract's types, from a live database.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_answers_the_gateway_reads_decode_with_the_contracts_types() {
+    let db = admin().await;
+    let alice = register(&db, "alice").await;
+    let caller: api::StreamCaller = typed(&db, api::STREAM_CALLER, &[&Some(alice.token())]).await;
+    assert_eq!(caller.user_id, alice.id.to_string());
+    assert!(caller.expires_at.is_some(), "a user's token expires");
+
+    let channel = format!("wire-{}", short_id());
+    let create = api::CREATE_CHANNEL;
+    let no_model: Option<String> = None;
+    call(&db, create, &[&alice.token(), &channel, &no_model, &"{}"]).await;
+    let payload = json!({"text": "hi"}).to_string();
+    let no_client_id: Option<String> = None;
+    call(&db, api::SEND_MESSAGE_TEXT, &[&alice.token(), &channel, &payload, &no_client_id]).await;
+    let users = vec![alice.id.to_string(), Uuid::new_v4().to_string()];
+    let text: String =
+        db.query_one(api::CHANNEL_WINDOW, &[&channel, &0i64, &10i32, &users]).await.unwrap().get(0);
+    let window: api::ChannelWindow = serde_json::from_str(&text).unwrap();
+    assert!(window.live);
+    assert_eq!(window.members, vec![alice.id.to_string()], "only the member");
+    let seqs: Vec<i64> =
+        window.messages.iter().map(|m| serde_json::from_str::<api::Seq>(m.get()).unwrap().seq).collect();
+    assert_eq!(window.last_seq, seqs.last().copied());
+    assert_eq!(window.oldest_seq, seqs.first().copied());
+
+    let gone: String =
+        db.query_one(api::CHANNEL_WINDOW, &[&"no-such-channel", &0i64, &10i32, &users]).await.unwrap().get(0);
+    let gone: api::ChannelWindow = serde_json::from_str(&gone).unwrap();
+    assert!(!gone.live && gone.messages.is_empty() && gone.last_seq.is_none());
+}
+
+async fn typed<T: serde::de::DeserializeOwned>(
+    db: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> T {
+    let text: String = db.query_one(sql, params).await.unwrap().get(0);
+    serde_json::from_str(&text).unwrap()
 }

@@ -2,8 +2,10 @@
 //! two are separate processes, and a rule or a shape copied by hand between them drifts. Plain
 //! Rust, no PostgreSQL: unit-tested in milliseconds.
 
+pub mod api;
 pub mod batch;
 pub mod json;
+pub mod sqlstate;
 pub mod wake;
 
 /// The service name of the multi-room chat API: the default path prefix of its routes

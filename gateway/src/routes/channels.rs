@@ -3,6 +3,7 @@
 use crate::extract::{JsonBody, PathParam, PathParams, Token};
 use crate::state::{Answer, AppState};
 use axum::extract::State;
+use hatchat_wire::api;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -34,16 +35,15 @@ pub async fn create(
     JsonBody(c): JsonBody<NewChannel>,
 ) -> Answer {
     let options = c.options.as_deref().map_or("{}", RawValue::get);
-    let sql = "SELECT hatchat.create_channel($1, $2, $3, $4::text::jsonb)::text";
-    app.call(sql, &[&token, &c.id, &c.invite_model, &options]).await
+    app.call(api::CREATE_CHANNEL, &[&token, &c.id, &c.invite_model, &options]).await
 }
 
 pub async fn list(State(app): State<AppState>, Token(token): Token) -> Answer {
-    app.call("SELECT hatchat.list_channels($1)::text", &[&token]).await
+    app.call(api::LIST_CHANNELS, &[&token]).await
 }
 
 pub async fn get(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
-    app.call("SELECT hatchat.get_channel($1, $2)::text", &[&token, &id]).await
+    app.call(api::GET_CHANNEL, &[&token, &id]).await
 }
 
 pub async fn update(
@@ -52,11 +52,11 @@ pub async fn update(
     PathParams(id): PathParam,
     JsonBody(change): JsonBody<ChannelChange>,
 ) -> Answer {
-    app.call("SELECT hatchat.update_channel($1, $2, $3)::text", &[&token, &id, &change.invite_model]).await
+    app.call(api::UPDATE_CHANNEL, &[&token, &id, &change.invite_model]).await
 }
 
 pub async fn delete(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
-    app.call_void("SELECT hatchat.delete_channel($1, $2)", &[&token, &id], r#"{"deleted":true}"#).await
+    app.call_void(api::DELETE_CHANNEL, &[&token, &id], r#"{"deleted":true}"#).await
 }
 
 pub async fn invite(
@@ -64,12 +64,11 @@ pub async fn invite(
     Token(token): Token,
     JsonBody(i): JsonBody<Invitation>,
 ) -> Answer {
-    app.call("SELECT hatchat.invite($1, $2, $3::text::uuid)::text", &[&token, &i.channel_id, &i.user_id])
-        .await
+    app.call(api::INVITE, &[&token, &i.channel_id, &i.user_id]).await
 }
 
 pub async fn leave(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
-    app.call_void("SELECT hatchat.leave_channel($1, $2)", &[&token, &id], r#"{"left":true}"#).await
+    app.call_void(api::LEAVE_CHANNEL, &[&token, &id], r#"{"left":true}"#).await
 }
 
 #[derive(Deserialize)]
@@ -89,7 +88,7 @@ pub async fn mark_read(
     PathParams(id): PathParam,
     JsonBody(r): JsonBody<ReadPosition>,
 ) -> Answer {
-    app.call("SELECT hatchat.mark_read($1, $2, $3)::text", &[&token, &id, &r.seq]).await
+    app.call(api::MARK_READ, &[&token, &id, &r.seq]).await
 }
 
 /// PUT /users/{id}/read-receipts `{enabled}`: whether other members see the caller's read position.
@@ -99,6 +98,5 @@ pub async fn set_read_receipts(
     PathParams(id): PathParam,
     JsonBody(r): JsonBody<ReadReceipts>,
 ) -> Answer {
-    let sql = "SELECT hatchat.set_read_receipts($1, $2, $3::text::uuid)::text";
-    app.call(sql, &[&token, &r.enabled, &id]).await
+    app.call(api::SET_READ_RECEIPTS, &[&token, &r.enabled, &id]).await
 }

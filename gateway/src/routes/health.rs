@@ -1,6 +1,6 @@
 //! /ping and /health.
 
-use crate::forward;
+use crate::live::forward;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,19 +25,19 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,
     };
-    let listener = app.hub.is_connected();
+    let listener = app.live.hub.is_connected();
     let status = if database && listener { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let up = |ok: bool| if ok { "up" } else { "down" };
     let (transactions, messages) = app.group_commit.counts();
     let mut body = json!({
         "database": up(database),
         "listener": up(listener),
-        "waiting": app.hub.waiting(),
+        "waiting": app.live.hub.waiting(),
         "sends": {"transactions": transactions, "messages": messages},
-        "streams": app.fanout.streams_open(),
-        "liveReaders": app.fanout.readers(),
-        "windowQueries": app.fanout.window_queries(),
-        "heldBytes": app.budget.held(),
+        "streams": app.live.feeds.streams_open(),
+        "liveReaders": app.live.feeds.readers(),
+        "windowQueries": app.live.feeds.window_queries(),
+        "heldBytes": app.live.budget.held(),
     });
     if let Some(forwarding) = forward::health() {
         body["forwarding"] = forwarding;

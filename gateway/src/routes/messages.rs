@@ -3,14 +3,12 @@
 use crate::db::{self, JsonText};
 use crate::error::ApiError;
 use crate::extract::{raw_json, wait_param, JsonBody, PathParams, QueryParams, Token};
-use crate::fanout::{Delivery, Interest, SHUTTING_DOWN};
-use crate::long_poll::{admit, LongPoll};
+use crate::live::LongPoll;
 use crate::state::{Answer, AppState};
-use crate::streams::caller_of;
 use axum::extract::State;
+use hatchat_wire::api;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::sync::Arc;
 use tokio::time::Instant;
 
 #[derive(Deserialize)]
@@ -34,7 +32,7 @@ pub async fn send(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Window {
+pub struct MessagesQuery {
     channel_id: Option<String>,
     since: Option<String>,
     until: Option<String>,
@@ -46,13 +44,12 @@ pub struct Window {
     wait: Option<f64>,
 }
 
-impl Window {
+impl MessagesQuery {
     async fn read(&self, app: &AppState, token: &Option<String>) -> Result<String, ApiError> {
         // Absent parameters go as NULL: the extension applies its own defaults.
-        let sql = "SELECT hatchat.get_messages($1, $2, $3, $4, $5, $6, $7)::text";
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
             [token, &self.channel_id, &self.since, &self.until, &self.limit, &self.after_seq, &self.fold];
-        db::call_json(&app.pool, sql, &params).await
+        db::call_json(&app.pool, api::GET_MESSAGES, &params).await
     }
 
     /// The seq this window follows, when that is all it asks (no time bounds, not folded): such a
@@ -78,15 +75,17 @@ impl Window {
 pub async fn poll(
     State(app): State<AppState>,
     Token(token): Token,
-    QueryParams(w): QueryParams<Window>,
+    QueryParams(w): QueryParams<MessagesQuery>,
 ) -> Answer {
-    let deadline = Instant::now() + wait_param(w.wait, app.max_wait)?;
+    let deadline = Instant::now() + wait_param(w.wait, app.live.max_wait)?;
+    let channel = w.channel_id.as_deref().unwrap_or_default();
     if let Some(after_seq) = w.shared_cursor() {
-        return shared_poll(&app, &token, &w, after_seq, deadline).await;
+        let limit = usize::try_from(w.limit.unwrap_or(20)).unwrap_or(20);
+        let follow = (channel, after_seq, limit);
+        return app.live.long_poll_channel(&token, follow, deadline, || w.read(&app, &token)).await;
     }
-    let topic = app.hub.channel(w.channel_id.as_deref().unwrap_or_default());
-    let poll = LongPoll { topic, deadline, token: &token, user: None };
-    poll.run(&app, || w.still_open(), || w.read(&app, &token)).await
+    let poll = LongPoll { topic: app.live.hub.channel(channel), deadline, token: &token, user: None };
+    app.live.long_poll(poll, || w.still_open(), || w.read(&app, &token)).await
 }
 
 #[derive(Deserialize)]
@@ -109,8 +108,7 @@ pub async fn edit(
     JsonBody(e): JsonBody<Edit>,
 ) -> Answer {
     let payload = e.payload.as_deref().map(RawValue::get);
-    let sql = "SELECT hatchat.edit_message($1, $2, $3, $4::text::jsonb)::text";
-    app.call(sql, &[&token, &channel, &seq, &payload]).await
+    app.call(api::EDIT_MESSAGE, &[&token, &channel, &seq, &payload]).await
 }
 
 /// DELETE /channels/{id}/messages/{seq}: a `delete` event; the payload is erased.
@@ -119,7 +117,7 @@ pub async fn delete(
     Token(token): Token,
     PathParams((channel, seq)): PathParams<(String, i64)>,
 ) -> Answer {
-    app.call("SELECT hatchat.delete_message($1, $2, $3)::text", &[&token, &channel, &seq]).await
+    app.call(api::DELETE_MESSAGE, &[&token, &channel, &seq]).await
 }
 
 /// POST /channels/{id}/messages/{seq}/reactions `{reaction}`.
@@ -129,7 +127,7 @@ pub async fn react(
     PathParams((channel, seq)): PathParams<(String, i64)>,
     JsonBody(r): JsonBody<Reaction>,
 ) -> Answer {
-    app.call("SELECT hatchat.react($1, $2, $3, $4)::text", &[&token, &channel, &seq, &r.reaction]).await
+    app.call(api::REACT, &[&token, &channel, &seq, &r.reaction]).await
 }
 
 /// DELETE /channels/{id}/messages/{seq}/reactions/{reaction} (the reaction percent-encoded).
@@ -138,55 +136,5 @@ pub async fn unreact(
     Token(token): Token,
     PathParams((channel, seq, reaction)): PathParams<(String, i64, String)>,
 ) -> Answer {
-    app.call("SELECT hatchat.unreact($1, $2, $3, $4)::text", &[&token, &channel, &seq, &reaction]).await
-}
-
-/// The long-poll of a window that only follows a seq: the first read alone (every check and error
-/// of get_messages), then the wait through the channel's feed, which reads once per wake-up for
-/// every reader of the channel (fanout.rs) instead of once per waiting request.
-async fn shared_poll(
-    app: &AppState,
-    token: &Option<String>,
-    w: &Window,
-    after_seq: i64,
-    deadline: Instant,
-) -> Answer {
-    let page = w.read(app, token).await?;
-    if page != "[]" || Instant::now() >= deadline {
-        return Ok(JsonText(page));
-    }
-    let _waiting = app.hub.hold();
-    let caller = caller_of(app, token).await?;
-    let _permit = admit(&app.polls, &caller.user)?;
-    let mut reader = app.fanout.open_live(Interest {
-        channel: w.channel_id.clone().unwrap_or_default(),
-        user: caller.user,
-        after_seq,
-        expires: caller.expires,
-        buffer: app.streams.buffer,
-    });
-    let limit = usize::try_from(w.limit.unwrap_or(20)).unwrap_or(20);
-    let mut messages: Vec<Arc<str>> = Vec::new();
-    while messages.is_empty() {
-        let delivery = tokio::select! {
-            delivery = reader.next() => delivery,
-            _ = tokio::time::sleep_until(deadline) => None,
-        };
-        match delivery {
-            Some(Delivery::Message { json, .. }) => messages.push(json),
-            // Capped history: get_messages would answer what is still held, as this will.
-            Some(Delivery::Reset { .. }) => {}
-            Some(Delivery::Closed { reason: SHUTTING_DOWN }) | None => return Ok(JsonText("[]".into())),
-            // Not a member any more, token expired, too slow: a read of its own says what to answer.
-            Some(Delivery::Closed { .. }) => return w.read(app, token).await.map(JsonText),
-        }
-    }
-    while messages.len() < limit {
-        match reader.try_next() {
-            Some(Delivery::Message { json, .. }) => messages.push(json),
-            Some(Delivery::Reset { .. }) => {}
-            Some(Delivery::Closed { .. }) | None => break,
-        }
-    }
-    Ok(JsonText(format!("[{}]", messages.join(", "))))
+    app.call(api::UNREACT, &[&token, &channel, &seq, &reaction]).await
 }

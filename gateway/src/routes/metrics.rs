@@ -1,7 +1,7 @@
 //! GET /metrics: the Prometheus text of what crate::metrics recorded, with the states read at
 //! scrape time from what already tracks them (waiting requests, streams, pool, forwarding).
 
-use crate::forward;
+use crate::live::forward;
 use crate::metrics::{
     install, FORWARD_PENDING, FORWARD_UNDELIVERABLE, LISTENER_CONNECTED, LIVE_READERS, POOL_CONNECTIONS,
     POOL_MAX, POOL_WAITING, STREAMS_OPEN, WAITING, WINDOW_READS,
@@ -22,11 +22,11 @@ pub async fn render(State(app): State<AppState>) -> Response {
 
 /// The gauges read at scrape time.
 fn record_states(app: &AppState) {
-    gauge!(WAITING).set(app.hub.waiting() as f64);
-    gauge!(STREAMS_OPEN).set(app.fanout.streams_open() as f64);
-    gauge!(LIVE_READERS).set(app.fanout.readers() as f64);
-    counter!(WINDOW_READS).absolute(app.fanout.window_queries());
-    gauge!(LISTENER_CONNECTED).set(if app.hub.is_connected() { 1.0 } else { 0.0 });
+    gauge!(WAITING).set(app.live.hub.waiting() as f64);
+    gauge!(STREAMS_OPEN).set(app.live.feeds.streams_open() as f64);
+    gauge!(LIVE_READERS).set(app.live.feeds.readers() as f64);
+    counter!(WINDOW_READS).absolute(app.live.feeds.window_queries());
+    gauge!(LISTENER_CONNECTED).set(if app.live.hub.is_connected() { 1.0 } else { 0.0 });
     let pool = app.pool.status();
     gauge!(POOL_CONNECTIONS, "state" => "in_use").set(pool.size.saturating_sub(pool.available) as f64);
     gauge!(POOL_CONNECTIONS, "state" => "idle").set(pool.available as f64);

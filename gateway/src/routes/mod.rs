@@ -8,7 +8,7 @@ mod metrics;
 mod moderation;
 mod notifications;
 mod rooms;
-mod streams;
+mod sse;
 mod users;
 mod web;
 mod ws;
@@ -45,8 +45,8 @@ pub fn router(chat_prefix: &str) -> Router<AppState> {
         .route("/users/{id}/read-receipts", put(channels::set_read_receipts))
         .route("/messages", post(messages::send).get(messages::poll))
         .route("/notifications", get(notifications::poll))
-        .route("/channels/{id}/events", get(streams::channel_events))
-        .route("/notifications/events", get(streams::notification_events))
+        .route("/channels/{id}/events", get(sse::channel_events))
+        .route("/notifications/events", get(sse::notification_events))
         .route("/ws", get(ws::upgrade))
         .route(&format!("{chat}/rooms"), post(rooms::create))
         .route(&format!("{chat}/rooms/{{*room}}"), get(rooms::get).post(rooms::post_message))

@@ -5,6 +5,7 @@
 use crate::extract::{JsonBody, PathParam, PathParams, Token};
 use crate::state::{Answer, AppState};
 use axum::extract::State;
+use hatchat_wire::api;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -34,8 +35,7 @@ pub async fn set_chat_disabled(
     PathParams(id): PathParam,
     JsonBody(body): JsonBody<ChatDisabled>,
 ) -> Answer {
-    let sql = "SELECT hatchat.set_chat_disabled($1, $2, $3::text::uuid)::text";
-    app.call(sql, &[&token, &body.disabled, &id]).await
+    app.call(api::SET_CHAT_DISABLED, &[&token, &body.disabled, &id]).await
 }
 
 pub async fn list_blocked(
@@ -43,8 +43,7 @@ pub async fn list_blocked(
     Token(token): Token,
     PathParams(id): PathParam,
 ) -> Answer {
-    let sql = "SELECT hatchat.list_blocked($1, $2::text::uuid)::text";
-    app.call(sql, &[&token, &id]).await
+    app.call(api::LIST_BLOCKED, &[&token, &id]).await
 }
 
 pub async fn block(
@@ -53,8 +52,7 @@ pub async fn block(
     PathParams(id): PathParam,
     JsonBody(body): JsonBody<Block>,
 ) -> Answer {
-    let sql = "SELECT hatchat.block_user($1, $2::text::uuid, $3::text::uuid)::text";
-    app.call(sql, &[&token, &body.user_id, &id]).await
+    app.call(api::BLOCK_USER, &[&token, &body.user_id, &id]).await
 }
 
 pub async fn unblock(
@@ -62,8 +60,7 @@ pub async fn unblock(
     Token(token): Token,
     PathParams((id, blocked)): PathParams<(String, String)>,
 ) -> Answer {
-    let sql = "SELECT hatchat.unblock_user($1, $2::text::uuid, $3::text::uuid)::text";
-    app.call(sql, &[&token, &blocked, &id]).await
+    app.call(api::UNBLOCK_USER, &[&token, &blocked, &id]).await
 }
 
 pub async fn ban(
@@ -72,13 +69,11 @@ pub async fn ban(
     PathParams(id): PathParam,
     JsonBody(body): JsonBody<Ban>,
 ) -> Answer {
-    let sql = "SELECT hatchat.ban_user($1, $2::text::uuid, $3::text::timestamptz)::text";
-    app.call(sql, &[&token, &id, &body.until]).await
+    app.call(api::BAN_USER, &[&token, &id, &body.until]).await
 }
 
 pub async fn unban(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
-    let sql = "SELECT hatchat.unban_user($1, $2::text::uuid)::text";
-    app.call(sql, &[&token, &id]).await
+    app.call(api::UNBAN_USER, &[&token, &id]).await
 }
 
 pub async fn mute(
@@ -87,6 +82,5 @@ pub async fn mute(
     PathParams(id): PathParam,
     JsonBody(body): JsonBody<Mute>,
 ) -> Answer {
-    let sql = "SELECT hatchat.mute_user($1, $2::text::uuid, $3)::text";
-    app.call(sql, &[&token, &id, &body.muted]).await
+    app.call(api::MUTE_USER, &[&token, &id, &body.muted]).await
 }

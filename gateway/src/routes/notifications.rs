@@ -4,9 +4,10 @@
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::{wait_param, QueryParams, Token};
-use crate::long_poll::{user_of, LongPoll};
+use crate::live::LongPoll;
 use crate::state::{Answer, AppState};
 use axum::extract::State;
+use hatchat_wire::api;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -19,8 +20,7 @@ pub struct Page {
 
 impl Page {
     async fn read(&self, app: &AppState, token: &Option<String>) -> Result<String, ApiError> {
-        let sql = "SELECT hatchat.get_notifications($1, $2, $3)::text";
-        db::call_json(&app.pool, sql, &[token, &self.after, &self.limit]).await
+        db::call_json(&app.pool, api::GET_NOTIFICATIONS, &[token, &self.after, &self.limit]).await
     }
 }
 
@@ -29,9 +29,9 @@ pub async fn poll(
     Token(token): Token,
     QueryParams(page): QueryParams<Page>,
 ) -> Answer {
-    let deadline = Instant::now() + wait_param(page.wait, app.max_wait)?;
+    let deadline = Instant::now() + wait_param(page.wait, app.live.max_wait)?;
     // Whose stream: the subscription needs the user before the first query.
-    let user = user_of(&app, &token).await?;
-    let poll = LongPoll { topic: app.hub.user(&user), deadline, token: &token, user: Some(user) };
-    poll.run(&app, || true, || page.read(&app, &token)).await
+    let user = app.live.user_of(&token).await?;
+    let poll = LongPoll { topic: app.live.hub.user(&user), deadline, token: &token, user: Some(user) };
+    app.live.long_poll(poll, || true, || page.read(&app, &token)).await
 }

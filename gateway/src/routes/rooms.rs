@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, RawJsonBody};
 use crate::state::{Answer, AppState};
 use axum::extract::State;
+use hatchat_wire::api;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -23,14 +24,14 @@ pub async fn create(
     PathParams(token): PathParams<String>,
     JsonBody(room): JsonBody<NewRoom>,
 ) -> Answer {
-    app.call("SELECT hatchat.create_room($1, $2, $3)::text", &[&token, &room.kind, &room.users]).await
+    app.call(api::CREATE_ROOM, &[&token, &room.kind, &room.users]).await
 }
 
 pub async fn get(
     State(app): State<AppState>,
     PathParams((token, room)): PathParams<(String, String)>,
 ) -> Answer {
-    app.call("SELECT hatchat.get_room($1, $2)::text", &[&token, &room]).await
+    app.call(api::GET_ROOM, &[&token, &room]).await
 }
 
 /// `…/rooms/{roomId}/messages`: the room id is the path before the last `/messages`.
@@ -40,8 +41,7 @@ pub async fn post_message(
     RawJsonBody(body): RawJsonBody,
 ) -> Answer {
     let room = rest.strip_suffix("/messages").ok_or_else(|| ApiError::not_found("no such route"))?;
-    let sql = "SELECT hatchat.post_room_message($1, $2, $3::text::jsonb)::text";
-    app.call(sql, &[&token, &room, &body.get()]).await
+    app.call(api::POST_ROOM_MESSAGE, &[&token, &room, &body.get()]).await
 }
 
 pub async fn system_message(
@@ -49,5 +49,5 @@ pub async fn system_message(
     PathParams(secret): PathParams<String>,
     RawJsonBody(body): RawJsonBody,
 ) -> Answer {
-    app.call("SELECT hatchat.post_system_message($1, $2::text::jsonb)::text", &[&secret, &body.get()]).await
+    app.call(api::POST_SYSTEM_MESSAGE, &[&secret, &body.get()]).await
 }

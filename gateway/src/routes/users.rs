@@ -3,6 +3,7 @@
 use crate::extract::{JsonBody, PathParam, PathParams, Token};
 use crate::state::{Answer, AppState};
 use axum::extract::State;
+use hatchat_wire::api;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -25,12 +26,11 @@ pub async fn register(
     Token(secret): Token,
     JsonBody(user): JsonBody<NewUser>,
 ) -> Answer {
-    let sql = "SELECT hatchat.register_user($1::text::uuid, $2, $3, $4)::text";
-    app.call(sql, &[&user.id, &user.public_key, &user.username, &secret]).await
+    app.call(api::REGISTER_USER, &[&user.id, &user.public_key, &user.username, &secret]).await
 }
 
 pub async fn get(State(app): State<AppState>, PathParams(id): PathParam) -> Answer {
-    app.call("SELECT hatchat.get_user($1::text::uuid)::text", &[&id]).await
+    app.call(api::GET_USER, &[&id]).await
 }
 
 pub async fn update(
@@ -39,11 +39,9 @@ pub async fn update(
     PathParams(id): PathParam,
     JsonBody(rename): JsonBody<Rename>,
 ) -> Answer {
-    app.call("SELECT hatchat.update_user($1, $2::text::uuid, $3)::text", &[&token, &id, &rename.username])
-        .await
+    app.call(api::UPDATE_USER, &[&token, &id, &rename.username]).await
 }
 
 pub async fn delete(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
-    app.call_void("SELECT hatchat.delete_user($1, $2::text::uuid)", &[&token, &id], r#"{"deleted":true}"#)
-        .await
+    app.call_void(api::DELETE_USER, &[&token, &id], r#"{"deleted":true}"#).await
 }

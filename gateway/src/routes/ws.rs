@@ -8,11 +8,10 @@
 
 use crate::error::ApiError;
 use crate::extract::{raw_json, Token};
-use crate::fanout::{Delivery, SLOW_CONSUMER};
-use crate::held::Purse;
-use crate::long_poll::admit;
+use crate::live::bounds::Purse;
+use crate::live::feeds::SLOW_CONSUMER;
+use crate::live::{ChannelStream, Delivery};
 use crate::state::AppState;
-use crate::streams::{caller_of, open_channel, ChannelStream};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -133,13 +132,13 @@ enum Signal {
 }
 
 async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
-    let _opened = app.fanout.stream_opened();
+    let _opened = app.live.feeds.stream_opened();
     let (mut sink, mut incoming) = socket.split();
     let token = match token {
         Some(token) => Some(token),
         None => auth_frame(&mut incoming).await,
     };
-    let caller = match caller_of(&app, &token).await {
+    let caller = match app.live.caller(&token).await {
         Ok(caller) => caller,
         Err(error) => {
             let _ = sink.send(text(error_frame(None, None, &error))).await;
@@ -148,16 +147,16 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
         }
     };
     // The socket counts against its user's streams, as each of its subscriptions does.
-    let _socket = match admit(&app.polls, &caller.user) {
-        Ok(permit) => permit,
+    let _socket = match app.live.take_place(&caller.user) {
+        Ok(place) => place,
         Err(error) => {
             let _ = sink.send(text(error_frame(None, None, &error))).await;
             let _ = sink.send(close("too many streams")).await;
             return;
         }
     };
-    let (frames, mut outgoing) = mpsc::channel::<(Message, usize)>(app.streams.buffer);
-    let out = Outbox { frames, purse: app.budget.purse(), taken: Arc::new(Notify::new()) };
+    let (frames, mut outgoing) = mpsc::channel::<(Message, usize)>(app.live.streams.buffer);
+    let out = Outbox { frames, purse: app.live.budget.purse(), taken: Arc::new(Notify::new()) };
     let written = out.clone();
     let writer = tokio::spawn(async move {
         while let Some((message, bytes)) = outgoing.recv().await {
@@ -172,7 +171,7 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
     let (signals, mut signalled) = mpsc::channel::<Signal>(1);
     let mut session = Session { app: app.clone(), token, out, signals, subscriptions: HashMap::new() };
     session.queue(text(json!({"type": "ready", "userId": caller.user}).to_string()));
-    let mut heartbeat = tokio::time::interval(app.streams.heartbeat);
+    let mut heartbeat = tokio::time::interval(app.live.streams.heartbeat);
     heartbeat.reset();
     loop {
         tokio::select! {
@@ -202,7 +201,7 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
                     break;
                 }
             }
-            _ = app.hub.until_shutdown() => {
+            _ = app.live.hub.until_shutdown() => {
                 let _ = session.out.try_queue(close("gateway shutting down"));
                 break;
             }
@@ -333,7 +332,7 @@ impl Session {
 
     /// Starts (or restarts, from the new position) a channel's subscription.
     async fn subscribe(&mut self, channel: String, after_seq: i64) -> String {
-        let stream = match open_channel(&self.app, &self.token, &channel, after_seq).await {
+        let stream = match self.app.live.open_channel(&self.token, &channel, after_seq).await {
             Ok(stream) => stream,
             Err(error) => return error_frame(None, Some(&channel), &error),
         };
@@ -348,7 +347,7 @@ impl Session {
 /// Passes one channel's deliveries to the socket, in order; waits while the socket's queue is
 /// full (its reader's own buffer then fills, and the feed closes it as a slow consumer).
 async fn forward(stream: ChannelStream, channel: String, out: Outbox, signals: mpsc::Sender<Signal>) {
-    let ChannelStream { mut reader, permit: _permit } = stream;
+    let ChannelStream { mut reader, place: _place } = stream;
     let name = serde_json::to_string(&channel).expect("a string serializes");
     while let Some(delivery) = reader.next().await {
         let frame = match &delivery {

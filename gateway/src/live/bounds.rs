@@ -1,3 +1,6 @@
+//! What each user, and the whole gateway, may hold waiting: a count of long-polls, streams and
+//! WebSocket subscriptions per user (`Quota`), and bytes held for clients (`Budget`, `Purse`).
+//!
 //! What live streams hold for clients that have not taken it yet, counted in bytes: each reader
 //! (an SSE stream, a WebSocket subscription or socket, a long-poll's reader) within a bound of its
 //! own, all of them together within one for the whole gateway. A count of messages is no bound:
@@ -9,8 +12,65 @@
 //! smaller than a message could never move on. So the gateway's bound can be passed by one
 //! message per reader, never by more.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// How many long-polls each user may hold waiting at once on this gateway. Each one is a task, a
+/// subscription and a re-query on every wake-up; without a bound, one client could hold any number.
+/// Users are counted by the id the database verified from their token, never by what a request
+/// claims, or anyone could use up someone else's share.
+pub struct Quota {
+    per_user: usize,
+    held: Mutex<HashMap<String, usize>>,
+}
+
+/// One long-poll counted against its user; dropping it (the request ended, however) gives it back.
+pub struct Place {
+    quota: Arc<Quota>,
+    user: String,
+}
+
+impl Quota {
+    pub fn new(per_user: usize) -> Arc<Self> {
+        Arc::new(Self { per_user, held: Mutex::default() })
+    }
+
+    pub fn per_user(&self) -> usize {
+        self.per_user
+    }
+
+    /// A place for one more long-poll of `user`, unless the user already holds `per_user`.
+    pub fn take(self: &Arc<Self>, user: &str) -> Option<Place> {
+        let mut held = self.held.lock().expect("quota lock");
+        let count = held.entry(user.to_string()).or_default();
+        if *count >= self.per_user {
+            if *count == 0 {
+                held.remove(user);
+            }
+            return None;
+        }
+        *count += 1;
+        Some(Place { quota: Arc::clone(self), user: user.to_string() })
+    }
+
+    /// Long-polls `user` holds now.
+    pub fn held_by(&self, user: &str) -> usize {
+        self.held.lock().expect("quota lock").get(user).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut held = self.quota.held.lock().expect("quota lock");
+        if let Some(count) = held.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.user);
+            }
+        }
+    }
+}
 
 /// The gateway's bound, and what all purses hold now.
 pub struct Budget {
@@ -86,6 +146,25 @@ impl Drop for Purse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_holds_at_most_the_quota_and_dropping_a_place_gives_it_back() {
+        let quota = Quota::new(2);
+        let first = quota.take("alice").unwrap();
+        let second = quota.take("alice").unwrap();
+        assert!(quota.take("alice").is_none());
+        assert!(quota.take("bob").is_some(), "another user is not affected");
+        drop(first);
+        assert_eq!(quota.held_by("alice"), 1);
+        let third = quota.take("alice").unwrap();
+        assert!(quota.take("alice").is_none());
+        drop((second, third));
+        assert_eq!(quota.held_by("alice"), 0);
+        assert!(quota.held.lock().unwrap().is_empty(), "no entry left behind");
+        let none = Quota::new(0);
+        assert!(none.take("carol").is_none());
+        assert!(none.held.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn a_reader_holds_its_bound_and_one_message_always_fits() {

@@ -11,8 +11,9 @@
 //! receiver refuses (4xx but 408 and 429) is set aside as undeliverable at once, one that keeps
 //! failing (5xx, timeouts, unreachable) after the give-up time: then the user's next ones go on.
 
+use super::hub::{Hub, Topic, Wake};
 use crate::backoff::Backoff;
-use crate::listen::{Hub, Topic, Wake};
+use hatchat_wire::api;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -209,10 +210,7 @@ async fn fetch(
     client: &Client,
     skip: &[String],
 ) -> Result<Vec<(String, Vec<Pending>)>, tokio_postgres::Error> {
-    let text: String = client
-        .query_one("SELECT hatchat.notifications_to_forward($1, $2::text[]::uuid[])::text", &[&BATCH, &skip])
-        .await?
-        .get(0);
+    let text: String = client.query_one(api::NOTIFICATIONS_TO_FORWARD, &[&BATCH, &skip]).await?.get(0);
     let pending: Vec<Pending> = serde_json::from_str(&text).unwrap_or_default();
     let mut by_user: Vec<(String, Vec<Pending>)> = Vec::new();
     for note in pending {
@@ -235,9 +233,7 @@ async fn take_turn(
     for note in notes {
         match post(&http, &url, &note).await {
             Answer::Accepted => {
-                client
-                    .execute("SELECT hatchat.mark_forwarded($1::text::uuid, $2)", &[&user, &note.id])
-                    .await?;
+                client.execute(api::MARK_FORWARDED, &[&user, &note.id]).await?;
             }
             Answer::Refused(reason) => {
                 tracing::warn!(user, id = note.id, reason, "the receiver refused a notification; set aside");
@@ -274,14 +270,12 @@ async fn settle(
 }
 
 async fn set_aside(client: &Client, user: &str, id: i64, reason: &str) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute("SELECT hatchat.mark_undeliverable($1::text::uuid, $2, $3)", &[&user, &id, &reason])
-        .await?;
+    client.execute(api::MARK_UNDELIVERABLE, &[&user, &id, &reason]).await?;
     Ok(())
 }
 
 async fn refresh_status(client: &Client, status: &Status) -> Result<(), tokio_postgres::Error> {
-    let text: String = client.query_one("SELECT hatchat.forwarding_status()::text", &[]).await?.get(0);
+    let text: String = client.query_one(api::FORWARDING_STATUS, &[]).await?.get(0);
     let counts: Value = serde_json::from_str(&text).unwrap_or_default();
     let read = |name: &str| counts[name].as_i64().unwrap_or(-1);
     status.pending.store(read("pending"), Ordering::Relaxed);

@@ -15,13 +15,12 @@
 //! pages, then joins again. Reading alone, it holds one page at a time, and a page no larger than
 //! its purse: the messages it is handed are shared with nobody, so they are what it costs.
 
+use super::bounds::{Budget, Purse};
+use super::hub::{Hub, Wake};
 use crate::db;
 use crate::error::ApiError;
-use crate::held::{Budget, Purse};
-use crate::listen::{Hub, Wake};
 use deadpool_postgres::Pool;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use hatchat_wire::api;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -75,7 +74,7 @@ pub struct Interest {
     pub buffer: usize,
 }
 
-pub struct Fanout {
+pub struct Feeds {
     pool: Pool,
     hub: Arc<Hub>,
     budget: Arc<Budget>,
@@ -113,7 +112,7 @@ struct Waiter {
 /// One reader's end: deliveries in order, then one `Closed`. It reads its backlog alone, page by
 /// page as it is consumed, then joins its channel's feed. Dropping it unregisters the reader.
 pub struct Reader {
-    fanout: Arc<Fanout>,
+    feeds: Arc<Feeds>,
     channel: String,
     user: String,
     expires: Option<Instant>,
@@ -124,34 +123,16 @@ pub struct Reader {
     page: i32,
     cursor: i64,
     pending: VecDeque<Delivery>,
-    live: Option<Live>,
+    live: Option<Joined>,
     closed: bool,
 }
 
 /// A reader registered with its channel's feed.
-struct Live {
+struct Joined {
     receiver: mpsc::Receiver<Delivery>,
     ended: Arc<OnceLock<&'static str>>,
     feed: Arc<Feed>,
     id: u64,
-}
-
-/// A window as it arrives: its messages borrowed from the answer's text, so that each is copied
-/// once, into the page that hands it out.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Window<'a> {
-    live: bool,
-    #[serde(borrow)]
-    messages: Vec<&'a RawValue>,
-    members: Vec<String>,
-    oldest_seq: Option<i64>,
-    last_seq: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct Seq {
-    seq: i64,
 }
 
 /// A read's answer, each message with its seq, as the feed hands it out.
@@ -163,7 +144,7 @@ struct Page {
     last_seq: i64,
 }
 
-impl Fanout {
+impl Feeds {
     pub fn new(pool: Pool, hub: Arc<Hub>, budget: Arc<Budget>) -> Arc<Self> {
         Arc::new(Self {
             pool,
@@ -194,14 +175,14 @@ impl Fanout {
 
     /// Readers registered with a feed now, on every channel (catching-up readers are not).
     pub fn readers(&self) -> usize {
-        let feeds = self.feeds.lock().expect("fanout lock");
+        let feeds = self.feeds.lock().expect("feeds lock");
         feeds.values().map(|feed| feed.waiters.lock().expect("feed lock").len()).sum()
     }
 
     /// A reader that catches up from `after_seq` with reads of its own, then joins the feed.
     pub fn open(self: &Arc<Self>, interest: Interest) -> Reader {
         Reader {
-            fanout: Arc::clone(self),
+            feeds: Arc::clone(self),
             channel: interest.channel,
             user: interest.user,
             expires: interest.expires,
@@ -224,7 +205,7 @@ impl Fanout {
     }
 
     /// Registers a reader with its channel's feed, which reads from `after_seq` next.
-    fn join(self: &Arc<Self>, interest: Interest, purse: Arc<Purse>) -> Live {
+    fn join(self: &Arc<Self>, interest: Interest, purse: Arc<Purse>) -> Joined {
         let (sender, receiver) = mpsc::channel(interest.buffer.max(1));
         let ended = Arc::new(OnceLock::new());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -238,7 +219,7 @@ impl Fanout {
             ended: Arc::clone(&ended),
         };
         let feed = {
-            let mut feeds = self.feeds.lock().expect("fanout lock");
+            let mut feeds = self.feeds.lock().expect("feeds lock");
             let feed = feeds.entry(interest.channel.clone()).or_insert_with(|| {
                 let feed = Arc::new(Feed {
                     channel: interest.channel,
@@ -253,7 +234,7 @@ impl Fanout {
             Arc::clone(feed)
         };
         feed.kick.notify_one();
-        Live { receiver, ended, feed, id }
+        Joined { receiver, ended, feed, id }
     }
 
     /// A feed's life: subscribe, then read and hand out until no reader is left.
@@ -309,13 +290,13 @@ impl Fanout {
         limit: i32,
     ) -> Result<Page, ApiError> {
         self.window_queries.fetch_add(1, Ordering::Relaxed);
-        let sql = "SELECT hatchat.channel_window($1, $2, $3, $4::text[]::uuid[])::text";
-        let text = db::call_json(&self.pool, sql, &[&channel, &after_seq, &limit, &users]).await?;
-        let window: Window = serde_json::from_str(&text)
+        let text =
+            db::call_json(&self.pool, api::CHANNEL_WINDOW, &[&channel, &after_seq, &limit, &users]).await?;
+        let window: api::ChannelWindow = serde_json::from_str(&text)
             .map_err(|e| ApiError::internal(format!("channel_window answered unexpected JSON: {e}")))?;
         let mut messages = Vec::with_capacity(window.messages.len());
         for message in window.messages {
-            let Seq { seq } = serde_json::from_str(message.get())
+            let api::Seq { seq } = serde_json::from_str(message.get())
                 .map_err(|e| ApiError::internal(format!("a message without a seq: {e}")))?;
             messages.push((seq, Arc::from(message.get())));
         }
@@ -330,7 +311,7 @@ impl Fanout {
 
     /// Removes a feed without readers (under the map lock, so no reader is joining it).
     fn retire(&self, feed: &Arc<Feed>) -> bool {
-        let mut feeds = self.feeds.lock().expect("fanout lock");
+        let mut feeds = self.feeds.lock().expect("feeds lock");
         let mut waiters = feed.waiters.lock().expect("feed lock");
         waiters.retain(|waiter| !waiter.sender.is_closed());
         if !waiters.is_empty() {
@@ -533,16 +514,16 @@ impl Reader {
     /// messages as fit, at the size this one's had.
     async fn catch_up(&mut self) {
         let page_size = self.page;
-        let page =
-            match self.fanout.read(&self.channel, self.cursor, vec![self.user.clone()], page_size).await {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::warn!(message = error.message, "catching a stream up failed");
-                    self.pending.push_back(Delivery::Closed { reason: UNAVAILABLE });
-                    self.closed = true;
-                    return;
-                }
-            };
+        let page = match self.feeds.read(&self.channel, self.cursor, vec![self.user.clone()], page_size).await
+        {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::warn!(message = error.message, "catching a stream up failed");
+                self.pending.push_back(Delivery::Closed { reason: UNAVAILABLE });
+                self.closed = true;
+                return;
+            }
+        };
         let mut part = part_of(&page, &self.user, self.cursor, self.expires, Instant::now());
         let kept = self.keep_what_fits(&mut part);
         self.page = next_page_size(&page, self.purse.bound(), self.buffer);
@@ -553,7 +534,7 @@ impl Reader {
             self.pending.push_back(Delivery::Closed { reason });
             self.closed = true;
         } else if kept && page.messages.len() < page_size as usize {
-            self.live = Some(self.fanout.join(self.interest(), Arc::clone(&self.purse)));
+            self.live = Some(self.feeds.join(self.interest(), Arc::clone(&self.purse)));
         }
     }
 
@@ -604,7 +585,7 @@ fn next_page_size(page: &Page, bound: usize, buffer: usize) -> i32 {
     i32::try_from((bound / average).clamp(1, limit)).unwrap_or(PAGE)
 }
 
-impl Drop for Live {
+impl Drop for Joined {
     fn drop(&mut self) {
         let mut waiters = self.feed.waiters.lock().expect("feed lock");
         waiters.retain(|waiter| waiter.id != self.id);

@@ -4,7 +4,7 @@
 //! Each node is reached with the URL's credentials, database and settings, at the host and port
 //! the cluster's metadata (`pg_dist_node`) gives it. Without Citus there is nothing to do.
 
-use crate::listen::{keep_listening, Hub};
+use super::hub::{keep_listening, Hub};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

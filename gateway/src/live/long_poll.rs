@@ -1,0 +1,115 @@
+//! The long-polls of GET /messages and GET /notifications: subscribe, then read, then wait for a
+//! wake-up and read again, until something is there or the deadline passes.
+//!
+//! A long-poll that only follows a seq waits through its channel's feed (feeds.rs), which reads
+//! once per wake-up for every reader of the channel; any other waits on its own subscription.
+
+use super::feeds::Delivery;
+use super::hub::{Topic, Wake};
+use super::Live;
+use crate::db::{self, JsonText};
+use crate::error::ApiError;
+use hatchat_wire::api;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// What one long-poll waits on, and until when.
+pub struct LongPoll<'a> {
+    pub topic: Topic,
+    pub deadline: Instant,
+    /// Counts against this user's long-polls once it waits; authenticated with this token.
+    pub token: &'a Option<String>,
+    /// The user's id, when the caller already has it (else asked of the database before waiting).
+    pub user: Option<String>,
+}
+
+impl Live {
+    /// Answers the first non-empty page `read` gives, or the empty one when the deadline passes,
+    /// the gateway shuts down, or `open` says nothing new can match any more.
+    pub async fn long_poll<R, F>(
+        &self,
+        poll: LongPoll<'_>,
+        open: impl Fn() -> bool,
+        mut read: R,
+    ) -> Result<JsonText, ApiError>
+    where
+        R: FnMut() -> F,
+        F: Future<Output = Result<String, ApiError>>,
+    {
+        let mut subscription = self.hub.subscribe(poll.topic);
+        let mut user = poll.user;
+        let mut place = None;
+        loop {
+            let page = read().await?;
+            if page != "[]" || !open() || Instant::now() >= poll.deadline {
+                return Ok(JsonText(page));
+            }
+            if place.is_none() {
+                let id = match user.take() {
+                    Some(id) => id,
+                    None => self.user_of(poll.token).await?,
+                };
+                place = Some(self.take_place(&id)?);
+            }
+            match subscription.wait(poll.deadline).await {
+                Wake::Changed => continue,
+                Wake::Timeout | Wake::Shutdown => return Ok(JsonText(page)),
+            }
+        }
+    }
+
+    /// The long-poll of a window that only follows a seq: `read` alone first (every check and
+    /// error of get_messages), then the wait through the channel's feed, at most `limit` messages.
+    pub async fn long_poll_channel<R, F>(
+        &self,
+        token: &Option<String>,
+        (channel, after_seq, limit): (&str, i64, usize),
+        deadline: Instant,
+        read: R,
+    ) -> Result<JsonText, ApiError>
+    where
+        R: Fn() -> F,
+        F: Future<Output = Result<String, ApiError>>,
+    {
+        let page = read().await?;
+        if page != "[]" || Instant::now() >= deadline {
+            return Ok(JsonText(page));
+        }
+        let _waiting = self.hub.hold();
+        let caller = self.caller(token).await?;
+        let _place = self.take_place(&caller.user)?;
+        let mut reader = self.feeds.open_live(self.interest(channel, caller, after_seq));
+        let mut messages: Vec<Arc<str>> = Vec::new();
+        while messages.is_empty() {
+            let delivery = tokio::select! {
+                delivery = reader.next() => delivery,
+                _ = tokio::time::sleep_until(deadline) => None,
+            };
+            match delivery {
+                Some(Delivery::Message { json, .. }) => messages.push(json),
+                // Capped history: get_messages would answer what is still held, as this will.
+                Some(Delivery::Reset { .. }) => {}
+                Some(Delivery::Closed { reason: super::feeds::SHUTTING_DOWN }) | None => {
+                    return Ok(JsonText("[]".into()))
+                }
+                // Not a member any more, token expired, too slow: a read of its own says what to
+                // answer.
+                Some(Delivery::Closed { .. }) => return read().await.map(JsonText),
+            }
+        }
+        while messages.len() < limit {
+            match reader.try_next() {
+                Some(Delivery::Message { json, .. }) => messages.push(json),
+                Some(Delivery::Reset { .. }) => {}
+                Some(Delivery::Closed { .. }) | None => break,
+            }
+        }
+        Ok(JsonText(format!("[{}]", messages.join(", "))))
+    }
+
+    /// The id of the user `token` belongs to, as the database verifies it.
+    pub async fn user_of(&self, token: &Option<String>) -> Result<String, ApiError> {
+        db::call_json(&self.pool, api::AUTHENTICATE, &[token]).await
+    }
+}

@@ -1,0 +1,151 @@
+//! The one place where the gateway waits. Everything that waits for something new (long-polls,
+//! SSE streams, WebSocket subscriptions, notification streams, the forwarder) waits here, in one
+//! way: subscribe to a key of the hub (hub.rs) *before* reading, read, and wait for that key's
+//! next wake-up before reading again. So nothing that commits between a read and a wait is
+//! missed, a waiter holds no database connection, and an idle waiter causes no queries.
+//!
+//! - hub.rs: the LISTEN connection, keys (`Topic`) and wake-ups; nodes.rs: a cluster's other
+//!   nodes' listeners.
+//! - feeds.rs: one window read per wake-up for every reader of a channel (`Feeds`, `Reader`).
+//! - here: who a stream's token speaks for, checked once when it opens (`Live::caller`).
+//! - long_poll.rs, notifications.rs: the long-polls, and the notification streams.
+//! - bounds.rs: what each user may hold waiting, and in bytes.
+//! - forward.rs: the forwarder, which waits for anyone's notifications.
+//!
+//! Routes call `Live`; none subscribes, waits or reads a window itself.
+
+pub mod bounds;
+pub mod feeds;
+pub mod forward;
+pub mod hub;
+mod long_poll;
+pub mod nodes;
+mod notifications;
+
+pub use feeds::{Delivery, Feeds, OpenStream};
+pub use hub::{Hub, Topic, Wake};
+pub use long_poll::LongPoll;
+pub use notifications::{Notice, NotificationStream};
+
+use crate::config::StreamSettings;
+use crate::db;
+use crate::error::ApiError;
+use bounds::{Budget, Place, Quota};
+use feeds::{Interest, Reader};
+use hatchat_wire::api;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What the routes wait through: the hub, the channels' feeds, and the bounds on what each user
+/// holds waiting. Cheap to clone (every part is shared).
+#[derive(Clone)]
+pub struct Live {
+    pub pool: deadpool_postgres::Pool,
+    pub hub: Arc<Hub>,
+    pub feeds: Arc<Feeds>,
+    /// Waiting long-polls, streams, WebSockets and subscriptions, per user.
+    pub quota: Arc<Quota>,
+    /// What live streams hold for their clients, in bytes (each, and all together).
+    pub budget: Arc<Budget>,
+    pub streams: StreamSettings,
+    /// The longest a long-poll waits.
+    pub max_wait: Duration,
+}
+
+impl Live {
+    /// Counts a long-poll, a stream, a WebSocket or one of its subscriptions against `user` (an id
+    /// the database verified) until the place is dropped; 429 when the user already holds the
+    /// most a gateway allows.
+    pub fn take_place(&self, user: &str) -> Result<Place, ApiError> {
+        self.quota.take(user).ok_or_else(|| {
+            ApiError::too_many_requests(
+                format!(
+                    "a user may hold at most {} waiting long-polls, streams, WebSockets and \
+                     WebSocket subscriptions at once on this gateway; try again when one has ended",
+                    self.quota.per_user()
+                ),
+                1,
+            )
+        })
+    }
+
+    /// Counts a live stream (SSE or WebSocket) as open, in /health, until the guard is dropped.
+    pub fn stream_opened(&self) -> OpenStream {
+        self.feeds.stream_opened()
+    }
+}
+
+/// The user a verified token speaks for, and when it expires (never, for the server secret).
+pub struct Caller {
+    pub user: String,
+    pub expires: Option<Instant>,
+}
+
+/// A channel's reader, counted against its user's share of waiting reads until dropped.
+pub struct ChannelStream {
+    pub reader: Reader,
+    pub place: Place,
+}
+
+impl Live {
+    /// Asks the database whose `token` is (`hatchat.stream_caller`: 401 for a bad token).
+    pub async fn caller(&self, token: &Option<String>) -> Result<Caller, ApiError> {
+        let answer: api::StreamCaller = db::call_typed(&self.pool, api::STREAM_CALLER, &[token]).await?;
+        Ok(Caller { user: answer.user_id, expires: answer.expires_at.as_deref().map(instant_of) })
+    }
+
+    /// Checks that `token` may read `channel` after `after_seq` (as one `get_messages` call
+    /// would), then opens a reader that catches up from there and follows the channel live. Each
+    /// stream counts against the user's long-polls (`--max-polls-per-user`): a stream costs what a
+    /// waiting long-poll costs, and without a bound one client could open any number.
+    pub async fn open_channel(
+        &self,
+        token: &Option<String>,
+        channel: &str,
+        after_seq: i64,
+    ) -> Result<ChannelStream, ApiError> {
+        db::call_json(&self.pool, api::CHECK_CHANNEL_READ, &[token, &channel, &after_seq]).await?;
+        let caller = self.caller(token).await?;
+        let place = self.take_place(&caller.user)?;
+        let reader = self.feeds.open(self.interest(channel, caller, after_seq));
+        Ok(ChannelStream { reader, place })
+    }
+
+    /// Who reads `channel`, from where, and how much a reader may hold.
+    pub(super) fn interest(&self, channel: &str, caller: Caller, after_seq: i64) -> Interest {
+        Interest {
+            channel: channel.to_string(),
+            user: caller.user,
+            after_seq,
+            expires: caller.expires,
+            buffer: self.streams.buffer,
+        }
+    }
+}
+
+/// The monotonic instant of a wall-clock time the database wrote (already passed: now).
+fn instant_of(iso: &str) -> Instant {
+    let left = iso
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .and_then(|at| Duration::try_from(at.duration_since(jiff::Timestamp::now())).ok())
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + left
+}
+
+/// Startup check: live streams and long-polls read through `hatchat.channel_window`, which only
+/// `hatchat_gateway` may call. A login that is neither a superuser nor an admin runs requests as
+/// itself, and then needs that role granted; say so now rather than refuse every stream later.
+pub async fn check_window_access(pool: &deadpool_postgres::Pool) -> Result<(), String> {
+    let client = pool.get().await.map_err(|e| format!("cannot connect to the database: {e}"))?;
+    let row = client.query_one(api::MAY_READ_WINDOWS, &[]).await.map_err(|e| e.to_string())?;
+    let (allowed, role): (bool, String) = (row.get(0), row.get(1));
+    if allowed {
+        return Ok(());
+    }
+    Err(format!(
+        "role {role} may not call hatchat.channel_window, which live streams and long-polls read \
+         through: GRANT hatchat_gateway TO {role}"
+    ))
+}
