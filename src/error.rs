@@ -74,18 +74,20 @@ impl HatchatError {
         }
     }
 
-    /// The five-character SQLSTATE, as clients see it.
+    /// The five-character SQLSTATE, as clients see it (the table both sides read is
+    /// `hatchat_wire::sqlstate`).
     pub fn sqlstate_code(&self) -> &str {
+        use hatchat_wire::sqlstate::*;
         match self {
-            Self::Unauthenticated { .. } => "28000",
-            Self::Forbidden(_) => "42501",
-            Self::NotFound(_) => "P0002",
-            Self::Conflict(_) => "23505",
-            Self::InvalidParameter(_) => "22023",
-            Self::PayloadTooLarge { .. } => "54000",
+            Self::Unauthenticated { .. } => UNAUTHENTICATED,
+            Self::Forbidden(_) => FORBIDDEN,
+            Self::NotFound(_) => NOT_FOUND,
+            Self::Conflict(_) => CONFLICT,
+            Self::InvalidParameter(_) => INVALID_PARAMETER,
+            Self::PayloadTooLarge { .. } => PAYLOAD_TOO_LARGE,
             Self::Refused { code, .. } => code,
-            Self::Canceled(_) => "57014",
-            Self::Internal(_) => "XX000",
+            Self::Canceled(_) => CANCELED,
+            Self::Internal(_) => INTERNAL,
         }
     }
 

@@ -8,7 +8,7 @@
 //! skipped: each read returns which of the readers' users are still members, in the snapshot of
 //! the messages, and a reader whose user is not (or whose token expired) is closed.
 //!
-//! Slow consumers: each reader has a buffer bounded in messages and in bytes (its purse, held.rs);
+//! Slow consumers: each reader has a buffer bounded in messages and in bytes (its purse, bounds.rs);
 //! a feed never waits for a reader. A reader whose buffer is full is closed ("slow consumer") and
 //! resumes from its last seq. A reader that has taken everything but is handed a page bigger than
 //! its whole buffer is not slow: it leaves the feed and reads on alone, as its client takes the

@@ -4,7 +4,7 @@
 //! those keys. A waiting long-poll holds a `watch` receiver, no database connection, and causes no
 //! queries until something happens to what it waits on.
 //!
-//! No lost wake-ups: a request subscribes *before* it queries (see long_poll.rs). When the LISTEN
+//! No lost wake-ups: a request subscribes *before* it queries (see live/mod.rs). When the LISTEN
 //! connection drops, announcements made meanwhile are lost, so after every (re)connect everyone is
 //! woken to re-query. A wake-up only says "look again"; the query decides what is new.
 
@@ -133,7 +133,7 @@ impl Hub {
         self.subscribe_as(topic, true)
     }
 
-    /// A subscription that is not a waiting request: a channel's feed (fanout.rs).
+    /// A subscription that is not a waiting request: a channel's feed (feeds.rs).
     pub fn subscribe_uncounted(self: &Arc<Self>, topic: Topic) -> Subscription {
         self.subscribe_as(topic, false)
     }
