@@ -9,78 +9,89 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-// Users.
-pub const REGISTER_USER: &str = "SELECT hatchat.register_user($1::text::uuid, $2, $3, $4)::text";
-pub const GET_USER: &str = "SELECT hatchat.get_user($1::text::uuid)::text";
-pub const UPDATE_USER: &str = "SELECT hatchat.update_user($1, $2::text::uuid, $3)::text";
-pub const DELETE_USER: &str = "SELECT hatchat.delete_user($1, $2::text::uuid)";
-/// The id (text, not JSON) of the user a token speaks for.
-pub const AUTHENTICATE: &str = "SELECT hatchat.authenticate($1)::text";
-/// Answers a `StreamCaller`.
-pub const STREAM_CALLER: &str = "SELECT hatchat.stream_caller($1)::text";
+/// Declares each call as a constant, and `ALL`, every call, for the test that prepares each
+/// against a live database (so a renamed function or a changed signature fails there, not in a
+/// request).
+macro_rules! calls {
+    ($($(#[$doc:meta])* $name:ident = $sql:expr;)*) => {
+        $($(#[$doc])* pub const $name: &str = $sql;)*
+        pub const ALL: &[&str] = &[$($name),*];
+    };
+}
 
-// Channels.
-pub const CREATE_CHANNEL: &str = "SELECT hatchat.create_channel($1, $2, $3, $4::text::jsonb)::text";
-pub const LIST_CHANNELS: &str = "SELECT hatchat.list_channels($1)::text";
-pub const GET_CHANNEL: &str = "SELECT hatchat.get_channel($1, $2)::text";
-pub const UPDATE_CHANNEL: &str = "SELECT hatchat.update_channel($1, $2, $3)::text";
-pub const DELETE_CHANNEL: &str = "SELECT hatchat.delete_channel($1, $2)";
-pub const INVITE: &str = "SELECT hatchat.invite($1, $2, $3::text::uuid)::text";
-pub const LEAVE_CHANNEL: &str = "SELECT hatchat.leave_channel($1, $2)";
-pub const MARK_READ: &str = "SELECT hatchat.mark_read($1, $2, $3)::text";
-pub const SET_READ_RECEIPTS: &str = "SELECT hatchat.set_read_receipts($1, $2, $3::text::uuid)::text";
+calls! {
+    // Users.
+    REGISTER_USER = "SELECT hatchat.register_user($1::text::uuid, $2, $3, $4)::text";
+    GET_USER = "SELECT hatchat.get_user($1::text::uuid)::text";
+    UPDATE_USER = "SELECT hatchat.update_user($1, $2::text::uuid, $3)::text";
+    DELETE_USER = "SELECT hatchat.delete_user($1, $2::text::uuid)";
+    /// The id (text, not JSON) of the user a token speaks for.
+    AUTHENTICATE = "SELECT hatchat.authenticate($1)::text";
+    /// Answers a `StreamCaller`.
+    STREAM_CALLER = "SELECT hatchat.stream_caller($1)::text";
 
-// Messages.
-pub const SEND_MESSAGE_TEXT: &str = "SELECT hatchat.send_message_text($1, $2, $3, $4)::text";
-/// A batch of `batch::Item`s; answers one `batch::Answer` per item, in order.
-pub const SEND_MESSAGES: &str = "SELECT hatchat.send_messages($1::text::jsonb)::text";
-pub const GET_MESSAGES: &str = "SELECT hatchat.get_messages($1, $2, $3, $4, $5, $6, $7)::text";
-/// `get_messages` for one message after `$3`: what opening a stream there checks (the token, the
-/// channel, the position), refusing what a read refuses.
-pub const CHECK_CHANNEL_READ: &str = "SELECT hatchat.get_messages($1, $2, NULL, NULL, 1, $3)::text";
-pub const EDIT_MESSAGE: &str = "SELECT hatchat.edit_message($1, $2, $3, $4::text::jsonb)::text";
-pub const DELETE_MESSAGE: &str = "SELECT hatchat.delete_message($1, $2, $3)::text";
-pub const REACT: &str = "SELECT hatchat.react($1, $2, $3, $4)::text";
-pub const UNREACT: &str = "SELECT hatchat.unreact($1, $2, $3, $4)::text";
-/// Answers a `ChannelWindow`; for the gateway's role only.
-pub const CHANNEL_WINDOW: &str = "SELECT hatchat.channel_window($1, $2, $3, $4::text[]::uuid[])::text";
-/// Whether the gateway's login may read windows, and its name (a startup check).
-pub const MAY_READ_WINDOWS: &str = "SELECT has_function_privilege(\
-    'hatchat.channel_window(text, bigint, integer, uuid[])', 'EXECUTE'), current_user::text";
+    // Channels.
+    CREATE_CHANNEL = "SELECT hatchat.create_channel($1, $2, $3, $4::text::jsonb)::text";
+    LIST_CHANNELS = "SELECT hatchat.list_channels($1)::text";
+    GET_CHANNEL = "SELECT hatchat.get_channel($1, $2)::text";
+    UPDATE_CHANNEL = "SELECT hatchat.update_channel($1, $2, $3)::text";
+    DELETE_CHANNEL = "SELECT hatchat.delete_channel($1, $2)";
+    INVITE = "SELECT hatchat.invite($1, $2, $3::text::uuid)::text";
+    LEAVE_CHANNEL = "SELECT hatchat.leave_channel($1, $2)";
+    MARK_READ = "SELECT hatchat.mark_read($1, $2, $3)::text";
+    SET_READ_RECEIPTS = "SELECT hatchat.set_read_receipts($1, $2, $3::text::uuid)::text";
 
-// Rooms (the multi-room chat API).
-pub const CREATE_ROOM: &str = "SELECT hatchat.create_room($1, $2, $3)::text";
-pub const GET_ROOM: &str = "SELECT hatchat.get_room($1, $2)::text";
-pub const POST_ROOM_MESSAGE: &str = "SELECT hatchat.post_room_message($1, $2, $3::text::jsonb)::text";
-pub const POST_SYSTEM_MESSAGE: &str = "SELECT hatchat.post_system_message($1, $2::text::jsonb)::text";
+    // Messages.
+    SEND_MESSAGE_TEXT = "SELECT hatchat.send_message_text($1, $2, $3, $4)::text";
+    /// A batch of `batch::Item`s; answers one `batch::Answer` per item, in order.
+    SEND_MESSAGES = "SELECT hatchat.send_messages($1::text::jsonb)::text";
+    GET_MESSAGES = "SELECT hatchat.get_messages($1, $2, $3, $4, $5, $6, $7)::text";
+    /// `get_messages` for one message after `$3`: what opening a stream there checks (the token, the
+    /// channel, the position), refusing what a read refuses.
+    CHECK_CHANNEL_READ = "SELECT hatchat.get_messages($1, $2, NULL, NULL, 1, $3)::text";
+    EDIT_MESSAGE = "SELECT hatchat.edit_message($1, $2, $3, $4::text::jsonb)::text";
+    DELETE_MESSAGE = "SELECT hatchat.delete_message($1, $2, $3)::text";
+    REACT = "SELECT hatchat.react($1, $2, $3, $4)::text";
+    UNREACT = "SELECT hatchat.unreact($1, $2, $3, $4)::text";
+    /// Answers a `ChannelWindow`; for the gateway's role only.
+    CHANNEL_WINDOW = "SELECT hatchat.channel_window($1, $2, $3, $4::text[]::uuid[])::text";
+    /// Whether the gateway's login may read windows, and its name (a startup check).
+    MAY_READ_WINDOWS = "SELECT has_function_privilege(\
+        'hatchat.channel_window(text, bigint, integer, uuid[])', 'EXECUTE'), current_user::text";
 
-// Notifications: each answer an array of notifications, each with its `Id`.
-pub const GET_NOTIFICATIONS: &str = "SELECT hatchat.get_notifications($1, $2, $3)::text";
-pub const NOTIFICATIONS_TO_FORWARD: &str =
-    "SELECT hatchat.notifications_to_forward($1, $2::text[]::uuid[])::text";
-pub const MARK_FORWARDED: &str = "SELECT hatchat.mark_forwarded($1::text::uuid, $2)";
-pub const MARK_UNDELIVERABLE: &str = "SELECT hatchat.mark_undeliverable($1::text::uuid, $2, $3)";
-pub const FORWARDING_STATUS: &str = "SELECT hatchat.forwarding_status()::text";
+    // Rooms (the multi-room chat API).
+    CREATE_ROOM = "SELECT hatchat.create_room($1, $2, $3)::text";
+    GET_ROOM = "SELECT hatchat.get_room($1, $2)::text";
+    POST_ROOM_MESSAGE = "SELECT hatchat.post_room_message($1, $2, $3::text::jsonb)::text";
+    POST_SYSTEM_MESSAGE = "SELECT hatchat.post_system_message($1, $2::text::jsonb)::text";
 
-// Moderation.
-pub const SET_CHAT_DISABLED: &str = "SELECT hatchat.set_chat_disabled($1, $2, $3::text::uuid)::text";
-pub const LIST_BLOCKED: &str = "SELECT hatchat.list_blocked($1, $2::text::uuid)::text";
-pub const BLOCK_USER: &str = "SELECT hatchat.block_user($1, $2::text::uuid, $3::text::uuid)::text";
-pub const UNBLOCK_USER: &str = "SELECT hatchat.unblock_user($1, $2::text::uuid, $3::text::uuid)::text";
-pub const BAN_USER: &str = "SELECT hatchat.ban_user($1, $2::text::uuid, $3::text::timestamptz)::text";
-pub const UNBAN_USER: &str = "SELECT hatchat.unban_user($1, $2::text::uuid)::text";
-pub const MUTE_USER: &str = "SELECT hatchat.mute_user($1, $2::text::uuid, $3)::text";
+    // Notifications: each answer an array of notifications, each with its `Id`.
+    GET_NOTIFICATIONS = "SELECT hatchat.get_notifications($1, $2, $3)::text";
+    NOTIFICATIONS_TO_FORWARD = "SELECT hatchat.notifications_to_forward($1, $2::text[]::uuid[])::text";
+    MARK_FORWARDED = "SELECT hatchat.mark_forwarded($1::text::uuid, $2)";
+    MARK_UNDELIVERABLE = "SELECT hatchat.mark_undeliverable($1::text::uuid, $2, $3)";
+    FORWARDING_STATUS = "SELECT hatchat.forwarding_status()::text";
 
-// Placement on a Citus cluster (group commit batches sends by node).
-/// Whether `channel_nodes` answers (true on a distributed database).
-pub const HAS_CHANNEL_NODES: &str = "SELECT hatchat.channel_nodes('{}'::text[]) IS NOT NULL";
-/// The node that holds a channel's rows.
-pub const CHANNEL_NODE: &str = "SELECT (hatchat.channel_nodes(ARRAY[$1::text]))[1]";
+    // Moderation.
+    SET_CHAT_DISABLED = "SELECT hatchat.set_chat_disabled($1, $2, $3::text::uuid)::text";
+    LIST_BLOCKED = "SELECT hatchat.list_blocked($1, $2::text::uuid)::text";
+    BLOCK_USER = "SELECT hatchat.block_user($1, $2::text::uuid, $3::text::uuid)::text";
+    UNBLOCK_USER = "SELECT hatchat.unblock_user($1, $2::text::uuid, $3::text::uuid)::text";
+    BAN_USER = "SELECT hatchat.ban_user($1, $2::text::uuid, $3::text::timestamptz)::text";
+    UNBAN_USER = "SELECT hatchat.unban_user($1, $2::text::uuid)::text";
+    MUTE_USER = "SELECT hatchat.mute_user($1, $2::text::uuid, $3)::text";
 
-// Upkeep.
-pub const PURGE_EXPIRED: &str = "SELECT hatchat.purge_expired()::text";
-/// The database's wake-up secret, 32 hex digits (`wake::Secret::from_hex`).
-pub const WAKE_SECRET: &str = "SELECT hatchat.wake_secret()";
+    // Placement on a Citus cluster (group commit batches sends by node).
+    /// Whether `channel_nodes` answers (true on a distributed database).
+    HAS_CHANNEL_NODES = "SELECT hatchat.channel_nodes('{}'::text[]) IS NOT NULL";
+    /// The node that holds a channel's rows.
+    CHANNEL_NODE = "SELECT (hatchat.channel_nodes(ARRAY[$1::text]))[1]";
+
+    // Upkeep.
+    PURGE_EXPIRED = "SELECT hatchat.purge_expired()::text";
+    /// The database's wake-up secret, 32 hex digits (`wake::Secret::from_hex`).
+    WAKE_SECRET = "SELECT hatchat.wake_secret()";
+}
 
 /// `stream_caller`'s answer: whom a token speaks for, and until when (null: the server secret).
 #[derive(Debug, Deserialize)]
@@ -117,53 +128,3 @@ pub struct Seq {
 pub struct Id {
     pub id: i64,
 }
-
-/// Every call above, for the test that prepares each against a live database (so a renamed
-/// function or a changed signature fails there, not in a request).
-pub const ALL: &[&str] = &[
-    REGISTER_USER,
-    GET_USER,
-    UPDATE_USER,
-    DELETE_USER,
-    AUTHENTICATE,
-    STREAM_CALLER,
-    CREATE_CHANNEL,
-    LIST_CHANNELS,
-    GET_CHANNEL,
-    UPDATE_CHANNEL,
-    DELETE_CHANNEL,
-    INVITE,
-    LEAVE_CHANNEL,
-    MARK_READ,
-    SET_READ_RECEIPTS,
-    SEND_MESSAGE_TEXT,
-    SEND_MESSAGES,
-    GET_MESSAGES,
-    CHECK_CHANNEL_READ,
-    EDIT_MESSAGE,
-    DELETE_MESSAGE,
-    REACT,
-    UNREACT,
-    CHANNEL_WINDOW,
-    MAY_READ_WINDOWS,
-    CREATE_ROOM,
-    GET_ROOM,
-    POST_ROOM_MESSAGE,
-    POST_SYSTEM_MESSAGE,
-    GET_NOTIFICATIONS,
-    NOTIFICATIONS_TO_FORWARD,
-    MARK_FORWARDED,
-    MARK_UNDELIVERABLE,
-    FORWARDING_STATUS,
-    SET_CHAT_DISABLED,
-    LIST_BLOCKED,
-    BLOCK_USER,
-    UNBLOCK_USER,
-    BAN_USER,
-    UNBAN_USER,
-    MUTE_USER,
-    HAS_CHANNEL_NODES,
-    CHANNEL_NODE,
-    PURGE_EXPIRED,
-    WAKE_SECRET,
-];
