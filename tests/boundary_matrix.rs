@@ -754,7 +754,7 @@ fn rows() -> Vec<Row> {
             "post_room_message",
             "post_room_message",
             "rooms only (a channel is no room: 404); the room's users and the secret post, a muted \
-             one is answered and nothing stored, a stranger is told 401 (28000) as in the seed",
+             one is answered and nothing stored, a stranger is told 401 (28000) as ganomede-chat answers",
             channels_and_rooms(
                 [GONE, GONE, GONE, GONE, GONE, GONE, NOAUTH, GONE],
                 [W, W, NOAUTH, DENY, Q, DENY, NOAUTH, W],

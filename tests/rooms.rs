@@ -90,7 +90,7 @@ fn the_secret_creates_any_room_and_others_must_be_participants() {
     let room = create_room(&mut db, SECRET, "chess/v1", &[&alice.username, &bob.username]).unwrap();
     assert_eq!(room["users"].as_array().unwrap().len(), 2);
     let outsider = create_room(&mut db, &carol.token(), "chess/v1", &[&alice.username, &bob.username]);
-    assert_eq!(sqlstate(outsider), "28000", "not a participant: 401, as the seed says");
+    assert_eq!(sqlstate(outsider), "28000", "not a participant: 401, as ganomede-chat answers");
     let unknown =
         create_room(&mut db, &alice.token(), "chess/v1", &[&alice.username, "nobody-xyz", "ghost-abc"]);
     let (message, _) =

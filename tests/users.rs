@@ -206,7 +206,7 @@ fn one_line_and_rewrapped_pems_register_and_their_tokens_work() {
     let mut db = connect();
     let one_line = include_str!("fixtures/keys/alice.oneline.pub.pem");
     let alice = fixture("alice.pub.pem");
-    assert_eq!(one_line.lines().count(), 3, "the seed's web client export: the base64 on one line");
+    assert_eq!(one_line.lines().count(), 3, "Hatch@'s web client export: the base64 on one line");
     for (what, pem) in [
         ("one line", one_line.to_string()),
         ("one line, CRLF", one_line.replace('\n', "\r\n")),

@@ -39,7 +39,7 @@ async fn receiver() -> (String, Received) {
     (url, received)
 }
 
-/// The seed client's token, percent-encoded for the path.
+/// Hatch@'s web client's token, percent-encoded for the path.
 fn path_token(user: &User) -> String {
     encode(&seed_token(&user.key_name, user.id, 60))
 }

@@ -1,4 +1,4 @@
-//! The multi-room chat service over HTTP: the seed's routes and status codes, the moderation
+//! The multi-room chat service over HTTP: ganomede-chat's routes and status codes, the moderation
 //! routes, the notifications long-poll, purging, and forwarding to a receiver that fails at first.
 
 mod support;
@@ -29,7 +29,7 @@ fn url_safe_token(user: &User) -> String {
     format!("{input}.{signature}")
 }
 
-/// The seed client's standard-base64 token, percent-encoded for the path.
+/// Hatch@'s web client's token (standard base64), percent-encoded for the path.
 fn encoded_token(user: &User) -> String {
     encode(&seed_token(&user.key_name, user.id, 60))
 }
@@ -287,7 +287,7 @@ async fn notifications_are_forwarded_in_order_despite_a_failing_receiver() {
     assert_eq!(for_bob(&received), ["m0", "m1", "m2", "m3", "m4", "after restart"]);
 }
 
-/// The seed's web client exports its key with the whole base64 on one line.
+/// Hatch@'s web client exports its key with the whole base64 on one line.
 const ONE_LINE_PEM: &str = include_str!("../../tests/fixtures/keys/alice.oneline.pub.pem");
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,5 @@
 //! What the SQL suites share: a connection to the test database, users with real RSA keys, and
-//! tokens signed the way the seed's web client signs them.
+//! tokens signed the way Hatch@'s web client signs them.
 #![allow(dead_code)] // each suite uses its own part of this module
 
 #[path = "signing.rs"]
@@ -34,7 +34,7 @@ pub struct User {
 }
 
 impl User {
-    /// A token as the seed's web client makes it: ISO exp 60 s ahead, `Bearer ` prefix.
+    /// A token as Hatch@'s web client makes it: ISO exp 60 s ahead, `Bearer ` prefix.
     pub fn token(&self) -> String {
         format!("Bearer {}", self.token_expiring_in(60))
     }

@@ -1,5 +1,5 @@
 //! Keys and tokens for the test suites (SQL and HTTP): the fixture RSA keys, and tokens signed the
-//! way the seed's web client signs them. No database here, so the gateway suites share this file.
+//! way Hatch@'s web client signs them. No database here, so the gateway suites share this file.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -65,7 +65,7 @@ pub fn sign_parts(key_name: &str, header: &str, claim: &str) -> String {
     format!("{input}.{}", b64(signature))
 }
 
-/// The seed client's token: header `{"alg":"SHA-512","type":"JWT"}`, claim `{id, exp}` with an
+/// Hatch@'s web client's token: header `{"alg":"SHA-512","type":"JWT"}`, claim `{id, exp}` with an
 /// ISO exp `seconds` ahead, standard base64 (no `Bearer ` prefix).
 pub fn seed_token(key_name: &str, user_id: Uuid, seconds: i64) -> String {
     let exp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);

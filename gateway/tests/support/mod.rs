@@ -1,5 +1,5 @@
 //! What the HTTP suites share: a real gateway process on a free port against the test database, a
-//! real HTTP client, and users with real RSA keys signing as the seed's web client does.
+//! real HTTP client, and users with real RSA keys signing as Hatch@'s web client does.
 #![allow(dead_code)] // each suite uses its own part of this module
 
 pub mod described;
