@@ -1,4 +1,4 @@
-//! Rooms through SQL, case by case as the second seed describes them: creating (new, existing,
+//! Rooms through SQL, case by case as ganomede-chat describes them: creating (new, existing,
 //! by the secret, by a non-participant, by a banned user), reading, posting (stored, notified,
 //! blocked, muted, chat disabled, by the secret), system messages, capping, expiry and purging.
 
