@@ -3,7 +3,7 @@
 -- before DROP EXTENSION hatchat there. Both do nothing on a single node but explain themselves:
 -- a single-node install is unchanged. Why each step: docs/citus.md.
 
--- Distributes hatchat's tables: users, deleted_users, api_secret and wake_secret become reference
+-- Distributes hatchat's tables: users, deleted_users, api_secret, wake_secret and issuers become reference
 -- tables (a copy on every node); channels, members, messages are sharded by channel id, colocated; inboxes, notifications,
 -- blocks by user id, colocated. Works on an empty database and on one holding a single-node
 -- hatchat's data (the rows move into the shards). Run once, as a superuser, on the coordinator of
@@ -15,7 +15,7 @@ AS $$
 DECLARE
     fk record;
     fks jsonb := '[]';
-    tables text[] := ARRAY['hatchat.users', 'hatchat.deleted_users', 'hatchat.api_secret', 'hatchat.wake_secret',
+    tables text[] := ARRAY['hatchat.users', 'hatchat.deleted_users', 'hatchat.api_secret', 'hatchat.wake_secret', 'hatchat.issuers',
                            'hatchat.channels', 'hatchat.members', 'hatchat.messages', 'hatchat.reactions',
                            'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
     fn regprocedure;
@@ -63,6 +63,8 @@ BEGIN
     -- Every node keys its wake-ups with the coordinator's secret (a worker's own install made
     -- another, which the reference table's rows now stand in for).
     PERFORM create_reference_table('hatchat.wake_secret');
+    -- Every node verifies an issuer's tokens (wherever a function authenticates).
+    PERFORM create_reference_table('hatchat.issuers');
     PERFORM create_distributed_table('hatchat.channels', 'id', shard_count => shard_count, colocate_with => 'none');
     PERFORM create_distributed_table('hatchat.members', 'channel_id', colocate_with => 'hatchat.channels');
     PERFORM create_distributed_table('hatchat.messages', 'channel_id', colocate_with => 'hatchat.channels');

@@ -75,7 +75,79 @@ AS 'MODULE_PATHNAME', 'register_user_wrapper';
 ALTER FUNCTION hatchat.register_user(uuid, text, text, text) OWNER TO hatchat_owner;
 -- ---- end registration policy ----------------------------------------------------------------------
 
--- distribute() makes deleted_users and wake_secret reference tables, as users.
+-- ---- your users, your login (issue 28), part 2: trusted issuers --------------------------------
+-- An app's login signs its users in (src/auth/issuers.rs, sql/schema.sql).
+ALTER TABLE hatchat.users ADD COLUMN issuer text;
+ALTER TABLE hatchat.users DROP CONSTRAINT only_system_has_no_key;
+ALTER TABLE hatchat.users ADD CONSTRAINT signs_in_one_way CHECK (CASE
+        WHEN id = '00000000-0000-0000-0000-000000000000' THEN public_key IS NULL AND issuer IS NULL
+        WHEN issuer IS NOT NULL THEN public_key IS NULL
+        ELSE public_key IS NOT NULL END);
+CREATE TABLE hatchat.issuers (
+    iss             text PRIMARY KEY,
+    audience        text NOT NULL,
+    username_claim  text NOT NULL,
+    jwks            jsonb NOT NULL,
+    jwks_url        text,
+    keys_version    bigint NOT NULL DEFAULT 1,
+    keys_updated_at timestamptz NOT NULL DEFAULT now(),
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('hatchat.issuers', '');
+REVOKE ALL ON hatchat.issuers FROM PUBLIC;
+ALTER TABLE hatchat.issuers OWNER TO hatchat_owner;
+CREATE FUNCTION hatchat.add_issuer(
+	"token" TEXT,
+	"iss" TEXT,
+	"jwks" jsonb,
+	"audience" TEXT,
+	"username_claim" TEXT DEFAULT 'preferred_username',
+	"jwks_url" TEXT DEFAULT NULL
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'add_issuer_wrapper';
+ALTER FUNCTION hatchat.add_issuer(text, text, jsonb, text, text, text) OWNER TO hatchat_owner;
+CREATE FUNCTION hatchat.list_issuers(
+	"token" TEXT
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'list_issuers_wrapper';
+ALTER FUNCTION hatchat.list_issuers(text) OWNER TO hatchat_owner;
+CREATE FUNCTION hatchat.remove_issuer(
+	"token" TEXT,
+	"iss" TEXT
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'remove_issuer_wrapper';
+ALTER FUNCTION hatchat.remove_issuer(text, text) OWNER TO hatchat_owner;
+CREATE FUNCTION hatchat.set_issuer_keys(
+	"iss" TEXT,
+	"jwks" jsonb
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_issuer_keys_wrapper';
+ALTER FUNCTION hatchat.set_issuer_keys(text, jsonb) OWNER TO hatchat_owner;
+CREATE FUNCTION hatchat.issuer_key_sources() RETURNS jsonb
+STRICT SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'issuer_key_sources_wrapper';
+ALTER FUNCTION hatchat.issuer_key_sources() OWNER TO hatchat_owner;
+REVOKE EXECUTE ON FUNCTION hatchat.set_issuer_keys(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.set_issuer_keys(text, jsonb) TO hatchat_gateway, hatchat_admin;
+REVOKE EXECUTE ON FUNCTION hatchat.issuer_key_sources() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.issuer_key_sources() TO hatchat_gateway, hatchat_admin;
+-- ---- end trusted issuers ----------------------------------------------------------------------------
+
+-- distribute() makes deleted_users, wake_secret and issuers reference tables, as users.
 CREATE OR REPLACE FUNCTION hatchat.distribute(shard_count integer DEFAULT 32) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -83,7 +155,7 @@ AS $$
 DECLARE
     fk record;
     fks jsonb := '[]';
-    tables text[] := ARRAY['hatchat.users', 'hatchat.deleted_users', 'hatchat.api_secret', 'hatchat.wake_secret',
+    tables text[] := ARRAY['hatchat.users', 'hatchat.deleted_users', 'hatchat.api_secret', 'hatchat.wake_secret', 'hatchat.issuers',
                            'hatchat.channels', 'hatchat.members', 'hatchat.messages', 'hatchat.reactions',
                            'hatchat.inboxes', 'hatchat.notifications', 'hatchat.blocks'];
     fn regprocedure;
@@ -131,6 +203,8 @@ BEGIN
     -- Every node keys its wake-ups with the coordinator's secret (a worker's own install made
     -- another, which the reference table's rows now stand in for).
     PERFORM create_reference_table('hatchat.wake_secret');
+    -- Every node verifies an issuer's tokens (wherever a function authenticates).
+    PERFORM create_reference_table('hatchat.issuers');
     PERFORM create_distributed_table('hatchat.channels', 'id', shard_count => shard_count, colocate_with => 'none');
     PERFORM create_distributed_table('hatchat.members', 'channel_id', colocate_with => 'hatchat.channels');
     PERFORM create_distributed_table('hatchat.messages', 'channel_id', colocate_with => 'hatchat.channels');

@@ -19,8 +19,13 @@ CREATE TABLE hatchat.users (
     chat_disabled boolean NOT NULL DEFAULT false,
     -- Whether other members see this user's read position (read receipts) in get_channel.
     read_receipts boolean NOT NULL DEFAULT true,
-    CONSTRAINT only_system_has_no_key
-        CHECK ((public_key IS NULL) = (id = '00000000-0000-0000-0000-000000000000'))
+    -- A trusted issuer's user (src/auth/issuers.rs) signs in with that issuer's tokens, not a key.
+    issuer        text,
+    -- Each user signs in one way: with their key, through their issuer, or (the system) never.
+    CONSTRAINT signs_in_one_way CHECK (CASE
+        WHEN id = '00000000-0000-0000-0000-000000000000' THEN public_key IS NULL AND issuer IS NULL
+        WHEN issuer IS NOT NULL THEN public_key IS NULL
+        ELSE public_key IS NOT NULL END)
 );
 -- Usernames are unique ignoring case.
 CREATE UNIQUE INDEX users_username_key ON hatchat.users (lower(username));
@@ -30,6 +35,19 @@ CREATE UNIQUE INDEX users_username_key ON hatchat.users (lower(username));
 CREATE TABLE hatchat.deleted_users (
     id         uuid PRIMARY KEY,
     deleted_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Trusted issuers: apps whose login signs their users in (src/auth/issuers.rs). keys_version
+-- counts changes of jwks, so a backend that parsed the keys knows when to parse them again.
+CREATE TABLE hatchat.issuers (
+    iss             text PRIMARY KEY,
+    audience        text NOT NULL,
+    username_claim  text NOT NULL,
+    jwks            jsonb NOT NULL,
+    jwks_url        text,
+    keys_version    bigint NOT NULL DEFAULT 1,
+    keys_updated_at timestamptz NOT NULL DEFAULT now(),
+    created_at      timestamptz NOT NULL DEFAULT now()
 );
 
 -- The reserved author of join/leave messages.
@@ -206,6 +224,7 @@ SELECT pg_catalog.pg_extension_config_dump('hatchat.inboxes', '');
 SELECT pg_catalog.pg_extension_config_dump('hatchat.notifications', '');
 SELECT pg_catalog.pg_extension_config_dump('hatchat.api_secret', '');
 SELECT pg_catalog.pg_extension_config_dump('hatchat.deleted_users', '');
+SELECT pg_catalog.pg_extension_config_dump('hatchat.issuers', '');
 
 -- Roles (cluster-wide, so created only if missing): hatchat_admin may set the server secret and
 -- moderate; hatchat_forwarder may read and mark notifications for forwarding (the gateway's role,

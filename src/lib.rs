@@ -17,6 +17,7 @@ mod jsonb;
 mod limits;
 mod messages;
 mod moderation;
+mod names;
 mod notifications;
 mod reads;
 mod rooms;

@@ -9,25 +9,12 @@
 //! The self-service functions take an optional `self_id`: the gateway passes the `:id` of
 //! `/users/:id/...` and the call is refused unless it is the caller.
 
-use crate::auth::{self, secret, Caller, UserState};
+use crate::auth::{self, UserState};
 use crate::db::{self, pg_uuid, rust_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
 use crate::users;
 use pgrx::prelude::*;
-
-/// Admin calls: a role with hatchat_admin needs no token; otherwise the token must be the secret.
-fn require_admin(token: Option<&str>) -> Result<()> {
-    if secret::caller_role_is_admin() {
-        return Ok(());
-    }
-    match auth::authenticate(token)? {
-        Caller::System => Ok(()),
-        Caller::User(_) => Err(HatchatError::Forbidden(
-            "only an admin (hatchat_admin or the server secret) may do this".into(),
-        )),
-    }
-}
 
 /// Self-service calls: a user's token, matching `self_id` when one is given.
 fn require_self(token: Option<&str>, self_id: Option<pgrx::Uuid>) -> Result<UserState> {
@@ -66,7 +53,7 @@ fn ban_user(
     user_id: Option<pgrx::Uuid>,
     until: Option<pgrx::datum::TimestampWithTimeZone>,
 ) -> SqlResult<Jsonb> {
-    require_admin(token)?;
+    auth::require_admin(token)?;
     let user_id = existing_user(user_id)?;
     let until = required(until, "until")?;
     Ok(update_user_flags(
@@ -80,7 +67,7 @@ fn ban_user(
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn unban_user(token: Option<&str>, user_id: Option<pgrx::Uuid>) -> SqlResult<Jsonb> {
-    require_admin(token)?;
+    auth::require_admin(token)?;
     let user_id = existing_user(user_id)?;
     Ok(update_user_flags(
         "WITH w AS (UPDATE hatchat.users SET banned_until = NULL WHERE id = $1 AND $2 RETURNING id, banned_until, muted, chat_disabled) \
@@ -93,7 +80,7 @@ fn unban_user(token: Option<&str>, user_id: Option<pgrx::Uuid>) -> SqlResult<Jso
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn mute_user(token: Option<&str>, user_id: Option<pgrx::Uuid>, muted: Option<bool>) -> SqlResult<Jsonb> {
-    require_admin(token)?;
+    auth::require_admin(token)?;
     let user_id = existing_user(user_id)?;
     let muted = required(muted, "muted")?;
     Ok(update_user_flags(

@@ -23,8 +23,8 @@ use crate::db::{self, pg_uuid};
 use crate::error::{HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
 use crate::limits;
+use crate::names;
 use crate::settings;
-use crate::users;
 use pgrx::prelude::*;
 
 mod per_user;
@@ -98,7 +98,7 @@ pub fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
         seq.into(),
         push.into(),
         keep.into(),
-        users::SERVER_SECRET_NAME.into(),
+        names::SERVER_SECRET_NAME.into(),
         hatchat_wire::CHAT_SERVICE.into(),
     ];
     let users: Vec<String> = db::query(FAN_OUT, &args, |rows| {

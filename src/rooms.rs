@@ -15,15 +15,15 @@ use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
 use crate::limits;
 use crate::messages;
+use crate::names;
 use crate::settings;
-use crate::users;
 use pgrx::prelude::*;
 use serde::Deserialize;
 
 pub const MAX_TYPE_CHARS: usize = 100;
 pub const MAX_ROOM_USERS: usize = 32;
 /// The author name of what the server secret posts, as in ganomede-chat (reserved: no user takes it).
-pub const SYSTEM_NAME: &str = users::SERVER_SECRET_NAME;
+pub const SYSTEM_NAME: &str = names::SERVER_SECRET_NAME;
 
 pub fn valid_room_type(raw: &str) -> Result<&str> {
     let chars = raw.chars().count();
@@ -58,7 +58,7 @@ pub fn valid_usernames(names: &[String]) -> Result<Vec<String>> {
     names
         .iter()
         .map(|name| {
-            let name = users::valid_username(name)?.to_string();
+            let name = names::valid_username(name)?.to_string();
             if !seen.insert(name.to_lowercase()) {
                 return Err(HatchatError::invalid(format!("users names {name:?} twice")));
             }

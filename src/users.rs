@@ -7,45 +7,10 @@ use crate::auth::{self, keys, secret, SYSTEM_USER};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
+use crate::names::valid_new_username;
 use crate::settings::{self, Registration};
 use pgrx::prelude::*;
 use uuid::Uuid;
-
-pub const MAX_USERNAME_CHARS: usize = 64;
-
-/// The name under which the server secret's posts appear in rooms (`from`), as in ganomede-chat.
-pub const SERVER_SECRET_NAME: &str = "$$";
-/// The system user's name (schema.sql), author of join and leave messages.
-pub const SYSTEM_USERNAME: &str = "system";
-/// Names the server posts under. Nobody may register or rename to one of them, in any case: their
-/// posts (say of `type: "event"`) would pass for the server's.
-pub const RESERVED_USERNAMES: [&str; 2] = [SERVER_SECRET_NAME, SYSTEM_USERNAME];
-
-/// Trimmed; 1..64 characters; no control characters; no `/`, because room ids join usernames with
-/// `/` and `a/b`+`c` must never name the same room as `a`+`b/c`.
-pub fn valid_username(raw: &str) -> Result<&str> {
-    let name = raw.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_USERNAME_CHARS {
-        return Err(HatchatError::invalid(format!(
-            "username must be 1..{MAX_USERNAME_CHARS} characters after trimming, got {chars}"
-        )));
-    }
-    if name.chars().any(|c| c.is_control() || c == '/') {
-        return Err(HatchatError::invalid("username must not contain '/' or control characters"));
-    }
-    Ok(name)
-}
-
-/// A name a user may take (register or rename to): valid, and not one the server posts under.
-pub fn valid_new_username(raw: &str) -> Result<&str> {
-    let name = valid_username(raw)?;
-    let lower = name.to_lowercase();
-    if RESERVED_USERNAMES.iter().any(|reserved| lower == *reserved) {
-        return Err(HatchatError::invalid(format!("username {name:?} is reserved")));
-    }
-    Ok(name)
-}
 
 // Writes return plain columns and shape their JSON outside the write (`WITH w AS (... RETURNING
 // cols) SELECT hatchat.user_json(...)`): Citus refuses non-IMMUTABLE functions in the RETURNING
@@ -62,6 +27,13 @@ fn register_user(
     let id = required(id, "id")?;
     if db::rust_uuid(id) == SYSTEM_USER {
         return Err(HatchatError::invalid("the nil uuid is reserved for the system user").into());
+    }
+    // Anyone can compute an issuer user's id (auth/jwt.rs): registering one would take that user.
+    if db::rust_uuid(id).get_version_num() == 5 {
+        return Err(HatchatError::invalid(
+            "name-based (version 5) uuids are the ids of trusted issuers' users: register a random one",
+        )
+        .into());
     }
     let username = valid_new_username(required(username, "username")?)?;
     let public_key = required(public_key, "public key")?.trim();
@@ -193,31 +165,4 @@ pub fn user_not_found(id: pgrx::Uuid) -> HatchatError {
 
 fn username_taken(username: &str) -> HatchatError {
     HatchatError::Conflict(format!("username {username:?} is taken"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usernames_are_trimmed_and_bounded() {
-        assert_eq!(valid_username("  alice ").unwrap(), "alice");
-        assert_eq!(valid_username(&"é".repeat(64)).unwrap().chars().count(), 64);
-        for bad in ["", "   ", &"a".repeat(65), "a/b", "tab\there", "nul\u{7}"] {
-            assert_eq!(valid_username(bad).unwrap_err().sqlstate_code(), "22023", "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn server_sender_names_are_reserved_in_any_case() {
-        for reserved in ["$$", "system", "SYSTEM", " System ", "sYsTeM"] {
-            let error = valid_new_username(reserved).unwrap_err();
-            assert_eq!(error.sqlstate_code(), "22023", "{reserved:?}");
-            assert!(error.to_string().contains("is reserved"), "{error}");
-        }
-        for free in ["$$$", "$", "systems", "my system", "alice"] {
-            assert_eq!(valid_new_username(free).unwrap(), free);
-        }
-        assert_eq!(crate::rooms::SYSTEM_NAME, SERVER_SECRET_NAME);
-    }
 }

@@ -7,7 +7,7 @@
 //! here, per user, in the same snapshot as the messages.
 
 use crate::access::valid_channel_id;
-use crate::auth::{self, token, Caller};
+use crate::auth::{self, Caller};
 use crate::commit;
 use crate::db;
 use crate::error::{HatchatError, SqlResult};
@@ -91,7 +91,7 @@ fn stream_caller(token: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
     let expires_at = match &caller {
         Caller::System => None,
-        Caller::User(_) => Some(token::parse(token.unwrap_or_default())?.expires_at.to_string()),
+        Caller::User(_) => Some(auth::expires_at(token.unwrap_or_default())?.to_string()),
     };
     let answer = serde_json::json!({"userId": caller.id().to_string(), "expiresAt": expires_at});
     Ok(Jsonb::from_text(&answer.to_string())?)

@@ -28,6 +28,9 @@ use uuid::Uuid;
 
 const SECRET: &str = "boundary-matrix-secret-5c0e91d7a3";
 
+/// An issuer's keys for the issuer rows: one Ed25519 key (any 32 bytes parse as one).
+const MATRIX_JWKS: &str = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "m", "x": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}]}"#;
+
 /// Cells run on this many connections at once (RSA signing and the calls are the cost).
 const WORKERS: usize = 4;
 
@@ -920,6 +923,38 @@ fn rows() -> Vec<Row> {
             |db, _, _| plain_call(db, "SELECT hatchat.purge_expired()", &[]),
         ),
         Row::new(
+            "add_issuer",
+            "add_issuer",
+            "no channel: the same in every column; admins only",
+            admin_only,
+            |db, _, fx| {
+                let sql = "SELECT hatchat.add_issuer($1, $2, $3::text::jsonb, 'matrix')";
+                json_call(db, sql, &[&fx.token, &format!("https://{}.example", Uuid::new_v4()), &MATRIX_JWKS])
+            },
+        ),
+        Row::new(
+            "remove_issuer",
+            "remove_issuer",
+            "no channel: the same in every column; admins only (an issuer the admin just added)",
+            admin_only,
+            |db, admin, fx| {
+                let iss = format!("https://{}.example", Uuid::new_v4());
+                let add = "SELECT hatchat.add_issuer(NULL, $1, $2::text::jsonb, 'matrix')";
+                admin.execute(add, &[&iss, &MATRIX_JWKS]).unwrap();
+                json_call(db, "SELECT hatchat.remove_issuer($1, $2)", &[&fx.token, &iss])
+            },
+        ),
+        Row::new(
+            "set_issuer_keys",
+            "set_issuer_keys",
+            "no channel, no token: for roles with hatchat_gateway or hatchat_admin",
+            role_only,
+            |db, _, _| {
+                let sql = "SELECT hatchat.set_issuer_keys('https://none.example', $1::text::jsonb)";
+                plain_call(db, sql, &[&MATRIX_JWKS])
+            },
+        ),
+        Row::new(
             "distribute",
             "distribute",
             "no channel, no token: superusers only (EXECUTE revoked from PUBLIC)",
@@ -938,7 +973,7 @@ fn rows() -> Vec<Row> {
 
 /// The functions of schema hatchat that are no row of the matrix, each with its reason: they read,
 /// or shape JSON for the functions that do.
-const READS: [(&str, &str); 25] = [
+const READS: [(&str, &str); 27] = [
     ("get_messages", "reads a channel's messages (its members and the secret)"),
     ("get_channel", "reads a channel (its members and the secret)"),
     ("list_channels", "reads the caller's own channels"),
@@ -954,6 +989,8 @@ const READS: [(&str, &str); 25] = [
     ("authenticate", "says whose a token is"),
     ("announcer_mode", "says how this backend announces changes"),
     ("wake_secret", "reads the wake-up secret (EXECUTE for hatchat_gateway and admins only)"),
+    ("list_issuers", "reads the trusted issuers (admins)"),
+    ("issuer_key_sources", "reads where issuers' keys are fetched from (hatchat_gateway and admins)"),
     ("iso_time", "helper: formats a timestamp"),
     ("user_json", "helper: shapes a user"),
     ("channel_json", "helper: shapes a channel"),

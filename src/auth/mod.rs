@@ -4,6 +4,8 @@
 //! verified). Wherever a token is accepted, the server
 //! secret is too (`secret`): it acts as the system.
 
+pub mod issuers;
+pub mod jwt;
 pub mod keys;
 pub mod secret;
 pub mod token;
@@ -149,6 +151,11 @@ pub fn authenticate_all(raw_tokens: &[Option<&str>]) -> Result<Vec<Result<Caller
     let mut callers = Vec::with_capacity(tokens.len());
     let mut secret: Option<secret::StoredSecret> = None;
     for (raw, token) in raw_tokens.iter().zip(tokens) {
+        if let Some((text, iss)) = raw.map(token::strip_bearer).and_then(|t| Some((t, jwt::peek_issuer(t)?)))
+        {
+            callers.push(issuers::authenticate(text, &iss).map(|(user, _)| Caller::User(user)));
+            continue;
+        }
         let outcome = match token {
             Ok(token) => verify(&token, users.get(&token.user_id)),
             Err(error) => Err(error),
@@ -211,6 +218,28 @@ fn verify(token: &SignedToken, stored: Option<&Stored>) -> Result<UserState> {
     })
     .map_err(|_| HatchatError::unauthenticated())?;
     Ok(stored.state.clone())
+}
+
+/// When a token that `authenticate` accepted for a user stops being valid.
+pub fn expires_at(raw: &str) -> Result<jiff::Timestamp> {
+    let text = token::strip_bearer(raw);
+    if jwt::peek_issuer(text).is_some() {
+        return jwt::parse(text)?.expires_at().ok_or_else(HatchatError::unauthenticated);
+    }
+    Ok(token::parse(text)?.expires_at)
+}
+
+/// Admin calls: a role with hatchat_admin needs no token; otherwise the token must be the secret.
+pub fn require_admin(token: Option<&str>) -> Result<()> {
+    if secret::caller_role_is_admin() {
+        return Ok(());
+    }
+    match authenticate(token)? {
+        Caller::System => Ok(()),
+        Caller::User(_) => Err(HatchatError::Forbidden(
+            "only an admin (hatchat_admin or the server secret) may do this".into(),
+        )),
+    }
 }
 
 /// `hatchat.authenticate(token)`: the id of the user who signed the token (the nil uuid for the

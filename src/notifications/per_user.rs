@@ -5,8 +5,8 @@ use crate::announce;
 use crate::db;
 use crate::error::{HatchatError, Result};
 use crate::jsonb::Jsonb;
+use crate::names;
 use crate::settings;
-use crate::users;
 
 /// The notifications message ($1, $2) would create, before blocks are applied: one row per
 /// notification, `(receiver, user_id, sender, body)` in user order, `receiver` being the member whose
@@ -107,7 +107,7 @@ fn targets(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<Vec<Target
         channel_id.into(),
         seq.into(),
         push.into(),
-        users::SERVER_SECRET_NAME.into(),
+        names::SERVER_SECRET_NAME.into(),
         hatchat_wire::CHAT_SERVICE.into(),
     ];
     let rows: Vec<Option<Target>> = db::query(TARGETS, &args, |rows| {

@@ -6,6 +6,9 @@
 mod signing;
 pub use signing::*;
 
+#[path = "issuer.rs"]
+pub mod issuer;
+
 use postgres::{Client, NoTls};
 use serde_json::Value;
 use uuid::Uuid;

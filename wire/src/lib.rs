@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod issuers;
 pub mod json;
 pub mod sqlstate;
 pub mod wake;
