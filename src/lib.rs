@@ -18,6 +18,7 @@ mod limits;
 mod messages;
 mod moderation;
 mod notifications;
+mod placement;
 mod reads;
 mod rooms;
 mod settings;

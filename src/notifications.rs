@@ -27,7 +27,7 @@ use crate::settings;
 use crate::users;
 use pgrx::prelude::*;
 
-mod per_user;
+pub mod per_user;
 
 /// The notifications of message ($1, $2), with `push` ($3) attached to the message ones; each
 /// user keeps the newest $4; the server secret posts as $5, the chat service is $6.
@@ -86,12 +86,10 @@ const FAN_OUT: &str = "\
 /// `hatchat.max_notifications`: older ones are deleted in the same statement (`trimmed` sees the
 /// rows from before it; the new ones past the limit are never inserted), ids are never reused.
 ///
-/// On Citus the statement cannot run (it writes the inboxes of users on any shard in one
-/// statement): `per_user::fan_out` does the same one user at a time there.
+/// On one node (`Placement::fan_out` chooses): on Citus the statement cannot run (it writes the
+/// inboxes of users on any shard in one statement), and `per_user::fan_out` does the same one user
+/// at a time.
 pub fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
-    if db::citus_loaded() {
-        return per_user::fan_out(channel_id, seq, push);
-    }
     let keep = settings::max_notifications();
     let args = [
         channel_id.into(),

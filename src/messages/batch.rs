@@ -17,12 +17,13 @@ use crate::auth::{self, Caller, SYSTEM_USER};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
+use crate::placement::{Outcomes, Placement};
 use hatchat_wire::batch::ItemError;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
-mod per_channel;
+pub mod per_channel;
 
 pub const MAX_BATCH_ITEMS: i64 = 1000;
 
@@ -40,7 +41,7 @@ struct Item {
 }
 
 /// An item that passed the checks made before the membership check.
-struct Candidate {
+pub struct Candidate {
     /// 1-based position in the array.
     ord: i64,
     channel: String,
@@ -137,7 +138,8 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
             Err(error) => outcomes.push(Err(error)),
         }
     }
-    let refused = lock_and_check(&candidates)?;
+    let placement = Placement::here();
+    let refused = lock_and_check(placement, &candidates)?;
     let (accepted, rejected): (Vec<Candidate>, Vec<Candidate>) =
         candidates.into_iter().partition(|c| !refused.contains_key(&(c.channel.clone(), c.sender)));
     for candidate in rejected {
@@ -149,7 +151,7 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
         outcomes[candidate.ord as usize - 1] = muted_answer(&candidate.channel, candidate.sender);
     }
     let (accepted, repeats) = set_aside_repeats(accepted, &mut outcomes)?;
-    for (ord, outcome) in append_all(&accepted)? {
+    for (ord, outcome) in placement.append_batch(&accepted)? {
         outcomes[ord as usize - 1] = outcome;
     }
     // A repeat within the batch answers what its first got (under the same locks, so final).
@@ -272,34 +274,13 @@ fn set_aside_repeats(
     Ok((fresh, repeats))
 }
 
-/// One send on a Citus cluster, by the per-channel statements: the alone path's single statement of
-/// modifying CTEs runs there as several steps over two connections to the channel's worker, which
-/// commits in two phases; these are router statements over one connection. None when the channel
-/// is missing or the sender may not post there (the caller says which, as alone).
-pub(super) fn append_alone_on_citus(send: &Admitted) -> Result<Option<Jsonb>> {
-    let candidate = Candidate {
-        ord: 1,
-        channel: send.channel.clone(),
-        sender: send.sender.id(),
-        muted: false,
-        payload: send.payload,
-        client_id: send.client_id.clone(),
-    };
-    let members = per_channel::membership(std::slice::from_ref(&candidate))?;
-    if members.get(&(candidate.channel.clone(), candidate.sender)) != Some(&Standing::Member) {
-        return Ok(None);
-    }
-    match per_channel::append_all(std::slice::from_ref(&candidate))?.pop() {
-        Some((_, Ok(answer))) => Ok(Some(Jsonb::from_text(&answer)?)),
-        Some((_, Err(_))) | None => Ok(None),
-    }
-}
-
 /// Locks the batch's channels and returns the (channel, sender) pairs that may not send, with the
 /// error each would get alone.
-fn lock_and_check(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), HatchatError>> {
-    let members =
-        if db::citus_loaded() { per_channel::membership(candidates)? } else { membership(candidates)? };
+fn lock_and_check(
+    placement: Placement,
+    candidates: &[Candidate],
+) -> Result<HashMap<(String, Uuid), HatchatError>> {
+    let members = placement.lock_and_check(candidates)?;
     let mut refused = HashMap::new();
     for candidate in candidates {
         let pair = (candidate.channel.clone(), candidate.sender);
@@ -318,7 +299,7 @@ fn lock_and_check(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Ha
 /// What a sender is to a live channel, for a send: a member of an ordinary channel, not a member,
 /// or one who may post to a room only through the room functions (a member, or the system).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Standing {
+pub enum Standing {
     Member,
     Stranger,
     InRoom,
@@ -335,8 +316,8 @@ impl Standing {
 }
 
 /// Locks the batch's live channels (LOCK_AND_CHECK) and says, for each (channel, sender) of a live
-/// channel, what the sender is there.
-fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
+/// channel, what the sender is there. On one node (`Placement::lock_and_check` chooses).
+pub fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
     let channels: Vec<&str> = candidates.iter().map(|c| c.channel.as_str()).collect();
     let senders: Vec<pgrx::Uuid> = candidates.iter().map(|c| pg_uuid(c.sender)).collect();
     let mut members: HashMap<(String, Uuid), Standing> = HashMap::new();
@@ -353,13 +334,11 @@ fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standi
     Ok(members)
 }
 
-/// Appends every accepted item; each item's outcome, by its position in the array.
-fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
+/// Appends every accepted item in one statement (APPEND_ALL); each item's outcome, by its position
+/// in the array. On one node (`Placement::append_batch` chooses).
+pub fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
     if accepted.is_empty() {
         return Ok(Vec::new());
-    }
-    if db::citus_loaded() {
-        return per_channel::append_all(accepted);
     }
     // Each item's place within its channel, its countable place (a system post counts for no
     // unread), and each channel's counts.

@@ -2,14 +2,17 @@
 //! order, each statement naming its channel, so that Citus runs it on that channel's shard (a
 //! router query). The set-based statements of batch.rs read arrays against `channels`: Citus takes
 //! row locks only in single-shard queries and cannot route an UPDATE joined with `unnest`. Same
-//! answers, same order of locks among batches, more statements: used where Citus is loaded.
+//! answers, same order of locks among batches, more statements: `Placement` chooses them where
+//! Citus is loaded.
 
-use super::super::{settle, Retention};
+use super::super::{settle, Admitted, Retention};
 use super::{Candidate, Standing};
 use crate::access;
 use crate::auth::SYSTEM_USER;
 use crate::db::{self, pg_uuid};
 use crate::error::{HatchatError, Result};
+use crate::jsonb::Jsonb;
+use crate::placement::Outcomes;
 use pgrx::datum::TimestampWithTimeZone;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
@@ -61,7 +64,7 @@ fn by_channel(candidates: &[Candidate]) -> BTreeMap<&str, Vec<&Candidate>> {
 
 /// Locks the batch's live channels and says, for each (channel, sender) of a live channel, whether
 /// the sender may post there.
-pub(super) fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
+pub fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
     let mut members = HashMap::new();
     for (channel, items) in by_channel(candidates) {
         let Some(room) = db::first::<bool>(LOCK, &[channel.into()])? else { continue };
@@ -77,8 +80,29 @@ pub(super) fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uu
     Ok(members)
 }
 
+/// One send alone, by the per-channel statements (`Placement::append_alone` says why). None when
+/// the channel is missing or the sender may not post there (the caller says which, as alone).
+pub fn append_alone(send: &Admitted) -> Result<Option<Jsonb>> {
+    let candidate = Candidate {
+        ord: 1,
+        channel: send.channel.clone(),
+        sender: send.sender.id(),
+        muted: false,
+        payload: send.payload,
+        client_id: send.client_id.clone(),
+    };
+    let members = membership(std::slice::from_ref(&candidate))?;
+    if members.get(&(candidate.channel.clone(), candidate.sender)) != Some(&Standing::Member) {
+        return Ok(None);
+    }
+    match append_all(std::slice::from_ref(&candidate))?.pop() {
+        Some((_, Ok(answer))) => Ok(Some(Jsonb::from_text(&answer)?)),
+        Some((_, Err(_))) | None => Ok(None),
+    }
+}
+
 /// Appends every accepted item, channel by channel; each item's outcome, by its position.
-pub(super) fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
+pub fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
     let now = db::clock()?;
     let mut outcomes = Vec::with_capacity(accepted.len());
     for (channel, items) in by_channel(accepted) {
@@ -87,11 +111,7 @@ pub(super) fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<Stri
     Ok(outcomes)
 }
 
-fn append_channel(
-    channel: &str,
-    items: &[&Candidate],
-    now: TimestampWithTimeZone,
-) -> Result<Vec<(i64, Result<String>)>> {
+fn append_channel(channel: &str, items: &[&Candidate], now: TimestampWithTimeZone) -> Result<Outcomes> {
     let n = items.len() as i64;
     let countable = items.iter().filter(|c| c.sender != SYSTEM_USER).count() as i64;
     let bumped = db::query(BUMP, &[channel.into(), n.into(), countable.into(), now.into()], |rows| {
