@@ -23,6 +23,50 @@ use pgrx::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
+/// How a send moves its channel's counter row `c`: by `$n` items, `$countable` of them countable (not
+/// from the system user), at time `$now`; see APPEND_ALL. The time arithmetic is `add_interval`
+/// (IMMUTABLE), not `+` (STABLE): Citus refuses a STABLE function of a column in an UPDATE of a
+/// distributed table.
+macro_rules! bump_counter {
+    ($n:literal, $countable:literal, $now:literal) => {
+        concat!(
+            "last_seq = c.last_seq + ",
+            $n,
+            ", \
+             last_at = hatchat.add_interval(greatest(",
+            $now,
+            ", hatchat.add_interval(c.last_at, interval '1 microsecond')), \
+                                            (",
+            $n,
+            " - 1) * interval '1 microsecond'), \
+             expires_at = hatchat.refreshed_expiry(c.expires_at, c.ttl_seconds, ",
+            $now,
+            "), \
+             counted = c.counted + ",
+            $countable
+        )
+    };
+}
+
+/// What a counter row `c` bumped by `bump_counter!` returns: the channel's seq, count and
+/// createdAt before the first of its `$n` items (`$countable` of them countable), and its
+/// retention and notification settings.
+macro_rules! counter_bases {
+    ($n:literal, $countable:literal) => {
+        concat!(
+            "c.last_seq - ",
+            $n,
+            " AS base_seq, c.counted - ",
+            $countable,
+            " AS base_counted, \
+             hatchat.add_interval(c.last_at, (1 - ",
+            $n,
+            ") * interval '1 microsecond') AS base_at, \
+             c.max_messages, c.notify_members"
+        )
+    };
+}
+
 pub mod per_channel;
 
 pub const MAX_BATCH_ITEMS: i64 = 1000;
@@ -85,18 +129,15 @@ const LOCK_AND_CHECK: &str = "\
 /// The time is read once, in Rust ($10): a volatile `clock_timestamp()` among its arguments kept
 /// `hatchat.refreshed_expiry` from being inlined, so PostgreSQL planned the function's body again
 /// for every batch (a sixth of a batch's database CPU).
-const APPEND_ALL: &str = "\
-    WITH counters AS ( \
-        UPDATE hatchat.channels c \
-           SET last_seq = c.last_seq + w.n, \
-               last_at = greatest($10, c.last_at + interval '1 microsecond') \
-                         + (w.n - 1) * interval '1 microsecond', \
-               expires_at = hatchat.refreshed_expiry(c.expires_at, c.ttl_seconds, $10), \
-               counted = c.counted + w.counted \
-          FROM unnest($5::text[], $6::bigint[], $7::bigint[]) AS w(channel, n, counted) \
+const APPEND_ALL: &str = concat!(
+    "WITH counters AS ( \
+        UPDATE hatchat.channels c SET ",
+    bump_counter!("w.n", "w.counted", "$10"),
+    " FROM unnest($5::text[], $6::bigint[], $7::bigint[]) AS w(channel, n, counted) \
          WHERE c.id = w.channel \
-     RETURNING c.id, c.last_seq - w.n AS base_seq, c.counted - w.counted AS base_counted, \
-               c.last_at - (w.n - 1) * interval '1 microsecond' AS base_at, c.max_messages, c.notify_members), \
+     RETURNING c.id, ",
+    counter_bases!("w.n", "w.counted"),
+    "), \
     inserted AS ( \
         INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload, client_id, counted) \
         SELECT u.channel, c.base_seq + u.k, c.base_at + (u.k - 1) * interval '1 microsecond', u.sender, u.payload, \
@@ -113,7 +154,8 @@ const APPEND_ALL: &str = "\
     SELECT i.channel_id, i.seq, \
            hatchat.sent_json(i.channel_id, i.seq, i.created_at, i.from_user_id)::text, \
            c.max_messages, c.notify_members \
-      FROM inserted i JOIN counters c ON c.id = i.channel_id";
+      FROM inserted i JOIN counters c ON c.id = i.channel_id"
+);
 
 /// `items` is a JSON array of `{token, channelId, payload, clientId?}` (or `payloadText` instead of
 /// `payload`); the answer is an array of the same length, in the same order. An item whose
