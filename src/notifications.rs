@@ -23,6 +23,7 @@ use crate::db::{self, pg_uuid};
 use crate::error::{HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
 use crate::limits;
+use crate::placement::Placement;
 use crate::settings;
 use crate::users;
 use pgrx::prelude::*;
@@ -83,7 +84,7 @@ macro_rules! bump_inbox {
     };
 }
 
-pub mod per_user;
+mod per_user;
 
 /// The notifications of message ($1, $2) (`notification_targets`, without those decided by a
 /// receiver who blocked the sender); each user keeps the newest $6.
@@ -120,7 +121,7 @@ const FAN_OUT: &str = concat!(
 /// On one node (`Placement::fan_out` chooses): on Citus the statement cannot run (it writes the
 /// inboxes of users on any shard in one statement), and `per_user::fan_out` does the same one user
 /// at a time.
-pub fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
+fn fan_out_in_one_statement(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
     let args = [
         channel_id.into(),
         seq.into(),
@@ -133,6 +134,18 @@ pub fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
         rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?.map(|u| u.to_string()).unwrap_or_default())).collect()
     })?;
     announce::users(users.iter().map(String::as_str))
+}
+
+impl Placement {
+    /// Creates the notifications of message `seq` of `channel_id`: one statement for all its
+    /// receivers on one node; on a cluster one receiver at a time, as the inboxes are sharded by
+    /// user and a statement that writes several users' rows cannot be routed.
+    pub fn fan_out(self, channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
+        match self {
+            Placement::OneNode => fan_out_in_one_statement(channel_id, seq, push),
+            Placement::Sharded => per_user::fan_out(channel_id, seq, push),
+        }
+    }
 }
 
 /// The caller's notifications after `after_id`, oldest first: `[{id, createdAt, from, to, type,

@@ -1,7 +1,16 @@
 //! Where the rows live: all on this node, or spread over a Citus cluster's shards (docs/scale-out.md).
 //! Decided once per backend — Citus must be preloaded, so whether it is loaded holds for the
-//! backend's life — and every difference between the two is a method here. The rest of the
-//! extension runs the same code on both.
+//! backend's life — and every difference between the two is a method of `Placement`; the rest of
+//! the extension runs the same code on both. The methods that run statements are defined beside
+//! those statements, the modules above this one importing it (and never the other way round):
+//!
+//! - `append_alone` (messages/mod.rs): how a send alone appends;
+//! - `lock_and_check`, `append_batch` (messages/batch.rs): how a batch locks its channels, checks
+//!   its senders and appends;
+//! - `fan_out` (notifications.rs): how a message's notifications are written.
+//!
+//! The others, here: whether a known signer sends in one statement, whether commits release their
+//! locks early, when announcements are handed over, one connection per node.
 //!
 //! Why they differ: Citus routes a statement to one shard only when it names the one channel (or
 //! user) it touches, takes row locks only in such statements, and cannot route an UPDATE joined
@@ -11,14 +20,8 @@
 
 use crate::db;
 use crate::error::Result;
-use crate::jsonb::Jsonb;
-use crate::messages::batch::{self, Candidate, Standing};
-use crate::messages::{self, Admitted, Extra};
-use crate::notifications;
 use pgrx::prelude::*;
 use std::cell::Cell;
-use std::collections::HashMap;
-use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
@@ -27,9 +30,6 @@ pub enum Placement {
     /// Citus is loaded: tables may be distributed, so each statement names its shard's key.
     Sharded,
 }
-
-/// Each item's outcome of a batch's append, by its position in the array.
-pub type Outcomes = Vec<(i64, Result<String>)>;
 
 impl Placement {
     /// This backend's placement, found at its first call.
@@ -48,58 +48,11 @@ impl Placement {
         })
     }
 
-    /// How a send alone appends (`send_message`), once admitted: the one statement of modifying
-    /// CTEs (`APPEND`) on one node. On a cluster that statement runs as several steps over two
-    /// connections to the channel's worker, which then commits in two phases: there the batch's
-    /// per-channel statements append it, over one connection. None when the channel is missing or
-    /// the sender may not post there.
-    pub fn append_alone(self, send: &Admitted) -> Result<Option<Jsonb>> {
-        match self {
-            Placement::OneNode => {
-                let extra = Extra { client_id: send.client_id.as_deref(), ..Extra::default() };
-                messages::append_with(&send.channel, send.sender.id(), send.payload, None, extra)
-            }
-            Placement::Sharded => batch::per_channel::append_alone(send),
-        }
-    }
-
     /// Whether a send by a token this backend verified before may go in one statement, the append
     /// that checks the sender's stored key itself (`send_as_known`). Not on a cluster: that
     /// statement is `APPEND`, which commits in two phases there (`append_alone`).
     pub fn sends_known_signers_in_one_statement(self) -> bool {
         self == Placement::OneNode
-    }
-
-    /// Locks a batch's live channels in id order and says, for each (channel, sender) of a live
-    /// channel, what the sender is there: one statement for the whole batch on one node, two per
-    /// channel on a cluster (Citus takes row locks only in single-shard statements).
-    pub(crate) fn lock_and_check(
-        self,
-        candidates: &[Candidate],
-    ) -> Result<HashMap<(String, Uuid), Standing>> {
-        match self {
-            Placement::OneNode => batch::membership(candidates),
-            Placement::Sharded => batch::per_channel::membership(candidates),
-        }
-    }
-
-    /// Appends a batch's accepted items: one statement for the whole batch on one node, a few per
-    /// channel on a cluster (Citus cannot route an UPDATE joined with the batch's arrays).
-    pub(crate) fn append_batch(self, accepted: &[Candidate]) -> Result<Outcomes> {
-        match self {
-            Placement::OneNode => batch::append_all(accepted),
-            Placement::Sharded => batch::per_channel::append_all(accepted),
-        }
-    }
-
-    /// Creates the notifications of one message: one statement for all its receivers on one node;
-    /// on a cluster one receiver at a time, as the inboxes are sharded by user and a statement
-    /// that writes several users' rows cannot be routed.
-    pub fn fan_out(self, channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
-        match self {
-            Placement::OneNode => notifications::fan_out(channel_id, seq, push),
-            Placement::Sharded => notifications::per_user::fan_out(channel_id, seq, push),
-        }
     }
 
     /// Whether a sending transaction may release its locks before its commit is flushed

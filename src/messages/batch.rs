@@ -17,7 +17,7 @@ use crate::auth::{self, Caller, SYSTEM_USER};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
-use crate::placement::{Outcomes, Placement};
+use crate::placement::Placement;
 use hatchat_wire::batch::ItemError;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -67,7 +67,7 @@ macro_rules! counter_bases {
     };
 }
 
-pub mod per_channel;
+mod per_channel;
 
 pub const MAX_BATCH_ITEMS: i64 = 1000;
 
@@ -85,7 +85,7 @@ struct Item {
 }
 
 /// An item that passed the checks made before the membership check.
-pub struct Candidate {
+struct Candidate {
     /// 1-based position in the array.
     ord: i64,
     channel: String,
@@ -316,6 +316,51 @@ fn set_aside_repeats(
     Ok((fresh, repeats))
 }
 
+/// Each item's outcome of a batch's append, by its position in the array.
+type Outcomes = Vec<(i64, Result<String>)>;
+
+impl Placement {
+    /// Locks a batch's live channels in id order and says, for each (channel, sender) of a live
+    /// channel, what the sender is there: one statement for the whole batch on one node, two per
+    /// channel on a cluster (Citus takes row locks only in single-shard statements).
+    fn lock_and_check(self, candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
+        match self {
+            Placement::OneNode => membership(candidates),
+            Placement::Sharded => per_channel::membership(candidates),
+        }
+    }
+
+    /// Appends a batch's accepted items: one statement for the whole batch on one node, a few per
+    /// channel on a cluster (Citus cannot route an UPDATE joined with the batch's arrays).
+    fn append_batch(self, accepted: &[Candidate]) -> Result<Outcomes> {
+        match self {
+            Placement::OneNode => append_all(accepted),
+            Placement::Sharded => per_channel::append_all(accepted),
+        }
+    }
+}
+
+/// One send alone, by the per-channel statements (`Placement::append_alone` says why). None when
+/// the channel is missing or the sender may not post there (the caller says which, as alone).
+pub(super) fn append_alone_per_channel(send: &Admitted) -> Result<Option<Jsonb>> {
+    let candidate = Candidate {
+        ord: 1,
+        channel: send.channel.clone(),
+        sender: send.sender.id(),
+        muted: false,
+        payload: send.payload,
+        client_id: send.client_id.clone(),
+    };
+    let members = per_channel::membership(std::slice::from_ref(&candidate))?;
+    if members.get(&(candidate.channel.clone(), candidate.sender)) != Some(&Standing::Member) {
+        return Ok(None);
+    }
+    match per_channel::append_all(std::slice::from_ref(&candidate))?.pop() {
+        Some((_, Ok(answer))) => Ok(Some(Jsonb::from_text(&answer)?)),
+        Some((_, Err(_))) | None => Ok(None),
+    }
+}
+
 /// Locks the batch's channels and returns the (channel, sender) pairs that may not send, with the
 /// error each would get alone.
 fn lock_and_check(
@@ -341,7 +386,7 @@ fn lock_and_check(
 /// What a sender is to a live channel, for a send: a member of an ordinary channel, not a member,
 /// or one who may post to a room only through the room functions (a member, or the system).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
+pub(super) enum Standing {
     Member,
     Stranger,
     InRoom,
@@ -358,8 +403,8 @@ impl Standing {
 }
 
 /// Locks the batch's live channels (LOCK_AND_CHECK) and says, for each (channel, sender) of a live
-/// channel, what the sender is there. On one node (`Placement::lock_and_check` chooses).
-pub fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
+/// channel, what the sender is there.
+fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
     let channels: Vec<&str> = candidates.iter().map(|c| c.channel.as_str()).collect();
     let senders: Vec<pgrx::Uuid> = candidates.iter().map(|c| pg_uuid(c.sender)).collect();
     let mut members: HashMap<(String, Uuid), Standing> = HashMap::new();
@@ -377,8 +422,8 @@ pub fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), St
 }
 
 /// Appends every accepted item in one statement (APPEND_ALL); each item's outcome, by its position
-/// in the array. On one node (`Placement::append_batch` chooses).
-pub fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
+/// in the array.
+fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
     if accepted.is_empty() {
         return Ok(Vec::new());
     }

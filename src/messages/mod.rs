@@ -21,7 +21,7 @@ use crate::time::Bound;
 use pgrx::prelude::*;
 use uuid::Uuid;
 
-pub mod batch;
+mod batch;
 mod events;
 mod fold;
 
@@ -381,6 +381,23 @@ fn send_alone(send: Admitted) -> Result<Jsonb> {
         }
     }
     Placement::here().append_alone(&send)?.ok_or_else(|| why_not_appended(channel, sender))
+}
+
+impl Placement {
+    /// How a send alone appends (`send_message`), once admitted: the one statement of modifying
+    /// CTEs, `APPEND`, on one node. On a cluster that statement runs as several steps over two
+    /// connections to the channel's worker, which then commits in two phases: there the batch's
+    /// per-channel statements append it, over one connection. None when the channel is missing or
+    /// the sender may not post there.
+    fn append_alone(self, send: &Admitted) -> Result<Option<Jsonb>> {
+        match self {
+            Placement::OneNode => {
+                let extra = Extra { client_id: send.client_id.as_deref(), ..Extra::default() };
+                append_with(&send.channel, send.sender.id(), send.payload, None, extra)
+            }
+            Placement::Sharded => batch::append_alone_per_channel(send),
+        }
+    }
 }
 
 /// An append bumped no counter: the channel is missing, the sender is not a member, or it is a room.

@@ -46,7 +46,7 @@ struct Target {
 /// Statement by statement, one user at a time in user-id order (so concurrent posts lock inboxes
 /// in one order and never deadlock): each statement then touches one user's rows, which on Citus
 /// is a router query on that user's shard, however the channel's and the users' shards lie.
-pub fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
+pub(super) fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
     let targets = unblocked(targets(channel_id, seq, push)?)?;
     let keep = i64::from(settings::max_notifications());
     let mut grown = Vec::new();

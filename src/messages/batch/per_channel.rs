@@ -5,14 +5,12 @@
 //! answers, same order of locks among batches, more statements: `Placement` chooses them where
 //! Citus is loaded.
 
-use super::super::{settle, Admitted, Retention};
-use super::{Candidate, Standing};
+use super::super::{settle, Retention};
+use super::{Candidate, Outcomes, Standing};
 use crate::access;
 use crate::auth::SYSTEM_USER;
 use crate::db::{self, pg_uuid};
 use crate::error::{HatchatError, Result};
-use crate::jsonb::Jsonb;
-use crate::placement::Outcomes;
 use pgrx::datum::TimestampWithTimeZone;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
@@ -59,7 +57,7 @@ fn by_channel(candidates: &[Candidate]) -> BTreeMap<&str, Vec<&Candidate>> {
 
 /// Locks the batch's live channels and says, for each (channel, sender) of a live channel, whether
 /// the sender may post there.
-pub fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
+pub(super) fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
     let mut members = HashMap::new();
     for (channel, items) in by_channel(candidates) {
         let Some(room) = db::first::<bool>(LOCK, &[channel.into()])? else { continue };
@@ -75,29 +73,8 @@ pub fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), St
     Ok(members)
 }
 
-/// One send alone, by the per-channel statements (`Placement::append_alone` says why). None when
-/// the channel is missing or the sender may not post there (the caller says which, as alone).
-pub fn append_alone(send: &Admitted) -> Result<Option<Jsonb>> {
-    let candidate = Candidate {
-        ord: 1,
-        channel: send.channel.clone(),
-        sender: send.sender.id(),
-        muted: false,
-        payload: send.payload,
-        client_id: send.client_id.clone(),
-    };
-    let members = membership(std::slice::from_ref(&candidate))?;
-    if members.get(&(candidate.channel.clone(), candidate.sender)) != Some(&Standing::Member) {
-        return Ok(None);
-    }
-    match append_all(std::slice::from_ref(&candidate))?.pop() {
-        Some((_, Ok(answer))) => Ok(Some(Jsonb::from_text(&answer)?)),
-        Some((_, Err(_))) | None => Ok(None),
-    }
-}
-
 /// Appends every accepted item, channel by channel; each item's outcome, by its position.
-pub fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
+pub(super) fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
     let now = db::clock()?;
     let mut outcomes = Vec::with_capacity(accepted.len());
     for (channel, items) in by_channel(accepted) {
