@@ -37,26 +37,9 @@ HATCHAT_TEST_DATABASE_URL=$(url hatchat_data) cargo test -q --test upgrade -- --
 
 say "2. the suites against the coordinator of a distributed database"
 psql_on hatchat_test -c "CREATE EXTENSION hatchat" -c "SELECT hatchat.distribute(shard_count => $shards)" >/dev/null
-# Skipped here, with the reason: the browser tests' timing. The two-person chat types three
-# messages at once and wants them shown within 2 s; with the cluster's longer send path on this
-# shared machine the page's input ran them together ("onetwothree") or showed the last late. The
-# edits test reads its own message on A's page as soon as B shows it, before A's own page had it.
-# The page's and the test's races, not the cluster's.
-# Not for a cluster, by design: tests/commit.rs's tests of commits that release their locks before
-# their flush (src/commit.rs). On Citus sends commit in PostgreSQL's order, and the workers'
-# transactions, which hold the channels' rows, commit before the coordinator's. Nor
-# gateway/tests/commits.rs: it holds commits by a synchronous standby missing on the node it
-# talks to, but a cluster's sends commit on the workers, which never wait for it.
-# Nor tests/backup.rs (its tests' names hold "dump"): it makes single-node databases of its own on
-# the server, which a cluster's coordinator refuses (hatchat_owner may log in there), and a
-# cluster's backups are per node (docs/operations.md).
-[ $# -gt 0 ] || set -- --workspace --test '*' -- --skip two_people_chat_end_to_end_encrypted --skip dump \
-    --skip edits_deletes_reactions_and_unread_counts_in_the_browser \
-    --skip the_next_sender_of_a_channel_goes_on_while_a_commit_waits_to_be_durable \
-    --skip with_early_release_off_the_next_sender_waits_as_postgresql_makes_it \
-    --skip no_read_shows_a_message_before_it_is_durable \
-    --skip a_read_canceled_while_it_waits_fails_instead_of_showing_the_message \
-    --skip no_send_is_answered_before_its_commit_returns
+# The few tests that do not apply to a cluster skip themselves here, with their reason, and say so
+# on the terminal ("SKIPPED on Citus: ..."): `skip_on_citus` at their top (tests/common/skip.rs).
+[ $# -gt 0 ] || set -- --workspace --test '*'
 HATCHAT_TEST_DATABASE_URL=$(url hatchat_test) HATCHAT_TEST_ANNOUNCER=worker cargo test "$@"
 # The tests that only make sense on a cluster (ignored on one node): wake-ups from a worker.
 HATCHAT_TEST_DATABASE_URL=$(url hatchat_test) cargo test -p hatchat-gateway --test citus -- --ignored

@@ -15,6 +15,7 @@
 
 use crate::db;
 use crate::error::{HatchatError, Result};
+use crate::placement::{AnnounceAt, Placement};
 use hatchat_wire::wake::{self, Kind, WakeUp};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -267,10 +268,11 @@ fn enlist() -> bool {
         }
         return false;
     }
-    if crate::db::citus_loaded() {
-        hand_over_after_citus();
-    } else {
-        pgrx::register_xact_callback(PgXactCallbackEvent::Commit, hand_over);
+    match Placement::here().announce_at() {
+        AnnounceAt::Commit => {
+            pgrx::register_xact_callback(PgXactCallbackEvent::Commit, hand_over);
+        }
+        AnnounceAt::AfterCitusCommit => hand_over_after_citus(),
     }
     pgrx::register_xact_callback(PgXactCallbackEvent::Abort, give_up);
     pgrx::register_xact_callback(PgXactCallbackEvent::PrePrepare, refuse_prepare);

@@ -25,8 +25,8 @@
 //! when the commit record asks them to, which it does only under that setting). Not with Citus
 //! preloaded: its commit callbacks commit the workers' transactions before ours is durable.
 
-use crate::db;
 use crate::error::{HatchatError, Result};
+use crate::placement::Placement;
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PgAtomic, PgXactCallbackEvent};
@@ -70,7 +70,7 @@ pub fn release_locks_early() {
     if !PRELOADED.load(Ordering::Relaxed)
         || STATE.get() != State::Plain
         || !settings::release_locks_before_flush()
-        || db::citus_loaded()
+        || !Placement::here().commits_early()
     {
         return;
     }

@@ -68,28 +68,6 @@ pub fn clock() -> Result<pgrx::datum::TimestampWithTimeZone> {
         .map_err(|e| crate::error::HatchatError::Internal(format!("the clock is out of range: {e}")))
 }
 
-/// On Citus, one connection per node for the rest of the transaction (`SET LOCAL
-/// citus.multi_shard_modify_mode = sequential`); nothing without Citus. A transaction that writes
-/// to several shards of a table at once (in parallel) may not write to a reference table after:
-/// Citus then refuses ("cannot modify table users because there was a parallel operation on a
-/// distributed table"). Deleting a user does both (their channels, then the user).
-pub fn citus_sequential() -> Result<()> {
-    execute(
-        "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true) \
-          WHERE current_setting('citus.multi_shard_modify_mode', true) IS NOT NULL",
-        &[],
-    )?;
-    Ok(())
-}
-
-/// Whether Citus is loaded in this server (it must be preloaded, so this holds for the backend's
-/// life). Where it is, the few statements that read arrays against channels (send_messages) run
-/// one channel at a time instead, as Citus can route only those.
-pub fn citus_loaded() -> bool {
-    // SAFETY: a GUC lookup by name; missing_ok, so NULL when Citus is not loaded.
-    unsafe { !pg_sys::GetConfigOption(c"citus.multi_shard_modify_mode".as_ptr(), true, false).is_null() }
-}
-
 /// Runs a statement for its effect and says how many rows it touched (or returned).
 pub fn execute(sql: &'static str, args: &[DatumWithOid<'_>]) -> Result<usize> {
     query(sql, args, |rows| Ok(rows.len()))

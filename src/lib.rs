@@ -19,6 +19,7 @@ mod messages;
 mod moderation;
 mod names;
 mod notifications;
+mod placement;
 mod reads;
 mod rooms;
 mod settings;

@@ -24,87 +24,128 @@ use crate::error::{HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
 use crate::limits;
 use crate::names;
+use crate::placement::Placement;
 use crate::settings;
 use pgrx::prelude::*;
 
+/// The notifications message ($1, $2) creates, as CTEs ending in `targets`: one row per
+/// notification, `(receiver, user_id, sender, body)`, `receiver` being the member whose settings
+/// decided it (a message notification goes to the receiver; a `chat-disabled` one goes back to the
+/// sender), who is who may have blocked the sender. `push` ($3) is attached to the message ones;
+/// the server secret posts as $4, the chat service is $5. `$blocks` is a condition on each
+/// receiver `r` (a user) and the message `msg`, more than that they are not the sender and not
+/// muted. Reads the channel's rows and the users (a reference table on Citus) only: each of its
+/// tables is named by the channel id, so on a cluster Citus runs it on the channel's shard.
+macro_rules! notification_targets {
+    ($blocks:literal) => {
+        concat!(
+            "msg AS ( \
+                SELECT m.channel_id, m.from_user_id, m.kind, m.target, \
+                       CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' THEN $4::text ELSE s.username END AS sender, \
+                       CASE WHEN c.type IS NOT NULL THEN m.payload || jsonb_build_object('roomId', m.channel_id) \
+                            ELSE jsonb_build_object('roomId', m.channel_id, \
+                                                    'from', CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' \
+                                                                 THEN $4::text ELSE s.username END, \
+                                                    'timestamp', floor(extract(epoch FROM m.created_at) * 1000)::bigint, \
+                                                    'type', 'message', 'message', m.payload) END AS data \
+                  FROM hatchat.messages m \
+                  JOIN hatchat.channels c ON c.id = m.channel_id \
+                  LEFT JOIN hatchat.users s ON s.id = m.from_user_id \
+                 WHERE m.channel_id = $1 AND c.id = $1 AND m.seq = $2 AND (c.type IS NULL OR m.kind IS NULL)), \
+            receivers AS ( \
+                SELECT r.id, r.username, r.chat_disabled, msg.from_user_id, msg.sender, msg.data, msg.kind, msg.target \
+                  FROM msg \
+                  JOIN hatchat.members mb ON mb.channel_id = $1 \
+                  JOIN hatchat.users r ON r.id = mb.user_id \
+                 WHERE r.id <> msg.from_user_id AND NOT r.muted ",
+            $blocks,
+            "), \
+            targets AS ( \
+                SELECT id AS receiver, id AS user_id, from_user_id AS sender, \
+                       jsonb_build_object('from', $5::text, 'to', username, 'type', 'message', 'data', data) \
+                       || jsonb_strip_nulls(jsonb_build_object('event', kind, 'target', target)) \
+                       || CASE WHEN $3::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('push', $3::jsonb) END AS body \
+                  FROM receivers WHERE NOT chat_disabled \
+                UNION ALL \
+                SELECT id, from_user_id, from_user_id, \
+                       jsonb_build_object('from', $5::text, 'to', sender, 'type', 'chat-disabled', \
+                                          'data', jsonb_build_object('receiver', username)) \
+                  FROM receivers WHERE chat_disabled AND from_user_id <> '00000000-0000-0000-0000-000000000000')"
+        )
+    };
+}
+
+/// What bumps a user's notification counter (`i`, an inbox) by `EXCLUDED.last_id` when they have
+/// an inbox already, after an `INSERT INTO hatchat.inboxes AS i (user_id, last_id, pending_since)`.
+macro_rules! bump_inbox {
+    () => {
+        "ON CONFLICT (user_id) DO UPDATE SET last_id = i.last_id + EXCLUDED.last_id, \
+                                            pending_since = coalesce(i.pending_since, EXCLUDED.pending_since)"
+    };
+}
+
 mod per_user;
 
-/// The notifications of message ($1, $2), with `push` ($3) attached to the message ones; each
-/// user keeps the newest $4; the server secret posts as $5, the chat service is $6.
-const FAN_OUT: &str = "\
-    WITH msg AS ( \
-        SELECT m.channel_id, m.from_user_id, m.kind, m.target, \
-               CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' THEN $5::text ELSE s.username END AS sender, \
-               CASE WHEN c.type IS NOT NULL THEN m.payload || jsonb_build_object('roomId', m.channel_id) \
-                    ELSE jsonb_build_object('roomId', m.channel_id, \
-                                            'from', CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' \
-                                                         THEN $5::text ELSE s.username END, \
-                                            'timestamp', floor(extract(epoch FROM m.created_at) * 1000)::bigint, \
-                                            'type', 'message', 'message', m.payload) END AS data \
-          FROM hatchat.messages m \
-          JOIN hatchat.channels c ON c.id = m.channel_id \
-          LEFT JOIN hatchat.users s ON s.id = m.from_user_id \
-         WHERE m.channel_id = $1 AND m.seq = $2 AND (c.type IS NULL OR m.kind IS NULL)), \
-    receivers AS ( \
-        SELECT r.id, r.username, r.chat_disabled, msg.from_user_id, msg.sender, msg.data, msg.kind, msg.target \
-          FROM msg \
-          JOIN hatchat.members mb ON mb.channel_id = msg.channel_id \
-          JOIN hatchat.users r ON r.id = mb.user_id \
-         WHERE r.id <> msg.from_user_id AND NOT r.muted \
-           AND NOT EXISTS (SELECT 1 FROM hatchat.blocks b \
-                            WHERE b.user_id = r.id AND b.blocked_user_id = msg.from_user_id)), \
-    targets AS ( \
-        SELECT id AS user_id, \
-               jsonb_build_object('from', $6::text, 'to', username, 'type', 'message', 'data', data) \
-               || jsonb_strip_nulls(jsonb_build_object('event', kind, 'target', target)) \
-               || CASE WHEN $3::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('push', $3::jsonb) END AS body \
-          FROM receivers WHERE NOT chat_disabled \
-        UNION ALL \
-        SELECT from_user_id, jsonb_build_object('from', $6::text, 'to', sender, 'type', 'chat-disabled', \
-                                                'data', jsonb_build_object('receiver', username)) \
-          FROM receivers WHERE chat_disabled AND from_user_id <> '00000000-0000-0000-0000-000000000000'), \
+/// The notifications of message ($1, $2) (`notification_targets`, without those decided by a
+/// receiver who blocked the sender); each user keeps the newest $6.
+const FAN_OUT: &str = concat!(
+    "WITH ",
+    notification_targets!(
+        "AND NOT EXISTS (SELECT 1 FROM hatchat.blocks b \
+                          WHERE b.user_id = r.id AND b.blocked_user_id = msg.from_user_id)"
+    ),
+    ", \
     counts AS (SELECT user_id, count(*) AS n FROM targets GROUP BY user_id), \
     bumped AS ( \
         INSERT INTO hatchat.inboxes AS i (user_id, last_id, pending_since) \
-        SELECT user_id, n, clock_timestamp() FROM counts ORDER BY user_id \
-        ON CONFLICT (user_id) DO UPDATE SET last_id = i.last_id + EXCLUDED.last_id, \
-                                            pending_since = coalesce(i.pending_since, EXCLUDED.pending_since) \
-        RETURNING i.user_id, i.last_id), \
+        SELECT user_id, n, clock_timestamp() FROM counts ORDER BY user_id ",
+    bump_inbox!(),
+    " RETURNING i.user_id, i.last_id), \
     trimmed AS ( \
         DELETE FROM hatchat.notifications n USING bumped b \
-         WHERE n.user_id = b.user_id AND n.id <= b.last_id - $4), \
+         WHERE n.user_id = b.user_id AND n.id <= b.last_id - $6), \
     numbered AS ( \
         SELECT t.user_id, b.last_id - count(*) OVER w + row_number() OVER w AS id, b.last_id, t.body \
           FROM targets t JOIN bumped b ON b.user_id = t.user_id \
         WINDOW w AS (PARTITION BY t.user_id)) \
     INSERT INTO hatchat.notifications (user_id, id, body, channel_id, seq) \
-    SELECT user_id, id, body, $1, $2 FROM numbered WHERE id > last_id - $4 \
-    RETURNING user_id";
+    SELECT user_id, id, body, $1, $2 FROM numbered WHERE id > last_id - $6 \
+    RETURNING user_id"
+);
 
 /// Creates the notifications of message `seq` of `channel_id` and queues a NOTIFY naming the
 /// users whose streams grew (delivered at commit). Each of those users keeps only the newest
 /// `hatchat.max_notifications`: older ones are deleted in the same statement (`trimmed` sees the
 /// rows from before it; the new ones past the limit are never inserted), ids are never reused.
 ///
-/// On Citus the statement cannot run (it writes the inboxes of users on any shard in one
-/// statement): `per_user::fan_out` does the same one user at a time there.
-pub fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
-    if db::citus_loaded() {
-        return per_user::fan_out(channel_id, seq, push);
-    }
-    let keep = settings::max_notifications();
+/// On one node (`Placement::fan_out` chooses): on Citus the statement cannot run (it writes the
+/// inboxes of users on any shard in one statement), and `per_user::fan_out` does the same one user
+/// at a time.
+fn fan_out_in_one_statement(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
     let args = [
         channel_id.into(),
         seq.into(),
         push.into(),
-        keep.into(),
         names::SERVER_SECRET_NAME.into(),
         hatchat_wire::CHAT_SERVICE.into(),
+        settings::max_notifications().into(),
     ];
     let users: Vec<String> = db::query(FAN_OUT, &args, |rows| {
         rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?.map(|u| u.to_string()).unwrap_or_default())).collect()
     })?;
     announce::users(users.iter().map(String::as_str))
+}
+
+impl Placement {
+    /// Creates the notifications of message `seq` of `channel_id`: one statement for all its
+    /// receivers on one node; on a cluster one receiver at a time, as the inboxes are sharded by
+    /// user and a statement that writes several users' rows cannot be routed.
+    pub fn fan_out(self, channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
+        match self {
+            Placement::OneNode => fan_out_in_one_statement(channel_id, seq, push),
+            Placement::Sharded => per_user::fan_out(channel_id, seq, push),
+        }
+    }
 }
 
 /// The caller's notifications after `after_id`, oldest first: `[{id, createdAt, from, to, type,

@@ -8,6 +8,7 @@ use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
 use crate::names::valid_new_username;
+use crate::placement::Placement;
 use crate::settings::{self, Registration};
 use pgrx::prelude::*;
 use uuid::Uuid;
@@ -132,7 +133,7 @@ fn delete_user(token: Option<&str>, id: Option<pgrx::Uuid>) -> SqlResult<()> {
     // Locked first: a channel created meanwhile (its owner key check needs this row) waits for
     // this deletion and then fails, instead of being taken by the cascade with its messages left.
     db::execute("SELECT 1 FROM hatchat.users WHERE id = $1 FOR UPDATE", &[id.into()])?;
-    db::citus_sequential()?;
+    Placement::here().one_connection_per_node()?;
     let owned: Vec<String> =
         db::query("SELECT c.id FROM hatchat.channels c WHERE c.owner_id = $1", &[id.into()], |rows| {
             rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()

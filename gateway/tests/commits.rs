@@ -103,6 +103,11 @@ async fn metric(gateway: &Gateway, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_send_is_answered_before_its_commit_returns() {
+    // Not for a cluster, by design: this test holds commits by a synchronous standby missing on
+    // the node it talks to, but a cluster's sends commit on the workers, which never wait for it.
+    if skip_on_citus("a cluster's sends commit on the workers, which never wait for this standby").await {
+        return;
+    }
     let gateway = Gateway::start_with(&[("HATCHAT_SEND_SLOTS", "1")]).await;
     let api = gateway.api();
     let alice = api.register("alice").await;

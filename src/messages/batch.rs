@@ -17,10 +17,55 @@ use crate::auth::{self, Caller, SYSTEM_USER};
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
+use crate::placement::Placement;
 use hatchat_wire::batch::ItemError;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
+
+/// How a send moves its channel's counter row `c`: by `$n` items, `$countable` of them countable (not
+/// from the system user), at time `$now`; see APPEND_ALL. The time arithmetic is `add_interval`
+/// (IMMUTABLE), not `+` (STABLE): Citus refuses a STABLE function of a column in an UPDATE of a
+/// distributed table.
+macro_rules! bump_counter {
+    ($n:literal, $countable:literal, $now:literal) => {
+        concat!(
+            "last_seq = c.last_seq + ",
+            $n,
+            ", \
+             last_at = hatchat.add_interval(greatest(",
+            $now,
+            ", hatchat.add_interval(c.last_at, interval '1 microsecond')), \
+                                            (",
+            $n,
+            " - 1) * interval '1 microsecond'), \
+             expires_at = hatchat.refreshed_expiry(c.expires_at, c.ttl_seconds, ",
+            $now,
+            "), \
+             counted = c.counted + ",
+            $countable
+        )
+    };
+}
+
+/// What a counter row `c` bumped by `bump_counter!` returns: the channel's seq, count and
+/// createdAt before the first of its `$n` items (`$countable` of them countable), and its
+/// retention and notification settings.
+macro_rules! counter_bases {
+    ($n:literal, $countable:literal) => {
+        concat!(
+            "c.last_seq - ",
+            $n,
+            " AS base_seq, c.counted - ",
+            $countable,
+            " AS base_counted, \
+             hatchat.add_interval(c.last_at, (1 - ",
+            $n,
+            ") * interval '1 microsecond') AS base_at, \
+             c.max_messages, c.notify_members"
+        )
+    };
+}
 
 mod per_channel;
 
@@ -84,18 +129,15 @@ const LOCK_AND_CHECK: &str = "\
 /// The time is read once, in Rust ($10): a volatile `clock_timestamp()` among its arguments kept
 /// `hatchat.refreshed_expiry` from being inlined, so PostgreSQL planned the function's body again
 /// for every batch (a sixth of a batch's database CPU).
-const APPEND_ALL: &str = "\
-    WITH counters AS ( \
-        UPDATE hatchat.channels c \
-           SET last_seq = c.last_seq + w.n, \
-               last_at = greatest($10, c.last_at + interval '1 microsecond') \
-                         + (w.n - 1) * interval '1 microsecond', \
-               expires_at = hatchat.refreshed_expiry(c.expires_at, c.ttl_seconds, $10), \
-               counted = c.counted + w.counted \
-          FROM unnest($5::text[], $6::bigint[], $7::bigint[]) AS w(channel, n, counted) \
+const APPEND_ALL: &str = concat!(
+    "WITH counters AS ( \
+        UPDATE hatchat.channels c SET ",
+    bump_counter!("w.n", "w.counted", "$10"),
+    " FROM unnest($5::text[], $6::bigint[], $7::bigint[]) AS w(channel, n, counted) \
          WHERE c.id = w.channel \
-     RETURNING c.id, c.last_seq - w.n AS base_seq, c.counted - w.counted AS base_counted, \
-               c.last_at - (w.n - 1) * interval '1 microsecond' AS base_at, c.max_messages, c.notify_members), \
+     RETURNING c.id, ",
+    counter_bases!("w.n", "w.counted"),
+    "), \
     inserted AS ( \
         INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload, client_id, counted) \
         SELECT u.channel, c.base_seq + u.k, c.base_at + (u.k - 1) * interval '1 microsecond', u.sender, u.payload, \
@@ -112,7 +154,8 @@ const APPEND_ALL: &str = "\
     SELECT i.channel_id, i.seq, \
            hatchat.sent_json(i.channel_id, i.seq, i.created_at, i.from_user_id)::text, \
            c.max_messages, c.notify_members \
-      FROM inserted i JOIN counters c ON c.id = i.channel_id";
+      FROM inserted i JOIN counters c ON c.id = i.channel_id"
+);
 
 /// `items` is a JSON array of `{token, channelId, payload, clientId?}` (or `payloadText` instead of
 /// `payload`); the answer is an array of the same length, in the same order. An item whose
@@ -137,7 +180,8 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
             Err(error) => outcomes.push(Err(error)),
         }
     }
-    let refused = lock_and_check(&candidates)?;
+    let placement = Placement::here();
+    let refused = lock_and_check(placement, &candidates)?;
     let (accepted, rejected): (Vec<Candidate>, Vec<Candidate>) =
         candidates.into_iter().partition(|c| !refused.contains_key(&(c.channel.clone(), c.sender)));
     for candidate in rejected {
@@ -149,7 +193,7 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
         outcomes[candidate.ord as usize - 1] = muted_answer(&candidate.channel, candidate.sender);
     }
     let (accepted, repeats) = set_aside_repeats(accepted, &mut outcomes)?;
-    for (ord, outcome) in append_all(&accepted)? {
+    for (ord, outcome) in placement.append_batch(&accepted)? {
         outcomes[ord as usize - 1] = outcome;
     }
     // A repeat within the batch answers what its first got (under the same locks, so final).
@@ -272,11 +316,33 @@ fn set_aside_repeats(
     Ok((fresh, repeats))
 }
 
-/// One send on a Citus cluster, by the per-channel statements: the alone path's single statement of
-/// modifying CTEs runs there as several steps over two connections to the channel's worker, which
-/// commits in two phases; these are router statements over one connection. None when the channel
-/// is missing or the sender may not post there (the caller says which, as alone).
-pub(super) fn append_alone_on_citus(send: &Admitted) -> Result<Option<Jsonb>> {
+/// Each item's outcome of a batch's append, by its position in the array.
+type Outcomes = Vec<(i64, Result<String>)>;
+
+impl Placement {
+    /// Locks a batch's live channels in id order and says, for each (channel, sender) of a live
+    /// channel, what the sender is there: one statement for the whole batch on one node, two per
+    /// channel on a cluster (Citus takes row locks only in single-shard statements).
+    fn lock_and_check(self, candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
+        match self {
+            Placement::OneNode => membership(candidates),
+            Placement::Sharded => per_channel::membership(candidates),
+        }
+    }
+
+    /// Appends a batch's accepted items: one statement for the whole batch on one node, a few per
+    /// channel on a cluster (Citus cannot route an UPDATE joined with the batch's arrays).
+    fn append_batch(self, accepted: &[Candidate]) -> Result<Outcomes> {
+        match self {
+            Placement::OneNode => append_all(accepted),
+            Placement::Sharded => per_channel::append_all(accepted),
+        }
+    }
+}
+
+/// One send alone, by the per-channel statements (`Placement::append_alone` says why). None when
+/// the channel is missing or the sender may not post there (the caller says which, as alone).
+pub(super) fn append_alone_per_channel(send: &Admitted) -> Result<Option<Jsonb>> {
     let candidate = Candidate {
         ord: 1,
         channel: send.channel.clone(),
@@ -297,9 +363,11 @@ pub(super) fn append_alone_on_citus(send: &Admitted) -> Result<Option<Jsonb>> {
 
 /// Locks the batch's channels and returns the (channel, sender) pairs that may not send, with the
 /// error each would get alone.
-fn lock_and_check(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), HatchatError>> {
-    let members =
-        if db::citus_loaded() { per_channel::membership(candidates)? } else { membership(candidates)? };
+fn lock_and_check(
+    placement: Placement,
+    candidates: &[Candidate],
+) -> Result<HashMap<(String, Uuid), HatchatError>> {
+    let members = placement.lock_and_check(candidates)?;
     let mut refused = HashMap::new();
     for candidate in candidates {
         let pair = (candidate.channel.clone(), candidate.sender);
@@ -353,13 +421,11 @@ fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standi
     Ok(members)
 }
 
-/// Appends every accepted item; each item's outcome, by its position in the array.
-fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
+/// Appends every accepted item in one statement (APPEND_ALL); each item's outcome, by its position
+/// in the array.
+fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
     if accepted.is_empty() {
         return Ok(Vec::new());
-    }
-    if db::citus_loaded() {
-        return per_channel::append_all(accepted);
     }
     // Each item's place within its channel, its countable place (a system post counts for no
     // unread), and each channel's counts.

@@ -16,7 +16,7 @@ use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::jsonb::Jsonb;
 use crate::limits::{self, check_payload};
-use crate::notifications;
+use crate::placement::Placement;
 use crate::time::Bound;
 use pgrx::prelude::*;
 use uuid::Uuid;
@@ -218,7 +218,7 @@ pub fn settle(channel_id: &str, seqs: &[i64], retention: Retention, push: Option
     }
     if retention.notify_members {
         for seq in seqs {
-            notifications::fan_out(channel_id, *seq, push)?;
+            Placement::here().fan_out(channel_id, *seq, push)?;
         }
     }
     announce::channel(channel_id)?;
@@ -340,7 +340,7 @@ fn send(
     client_id: Option<&str>,
 ) -> Result<Jsonb> {
     let payload = payload.converted()?;
-    if client_id.is_none() && !db::citus_loaded() {
+    if client_id.is_none() && Placement::here().sends_known_signers_in_one_statement() {
         if let Some(known) = auth::recognize(token) {
             if let Some(answer) = send_as_known(&known, channel_id, payload)? {
                 return Ok(answer);
@@ -365,7 +365,7 @@ fn send_as_known(
 
 /// One admitted send: membership (a muted sender is answered, nothing stored), then the append.
 fn send_alone(send: Admitted) -> Result<Jsonb> {
-    let Admitted { channel, sender, payload, client_id } = &send;
+    let Admitted { channel, sender, client_id, .. } = &send;
     if sender.is_muted() {
         let access = Access::load(channel, sender)?;
         access.require_member()?;
@@ -380,13 +380,24 @@ fn send_alone(send: Admitted) -> Result<Jsonb> {
             }
         }
     }
-    let appended = if db::citus_loaded() {
-        batch::append_alone_on_citus(&send)?
-    } else {
-        let extra = Extra { client_id: client_id.as_deref(), ..Extra::default() };
-        append_with(channel, sender.id(), *payload, None, extra)?
-    };
-    appended.ok_or_else(|| why_not_appended(channel, sender))
+    Placement::here().append_alone(&send)?.ok_or_else(|| why_not_appended(channel, sender))
+}
+
+impl Placement {
+    /// How a send alone appends (`send_message`), once admitted: the one statement of modifying
+    /// CTEs, `APPEND`, on one node. On a cluster that statement runs as several steps over two
+    /// connections to the channel's worker, which then commits in two phases: there the batch's
+    /// per-channel statements append it, over one connection. None when the channel is missing or
+    /// the sender may not post there.
+    fn append_alone(self, send: &Admitted) -> Result<Option<Jsonb>> {
+        match self {
+            Placement::OneNode => {
+                let extra = Extra { client_id: send.client_id.as_deref(), ..Extra::default() };
+                append_with(&send.channel, send.sender.id(), send.payload, None, extra)
+            }
+            Placement::Sharded => batch::append_alone_per_channel(send),
+        }
+    }
 }
 
 /// An append bumped no counter: the channel is missing, the sender is not a member, or it is a room.

@@ -8,42 +8,13 @@ use crate::jsonb::Jsonb;
 use crate::names;
 use crate::settings;
 
-/// The notifications message ($1, $2) would create, before blocks are applied: one row per
-/// notification, `(receiver, user_id, sender, body)` in user order, `receiver` being the member whose
-/// settings decided it (a message notification goes to the receiver; a `chat-disabled` one goes
-/// back to the sender). `push` ($3) is attached to the message ones; the server secret posts as
-/// $4, the chat service is $5. Reads the channel's shard and the users (a reference table on
-/// Citus) only: a router query on a cluster.
-const TARGETS: &str = "\
-    WITH msg AS ( \
-        SELECT m.channel_id, m.from_user_id, m.kind, m.target, \
-               CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' THEN $4::text ELSE s.username END AS sender, \
-               CASE WHEN c.type IS NOT NULL THEN m.payload || jsonb_build_object('roomId', m.channel_id) \
-                    ELSE jsonb_build_object('roomId', m.channel_id, \
-                                            'from', CASE WHEN m.from_user_id = '00000000-0000-0000-0000-000000000000' \
-                                                         THEN $4::text ELSE s.username END, \
-                                            'timestamp', floor(extract(epoch FROM m.created_at) * 1000)::bigint, \
-                                            'type', 'message', 'message', m.payload) END AS data \
-          FROM hatchat.messages m \
-          JOIN hatchat.channels c ON c.id = m.channel_id \
-          LEFT JOIN hatchat.users s ON s.id = m.from_user_id \
-         WHERE m.channel_id = $1 AND c.id = $1 AND m.seq = $2 AND (c.type IS NULL OR m.kind IS NULL)), \
-    receivers AS ( \
-        SELECT r.id, r.username, r.chat_disabled, msg.from_user_id, msg.sender, msg.data, msg.kind, msg.target \
-          FROM msg \
-          JOIN hatchat.members mb ON mb.channel_id = $1 \
-          JOIN hatchat.users r ON r.id = mb.user_id \
-         WHERE r.id <> msg.from_user_id AND NOT r.muted) \
-    SELECT id AS receiver, id AS user_id, from_user_id AS sender, \
-           jsonb_build_object('from', $5::text, 'to', username, 'type', 'message', 'data', data) \
-           || jsonb_strip_nulls(jsonb_build_object('event', kind, 'target', target)) \
-           || CASE WHEN $3::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('push', $3::jsonb) END AS body \
-      FROM receivers WHERE NOT chat_disabled \
-    UNION ALL \
-    SELECT id, from_user_id, from_user_id, jsonb_build_object('from', $5::text, 'to', sender, 'type', 'chat-disabled', \
-                                                'data', jsonb_build_object('receiver', username)) \
-      FROM receivers WHERE chat_disabled AND from_user_id <> '00000000-0000-0000-0000-000000000000' \
-    ORDER BY user_id, receiver";
+/// The notifications message ($1, $2) would create (`notification_targets`), before blocks are
+/// applied, in user order: a router query on a cluster.
+const TARGETS: &str = concat!(
+    "WITH ",
+    notification_targets!(""),
+    " SELECT receiver, user_id, sender, body FROM targets ORDER BY user_id, receiver"
+);
 
 /// Which of users $1 blocked user $2. Blocks are keyed by the blocking user (sharded by user on
 /// Citus, apart from the channel's tables), hence a query of their own.
@@ -52,11 +23,11 @@ const BLOCKERS: &str = "\
 
 /// Bumps user $1's counter by $2 (creating the inbox); the new last id. The user's inbox row stays
 /// locked to the end of the transaction.
-const BUMP_INBOX: &str = "\
-    INSERT INTO hatchat.inboxes AS i (user_id, last_id, pending_since) VALUES ($1, $2, clock_timestamp()) \
-    ON CONFLICT (user_id) DO UPDATE SET last_id = i.last_id + EXCLUDED.last_id, \
-                                        pending_since = coalesce(i.pending_since, EXCLUDED.pending_since) \
-    RETURNING i.last_id";
+const BUMP_INBOX: &str = concat!(
+    "INSERT INTO hatchat.inboxes AS i (user_id, last_id, pending_since) VALUES ($1, $2, clock_timestamp()) ",
+    bump_inbox!(),
+    " RETURNING i.last_id"
+);
 
 /// One notification to be created: for whom, and what. The member whose settings decided it
 /// (`receiver`) is who may have blocked the sender.

@@ -5,6 +5,8 @@
 #[path = "signing.rs"]
 mod signing;
 pub use signing::*;
+#[path = "skip.rs"]
+mod skip;
 
 #[path = "issuer.rs"]
 pub mod issuer;
@@ -111,7 +113,14 @@ pub fn error_text<T: std::fmt::Debug>(result: Result<T, postgres::Error>) -> (St
 /// Whether the test database is a Citus cluster's (scripts/test-citus.sh): the few tests that look
 /// at locks or at the owner role look the cluster's way there.
 pub fn on_citus(db: &mut Client) -> bool {
-    db.query_one("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')", &[]).unwrap().get(0)
+    db.query_one(skip::CITUS_INSTALLED, &[]).unwrap().get(0)
+}
+
+/// True, having said so on the terminal with `reason`, when the test database is a Citus
+/// cluster's: a test that does not apply to a cluster begins with
+/// `if skip_on_citus("why") { return; }` (tests/common/skip.rs).
+pub fn skip_on_citus(reason: &str) -> bool {
+    skip::announce_skip(on_citus(&mut connect()), reason)
 }
 
 /// Backends waiting for a lock whose statement contains `text`. On Citus the wait happens on the

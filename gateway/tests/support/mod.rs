@@ -6,6 +6,8 @@ pub mod described;
 #[path = "../../../tests/common/signing.rs"]
 mod signing;
 pub use signing::*;
+#[path = "../../../tests/common/skip.rs"]
+mod skip;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -26,6 +28,15 @@ pub async fn admin() -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(&database_url(), NoTls).await.expect("connect");
     tokio::spawn(connection);
     client
+}
+
+/// True, having said so on the terminal with `reason`, when the test database is a Citus
+/// cluster's: a test that does not apply to a cluster begins with
+/// `if skip_on_citus("why").await { return; }` (tests/common/skip.rs).
+pub async fn skip_on_citus(reason: &str) -> bool {
+    let on_citus: bool =
+        admin().await.query_one(skip::CITUS_INSTALLED, &[]).await.expect("ask for citus").get(0);
+    skip::announce_skip(on_citus, reason)
 }
 
 fn free_port() -> u16 {

@@ -2,10 +2,11 @@
 //! order, each statement naming its channel, so that Citus runs it on that channel's shard (a
 //! router query). The set-based statements of batch.rs read arrays against `channels`: Citus takes
 //! row locks only in single-shard queries and cannot route an UPDATE joined with `unnest`. Same
-//! answers, same order of locks among batches, more statements: used where Citus is loaded.
+//! answers, same order of locks among batches, more statements: `Placement` chooses them where
+//! Citus is loaded.
 
 use super::super::{settle, Retention};
-use super::{Candidate, Standing};
+use super::{Candidate, Outcomes, Standing};
 use crate::access;
 use crate::auth::SYSTEM_USER;
 use crate::db::{self, pg_uuid};
@@ -24,17 +25,13 @@ const MEMBERS: &str =
     "SELECT m.user_id FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = ANY($2)";
 
 /// Moves channel $1's counter by $2 items ($3 of them countable) at time $4, as APPEND_ALL does:
-/// the base seq, base count and base createdAt of the channel's items.
-const BUMP: &str = "\
-    UPDATE hatchat.channels c \
-       SET last_seq = c.last_seq + $2, \
-           last_at = hatchat.add_interval(greatest($4, hatchat.add_interval(c.last_at, interval '1 microsecond')), \
-                                          ($2 - 1) * interval '1 microsecond'), \
-           expires_at = hatchat.refreshed_expiry(c.expires_at, c.ttl_seconds, $4), \
-           counted = c.counted + $3 \
-     WHERE c.id = $1 \
- RETURNING c.last_seq - $2, c.counted - $3, hatchat.add_interval(c.last_at, (1 - $2) * interval '1 microsecond'), \
-           c.max_messages, c.notify_members";
+/// the base seq, base count and base createdAt of the channel's items, its settings.
+const BUMP: &str = concat!(
+    "UPDATE hatchat.channels c SET ",
+    bump_counter!("$2", "$3", "$4"),
+    " WHERE c.id = $1 RETURNING ",
+    counter_bases!("$2", "$3")
+);
 
 /// One item: seq $2, createdAt $3 + $4 µs; its answer, shaped outside the write (Citus refuses
 /// non-IMMUTABLE functions in RETURNING).
@@ -43,8 +40,7 @@ const INSERT: &str = "\
         INSERT INTO hatchat.messages (channel_id, seq, created_at, from_user_id, payload, client_id, counted) \
         VALUES ($1, $2, hatchat.add_interval($3, $4 * interval '1 microsecond'), $5, $6, $7, $8) \
         RETURNING channel_id, seq, created_at, from_user_id) \
-    SELECT jsonb_build_object('channelId', i.channel_id, 'seq', i.seq, 'createdAt', hatchat.iso_time(i.created_at), \
-                              'fromUserId', i.from_user_id)::text FROM i";
+    SELECT hatchat.sent_json(i.channel_id, i.seq, i.created_at, i.from_user_id)::text FROM i";
 
 /// A sender's read position moves to their last post in the batch, as alone.
 const ADVANCE: &str = "\
@@ -78,7 +74,7 @@ pub(super) fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uu
 }
 
 /// Appends every accepted item, channel by channel; each item's outcome, by its position.
-pub(super) fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<String>)>> {
+pub(super) fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
     let now = db::clock()?;
     let mut outcomes = Vec::with_capacity(accepted.len());
     for (channel, items) in by_channel(accepted) {
@@ -87,11 +83,7 @@ pub(super) fn append_all(accepted: &[Candidate]) -> Result<Vec<(i64, Result<Stri
     Ok(outcomes)
 }
 
-fn append_channel(
-    channel: &str,
-    items: &[&Candidate],
-    now: TimestampWithTimeZone,
-) -> Result<Vec<(i64, Result<String>)>> {
+fn append_channel(channel: &str, items: &[&Candidate], now: TimestampWithTimeZone) -> Result<Outcomes> {
     let n = items.len() as i64;
     let countable = items.iter().filter(|c| c.sender != SYSTEM_USER).count() as i64;
     let bumped = db::query(BUMP, &[channel.into(), n.into(), countable.into(), now.into()], |rows| {
