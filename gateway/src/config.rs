@@ -57,6 +57,11 @@ pub struct Config {
     #[arg(long, env = "HATCHAT_STREAMS_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub streams_max_bytes: usize,
 
+    /// Seconds between fetches of every trusted issuer's JWKS URL (hatchat.add_issuer). A token
+    /// naming a key the database does not know also fetches its issuer's, at most once a minute.
+    #[arg(long, env = "HATCHAT_JWKS_REFRESH", default_value_t = 300.0)]
+    pub jwks_refresh_secs: f64,
+
     /// Largest request body, in bytes. Message payloads have their own limit in the database
     /// (hatchat.max_payload_bytes), checked there.
     #[arg(long, env = "HATCHAT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]

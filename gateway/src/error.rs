@@ -69,6 +69,9 @@ impl ApiError {
             error.sqlstate = Some(sqlstate.to_string());
             return error;
         }
+        if let (StatusCode::UNAUTHORIZED, Some(detail)) = (status, &detail) {
+            crate::key_requests::unknown_key(detail);
+        }
         Self { status, code, message, detail, sqlstate: Some(sqlstate.to_string()), retry_after: None }
     }
 

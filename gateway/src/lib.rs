@@ -9,6 +9,8 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod group_commit;
+pub mod issuers;
+pub mod key_requests;
 pub mod live;
 pub mod metrics;
 pub mod openapi;

@@ -6,6 +6,7 @@ use hatchat_gateway::app::app;
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
 use hatchat_gateway::group_commit::GroupCommit;
+use hatchat_gateway::issuers::spawn_refresher;
 use hatchat_gateway::live::bounds::{Budget, Quota};
 use hatchat_gateway::live::forward::{spawn_forwarder, Target};
 use hatchat_gateway::live::hub::spawn_listener;
@@ -50,6 +51,7 @@ async fn run(config: Config) -> Result<(), String> {
         spawn_forwarder(Arc::clone(&hub), db::postgres_config(&config.database_url, &name)?, target);
     }
     spawn_purger(pool.clone(), config.purge_interval_secs);
+    spawn_refresher(pool.clone(), Duration::from_secs_f64(config.jwks_refresh_secs.clamp(1.0, 86_400.0)));
     let placement = Placement::detect(&pool).await;
     if placement.is_some() {
         tracing::info!("Citus cluster: group commit batches sends by the node of their channel");

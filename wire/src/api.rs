@@ -87,6 +87,11 @@ calls! {
     /// The node that holds a channel's rows.
     CHANNEL_NODE = "SELECT (hatchat.channel_nodes(ARRAY[$1::text]))[1]";
 
+    // Trusted issuers' keys (the gateway's role may call these two).
+    /// `[{iss, jwksUrl}]`: where each issuer's keys are fetched from.
+    ISSUER_KEY_SOURCES = "SELECT hatchat.issuer_key_sources()::text";
+    SET_ISSUER_KEYS = "SELECT hatchat.set_issuer_keys($1, $2::text::jsonb)::text";
+
     // Upkeep.
     PURGE_EXPIRED = "SELECT hatchat.purge_expired()::text";
     /// The database's wake-up secret, 32 hex digits (`wake::Secret::from_hex`).
