@@ -11,6 +11,9 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "../../tests/common/issuer.rs"]
+#[allow(dead_code)] // the SQL suites use all of it
+mod issuer;
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -26,7 +29,7 @@ struct Settings {
     waiters: usize,
     latency_samples: usize,
     pool_size: usize,
-    /// Which parts run (BENCH_PARTS): sql, gateway, latency, idle, fanout.
+    /// Which parts run (BENCH_PARTS): sql, issuer, gateway, latency, idle, fanout.
     parts: Vec<String>,
 }
 
@@ -42,7 +45,7 @@ impl Settings {
             waiters: var("BENCH_WAITERS", "1000").parse().expect("BENCH_WAITERS"),
             latency_samples: var("BENCH_LATENCY_SAMPLES", "500").parse().expect("BENCH_LATENCY_SAMPLES"),
             pool_size: var("BENCH_POOL_SIZE", "32").parse().expect("BENCH_POOL_SIZE"),
-            parts: var("BENCH_PARTS", "sql,gateway,latency,idle,fanout")
+            parts: var("BENCH_PARTS", "sql,issuer,gateway,latency,idle,fanout")
                 .split(',')
                 .map(|part| part.trim().to_string())
                 .collect(),
@@ -94,6 +97,9 @@ async fn main() {
     let single_client_insert = pgbench_insert(1, settings.seconds, false);
     if settings.runs("sql") {
         sql_throughput(&api, &settings, single_client_insert).await;
+    }
+    if settings.runs("issuer") {
+        issuer_cost(&api, &settings).await;
     }
     if settings.runs("gateway") {
         throughput(&gateway, &settings, single_client_insert).await;
@@ -365,6 +371,50 @@ async fn sql_throughput(api: &Api, settings: &Settings, single_client_insert: f6
             on_hot / single_client_insert,
             on_hot_held / single_client_insert
         );
+    }
+    println!();
+}
+
+/// What a trusted issuer's token costs beside a self-signed one (RS512, Hatch@'s web client): plain
+/// SQL sends spread over a channel per client, at 1 and 16 clients, each token's channels its own.
+async fn issuer_cost(api: &Api, settings: &Settings) {
+    use issuer::{unix_now, Issuer, IssuerKey};
+    let admin = admin().await;
+    let mut tokens = vec![("self-signed RS512".to_string(), sender(api).await.token)];
+    for key in [IssuerKey::es256(), IssuerKey::eddsa()] {
+        let alg = key.alg();
+        let app = Issuer::new(&format!("bench-{}", short_id()), key);
+        let add = "SELECT hatchat.add_issuer(NULL, $1, $2::text::jsonb, $3)";
+        admin.execute(add, &[&app.iss, &app.jwks().to_string(), &app.audience]).await.unwrap();
+        let claims = json!({"sub": "bench", "preferred_username": format!("bench-{}", short_id()), "exp": unix_now() + 3600});
+        tokens.push((format!("issuer {alg}"), format!("Bearer {}", app.token_with(json!({}), claims))));
+    }
+    let send = "SELECT hatchat.send_message(:token, :prefix || '-' || (:client_id)::text, \
+                '{\"text\": \"hello from the benchmark\"}');";
+    let mut prefixes = Vec::new();
+    for (_, token) in &tokens {
+        let prefix = format!("iss-{}", short_id());
+        for client in 0..16 {
+            api.post("/channels", Some(token), json!({"id": format!("{prefix}-{client}")})).await.expect(200);
+        }
+        prefixes.push(prefix);
+    }
+    println!("## A trusted issuer's token beside a self-signed one (plain SQL send_message, spread, messages/s)");
+    println!();
+    let names: Vec<&str> = tokens.iter().map(|(name, _)| name.as_str()).collect();
+    println!("| clients | {} | ÷ self-signed |", names.join(" | "));
+    println!("|---:|{}---:|", "---:|".repeat(names.len()));
+    for clients in [1, 16] {
+        let rates: Vec<f64> = tokens
+            .iter()
+            .zip(&prefixes)
+            .map(|((_, token), prefix)| {
+                pgbench(send, clients, settings.seconds, &[("token", token.as_str()), ("prefix", prefix.as_str())])
+            })
+            .collect();
+        let ratios: Vec<String> = rates[1..].iter().map(|rate| format!("{:.2}", rate / rates[0])).collect();
+        let cells: Vec<String> = rates.iter().map(|rate| format!("{rate:.0}")).collect();
+        println!("| {clients} | {} | {} |", cells.join(" | "), ratios.join(" / "));
     }
     println!();
 }
