@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod json;
+pub mod shapes;
 pub mod wake;
 
 /// The service name of the multi-room chat API: the default path prefix of its routes
