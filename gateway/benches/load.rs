@@ -9,11 +9,11 @@
 //! 3. Queries per second and connections while N long-polls idle.
 //! 4. Fan-out: time until all of N waiters on one channel have a message.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
 #[path = "../../tests/common/issuer.rs"]
 #[allow(dead_code)] // the SQL suites use all of it
 mod issuer;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -399,7 +399,9 @@ async fn issuer_cost(api: &Api, settings: &Settings) {
         }
         prefixes.push(prefix);
     }
-    println!("## A trusted issuer's token beside a self-signed one (plain SQL send_message, spread, messages/s)");
+    println!(
+        "## A trusted issuer's token beside a self-signed one (plain SQL send_message, spread, messages/s)"
+    );
     println!();
     let names: Vec<&str> = tokens.iter().map(|(name, _)| name.as_str()).collect();
     println!("| clients | {} | ÷ self-signed |", names.join(" | "));
@@ -409,7 +411,12 @@ async fn issuer_cost(api: &Api, settings: &Settings) {
             .iter()
             .zip(&prefixes)
             .map(|((_, token), prefix)| {
-                pgbench(send, clients, settings.seconds, &[("token", token.as_str()), ("prefix", prefix.as_str())])
+                pgbench(
+                    send,
+                    clients,
+                    settings.seconds,
+                    &[("token", token.as_str()), ("prefix", prefix.as_str())],
+                )
             })
             .collect();
         let ratios: Vec<String> = rates[1..].iter().map(|rate| format!("{:.2}", rate / rates[0])).collect();

@@ -12,7 +12,7 @@ use tower_http::trace::TraceLayer;
 
 pub fn app(state: AppState, max_body_bytes: usize, chat_prefix: &str) -> Router {
     metrics::install();
-    let api = routes::router(chat_prefix)
+    let api = Router::from(routes::router(chat_prefix))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -6,6 +6,7 @@ pub mod api;
 pub mod batch;
 pub mod issuers;
 pub mod json;
+pub mod shapes;
 pub mod sqlstate;
 pub mod wake;
 

@@ -4,24 +4,40 @@ use crate::db::{self, JsonText};
 use crate::error::ApiError;
 use crate::extract::{raw_json, wait_param, JsonBody, PathParams, QueryParams, Token};
 use crate::live::LongPoll;
+use crate::openapi::{BadRequest, Body, Db, Forbidden, MessageSeq, NotFound, TooManyRequests, Unauthorized};
 use crate::state::{Answer, AppState};
 use axum::extract::State;
 use hatchat_wire::api;
+use hatchat_wire::shapes::{ErrorBody, Message, Sent};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+// Fields are optional so that the extension names a missing one; the document says which it needs.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewMessage {
+    #[schema(required, nullable = false)]
     channel_id: Option<String>,
-    /// Kept as the client's JSON text: parsed only by PostgreSQL, so nothing is rounded.
+    /// any JSON value, up to hatchat.max_payload_bytes; its text reaches PostgreSQL unparsed
+    /// (nothing is rounded)
     #[serde(default, deserialize_with = "raw_json")]
+    #[schema(required, value_type = serde_json::Value)]
     payload: Option<Box<RawValue>>,
-    /// 1..64 characters: a retry with the same id stores nothing and answers the first answer.
+    /// The client's id for this send (1..64 characters, no control characters): makes retries safe.
+    #[schema(nullable = false, min_length = 1, max_length = 64)]
     client_id: Option<String>,
 }
 
+/// Send a message (group commit: concurrent sends share a transaction)
+///
+/// Calls `hatchat.send_message_text / hatchat.send_messages`. With a `clientId`, a retry (same
+/// channel, sender and client id, for as long as the message is kept) stores nothing and answers
+/// the first send's answer; its payload is not compared. A muted sender is answered with `seq:
+/// null`, nothing stored.
+#[utoipa::path(post, path = "/messages", tag = "messages", request_body = inline(NewMessage),
+    responses((status = 200, description = "OK", body = Sent), BadRequest, Body, Unauthorized, Forbidden, NotFound, Db))]
 pub async fn send(
     State(app): State<AppState>,
     Token(token): Token,
@@ -30,17 +46,29 @@ pub async fn send(
     app.group_commit.send(token, m.channel_id, m.payload, m.client_id).await.map(JsonText)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
+    #[param(required)]
     channel_id: Option<String>,
+    /// timestamptz (ISO-8601 with a time zone, or -infinity/infinity): messages created after
+    /// (exclusive)
     since: Option<String>,
+    /// timestamptz: messages created before (exclusive)
     until: Option<String>,
+    /// most messages to answer: 1..1000, default 20
+    #[param(minimum = 1, maximum = 1000, default = 20)]
     limit: Option<i32>,
+    /// messages after this seq (an exact cursor, 0 or more)
+    #[param(minimum = 0)]
     after_seq: Option<i64>,
-    /// Messages in their current state, without the event rows (see docs/sql-api.md).
+    /// Messages only (no event rows), each in its current state: the latest edit's payload,
+    /// `edited`, `deleted` (payload null) and `reactions` counted per reaction. A client that opens
+    /// a channel folded follows on from the channel's `lastSeq`.
+    #[param(default = false)]
     fold: Option<bool>,
-    /// Seconds to wait at most when nothing matches (capped by the gateway's longest wait).
+    /// seconds to wait at most when nothing matches (capped by --max-wait-secs)
     wait: Option<f64>,
 }
 
@@ -71,7 +99,14 @@ impl MessagesQuery {
     }
 }
 
-/// Waits for a message in the channel while the window is still open (see `LongPoll`).
+/// Read a channel's messages; long-polls (`wait`) while nothing matches
+///
+/// Calls `hatchat.get_messages`: oldest first, events included (unless `fold`). A long-poll that
+/// only follows `afterSeq` (no `since`/`until`, not folded) waits through the channel's shared
+/// feed.
+#[utoipa::path(get, path = "/messages", tag = "messages", params(MessagesQuery),
+    responses((status = 200, description = "OK", body = Vec<Message>), BadRequest, Unauthorized, Forbidden, NotFound, TooManyRequests, Db))]
+// It waits for a message in the channel while the window is still open (see `LongPoll`).
 pub async fn poll(
     State(app): State<AppState>,
     Token(token): Token,
@@ -88,19 +123,33 @@ pub async fn poll(
     app.live.long_poll(poll, || w.still_open(), || w.read(&app, &token)).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Edit {
-    /// As a send's payload: the client's JSON text, parsed only by PostgreSQL.
+    /// the new payload: any JSON value, up to hatchat.max_payload_bytes, kept exactly as POST
+    /// /messages keeps it
     #[serde(default, deserialize_with = "raw_json")]
+    #[schema(required, value_type = serde_json::Value)]
     payload: Option<Box<RawValue>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Reaction {
+    /// 1..64 characters, no control characters (an emoji, a word)
+    #[schema(required, nullable = false, min_length = 1, max_length = 64)]
     reaction: Option<String>,
 }
 
-/// PATCH /channels/{id}/messages/{seq}: the author replaces the payload (an `edit` event).
+/// Edit a message (its author)
+///
+/// Calls `hatchat.edit_message`: appends an `edit` event about message `seq` (its own seq, `event:
+/// "edit"`, `target: seq`, the new payload as its payload), which every follower receives in order
+/// like any message; folded windows show the new payload with `edited: true`. The answer is the
+/// event's, as a send's (`seq: null` for a muted author: nothing stored). Only the author may edit
+/// (403). Message `seq` must be a user's message the channel still holds and that is not deleted: an event
+/// or a system message is 400, a missing, retention-removed or deleted one 404.
+#[utoipa::path(patch, path = "/channels/{id}/messages/{seq}", tag = "messages", params(MessageSeq),
+    request_body = inline(Edit),
+    responses((status = 200, description = "OK", body = Sent), BadRequest, Body, Unauthorized, Forbidden, NotFound, Db))]
 pub async fn edit(
     State(app): State<AppState>,
     Token(token): Token,
@@ -111,7 +160,16 @@ pub async fn edit(
     app.call(api::EDIT_MESSAGE, &[&token, &channel, &seq, &payload]).await
 }
 
-/// DELETE /channels/{id}/messages/{seq}: a `delete` event; the payload is erased.
+/// Delete a message (its author, the channel's owner, or the server secret)
+///
+/// Calls `hatchat.delete_message`: appends a `delete` event about message `seq` (payload null) and
+/// erases the message: its payload and its edit events' payloads are overwritten with JSON null in
+/// the table (gone, not hidden), and its reactions are dropped. Folded windows show it `deleted:
+/// true`; it no longer counts as unread. The answer is the event's, as a send's. Anyone else gets
+/// 403. Message `seq` must be a user's message the channel still holds and that is not deleted: an event
+/// or a system message is 400, a missing, retention-removed or deleted one 404.
+#[utoipa::path(delete, path = "/channels/{id}/messages/{seq}", tag = "messages", params(MessageSeq),
+    responses((status = 200, description = "OK", body = Sent), BadRequest, Unauthorized, Forbidden, NotFound, Db))]
 pub async fn delete(
     State(app): State<AppState>,
     Token(token): Token,
@@ -120,7 +178,18 @@ pub async fn delete(
     app.call(api::DELETE_MESSAGE, &[&token, &channel, &seq]).await
 }
 
-/// POST /channels/{id}/messages/{seq}/reactions `{reaction}`.
+/// React to a message (members)
+///
+/// Calls `hatchat.react`: records the caller's reaction and appends a `reaction` event about message
+/// `seq` with payload `{reaction, action: "add"}`. One of each reaction per user: giving it again is
+/// 409. Folded windows count reactions per reaction. The answer is the event's, as a send's (`seq:
+/// null` for a muted user: nothing stored). The server secret gets 403 (a reaction is a user's).
+/// Message `seq` must be a user's message the channel still holds and that is not deleted: an event
+/// or a system message is 400, a missing, retention-removed or deleted one 404.
+#[utoipa::path(post, path = "/channels/{id}/messages/{seq}/reactions", tag = "messages", params(MessageSeq),
+    request_body = inline(Reaction),
+    responses((status = 200, description = "OK", body = Sent), BadRequest, Body, Unauthorized, Forbidden, NotFound,
+        (status = 409, description = "The caller already gave this reaction to this message (23505)", body = ErrorBody), Db))]
 pub async fn react(
     State(app): State<AppState>,
     Token(token): Token,
@@ -130,7 +199,17 @@ pub async fn react(
     app.call(api::REACT, &[&token, &channel, &seq, &r.reaction]).await
 }
 
-/// DELETE /channels/{id}/messages/{seq}/reactions/{reaction} (the reaction percent-encoded).
+/// Take back a reaction (members)
+///
+/// Calls `hatchat.unreact`: removes the caller's reaction and appends a `reaction` event about
+/// message `seq` with payload `{reaction, action: "remove"}`; 404 when the caller had not given it.
+/// The answer is the event's, as a send's (`seq: null` for a muted user). Message `seq` must be a user's message the channel still holds and that is not deleted: an event
+/// or a system message is 400, a missing, retention-removed or deleted one 404.
+#[utoipa::path(delete, path = "/channels/{id}/messages/{seq}/reactions/{reaction}", tag = "messages",
+    params(MessageSeq, ("reaction" = String, Path, description = "The reaction, percent-encoded (`%F0%9F%91%8D` for 👍).",
+        min_length = 1, max_length = 64)),
+    responses((status = 200, description = "OK", body = Sent), BadRequest, Unauthorized, Forbidden,
+        (status = 404, description = "No such channel or message, or the caller has not given this reaction (P0002)", body = ErrorBody), Db))]
 pub async fn unreact(
     State(app): State<AppState>,
     Token(token): Token,

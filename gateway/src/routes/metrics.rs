@@ -12,7 +12,14 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-/// GET /metrics: the Prometheus text format.
+/// Prometheus metrics (text format 0.0.4); see the README's Metrics section
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(),
+    responses(crate::openapi::MetricsText)
+)]
 pub async fn render(State(app): State<AppState>) -> Response {
     let handle = install();
     record_states(&app);

@@ -5,16 +5,23 @@ use crate::db;
 use crate::error::ApiError;
 use crate::extract::{wait_param, QueryParams, Token};
 use crate::live::LongPoll;
+use crate::openapi::{BadRequest, Db, TooManyRequests, Unauthorized};
 use crate::state::{Answer, AppState};
 use axum::extract::State;
 use hatchat_wire::api;
+use hatchat_wire::shapes::{ErrorBody, Notification};
 use serde::Deserialize;
 use tokio::time::Instant;
+use utoipa::IntoParams;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// notifications after this id
     after: Option<i64>,
+    /// most to answer
     limit: Option<i32>,
+    /// seconds to wait at most when there are none
     wait: Option<f64>,
 }
 
@@ -24,6 +31,13 @@ impl Page {
     }
 }
 
+/// The caller's notifications; long-polls (`wait`)
+///
+/// Calls `hatchat.get_notifications`.
+#[utoipa::path(get, path = "/notifications", tag = "notifications", params(Page),
+    responses((status = 200, description = "OK", body = Vec<Notification>), BadRequest, Unauthorized,
+        (status = 403, description = "The server secret, which has no notifications (42501)", body = ErrorBody),
+        TooManyRequests, Db))]
 pub async fn poll(
     State(app): State<AppState>,
     Token(token): Token,

@@ -8,12 +8,17 @@
 use crate::error::ApiError;
 use crate::extract::{PathParam, PathParams, QueryParams, Token};
 use crate::live::{Delivery, Notice};
+use crate::openapi::{
+    After, AfterSeq, ChannelId, ChannelStream, Db, NotFound, NotificationStream, TooManyRequests,
+    Unauthorized,
+};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
+use hatchat_wire::shapes::ErrorBody;
 use serde::Deserialize;
 use serde_json::json;
 use std::convert::Infallible;
@@ -53,6 +58,43 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     }
 }
 
+/// A channel's messages as server-sent events (backlog, then live)
+///
+/// `text/event-stream` of the channel's rows after a position, each exactly once and in order: the
+/// backlog first, then live as they commit, events (edits, deletes, reactions) included as in `GET
+/// /messages`. The position is `Last-Event-ID`, else `afterSeq`, else 0. The token and the channel
+/// are checked as `hatchat.get_messages` checks them (so this refuses exactly what a read refuses,
+/// with the same error); then the gateway's feed of the channel reads `hatchat.channel_window` once
+/// per wake-up for all its readers, and checks membership in the same snapshot. Before the stream
+/// starts, refusals are JSON errors with their usual statuses; once it has started, the status is
+/// 200 and the end is a `closed` event. A stream costs what a waiting long-poll costs and counts
+/// against the same per-user bound (`--max-polls-per-user`, 429 beyond). The stream (README,
+/// "Streams"):
+///
+/// - `retry: 2000` first: how long `EventSource` waits before reconnecting.
+/// - `event: message`, `id: <seq>`, `data:` the row as `GET /messages` answers it (`Message`).
+/// - `event: reset`, `id: <oldestSeq - 1>`, `data: {"oldestSeq"}` (`StreamReset`): the position is
+///   older than what the channel still holds (`maxMessages`); resuming after its id continues from
+///   the oldest message held.
+/// - `event: closed`, `data: {"reason", "lastSeq"}` (`StreamClosed`), the last event: `not a member`
+///   (left or removed; nothing committed after that is sent), `channel deleted`, `token expired`,
+///   `slow consumer` (the client read too slowly), `gateway shutting down`, `database unavailable`.
+///   Resume after `lastSeq`.
+/// - `: heartbeat`, a comment every `--stream-heartbeat-secs` while idle, so proxies keep a quiet
+///   stream open.
+#[utoipa::path(get, path = "/channels/{id}/events", tag = "streams", security(("token" = []), ("queryToken" = [])),
+    params(ChannelId,
+        AfterSeq,
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, nullable = false, description = "The position to resume after, as \
+            `EventSource` sends it when it reconnects (the `id` of the last event it got). Wins over the query. Not an \
+            integer of 0 or more: 400."),
+        ("token" = Option<String>, Query, description = "The token, for `EventSource` (which cannot set headers); \
+            `Authorization` wins. The stream ends (`closed`, `token expired`) when the token expires.")),
+    responses(ChannelStream,
+        (status = 400, description = "A bad `afterSeq` (not an integer, or negative) or `Last-Event-ID`, or a bad \
+            channel id", body = ErrorBody),
+        (status = 403, description = "Not a member of the channel (42501)", body = ErrorBody),
+        Unauthorized, NotFound, TooManyRequests, Db))]
 pub async fn channel_events(
     State(app): State<AppState>,
     PathParams(channel): PathParam,
@@ -102,7 +144,36 @@ fn sse(events: impl Stream<Item = Event> + Send + 'static, app: &AppState) -> Re
     response
 }
 
-/// The caller's notifications, as `event: notification` with the notification's id.
+/// The caller's notifications as server-sent events
+///
+/// `text/event-stream` of the caller's notifications after a position (`Last-Event-ID`, else
+/// `after`, else 0), oldest first, then live: `hatchat.get_notifications` in pages of 100, once and
+/// on every wake-up of the user (notifications are per user: there is no read to share). Before
+/// the stream starts, refusals are JSON errors with their usual statuses; once it has started, the
+/// status is 200 and the end is a `closed` event. A stream costs what a waiting long-poll costs and
+/// counts against the same per-user bound (`--max-polls-per-user`, 429 beyond). The stream:
+///
+/// - `retry: 2000` first.
+/// - `event: notification`, `id: <notification id>`, `data:` the notification as `GET
+///   /notifications` answers it (`Notification`).
+/// - `event: closed`, `data: {"reason", "lastSeq"}` (`StreamClosed`), the last event: `token
+///   expired`, `gateway shutting down` or `database unavailable`; `lastSeq` is the last
+///   notification id sent (resume with it as `after` or `Last-Event-ID`).
+/// - `: heartbeat` comments every `--stream-heartbeat-secs` while idle.
+#[utoipa::path(get, path = "/notifications/events", tag = "streams", tags = ["notifications"],
+    security(("token" = []), ("queryToken" = [])),
+    params(
+        After,
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, nullable = false, description = "The position to resume after, as \
+            `EventSource` sends it when it reconnects (the `id` of the last event it got). Wins over the query. Not an \
+            integer of 0 or more: 400."),
+        ("token" = Option<String>, Query, description = "The token, for `EventSource` (which cannot set headers); \
+            `Authorization` wins. The stream ends (`closed`, `token expired`) when the token expires.")),
+    responses(NotificationStream,
+        (status = 400, description = "A bad `after` (not an integer, or negative) or `Last-Event-ID`", body = ErrorBody),
+        (status = 403, description = "The server secret, which has no notifications (42501)", body = ErrorBody),
+        Unauthorized, TooManyRequests, Db))]
+// Each notification is an `event: notification` with the notification's id.
 pub async fn notification_events(
     State(app): State<AppState>,
     Token(header_token): Token,

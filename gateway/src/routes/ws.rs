@@ -94,6 +94,34 @@ impl ClientFrame {
     }
 }
 
+/// One WebSocket for many channels' messages and for sends
+///
+/// Upgrades to a WebSocket (RFC 6455: `Connection: Upgrade`, `Upgrade: websocket`,
+/// `Sec-WebSocket-Version: 13`, `Sec-WebSocket-Key`) whose frames are JSON text: subscribe to
+/// channels, each from its own `afterSeq` (delivered exactly once and in order through the same
+/// feed as the SSE stream, with `reset` and `closed` as there), unsubscribe, and send (through the
+/// same group commit as `POST /messages`, answered with the seq; `ref` and `clientId` as there).
+/// OpenAPI cannot describe frames: **the frame table in the README's section "Streams"
+/// (WebSocket) is their specification.**
+///
+/// The token: in `Authorization` as on every route, or (browsers cannot set `Authorization` on an
+/// upgrade) offer `Sec-WebSocket-Protocol: hatchat.v1, hatchat.token.<base64url of the token,
+/// unpadded>`; the server echoes only `hatchat.v1`. Or offer `hatchat.v1` alone and send `{"type":
+/// "auth", "token": "Bearer ..."}` as the first frame within 10 s. The upgrade itself checks no
+/// token: the first server frame is `{"type": "ready", "userId"}`, or `{"type": "error", "status":
+/// 401, ...}` followed by a close (1008, `unauthenticated`). A refused frame is answered with
+/// `{"type": "error", "status", "error", "message", "ref"?, "channelId"?}`: the status and body a
+/// request would get (429 for a subscription beyond `--max-polls-per-user`). The server pings every
+/// `--stream-heartbeat-secs`; a client that does not read is closed with 1008 `slow consumer` and
+/// resumes from the last seq it saw on each channel. Client frames are at most 1 MiB.
+#[utoipa::path(get, path = "/ws", tag = "streams", security(),
+    params(("Sec-WebSocket-Protocol" = Option<String>, Header, nullable = false, example = "hatchat.v1, hatchat.token.QmVhcmVyIGV5Si4uLg",
+        description = "`hatchat.v1`, and `hatchat.token.<base64url (unpadded) of the token>` unless the token comes in \
+            a first `auth` frame.")),
+    responses(crate::openapi::Upgraded,
+        (status = 400, description = "Not a WebSocket upgrade request (missing or wrong `Connection`, `Upgrade`, \
+            `Sec-WebSocket-Version` or `Sec-WebSocket-Key`)", body = hatchat_wire::shapes::ErrorBody),
+        crate::openapi::Internal))]
 pub async fn upgrade(
     State(app): State<AppState>,
     Token(authorization): Token,

@@ -1,4 +1,5 @@
-//! Answers checked against the API description (gateway/openapi.json): the schema the document
+//! Answers checked against the API description (GET /openapi.json, made by
+//! hatchat_gateway::openapi from the handlers and hatchat_wire::shapes): the schema the document
 //! gives for (method, path template, status), validated with the `jsonschema` crate. An answer
 //! with a status the document does not list for that operation fails too.
 
@@ -8,7 +9,7 @@ use std::sync::OnceLock;
 fn document() -> &'static Value {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        serde_json::from_str(include_str!("../../openapi.json")).expect("openapi.json is JSON")
+        serde_json::from_str(hatchat_gateway::openapi::document()).expect("the document is JSON")
     })
 }
 
@@ -17,9 +18,9 @@ fn document() -> &'static Value {
 pub fn response(method: &str, template: &str, status: u16) -> &'static Value {
     let doc = document();
     let operation = &doc["paths"][template][method.to_lowercase()];
-    assert!(operation.is_object(), "{method} {template} is not in openapi.json");
+    assert!(operation.is_object(), "{method} {template} is not in the API description");
     let response = &operation["responses"][status.to_string()];
-    assert!(response.is_object(), "openapi.json lists no {status} answer for {method} {template}");
+    assert!(response.is_object(), "the API description lists no {status} answer for {method} {template}");
     match response["$ref"].as_str() {
         Some(name) => &doc["components"]["responses"][name.rsplit('/').next().unwrap()],
         None => response,
