@@ -108,7 +108,6 @@ SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'add_issuer_wrapper';
-ALTER FUNCTION hatchat.add_issuer(text, text, jsonb, text, text, text) OWNER TO hatchat_owner;
 CREATE FUNCTION hatchat.list_issuers(
 	"token" TEXT
 ) RETURNS jsonb
@@ -116,7 +115,6 @@ SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'list_issuers_wrapper';
-ALTER FUNCTION hatchat.list_issuers(text) OWNER TO hatchat_owner;
 CREATE FUNCTION hatchat.remove_issuer(
 	"token" TEXT,
 	"iss" TEXT
@@ -125,7 +123,6 @@ SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'remove_issuer_wrapper';
-ALTER FUNCTION hatchat.remove_issuer(text, text) OWNER TO hatchat_owner;
 CREATE FUNCTION hatchat.set_issuer_keys(
 	"iss" TEXT,
 	"jwks" jsonb
@@ -134,17 +131,21 @@ SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'set_issuer_keys_wrapper';
-ALTER FUNCTION hatchat.set_issuer_keys(text, jsonb) OWNER TO hatchat_owner;
 CREATE FUNCTION hatchat.issuer_key_sources() RETURNS jsonb
 STRICT SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'issuer_key_sources_wrapper';
-ALTER FUNCTION hatchat.issuer_key_sources() OWNER TO hatchat_owner;
+-- Granted before the owner changes, as in a fresh install (the grantor is the installer).
 REVOKE EXECUTE ON FUNCTION hatchat.set_issuer_keys(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hatchat.set_issuer_keys(text, jsonb) TO hatchat_gateway, hatchat_admin;
 REVOKE EXECUTE ON FUNCTION hatchat.issuer_key_sources() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hatchat.issuer_key_sources() TO hatchat_gateway, hatchat_admin;
+ALTER FUNCTION hatchat.add_issuer(text, text, jsonb, text, text, text) OWNER TO hatchat_owner;
+ALTER FUNCTION hatchat.list_issuers(text) OWNER TO hatchat_owner;
+ALTER FUNCTION hatchat.remove_issuer(text, text) OWNER TO hatchat_owner;
+ALTER FUNCTION hatchat.set_issuer_keys(text, jsonb) OWNER TO hatchat_owner;
+ALTER FUNCTION hatchat.issuer_key_sources() OWNER TO hatchat_owner;
 -- ---- end trusted issuers ----------------------------------------------------------------------------
 
 -- distribute() makes deleted_users, wake_secret and issuers reference tables, as users.
