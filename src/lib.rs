@@ -13,7 +13,6 @@ mod channels;
 mod commit;
 mod db;
 mod error;
-mod jsonb;
 mod limits;
 mod messages;
 mod moderation;

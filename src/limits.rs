@@ -1,8 +1,8 @@
 //! Limits on what callers hand the extension: page sizes, payload size and nesting, and payload
 //! text converted to jsonb within them, each item on its own.
 
+use crate::db::Jsonb;
 use crate::error::{HatchatError, Result};
-use crate::jsonb::Jsonb;
 use crate::settings;
 use pgrx::prelude::*;
 

@@ -19,9 +19,9 @@
 use crate::announce;
 use crate::auth::{self, secret};
 use crate::commit;
+use crate::db::Jsonb;
 use crate::db::{self, pg_uuid};
 use crate::error::{HatchatError, Result, SqlResult};
-use crate::jsonb::Jsonb;
 use crate::limits;
 use crate::names;
 use crate::placement::Placement;

@@ -5,9 +5,9 @@
 
 use crate::access::{valid_channel_id, Access};
 use crate::auth;
+use crate::db::Jsonb;
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
-use crate::jsonb::Jsonb;
 use pgrx::prelude::*;
 
 /// Moves the caller's read position to `$3` unless it is already there or beyond. `read_count`

@@ -10,9 +10,9 @@
 use crate::access::{self, valid_channel_id, Access, Role};
 use crate::auth::{self, Caller};
 use crate::commit;
+use crate::db::Jsonb;
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
-use crate::jsonb::Jsonb;
 use crate::limits;
 use crate::messages;
 use crate::names;

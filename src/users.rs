@@ -4,9 +4,9 @@
 
 use crate::access;
 use crate::auth::{self, keys, secret, SYSTEM_USER};
+use crate::db::Jsonb;
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
-use crate::jsonb::Jsonb;
 use crate::names::valid_new_username;
 use crate::placement::Placement;
 use crate::settings::{self, Registration};

@@ -10,8 +10,8 @@ use crate::access::valid_channel_id;
 use crate::auth::{self, Caller};
 use crate::commit;
 use crate::db;
+use crate::db::Jsonb;
 use crate::error::{HatchatError, SqlResult};
-use crate::jsonb::Jsonb;
 use crate::limits;
 use pgrx::prelude::*;
 

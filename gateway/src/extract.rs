@@ -1,13 +1,19 @@
-//! Request extraction where every rejection is an `ApiError` with a JSON body: JSON bodies (with
+//! What a handler is given: the state every route shares (and the one way a route calls SQL), and
+//! request extraction where every rejection is an `ApiError` with a JSON body: JSON bodies (with
 //! the Content-Type rule and the nesting limit), query strings, path segments and the
 //! Authorization header.
 
+use crate::db::{self, JsonText, Params};
 use crate::error::ApiError;
+use crate::group_commit::GroupCommit;
+use crate::live::Live;
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
+use deadpool_postgres::Pool;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 /// A JSON body. Accepted Content-Types: `application/json`, `text/plain` (what a browser's `fetch`
 /// sends when the caller sets none, as Hatch@'s web client does) or none at all; anything else
@@ -144,9 +150,45 @@ where
     serde::Deserialize::deserialize(deserializer).map(Some)
 }
 
+// ---- The state every handler shares, and the one way a route calls SQL -----------------------
+// The gateway's state, shared by every route, and the one way a route calls SQL.
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub group_commit: Arc<GroupCommit>,
+    /// `hatchat.max_json_depth`, as the database said at startup.
+    pub max_json_depth: usize,
+    /// Where every long-poll and stream waits.
+    pub live: Live,
+}
+
+/// What a route answers: JSON text, or an error.
+pub type Answer = Result<JsonText, ApiError>;
+
+impl AppState {
+    /// Calls `sql` (one function's jsonb, cast to text) and answers its JSON text.
+    pub async fn call(&self, sql: &str, params: &Params<'_>) -> Answer {
+        db::call_json(&self.pool, sql, params).await.map(JsonText)
+    }
+
+    /// Calls `sql` (a function returning void) and answers `done`, a fixed JSON text.
+    pub async fn call_void(&self, sql: &str, params: &Params<'_>, done: &str) -> Answer {
+        db::execute(&self.pool, sql, params).await?;
+        Ok(JsonText(done.to_string()))
+    }
+}
+
+impl FromRef<AppState> for MaxJsonDepth {
+    fn from_ref(state: &AppState) -> Self {
+        MaxJsonDepth(state.max_json_depth)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use axum::body::Body;
     use axum::http::HeaderValue;
     use proptest::prelude::*;

@@ -31,7 +31,7 @@ use crate::error::ApiError;
 use crate::placement::{Node, Placement};
 use deadpool_postgres::Pool;
 use hatchat_wire::api;
-use hatchat_wire::batch::{Item, ItemError};
+use hatchat_wire::api::{Item, ItemError};
 use serde_json::value::RawValue;
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;

@@ -2,7 +2,6 @@
 //! /messages long-polls on NOTIFY through one LISTEN connection per process. No business rules
 //! live here.
 
-pub mod app;
 pub mod backoff;
 pub mod config;
 pub mod db;
@@ -16,4 +15,3 @@ pub mod metrics;
 pub mod openapi;
 pub mod placement;
 pub mod routes;
-pub mod state;

@@ -2,9 +2,9 @@
 //! long-polls are answered at once and in-flight requests finish.
 
 use clap::Parser;
-use hatchat_gateway::app::app;
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
+use hatchat_gateway::extract::AppState;
 use hatchat_gateway::group_commit::GroupCommit;
 use hatchat_gateway::issuers::spawn_refresher;
 use hatchat_gateway::live::bounds::{Budget, Quota};
@@ -13,7 +13,7 @@ use hatchat_gateway::live::hub::spawn_listener;
 use hatchat_gateway::live::nodes::spawn_node_listeners;
 use hatchat_gateway::live::{check_window_access, Feeds, Hub, Live};
 use hatchat_gateway::placement::Placement;
-use hatchat_gateway::state::AppState;
+use hatchat_gateway::routes::app;
 use hatchat_wire::api;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ mod support;
 use futures_util::StreamExt;
 use hatchat_gateway::live::hub::{decode, Audience, Topic};
 use hatchat_wire::api;
-use hatchat_wire::batch::{Item, ItemError};
+use hatchat_wire::api::{Item, ItemError};
 use hatchat_wire::wake::{Secret, NOTIFY_CHANNEL};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};

@@ -11,9 +11,9 @@
 
 use super::jwt::{self, Key, Rules};
 use super::{require_admin, UserState};
+use crate::db::Jsonb;
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
-use crate::jsonb::Jsonb;
 use crate::names::{valid_new_username, valid_username};
 use crate::settings;
 use jiff::Timestamp;

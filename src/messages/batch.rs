@@ -14,11 +14,11 @@
 use super::{admit, muted_answer, settle, Admitted, Payload, Retention};
 use crate::access;
 use crate::auth::{self, Caller, SYSTEM_USER};
+use crate::db::Jsonb;
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
-use crate::jsonb::Jsonb;
 use crate::placement::Placement;
-use hatchat_wire::batch::ItemError;
+use hatchat_wire::api::ItemError;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;

@@ -3,8 +3,8 @@
 
 use crate::announce;
 use crate::db;
+use crate::db::Jsonb;
 use crate::error::{HatchatError, Result};
-use crate::jsonb::Jsonb;
 use crate::names;
 use crate::settings;
 

@@ -3,7 +3,6 @@
 //! Rust, no PostgreSQL: unit-tested in milliseconds.
 
 pub mod api;
-pub mod batch;
 pub mod issuers;
 pub mod json;
 pub mod shapes;

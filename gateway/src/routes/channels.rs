@@ -1,8 +1,8 @@
 //! /channels and /invite: create, view, list, change, delete, invite, leave.
 
+use crate::extract::{Answer, AppState};
 use crate::extract::{JsonBody, PathParam, PathParams, Token};
 use crate::openapi::{BadRequest, Body, ChannelId, Conflict, Db, Forbidden, NotFound, Unauthorized};
-use crate::state::{Answer, AppState};
 use axum::extract::State;
 use hatchat_wire::api;
 use hatchat_wire::shapes::{

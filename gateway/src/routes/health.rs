@@ -1,7 +1,7 @@
 //! /ping and /health.
 
+use crate::extract::AppState;
 use crate::live::forward;
-use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;

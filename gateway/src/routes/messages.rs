@@ -3,9 +3,9 @@
 use crate::db::{self, JsonText};
 use crate::error::ApiError;
 use crate::extract::{raw_json, wait_param, JsonBody, PathParams, QueryParams, Token};
+use crate::extract::{Answer, AppState};
 use crate::live::LongPoll;
 use crate::openapi::{BadRequest, Body, Db, Forbidden, MessageSeq, NotFound, TooManyRequests, Unauthorized};
-use crate::state::{Answer, AppState};
 use axum::extract::State;
 use hatchat_wire::api;
 use hatchat_wire::shapes::{ErrorBody, Message, Sent};

@@ -1,12 +1,12 @@
 //! GET /metrics: the Prometheus text of what crate::metrics recorded, with the states read at
 //! scrape time from what already tracks them (waiting requests, streams, pool, forwarding).
 
+use crate::extract::AppState;
 use crate::live::forward;
 use crate::metrics::{
     install, FORWARD_PENDING, FORWARD_UNDELIVERABLE, LISTENER_CONNECTED, LIVE_READERS, POOL_CONNECTIONS,
     POOL_MAX, POOL_WAITING, STREAMS_OPEN, WAITING, WINDOW_READS,
 };
-use crate::state::AppState;
 use ::metrics::{counter, gauge};
 use axum::extract::State;
 use axum::http::header;

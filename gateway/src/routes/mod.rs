@@ -15,14 +15,37 @@ mod users;
 mod web;
 mod ws;
 
-use crate::state::AppState;
+use crate::error::ApiError;
+use crate::extract::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::trace::TraceLayer;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The web client's files, served at the root (not under /api).
-pub fn web() -> Router<AppState> {
-    web::routes()
+/// The whole router: the API (also under /api: clients written for the original deployment,
+/// which proxied /api to the broker, work unchanged), the web client's files at the root, the
+/// fallbacks and the body limit. `main` serves it; tests build the same router.
+pub fn app(state: AppState, max_body_bytes: usize, chat_prefix: &str) -> Router {
+    crate::metrics::install();
+    let api = Router::from(router(chat_prefix))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        });
+    Router::new()
+        .nest("/api", api.clone())
+        .merge(web::routes())
+        .merge(api)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
 }
 
 /// The API routes and their description; the multi-room chat routes live under

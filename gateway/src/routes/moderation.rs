@@ -2,9 +2,9 @@
 //! admin under `/admin/users/{id}/…` (the token must be the server secret: the gateway's own
 //! database role never has admin rights).
 
+use crate::extract::{Answer, AppState};
 use crate::extract::{JsonBody, PathParam, PathParams, Token};
 use crate::openapi::{BadRequest, Body, Db, Forbidden, NotFound, Unauthorized, UserId};
-use crate::state::{Answer, AppState};
 use axum::extract::State;
 use hatchat_wire::api;
 use hatchat_wire::shapes::{Moderation, UserRef};

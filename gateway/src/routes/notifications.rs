@@ -4,9 +4,9 @@
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::{wait_param, QueryParams, Token};
+use crate::extract::{Answer, AppState};
 use crate::live::LongPoll;
 use crate::openapi::{BadRequest, Db, TooManyRequests, Unauthorized};
-use crate::state::{Answer, AppState};
 use axum::extract::State;
 use hatchat_wire::api;
 use hatchat_wire::shapes::{ErrorBody, Notification};

@@ -6,9 +6,9 @@
 //! work too.
 
 use crate::error::ApiError;
+use crate::extract::{Answer, AppState};
 use crate::extract::{JsonBody, PathParams, RawJsonBody};
 use crate::openapi::{BadRequest, Body, ChatToken, Db, Forbidden, NotFound, RoomPath, Unauthorized};
-use crate::state::{Answer, AppState};
 use axum::extract::State;
 use hatchat_wire::api;
 use hatchat_wire::shapes::{Room, RoomMessage};

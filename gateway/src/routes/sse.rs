@@ -6,13 +6,13 @@
 //! or `?afterSeq=` / `?after=`. Each event's `id` is the position to resume after.
 
 use crate::error::ApiError;
+use crate::extract::AppState;
 use crate::extract::{PathParam, PathParams, QueryParams, Token};
 use crate::live::{Delivery, Notice};
 use crate::openapi::{
     After, AfterSeq, ChannelId, ChannelStream, Db, NotFound, NotificationStream, TooManyRequests,
     Unauthorized,
 };
-use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};

@@ -1,8 +1,8 @@
 //! /users: register, view, rename, delete.
 
+use crate::extract::{Answer, AppState};
 use crate::extract::{JsonBody, PathParam, PathParams, Token};
 use crate::openapi::{BadRequest, Body, Conflict, Db, Forbidden, NotFound, Unauthorized, UserId};
-use crate::state::{Answer, AppState};
 use axum::extract::State;
 use hatchat_wire::api;
 use hatchat_wire::shapes::{Deleted, User};

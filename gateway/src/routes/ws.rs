@@ -7,11 +7,11 @@
 //! server echoes only `hatchat.v1`), or in a first frame `{"type": "auth", "token": "..."}`.
 
 use crate::error::ApiError;
+use crate::extract::AppState;
 use crate::extract::{raw_json, Token};
 use crate::live::bounds::Purse;
 use crate::live::feeds::SLOW_CONSUMER;
 use crate::live::{ChannelStream, Delivery};
-use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
