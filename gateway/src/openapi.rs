@@ -2,17 +2,15 @@
 //! handler's `#[utoipa::path]` says its path, parameters, body and answers; the answer shapes are
 //! hatchat_wire::shapes; routes/mod.rs registers each handler and its description together, so a
 //! route cannot be served undescribed. This file holds what is the document's own: the front
-//! matter, the security schemes, and the error answers every route shares.
+//! matter, the security schemes, and the error answers every route shares; routes/mod.rs puts the
+//! document together and serves it.
 //!
 //! Its chat routes use the default prefix (`chat/v1`): a gateway started with another
 //! `--chat-prefix` serves them there instead (the document says so).
 
-use crate::db::JsonText;
-use crate::routes;
 use hatchat_wire::shapes::{ErrorBody, StreamClosed, StreamReset};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr};
@@ -41,8 +39,6 @@ use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema
             is their full description."),
         (name = "operations"),
     ),
-    // The chat routes' router paths carry the configured prefix and a wildcard (routes/mod.rs).
-    paths(routes::rooms::create, routes::rooms::get, routes::rooms::post_message, routes::rooms::system_message),
     // The shared error answers' body; and two shapes the streams' text names, which no answer does.
     components(schemas(ErrorBody, StreamReset, StreamClosed)),
     modifiers(&Shared),
@@ -52,43 +48,6 @@ struct Api;
 /// What the document says besides its routes: routes/mod.rs starts its table from this.
 pub fn front_matter() -> Document {
     Api::openapi()
-}
-
-/// The document, once per process: the router's table (with the chat routes at the default
-/// prefix) and what this file adds.
-pub fn document() -> &'static str {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    DOCUMENT.get_or_init(|| {
-        let mut document = routes::router(hatchat_wire::CHAT_SERVICE).into_openapi();
-        // utoipa names each operation after its function (`get` thrice); the document names none.
-        for item in document.paths.paths.values_mut() {
-            for operation in operations(item) {
-                operation.operation_id = None;
-            }
-        }
-        document.to_json().expect("the document serializes")
-    })
-}
-
-fn operations(
-    item: &mut utoipa::openapi::PathItem,
-) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
-    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
-}
-
-/// This document
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", security(),
-    responses((status = 200, description = "OK", body = inline(DocumentShape))))]
-pub async fn serve() -> JsonText {
-    JsonText(document().to_string())
-}
-
-// What GET /openapi.json answers, as far as the document says.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct DocumentShape {
-    openapi: String,
-    paths: BTreeMap<String, serde_json::Value>,
 }
 
 /// The security schemes and the shared error answers.

@@ -20,7 +20,7 @@ const CHAT: &str = "/chat/v1/auth/{token}";
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
 fn document() -> Value {
-    serde_json::from_str(hatchat_gateway::openapi::document()).unwrap()
+    serde_json::from_str(hatchat_gateway::routes::document()).unwrap()
 }
 
 /// (METHOD, path) for every operation in the document.

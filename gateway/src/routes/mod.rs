@@ -15,13 +15,17 @@ mod users;
 mod web;
 mod ws;
 
+use crate::db::JsonText;
 use crate::error::ApiError;
 use crate::extract::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use tower_http::trace::TraceLayer;
+use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The whole router: the API (also under /api: clients written for the original deployment,
@@ -52,7 +56,7 @@ pub fn app(state: AppState, max_body_bytes: usize, chat_prefix: &str) -> Router 
 /// `/{chat_prefix}/auth/{token}`.
 pub fn router(chat_prefix: &str) -> OpenApiRouter<AppState> {
     let chat = format!("/{}/auth/{{token}}", chat_prefix.trim_matches('/'));
-    OpenApiRouter::with_openapi(crate::openapi::front_matter())
+    OpenApiRouter::with_openapi(crate::openapi::front_matter().merge_from(ChatRoutes::openapi()))
         .routes(routes!(users::register))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(moderation::set_chat_disabled))
@@ -83,5 +87,48 @@ pub fn router(chat_prefix: &str) -> OpenApiRouter<AppState> {
         .routes(routes!(health::ping))
         .routes(routes!(health::health))
         .routes(routes!(metrics::render))
-        .routes(routes!(crate::openapi::serve))
+        .routes(routes!(describe))
+}
+
+// The chat routes' router paths carry the configured prefix and a wildcard (above): they are
+// described apart, at the default prefix.
+#[derive(OpenApi)]
+#[openapi(paths(rooms::create, rooms::get, rooms::post_message, rooms::system_message))]
+struct ChatRoutes;
+
+/// The API description, once per process: the router's table, the chat routes at the default
+/// prefix, and the front matter (openapi.rs).
+pub fn document() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut document = router(hatchat_wire::CHAT_SERVICE).into_openapi();
+        // utoipa names each operation after its function (`get` thrice); the document names none.
+        for item in document.paths.paths.values_mut() {
+            for operation in operations(item) {
+                operation.operation_id = None;
+            }
+        }
+        document.to_json().expect("the document serializes")
+    })
+}
+
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
+}
+
+/// This document
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", security(),
+    responses((status = 200, description = "OK", body = inline(DocumentShape))))]
+pub async fn describe() -> JsonText {
+    JsonText(document().to_string())
+}
+
+// What GET /openapi.json answers, as far as the document says.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct DocumentShape {
+    openapi: String,
+    paths: BTreeMap<String, serde_json::Value>,
 }

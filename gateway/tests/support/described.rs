@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 fn document() -> &'static Value {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        serde_json::from_str(hatchat_gateway::openapi::document()).expect("the document is JSON")
+        serde_json::from_str(hatchat_gateway::routes::document()).expect("the document is JSON")
     })
 }
 
