@@ -23,10 +23,22 @@ pub fn valid_username(raw: &str) -> Result<&str> {
             "username must be 1..{MAX_USERNAME_CHARS} characters after trimming, got {chars}"
         )));
     }
-    if name.chars().any(|c| c.is_control() || c == '/') {
-        return Err(HatchatError::invalid("username must not contain '/' or control characters"));
+    if name.chars().any(|c| c.is_control() || c == '/' || invisible(c)) {
+        return Err(HatchatError::invalid(
+            "username must not contain '/', control characters or invisible and direction marks",
+        ));
     }
     Ok(name)
+}
+
+/// Characters that show nothing or turn the text around: `system` with a zero-width space, or
+/// `metsys` behind a right-to-left override, must not pass for `system`.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFF8}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// A name a user may take (register or rename to): valid, and not one the server posts under.
@@ -47,7 +59,18 @@ mod tests {
     fn usernames_are_trimmed_and_bounded() {
         assert_eq!(valid_username("  alice ").unwrap(), "alice");
         assert_eq!(valid_username(&"é".repeat(64)).unwrap().chars().count(), 64);
-        for bad in ["", "   ", &"a".repeat(65), "a/b", "tab\there", "nul\u{7}"] {
+        for bad in [
+            "",
+            "   ",
+            &"a".repeat(65),
+            "a/b",
+            "tab\there",
+            "nul\u{7}",
+            "system\u{200B}",
+            "sy\u{200D}stem",
+            "\u{202E}metsys",
+            "a\u{2066}b",
+        ] {
             assert_eq!(valid_username(bad).unwrap_err().sqlstate_code(), "22023", "{bad:?}");
         }
     }
