@@ -32,7 +32,13 @@ struct Source {
 pub fn spawn_refresher(pool: Pool, every: Duration) {
     let Some(mut unknown) = crate::key_requests::take() else { return };
     tokio::spawn(async move {
-        let http = reqwest::Client::builder().timeout(FETCH_TIMEOUT).build().unwrap_or_default();
+        // No redirects: the operator named the URL (https, or http on the loopback), and a redirect
+        // could lead the fetch anywhere, in the clear.
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
         let mut last: HashMap<String, Instant> = HashMap::new();
         let mut ticks = tokio::time::interval(every.max(Duration::from_secs(1)));
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
@@ -78,13 +84,17 @@ async fn refresh(pool: &Pool, http: &reqwest::Client, only: Option<&str>) -> Res
 }
 
 async fn fetch(http: &reqwest::Client, url: &str) -> Result<String, String> {
-    let response = http.get(url).send().await.map_err(|e| e.to_string())?;
+    let mut response = http.get(url).send().await.map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
     }
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    if body.len() > MAX_JWKS_BYTES {
-        return Err(format!("a JWKS of {} bytes, over {MAX_JWKS_BYTES}", body.len()));
+    // Read up to the bound, never the whole of what a host sends.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(format!("a JWKS over {MAX_JWKS_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
     }
-    String::from_utf8(body.to_vec()).map_err(|e| e.to_string())
+    String::from_utf8(body).map_err(|e| e.to_string())
 }

@@ -5,17 +5,21 @@
 use std::sync::OnceLock;
 use tokio::sync::mpsc;
 
-static REQUESTS: OnceLock<mpsc::UnboundedSender<String>> = OnceLock::new();
+/// Requests waiting at most: beyond, a request is dropped (the issuer's keys are being fetched, or
+/// will be at the next one), so unknown keys cannot make the queue grow.
+const WAITING: usize = 64;
+
+static REQUESTS: OnceLock<mpsc::Sender<String>> = OnceLock::new();
 
 /// Asks for the keys of the issuer `detail` names, if it is an unknown key's detail.
 pub fn unknown_key(detail: &str) {
     if let (Some(iss), Some(requests)) = (hatchat_wire::issuers::unknown_key_issuer(detail), REQUESTS.get()) {
-        let _ = requests.send(iss.to_string());
+        let _ = requests.try_send(iss.to_string());
     }
 }
 
 /// The requests, for the one who fetches keys (`None` if someone already takes them).
-pub fn take() -> Option<mpsc::UnboundedReceiver<String>> {
-    let (sender, receiver) = mpsc::unbounded_channel();
+pub fn take() -> Option<mpsc::Receiver<String>> {
+    let (sender, receiver) = mpsc::channel(WAITING);
     REQUESTS.set(sender).ok().map(|()| receiver)
 }
