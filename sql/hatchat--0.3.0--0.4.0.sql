@@ -89,7 +89,8 @@ CREATE TABLE hatchat.issuers (
     username_claim  text NOT NULL,
     jwks            jsonb NOT NULL,
     jwks_url        text,
-    keys_version    bigint NOT NULL DEFAULT 1,
+    -- md5 of jwks as text: what a backend's parsed copy of the keys is checked against.
+    keys_digest     text NOT NULL,
     keys_updated_at timestamptz NOT NULL DEFAULT now(),
     created_at      timestamptz NOT NULL DEFAULT now()
 );

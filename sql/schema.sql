@@ -37,15 +37,15 @@ CREATE TABLE hatchat.deleted_users (
     deleted_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Trusted issuers: apps whose login signs their users in (src/auth/issuers.rs). keys_version
--- counts changes of jwks, so a backend that parsed the keys knows when to parse them again.
+-- Trusted issuers: apps whose login signs their users in (src/auth/issuers.rs).
 CREATE TABLE hatchat.issuers (
     iss             text PRIMARY KEY,
     audience        text NOT NULL,
     username_claim  text NOT NULL,
     jwks            jsonb NOT NULL,
     jwks_url        text,
-    keys_version    bigint NOT NULL DEFAULT 1,
+    -- md5 of jwks as text: what a backend's parsed copy of the keys is checked against.
+    keys_digest     text NOT NULL,
     keys_updated_at timestamptz NOT NULL DEFAULT now(),
     created_at      timestamptz NOT NULL DEFAULT now()
 );

@@ -28,8 +28,8 @@ fn username(db: &mut Client, id: &Uuid) -> Option<String> {
     db.query_opt("SELECT username FROM hatchat.users WHERE id = $1", &[id]).unwrap().map(|row| row.get(0))
 }
 
-fn users_now(db: &mut Client) -> i64 {
-    db.query_one("SELECT count(*) FROM hatchat.users", &[]).unwrap().get(0)
+fn issuer_users(db: &mut Client, issuer: &Issuer) -> i64 {
+    db.query_one("SELECT count(*) FROM hatchat.users WHERE issuer = $1", &[&issuer.iss]).unwrap().get(0)
 }
 
 #[test]
@@ -104,11 +104,10 @@ fn each_bad_token_is_refused_on_its_own_and_changes_nothing() {
         ("a tampered claim", tampered),
         ("no sub", app.token_with(json!({}), json!({"sub": null, "preferred_username": name}))),
     ];
-    let before = users_now(&mut db);
     for (what, token) in cases {
         assert_eq!(sqlstate(who(&mut db, &token)), "28000", "{what}");
     }
-    assert_eq!(users_now(&mut db), before, "no user was made");
+    assert_eq!(issuer_users(&mut db, &app), 0, "no user was made");
     assert_eq!(who(&mut db, &app.token("bo", &name)).map(|_| ()).ok(), Some(()), "the good one still works");
 }
 
@@ -238,4 +237,110 @@ fn only_admins_manage_issuers_and_bad_keys_are_refused() {
         ),
         "23505"
     );
+}
+
+#[test]
+fn an_issuer_removed_and_added_again_with_new_keys_never_takes_its_old_ones() {
+    // One connection throughout: the backend has the old keys parsed when the issuer goes.
+    let mut db = connect();
+    let mut app = Issuer::new(&format!("again-{}", short_id()), IssuerKey::es256());
+    trust(&mut db, &app);
+    let name = format!("hal-{}", short_id());
+    let old = app.token("hal", &name);
+    let id = who(&mut db, &old).unwrap();
+    db.query_one("SELECT hatchat.remove_issuer(NULL, $1)", &[&app.iss]).unwrap();
+    app.key = IssuerKey::es256();
+    trust(&mut db, &app);
+    assert_eq!(sqlstate(who(&mut db, &old)), "28000", "the leaked old key");
+    assert_eq!(who(&mut db, &app.token("hal", &name)).unwrap(), id, "the new key, the same user");
+
+    // A change of keys rolled back leaves nothing behind in the backend that saw it.
+    let mut tx = db.transaction().unwrap();
+    let third = IssuerKey::eddsa();
+    let jwks = json!({"keys": [third.jwk("k1")]}).to_string();
+    tx.query_one("SELECT hatchat.set_issuer_keys($1, $2::text::jsonb)", &[&app.iss, &jwks]).unwrap();
+    let rolled =
+        Issuer { iss: app.iss.clone(), audience: app.audience.clone(), kid: "k1".into(), key: third };
+    tx.query_one("SELECT hatchat.authenticate($1)", &[&rolled.token("hal", &name)]).unwrap();
+    tx.rollback().unwrap();
+    assert_eq!(sqlstate(who(&mut db, &rolled.token("hal", &name))), "28000", "a key rolled back");
+    assert_eq!(who(&mut db, &app.token("hal", &name)).unwrap(), id);
+}
+
+#[test]
+fn issuer_users_sign_in_under_every_registration_policy() {
+    let mut admin = connect();
+    let app = Issuer::new(&format!("policy-{}", short_id()), IssuerKey::eddsa());
+    trust(&mut admin, &app);
+    for policy in ["closed", "secret"] {
+        let role = format!("hatchat_test_issuer_{policy}");
+        admin
+            .batch_execute(&format!(
+                "DO $$ BEGIN
+                     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                         CREATE ROLE {role} LOGIN;
+                     END IF;
+                 END $$;
+                 ALTER ROLE {role} SET hatchat.registration = '{policy}'"
+            ))
+            .unwrap();
+        let mut config: postgres::Config = database_url().parse().unwrap();
+        config.user(&role);
+        let mut db = config.connect(postgres::NoTls).unwrap();
+        let pem = fixture("alice.pub.pem");
+        let refused =
+            db.query_one("SELECT hatchat.register_user($1, $2, 'nobody')", &[&Uuid::new_v4(), &pem]);
+        assert_eq!(sqlstate(refused), "42501", "{policy}: self-registration is refused");
+        let name = format!("{policy}-{}", short_id());
+        let id = who(&mut db, &app.token(&name, &name)).unwrap();
+        assert_eq!(username(&mut admin, &id), Some(name), "{policy}: the issuer's user is made");
+    }
+}
+
+#[test]
+fn squatting_both_names_does_not_keep_an_apps_user_out() {
+    let mut db = connect();
+    let app = Issuer::new(&format!("squat-{}", short_id()), IssuerKey::es256());
+    trust(&mut db, &app);
+    let name = format!("ivy-{}", short_id());
+    let sub = "ivy";
+    // Anyone can compute the id, so the fixed suffix too: register both names first.
+    let id = issuer_user_id(&app.iss, sub);
+    let fixed = format!("{name}-{}", &id.simple().to_string()[..6]);
+    for squatted in [&name, &fixed] {
+        let pem = fixture("bob.pub.pem");
+        db.query_one("SELECT hatchat.register_user($1, $2, $3)", &[&Uuid::new_v4(), &pem, squatted]).unwrap();
+    }
+    let signed_in = who(&mut db, &app.token(sub, &name)).unwrap();
+    assert_eq!(signed_in, id);
+    let got = username(&mut db, &id).unwrap();
+    assert!(got.starts_with(&format!("{name}-")) && got != fixed, "a random suffix: {got}");
+}
+
+#[test]
+fn keys_come_over_https_and_unusable_keys_beside_usable_ones_are_skipped() {
+    let mut db = connect();
+    let app = Issuer::new(&format!("urls-{}", short_id()), IssuerKey::es256());
+    let mut jwks = app.jwks();
+    jwks["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "RSA", "use": "enc", "kid": "e1", "n": "AQAB", "e": "AQAB"}));
+    let jwks = jwks.to_string();
+    let add = "SELECT hatchat.add_issuer(NULL, $1, $2::text::jsonb, 'hatchat', 'preferred_username', $3)";
+    for url in
+        ["http://keys.example/jwks.json", "ftp://keys.example/jwks", "http://127.0.0.1.evil.example/jwks"]
+    {
+        assert_eq!(sqlstate(db.query_one(add, &[&app.iss, &jwks, &url])), "22023", "{url}");
+    }
+    let added: Value = db.query_one(add, &[&app.iss, &jwks, &"http://127.0.0.1:9/jwks.json"]).unwrap().get(0);
+    assert_eq!(added["jwksUrl"], "http://127.0.0.1:9/jwks.json");
+    who(&mut db, &app.token("jo", &format!("jo-{}", short_id()))).unwrap();
+}
+
+/// hatchat's id for (iss, sub), as the database answers it.
+fn issuer_user_id(iss: &str, sub: &str) -> Uuid {
+    let length = (iss.len() as u64).to_be_bytes();
+    let namespace = Uuid::from_u128(0x6861_7463_6861_7400_8000_6973_7375_6572);
+    Uuid::new_v5(&namespace, &[&length[..], iss.as_bytes(), sub.as_bytes()].concat())
 }

@@ -5,16 +5,18 @@
 //! (jwt.rs) wherever a token is taken, and speaks for the user of (`iss`, `sub`): a name-based
 //! uuid that self-registration may never take (users.rs), made on first use.
 //!
-//! Each backend keeps each issuer's parsed keys with the version they were read at; every call
-//! reads the issuer's row (with the user's, in one statement), so a removed issuer or key stops
-//! working on the next call.
+//! Each backend keeps each issuer's parsed keys with the digest of the JWKS they came from; every
+//! call reads the issuer's row (with the user's, in one statement) and parses the keys again when
+//! the digest differs, so a removed issuer or key stops working on the next call. A digest, not a
+//! counter: an issuer removed and added again, or an update rolled back, cannot reuse a number
+//! that a backend's stale copy still carries.
 
 use super::jwt::{self, Key, Rules};
 use super::{require_admin, UserState};
 use crate::db::Jsonb;
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
-use crate::names::{valid_new_username, valid_username};
+use crate::names::{valid_new_username, valid_username, MAX_USERNAME_CHARS};
 use crate::settings;
 use jiff::Timestamp;
 use pgrx::prelude::*;
@@ -23,9 +25,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use uuid::Uuid;
 
-/// An issuer as a backend parsed it, with the version of its keys.
+/// An issuer as a backend parsed it, with the digest of its JWKS.
 struct Parsed {
-    version: i64,
+    digest: String,
     keys: Rc<Vec<Key>>,
 }
 
@@ -35,7 +37,7 @@ thread_local! {
 
 /// The issuer (its keys only when this backend's copy is older) and its user, in one snapshot.
 const ISSUER_AND_USER: &str = "\
-    SELECT i.keys_version, CASE WHEN i.keys_version <> $2 THEN i.jwks::text END, i.audience, \
+    SELECT i.keys_digest, CASE WHEN i.keys_digest <> $2 THEN i.jwks::text END, i.audience, \
            i.username_claim, u.id IS NOT NULL, u.issuer, u.username, \
            CASE WHEN u.banned_until > now() THEN hatchat.iso_time(u.banned_until) END, u.muted, \
            u.chat_disabled, EXISTS (SELECT 1 FROM hatchat.deleted_users d WHERE d.id = $3) \
@@ -43,7 +45,7 @@ const ISSUER_AND_USER: &str = "\
      WHERE i.iss = $1";
 
 struct Row {
-    version: i64,
+    digest: String,
     jwks: Option<String>,
     audience: String,
     username_claim: String,
@@ -55,9 +57,9 @@ struct Row {
 pub fn authenticate(raw: &str, iss: &str) -> Result<(UserState, Timestamp)> {
     let token = jwt::parse(raw)?;
     let claimed = token.claimed_user_id().unwrap_or(Uuid::nil());
-    let cached = PARSED.with_borrow(|parsed| parsed.get(iss).map(|p| p.version)).unwrap_or(0);
-    let row = read(iss, cached, claimed)?
-        .ok_or_else(|| HatchatError::unauthenticated_with(format!("no trusted issuer {iss:?}")))?;
+    let cached = PARSED.with_borrow(|parsed| parsed.get(iss).map(|p| p.digest.clone())).unwrap_or_default();
+    // The same answer as a bad signature: which issuers are trusted is no caller's business.
+    let row = read(iss, &cached, claimed)?.ok_or_else(HatchatError::unauthenticated)?;
     let keys = keys_of(iss, &row)?;
     let rules = Rules {
         audience: &row.audience,
@@ -78,7 +80,7 @@ pub fn authenticate(raw: &str, iss: &str) -> Result<(UserState, Timestamp)> {
     Ok((user, verified.expires_at))
 }
 
-fn read(iss: &str, cached: i64, user: Uuid) -> Result<Option<Row>> {
+fn read(iss: &str, cached: &str, user: Uuid) -> Result<Option<Row>> {
     let args = [iss.into(), cached.into(), pg_uuid(user).into()];
     db::query(ISSUER_AND_USER, &args, |rows| {
         let Some(row) = rows.into_iter().next() else { return Ok(None) };
@@ -96,7 +98,7 @@ fn read(iss: &str, cached: i64, user: Uuid) -> Result<Option<Row>> {
             false => None,
         };
         Ok(Some(Row {
-            version: row.get::<i64>(1)?.unwrap_or(0),
+            digest: row.get::<String>(1)?.unwrap_or_default(),
             jwks: row.get::<String>(2)?,
             audience: row.get::<String>(3)?.unwrap_or_default(),
             username_claim: row.get::<String>(4)?.unwrap_or_default(),
@@ -116,7 +118,7 @@ fn keys_of(iss: &str, row: &Row) -> Result<Rc<Vec<Key>>> {
     let document: serde_json::Value =
         serde_json::from_str(text).map_err(|e| HatchatError::Internal(e.to_string()))?;
     let keys = Rc::new(jwt::parse_jwks(&document)?);
-    let parsed = Parsed { version: row.version, keys: Rc::clone(&keys) };
+    let parsed = Parsed { digest: row.digest.clone(), keys: Rc::clone(&keys) };
     PARSED.with_borrow_mut(|cache| cache.insert(iss.to_string(), parsed));
     Ok(keys)
 }
@@ -128,16 +130,19 @@ const USER_STATE: &str = "\
            chat_disabled \
       FROM hatchat.users WHERE id = $1";
 
-/// The issuer's user, made at their first token: named by the username claim, or, when that name
-/// is taken or reserved, by the claim and the first six hex digits of their id (the same every
-/// time); 409 when both are taken.
+/// The issuer's user, made at their first token: named by the username claim; when that name is
+/// taken or reserved, by the claim and the first six hex digits of their id (the same every
+/// time); when that is taken too, by the claim and a random suffix, so that nobody who registers
+/// both names first can keep an app's user out. Names are cut to leave room for the suffix.
 fn create(id: Uuid, iss: &str, claim: Option<&str>, claim_name: &str) -> Result<UserState> {
     let wanted = claim.ok_or_else(|| {
         HatchatError::unauthenticated_with(format!("the token has no {claim_name:?} claim (its username)"))
     })?;
     let wanted = valid_username(wanted)?;
-    let suffixed = format!("{wanted}-{}", &id.simple().to_string()[..6]);
-    for name in [wanted, &suffixed] {
+    let stem = |room: usize| -> String { wanted.chars().take(MAX_USERNAME_CHARS - room).collect() };
+    let fixed = format!("{}-{}", stem(7), &id.simple().to_string()[..6]);
+    let random = format!("{}-{}", stem(9), &Uuid::new_v4().simple().to_string()[..8]);
+    for name in [wanted, &fixed, &random] {
         if valid_new_username(name).is_err() {
             continue;
         }
@@ -151,17 +156,24 @@ fn create(id: Uuid, iss: &str, claim: Option<&str>, claim_name: &str) -> Result<
             return Ok(user);
         }
     }
-    Err(HatchatError::Conflict(format!("username {wanted:?} is taken, and {suffixed:?} too")))
+    Err(HatchatError::Conflict(format!("username {wanted:?} is taken, and so are {fixed:?} and {random:?}")))
 }
 
+const NAME_TAKEN: &str = "SELECT true FROM hatchat.users WHERE lower(username) = lower($1) AND id <> $2";
 const RENAME: &str = "\
     UPDATE hatchat.users SET username = $2 WHERE id = $1 \
        AND NOT EXISTS (SELECT 1 FROM hatchat.users o WHERE lower(o.username) = lower($2) AND o.id <> $1)";
 
-/// A changed username claim renames the user, when the new name is free and allowed.
+/// A changed username claim renames the user, when the new name is free and allowed. Looked up
+/// first, so that a claim someone else holds costs a read, not a write, on every call.
 fn rename(mut user: UserState, claim: Option<&str>) -> Result<UserState> {
     let Some(name) = claim.and_then(|claim| valid_new_username(claim).ok()) else { return Ok(user) };
-    if name != user.username && db::execute(RENAME, &[pg_uuid(user.id).into(), name.into()])? == 1 {
+    if name == user.username
+        || db::first::<bool>(NAME_TAKEN, &[name.into(), pg_uuid(user.id).into()])?.is_some()
+    {
+        return Ok(user);
+    }
+    if db::execute(RENAME, &[pg_uuid(user.id).into(), name.into()])? == 1 {
         user.username = name.to_string();
     }
     Ok(user)
@@ -212,12 +224,16 @@ fn add_issuer(
     let audience = bounded_text(required(audience, "audience")?, "audience")?;
     let claim = bounded_text(username_claim.unwrap_or("preferred_username"), "username claim")?;
     let jwks = valid_jwks(required(jwks, "jwks")?)?;
-    if let Some(url) = jwks_url.filter(|url| !url.starts_with("https://") && !url.starts_with("http://")) {
-        return Err(HatchatError::invalid(format!("jwks_url must be an http(s) URL, got {url:?}")).into());
+    if let Some(url) = jwks_url.filter(|url| !secure_url(url)) {
+        return Err(HatchatError::invalid(format!(
+            "jwks_url must be an https URL (http only on the loopback), got {url:?}"
+        ))
+        .into());
     }
     const ADD: &str = concat!(
-        "WITH i AS (INSERT INTO hatchat.issuers (iss, audience, username_claim, jwks, jwks_url) \
-                    VALUES ($1, $2, $3, $4::text::jsonb, $5) ON CONFLICT DO NOTHING RETURNING *) \
+        "WITH i AS (INSERT INTO hatchat.issuers (iss, audience, username_claim, jwks, jwks_url, keys_digest) \
+                    VALUES ($1, $2, $3, $4::text::jsonb, $5, md5($4::text::jsonb::text)) \
+                    ON CONFLICT DO NOTHING RETURNING *) \
          SELECT ",
         issuer_json!(),
         " FROM i"
@@ -255,7 +271,7 @@ fn remove_issuer(token: Option<&str>, iss: Option<&str>) -> SqlResult<Jsonb> {
 
 /// `hatchat.set_issuer_keys(iss, jwks)`: replaces an issuer's keys (the gateway, after fetching
 /// its JWKS URL; an admin, by hand). Only hatchat_gateway and hatchat_admin may call it. Keys that
-/// did not change are not written again, so backends keep their parsed copy.
+/// did not change keep their digest, so backends keep their parsed copy.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn set_issuer_keys(iss: Option<&str>, jwks: Option<Jsonb>) -> SqlResult<Jsonb> {
@@ -263,7 +279,7 @@ fn set_issuer_keys(iss: Option<&str>, jwks: Option<Jsonb>) -> SqlResult<Jsonb> {
     let jwks = valid_jwks(required(jwks, "jwks")?)?;
     const SET: &str = concat!(
         "WITH i AS (UPDATE hatchat.issuers SET jwks = $2::text::jsonb, keys_updated_at = now(), \
-                keys_version = keys_version + CASE WHEN jwks = $2::text::jsonb THEN 0 ELSE 1 END \
+                keys_digest = md5($2::text::jsonb::text) \
           WHERE iss = $1 RETURNING *) \
          SELECT ",
         issuer_json!(),
@@ -289,6 +305,15 @@ fn valid_jwks(jwks: Jsonb) -> Result<String> {
         serde_json::from_str(&text).map_err(|e| HatchatError::invalid(format!("jwks: {e}")))?;
     jwt::parse_jwks(&document)?;
     Ok(text)
+}
+
+/// https, or http to this machine: keys fetched in the clear could be anyone's.
+fn secure_url(url: &str) -> bool {
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
+    url.starts_with("https://")
+        || loopback.iter().any(|host| {
+            url.strip_prefix(host).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+        })
 }
 
 fn bounded_text<'a>(text: &'a str, what: &str) -> Result<&'a str> {

@@ -205,8 +205,10 @@ enum Checker<'k> {
     Other(&'static dyn signature::VerificationAlgorithm, &'k [u8]),
 }
 
-/// An issuer's keys from a JWKS document (`{"keys": [...]}`). Private parts are ignored; a key of
-/// a kind hatchat cannot verify with is refused (22023), so an operator learns at once.
+/// An issuer's keys from a JWKS document (`{"keys": [...]}`). Private parts are ignored, and so
+/// are keys hatchat cannot verify with (for encryption, other curves): an issuer's JWKS may hold
+/// them beside its signing keys. A JWKS whose keys are all of that kind is refused (22023), so an
+/// operator learns at once.
 pub fn parse_jwks(document: &Value) -> Result<Vec<Key>> {
     let keys = document
         .get("keys")
@@ -215,7 +217,12 @@ pub fn parse_jwks(document: &Value) -> Result<Vec<Key>> {
     if keys.len() > 100 {
         return Err(HatchatError::invalid("a JWKS of at most 100 keys"));
     }
-    keys.iter().map(parse_jwk).collect()
+    let parsed: Vec<Result<Key>> = keys.iter().map(parse_jwk).collect();
+    let usable: Vec<Key> = parsed.iter().filter_map(|key| key.as_ref().ok().cloned()).collect();
+    match parsed.into_iter().find_map(Result::err) {
+        Some(error) if usable.is_empty() => Err(error),
+        _ => Ok(usable),
+    }
 }
 
 fn parse_jwk(jwk: &Value) -> Result<Key> {
