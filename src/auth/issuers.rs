@@ -85,16 +85,7 @@ fn read(iss: &str, cached: &str, user: Uuid) -> Result<Option<Row>> {
     db::query(ISSUER_AND_USER, &args, |rows| {
         let Some(row) = rows.into_iter().next() else { return Ok(None) };
         let user = match row.get::<bool>(5)?.unwrap_or(false) {
-            true => Some((
-                row.get::<String>(6)?,
-                UserState {
-                    id: user,
-                    username: row.get::<String>(7)?.unwrap_or_default(),
-                    banned_until: row.get::<String>(8)?,
-                    muted: row.get::<bool>(9)?.unwrap_or(false),
-                    chat_disabled: row.get::<bool>(10)?.unwrap_or(false),
-                },
-            )),
+            true => Some((row.get::<String>(6)?, UserState::from_columns(&row, user, 7)?)),
             false => None,
         };
         Ok(Some(Row {
@@ -182,13 +173,7 @@ fn rename(mut user: UserState, claim: Option<&str>) -> Result<UserState> {
 fn state(id: Uuid) -> Result<Option<UserState>> {
     db::query(USER_STATE, &[pg_uuid(id).into()], |rows| {
         let Some(row) = rows.into_iter().next() else { return Ok(None) };
-        Ok(Some(UserState {
-            id,
-            username: row.get::<String>(1)?.unwrap_or_default(),
-            banned_until: row.get::<String>(2)?,
-            muted: row.get::<bool>(3)?.unwrap_or(false),
-            chat_disabled: row.get::<bool>(4)?.unwrap_or(false),
-        }))
+        Ok(Some(UserState::from_columns(&row, id, 1)?))
     })
 }
 

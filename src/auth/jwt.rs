@@ -7,9 +7,8 @@
 //! make one kind of key verify another kind of signature. `none` and the HMAC algorithms are
 //! refused: an issuer's keys are public.
 
+use super::token::{decode_base64, decode_json, split, Parts};
 use crate::error::{HatchatError, Result};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use jiff::{SignedDuration, Timestamp};
 use ring::signature::{self, UnparsedPublicKey};
 use serde::Deserialize;
@@ -89,18 +88,12 @@ pub fn parse(raw: &str) -> Result<Token<'_>> {
     if raw.len() > MAX_TOKEN_BYTES {
         return Err(refused(format!("the token is longer than {MAX_TOKEN_BYTES} bytes")));
     }
-    let mut parts = raw.split('.');
-    let (Some(header), Some(claims), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(refused("a JWT has three base64url parts: header.claims.signature"));
-    };
+    let Parts { header, claims, signature, signing_input } = split(raw)?;
     let header: Header = decode_json(header, "header")?;
     let alg = header.alg.ok_or_else(|| refused("the header has no \"alg\""))?;
     let claims: Map<String, Value> = decode_json(claims, "claims")?;
     let iss = claims.get("iss").and_then(Value::as_str).ok_or_else(|| refused("no \"iss\" claim"))?;
-    let signature = decode(signature).ok_or_else(|| refused("the signature is not base64url"))?;
-    let signing_input = &raw[..raw.rfind('.').expect("three parts have two dots")];
+    let signature = decode_base64(signature).ok_or_else(|| refused("the signature is not base64"))?;
     Ok(Token { iss: iss.to_string(), kid: header.kid, alg, claims, signing_input, signature })
 }
 
@@ -229,7 +222,7 @@ fn parse_jwk(jwk: &Value) -> Result<Key> {
     let field = |name: &str| jwk.get(name).and_then(Value::as_str);
     let bytes = |name: &str| {
         field(name)
-            .and_then(decode)
+            .and_then(decode_base64)
             .ok_or_else(|| HatchatError::invalid(format!("a JWK's {name:?} must be base64url")))
     };
     let kind = match (field("kty"), field("crv")) {
@@ -276,18 +269,11 @@ fn refused(detail: impl Into<String>) -> HatchatError {
     HatchatError::unauthenticated_with(detail)
 }
 
-fn decode(part: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()
-}
-
-fn decode_json<T: for<'de> Deserialize<'de>>(part: &str, name: &str) -> Result<T> {
-    let bytes = decode(part).ok_or_else(|| refused(format!("the {name} is not base64url")))?;
-    serde_json::from_slice(&bytes).map_err(|_| refused(format!("the {name} is not a JSON object")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
     use ring::rand::SystemRandom;
     use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     use rsa::pkcs8::DecodePrivateKey;

@@ -42,6 +42,20 @@ pub struct UserState {
     pub chat_disabled: bool,
 }
 
+impl UserState {
+    /// The user `id` from a row whose columns from `first` on are: username, banned until (null
+    /// when no ban lasts), muted, chat disabled.
+    fn from_columns(row: &pgrx::spi::SpiHeapTupleData, id: Uuid, first: usize) -> Result<Self> {
+        Ok(UserState {
+            id,
+            username: row.get::<String>(first)?.unwrap_or_default(),
+            banned_until: row.get::<String>(first + 1)?,
+            muted: row.get::<bool>(first + 2)?.unwrap_or(false),
+            chat_disabled: row.get::<bool>(first + 3)?.unwrap_or(false),
+        })
+    }
+}
+
 impl Caller {
     /// The author id of what this caller posts (the system user for the system).
     pub fn id(&self) -> Uuid {
@@ -119,20 +133,11 @@ fn load_users(ids: Vec<pgrx::Uuid>) -> Result<HashMap<Uuid, Stored>> {
     db::query(USERS_BY_ID, &[ids.into()], |rows| {
         let mut users = HashMap::new();
         for row in rows {
-            let (Some(id), Some(pem), Some(username)) =
-                (row.get::<pgrx::Uuid>(1)?, row.get::<String>(2)?, row.get::<String>(3)?)
-            else {
+            let (Some(id), Some(pem)) = (row.get::<pgrx::Uuid>(1)?, row.get::<String>(2)?) else {
                 continue;
             };
             let id = db::rust_uuid(id);
-            let state = UserState {
-                id,
-                username,
-                banned_until: row.get::<String>(4)?,
-                muted: row.get::<bool>(5)?.unwrap_or(false),
-                chat_disabled: row.get::<bool>(6)?.unwrap_or(false),
-            };
-            users.insert(id, Stored { pem, state });
+            users.insert(id, Stored { pem, state: UserState::from_columns(&row, id, 3)? });
         }
         Ok(users)
     })
@@ -145,19 +150,27 @@ pub fn authenticate(raw_token: Option<&str>) -> Result<Caller> {
 
 /// Authenticates many tokens with one lookup of their users (for batches).
 pub fn authenticate_all(raw_tokens: &[Option<&str>]) -> Result<Vec<Result<Caller>>> {
-    let tokens: Vec<Result<SignedToken>> = raw_tokens.iter().map(|raw| parse_unexpired(*raw)).collect();
-    let ids: Vec<pgrx::Uuid> = tokens.iter().flatten().map(|t| db::pg_uuid(t.user_id)).collect();
+    // Which door each token knocks on, decided once: an issuer's, or the self-signed one (whose
+    // users are then read together).
+    let tokens: Vec<Presented> = raw_tokens.iter().map(|raw| present(*raw)).collect();
+    let ids: Vec<pgrx::Uuid> = tokens
+        .iter()
+        .filter_map(|token| match token {
+            Presented::SelfSigned(Ok(token)) => Some(db::pg_uuid(token.user_id)),
+            _ => None,
+        })
+        .collect();
     let users = if ids.is_empty() { HashMap::new() } else { load_users(ids)? };
     let mut callers = Vec::with_capacity(tokens.len());
     let mut secret: Option<secret::StoredSecret> = None;
     for (raw, token) in raw_tokens.iter().zip(tokens) {
-        if let Some((text, iss)) = raw.map(token::strip_bearer).and_then(|t| Some((t, issuer_of(t)?))) {
-            callers.push(issuers::authenticate(text, &iss).map(|(user, _)| Caller::User(user)));
-            continue;
-        }
         let outcome = match token {
-            Ok(token) => verify(&token, users.get(&token.user_id)),
-            Err(error) => Err(error),
+            Presented::Issuer(text, iss) => {
+                callers.push(issuers::authenticate(text, &iss).map(|(user, _)| Caller::User(user)));
+                continue;
+            }
+            Presented::SelfSigned(Ok(token)) => verify(&token, users.get(&token.user_id)),
+            Presented::SelfSigned(Err(error)) => Err(error),
         };
         callers.push(match outcome {
             Ok(user) => Ok(Caller::User(user)),
@@ -171,6 +184,19 @@ pub fn authenticate_all(raw_tokens: &[Option<&str>]) -> Result<Vec<Result<Caller
         });
     }
     Ok(callers)
+}
+
+/// A token as it comes: a trusted issuer's (its text and `iss`), or self-signed (parsed, or why not).
+enum Presented<'a> {
+    Issuer(&'a str, String),
+    SelfSigned(Result<SignedToken<'a>>),
+}
+
+fn present(raw: Option<&str>) -> Presented<'_> {
+    match raw.map(token::strip_bearer).and_then(|text| Some((text, issuer_of(text)?))) {
+        Some((text, iss)) => Presented::Issuer(text, iss),
+        None => Presented::SelfSigned(parse_unexpired(raw)),
+    }
 }
 
 /// A token this backend has already verified: who signed it, and the key it verified against.
@@ -222,14 +248,11 @@ fn verify(token: &SignedToken, stored: Option<&Stored>) -> Result<UserState> {
 /// The `iss` a token's claims name, unverified: which door it knocks on. `None` for a token of
 /// another form (a self-signed token has no `iss`).
 pub fn issuer_of(raw: &str) -> Option<String> {
-    let claims = raw.split('.').nth(1)?;
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims.trim_end_matches('=')).ok()?;
     #[derive(serde::Deserialize)]
     struct Iss {
         iss: Option<String>,
     }
-    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+    token::decode_json::<Iss>(raw.split('.').nth(1)?, "claims").ok()?.iss
 }
 
 /// When a token that `authenticate` accepted for a user stops being valid.

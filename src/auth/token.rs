@@ -96,12 +96,7 @@ pub fn parse(raw: &str) -> Result<SignedToken<'_>> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(malformed(format!("the token is longer than {MAX_TOKEN_BYTES} bytes")));
     }
-    let mut parts = token.split('.');
-    let (Some(header), Some(claim), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed("a token has three base64 parts: header.claim.signature"));
-    };
+    let Parts { header, claims: claim, signature, signing_input } = split(token)?;
     let header: Header = decode_json(header, "header")?;
     let alg = header.alg.ok_or_else(|| malformed("the header has no \"alg\""))?;
     let algorithm = Algorithm::from_header(&alg)
@@ -114,7 +109,6 @@ pub fn parse(raw: &str) -> Result<SignedToken<'_>> {
         .ok_or_else(|| malformed("the claim's \"id\" must be the user's uuid"))?;
     let expires_at = parse_exp(claim.exp.as_ref())?;
     let signature = decode_base64(signature).ok_or_else(|| malformed("the signature is not base64"))?;
-    let signing_input = &token[..token.rfind('.').expect("three parts have two dots")];
     Ok(SignedToken { algorithm, user_id, expires_at, text: token, signing_input, signature })
 }
 
@@ -150,6 +144,26 @@ fn malformed(detail: impl Into<String>) -> HatchatError {
     HatchatError::unauthenticated_with(detail)
 }
 
+/// A token's three parts, and what its signature covers (the first two, joined by their dot): the
+/// same for a self-signed token and an issuer's JWT.
+pub struct Parts<'a> {
+    pub header: &'a str,
+    pub claims: &'a str,
+    pub signature: &'a str,
+    pub signing_input: &'a str,
+}
+
+pub fn split(token: &str) -> Result<Parts<'_>> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed("a token has three base64 parts: header.claims.signature"));
+    };
+    let signing_input = &token[..header.len() + 1 + claims.len()];
+    Ok(Parts { header, claims, signature, signing_input })
+}
+
 /// Standard or URL-safe alphabet, padded or not.
 pub fn decode_base64(part: &str) -> Option<Vec<u8>> {
     if part.contains(['-', '_']) {
@@ -167,7 +181,7 @@ pub fn decode_base64(part: &str) -> Option<Vec<u8>> {
     }
 }
 
-fn decode_json<T: for<'de> Deserialize<'de>>(part: &str, name: &str) -> Result<T> {
+pub fn decode_json<T: for<'de> Deserialize<'de>>(part: &str, name: &str) -> Result<T> {
     let bytes = decode_base64(part).ok_or_else(|| malformed(format!("the {name} is not base64")))?;
     // serde maps a JSON array onto a struct's fields in order, so `[id, exp]` would pass for
     // `{id, exp}`: only an object is a header or a claim.
