@@ -66,8 +66,8 @@ pub fn spawn_refresher(pool: Pool, every: Duration) {
 
 /// Fetches the keys of every issuer with a JWKS URL (or only of `only`) and writes each.
 async fn refresh(pool: &Pool, http: &reqwest::Client, only: Option<&str>) -> Result<(), String> {
-    let text = db::call_json(pool, api::ISSUER_KEY_SOURCES, &[]).await.map_err(|e| e.message)?;
-    let sources: Vec<Source> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let sources: Vec<Source> =
+        db::call_typed(pool, api::ISSUER_KEY_SOURCES, &[]).await.map_err(|e| e.message)?;
     for source in sources.iter().filter(|s| only.is_none_or(|iss| iss == s.iss)) {
         match fetch(http, &source.jwks_url).await {
             Ok(jwks) => {
