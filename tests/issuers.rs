@@ -273,20 +273,7 @@ fn issuer_users_sign_in_under_every_registration_policy() {
     let app = Issuer::new(&format!("policy-{}", short_id()), IssuerKey::eddsa());
     trust(&mut admin, &app);
     for policy in ["closed", "secret"] {
-        let role = format!("hatchat_test_issuer_{policy}");
-        admin
-            .batch_execute(&format!(
-                "DO $$ BEGIN
-                     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
-                         CREATE ROLE {role} LOGIN;
-                     END IF;
-                 END $$;
-                 ALTER ROLE {role} SET hatchat.registration = '{policy}'"
-            ))
-            .unwrap();
-        let mut config: postgres::Config = database_url().parse().unwrap();
-        config.user(&role);
-        let mut db = config.connect(postgres::NoTls).unwrap();
+        let mut db = session_under(policy);
         let pem = fixture("alice.pub.pem");
         let refused =
             db.query_one("SELECT hatchat.register_user($1, $2, 'nobody')", &[&Uuid::new_v4(), &pem]);

@@ -225,25 +225,10 @@ fn one_line_and_rewrapped_pems_register_and_their_tokens_work() {
 
 const SECRET: &str = "test-server-secret-4b1d9f0e7c";
 
-/// A login role whose sessions run under `hatchat.registration = policy` (set for the role by the
-/// superuser, as an operator sets it for a database), with nothing beyond what PUBLIC gets.
-fn session_under(policy: &str) -> postgres::Client {
-    let role = format!("hatchat_test_registration_{policy}");
-    let mut admin = connect();
-    admin
-        .batch_execute(&format!(
-            "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
-                     CREATE ROLE {role} LOGIN;
-                 END IF;
-             END $$;
-             ALTER ROLE {role} SET hatchat.registration = '{policy}'"
-        ))
-        .unwrap();
-    admin.execute("SELECT hatchat.set_api_secret($1)", &[&SECRET]).unwrap();
-    let mut config: postgres::Config = database_url().parse().unwrap();
-    config.user(&role);
-    config.connect(postgres::NoTls).unwrap()
+/// `session_under(policy)`, with the server secret set for the calls that carry it.
+fn session_with_secret(policy: &str) -> postgres::Client {
+    connect().execute("SELECT hatchat.set_api_secret($1)", &[&SECRET]).unwrap();
+    session_under(policy)
 }
 
 fn register_with(
@@ -259,12 +244,12 @@ fn register_with(
 fn registration_follows_the_operators_policy() {
     let mut admin = connect();
     // open (the default): anyone, and what the call carries is not looked at.
-    let mut open = session_under("open");
+    let mut open = session_with_secret("open");
     register_with(&mut open, None).1.unwrap();
     register_with(&mut open, Some("not the secret")).1.unwrap();
 
     // secret: only a call with the server secret; a wrong one is no secret.
-    let mut app = session_under("secret");
+    let mut app = session_with_secret("secret");
     let (id, refused) = register_with(&mut app, None);
     let (message, _) = error_text(refused);
     assert!(message.contains("needs the server secret"), "{message}");
@@ -278,7 +263,7 @@ fn registration_follows_the_operators_policy() {
     assert_eq!(sqlstate(app.batch_execute("SET hatchat.registration = 'open'").map(|_| 0)), "42501");
 
     // closed: nobody, not even with the secret.
-    let mut closed = session_under("closed");
+    let mut closed = session_with_secret("closed");
     for secret in [None, Some(SECRET)] {
         let (id, refused) = register_with(&mut closed, secret);
         assert_eq!(sqlstate(refused), "42501");

@@ -142,6 +142,25 @@ pub fn count(db: &mut Client, sql: &str, param: &str) -> i64 {
 }
 
 /// A connection as a login role with no privileges beyond what PUBLIC gets.
+/// A login role whose sessions run under `hatchat.registration = policy` (set for the role by the
+/// superuser, as an operator sets it for a database), with nothing beyond what PUBLIC gets.
+pub fn session_under(policy: &str) -> Client {
+    let role = format!("hatchat_test_registration_{policy}");
+    connect()
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                     CREATE ROLE {role} LOGIN;
+                 END IF;
+             END $$;
+             ALTER ROLE {role} SET hatchat.registration = '{policy}'"
+        ))
+        .unwrap();
+    let mut config: postgres::Config = database_url().parse().unwrap();
+    config.user(&role);
+    config.connect(NoTls).unwrap()
+}
+
 pub fn app_connection() -> Client {
     connect()
         .batch_execute(
