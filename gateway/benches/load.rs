@@ -8,10 +8,13 @@
 //! 2. Delivery latency from a send returning to a waiting long-poll answering with it.
 //! 3. Queries per second and connections while N long-polls idle.
 //! 4. Fan-out: time until all of N waiters on one channel have a message.
+//! 5. The crowd (streams.rs): N SSE streams, then N WebSockets, held by one gateway: memory per
+//!    stream, the time to open them all at once, fan-out p50/p99, idle transactions, memory back.
 
 #[path = "../../tests/common/issuer.rs"]
 #[allow(dead_code)] // the SQL suites use all of it
 mod issuer;
+mod streams;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -29,7 +32,9 @@ struct Settings {
     waiters: usize,
     latency_samples: usize,
     pool_size: usize,
-    /// Which parts run (BENCH_PARTS): sql, issuer, gateway, latency, idle, fanout.
+    /// Streams the crowd holds (BENCH_STREAMS).
+    streams: usize,
+    /// Which parts run (BENCH_PARTS): sql, issuer, gateway, latency, idle, fanout, sse, ws.
     parts: Vec<String>,
 }
 
@@ -45,7 +50,8 @@ impl Settings {
             waiters: var("BENCH_WAITERS", "1000").parse().expect("BENCH_WAITERS"),
             latency_samples: var("BENCH_LATENCY_SAMPLES", "500").parse().expect("BENCH_LATENCY_SAMPLES"),
             pool_size: var("BENCH_POOL_SIZE", "32").parse().expect("BENCH_POOL_SIZE"),
-            parts: var("BENCH_PARTS", "sql,issuer,gateway,latency,idle,fanout")
+            streams: var("BENCH_STREAMS", "10000").parse().expect("BENCH_STREAMS"),
+            parts: var("BENCH_PARTS", "sql,issuer,gateway,latency,idle,fanout,sse,ws")
                 .split(',')
                 .map(|part| part.trim().to_string())
                 .collect(),
@@ -79,7 +85,7 @@ async fn main() {
     let pool_size = settings.pool_size.to_string();
     // No purge timer: its one query a minute would blur the idle long-poll figure.
     // One reader holds every idle long-poll: the per-user bound must let it.
-    let polls = settings.waiters.max(16).to_string();
+    let polls = settings.waiters.max(64).to_string();
     let gateway = Gateway::start_with(&[
         ("HATCHAT_POOL_SIZE", &pool_size),
         ("HATCHAT_PURGE_INTERVAL", "0"),
@@ -112,6 +118,14 @@ async fn main() {
     }
     if settings.runs("fanout") {
         fan_out(&gateway, &api, settings.waiters).await;
+    }
+    if settings.runs("sse") || settings.runs("ws") {
+        let crowd = streams::gather(&api, settings.streams).await;
+        for (part, via) in [("sse", streams::Transport::Sse), ("ws", streams::Transport::WebSocket)] {
+            if settings.runs(part) {
+                streams::measure(&gateway, &api, &admin, &crowd, settings.streams, via).await;
+            }
+        }
     }
 }
 

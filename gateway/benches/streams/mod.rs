@@ -1,0 +1,406 @@
+//! The crowd: N live streams held by one gateway, as N people online would hold them, and what
+//! they cost it. Each person's tokens last 60 s, as the web client's do, so streams end with their
+//! token and reconnect (resuming with `Last-Event-ID`) all through the run: that churn is part of
+//! "idle". The client is plain TCP (SSE) and tokio-tungstenite (WebSocket), a few kB a stream, so
+//! its own share of the two cores stays small.
+//!
+//! Reported per transport: the gateway's memory per open stream (its resident set, and its
+//! allocator's), the time for N streams to open at once (a reconnect storm), the time from a send
+//! to the last of the N receiving it (p50, p99, max over several rounds), the database's
+//! transactions a second while the streams idle, and the gateway's memory once all have closed.
+
+use super::support::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Streams per person (tabs, devices), and channels they spread over.
+const STREAMS_PER_USER: usize = 16;
+const CHANNELS: usize = 10;
+/// The web client's token lifetime.
+const TOKEN_SECONDS: i64 = 60;
+/// Fan-out rounds, one message on every channel each.
+const ROUNDS: usize = 5;
+/// How long the crowd idles while the database's transactions are counted.
+const IDLE: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum Transport {
+    Sse,
+    WebSocket,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Sse => "SSE streams",
+            Transport::WebSocket => "WebSockets (one subscription each)",
+        }
+    }
+}
+
+/// A person: a user and the token their streams share, renewed when it runs out.
+struct Person {
+    user: User,
+    token: Mutex<(String, Instant)>,
+}
+
+impl Person {
+    /// A token that lives at least a few more seconds; a new 60-second one when not.
+    fn token(&self) -> String {
+        let mut token = self.token.lock().unwrap();
+        if token.1 < Instant::now() + Duration::from_secs(3) {
+            let exp = Instant::now() + Duration::from_secs(TOKEN_SECONDS as u64);
+            *token =
+                (format!("Bearer {}", seed_token(&self.user.key_name, self.user.id, TOKEN_SECONDS)), exp);
+        }
+        token.0.clone()
+    }
+}
+
+/// What every stream task reports, by stream index.
+struct Board {
+    base: Instant,
+    /// When the stream last got a message (ns since `base`; 0: not this round).
+    received: Vec<AtomicU64>,
+    last_seq: Vec<AtomicI64>,
+    /// Streams whose gateway answered (the SSE head, the WebSocket `subscribed`), ever.
+    opened: AtomicUsize,
+    reconnects: AtomicU64,
+    refusals: AtomicU64,
+    /// The first few refusals' reasons, to print.
+    reasons: Mutex<Vec<String>>,
+}
+
+impl Board {
+    fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    fn note_refusal(&self, reason: &str) {
+        let mut reasons = self.reasons.lock().unwrap();
+        if reasons.len() < 5 {
+            reasons.push(format!("{:.1} s: {}", self.base.elapsed().as_secs_f64(), reason.trim()));
+        }
+    }
+
+    /// Counts a stream's first answer (not its reconnections).
+    fn count_open(&self, opened: &mut bool) {
+        if !*opened {
+            *opened = true;
+            self.opened.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pub struct Crowd {
+    people: Vec<Arc<Person>>,
+    channels: Vec<String>,
+}
+
+/// Registers N/16 people, each a member of every channel.
+pub async fn gather(api: &Api, streams: usize) -> Crowd {
+    let owner = api.register("alice").await;
+    let mut channels = Vec::new();
+    for _ in 0..CHANNELS {
+        channels.push(api.create_channel(&owner, "self").await);
+    }
+    let count = streams.div_ceil(STREAMS_PER_USER);
+    let people: Vec<Arc<Person>> = futures_util::stream::iter(0..count)
+        .map(|i| {
+            let (api, channels) = (api.clone(), channels.clone());
+            async move {
+                let user = api.register(["alice", "bob", "carol", "dave"][i % 4]).await;
+                for channel in &channels {
+                    api.join(&user, channel).await.expect(200);
+                }
+                // Tokens made at different times, as people's are: the first ones run out 20 to
+                // 80 s from now, so none does while the crowd opens and the churn is steady after.
+                let lifetime = 20 + (TOKEN_SECONDS as usize * i / count) as i64;
+                let token = format!("Bearer {}", seed_token(&user.key_name, user.id, lifetime));
+                let expires = Instant::now() + Duration::from_secs(lifetime as u64);
+                Arc::new(Person { user, token: Mutex::new((token, expires)) })
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    Crowd { people, channels }
+}
+
+/// Each stream's channel: a person's streams spread over the channels.
+fn channel_of(stream: usize) -> usize {
+    stream % CHANNELS
+}
+
+pub async fn measure(
+    gateway: &Gateway,
+    api: &Api,
+    admin: &tokio_postgres::Client,
+    crowd: &Crowd,
+    n: usize,
+    via: Transport,
+) {
+    let mut heads = Vec::new();
+    for channel in &crowd.channels {
+        let sent = api.send(&crowd.people[0].user, channel, json!("head")).await.expect(200);
+        heads.push(sent["seq"].as_i64().unwrap());
+    }
+    let board = Arc::new(Board {
+        base: Instant::now(),
+        received: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        last_seq: (0..n).map(|i| AtomicI64::new(heads[channel_of(i)])).collect(),
+        opened: AtomicUsize::new(0),
+        reconnects: AtomicU64::new(0),
+        refusals: AtomicU64::new(0),
+        reasons: Mutex::default(),
+    });
+    settle().await;
+    let before = memory(gateway).await;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let person = Arc::clone(&crowd.people[i / STREAMS_PER_USER]);
+            let channel = crowd.channels[channel_of(i)].clone();
+            let (board, base) = (Arc::clone(&board), api.base.clone());
+            tokio::spawn(follow(base, person, channel, i, board, via))
+        })
+        .collect();
+    while board.opened.load(Ordering::Relaxed) < n {
+        assert!(started.elapsed() < Duration::from_secs(300), "streams did not all open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let answered = started.elapsed();
+    while gateway.health().await["liveReaders"].as_u64().unwrap() < n as u64 {
+        assert!(started.elapsed() < Duration::from_secs(300), "streams did not all follow their feed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let following = started.elapsed();
+    settle().await;
+    let open = memory(gateway).await;
+    // Idle, with the churn of tokens that run out (the first ones do 20 s after they were made).
+    tokio::time::sleep(Duration::from_secs(22).saturating_sub(started.elapsed())).await;
+    let (transactions, reconnects) = idle(admin, &board).await;
+    let lags = fan_out(api, crowd, &board).await;
+    tasks.iter().for_each(|task| task.abort());
+    let closed_at = Instant::now();
+    while gateway.health().await["streams"].as_u64().unwrap() > 0 {
+        assert!(closed_at.elapsed() < Duration::from_secs(60), "streams did not all close");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settle().await;
+    let after = memory(gateway).await;
+    let per = |bytes: i64| bytes as f64 / n as f64 / 1024.0;
+    println!("## {n} {} on one gateway", via.name());
+    println!();
+    println!(
+        "| kB per stream (resident / allocator) | all answered | all following | fan-out p50 | p99 | max | \
+         transactions/s idle | reconnects/s idle | after all closed, over start (resident / allocator) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {:.1} / {:.1} | {:.2} s | {:.2} s | {} | {} | {} | {transactions:.1} | {reconnects:.0} | {:.1} MB / {:.1} MB |",
+        per(open.resident - before.resident),
+        per(open.allocated - before.allocated),
+        answered.as_secs_f64(),
+        following.as_secs_f64(),
+        super::ms(super::percentile(&lags, 0.5)),
+        super::ms(super::percentile(&lags, 0.99)),
+        super::ms(*lags.last().unwrap()),
+        (after.resident - before.resident) as f64 / 1048576.0,
+        (after.allocated - before.allocated) as f64 / 1048576.0,
+    );
+    println!();
+    println!(
+        "(gateway before: {:.1} MB resident; {} refusals while reconnecting; {} reconnects in all)",
+        before.resident as f64 / 1048576.0,
+        board.refusals.load(Ordering::Relaxed),
+        board.reconnects.load(Ordering::Relaxed),
+    );
+    for reason in board.reasons.lock().unwrap().iter() {
+        println!("- refused at {reason}");
+    }
+    println!();
+}
+
+/// The database's transactions a second, and the crowd's reconnects a second, over `IDLE`.
+async fn idle(admin: &tokio_postgres::Client, board: &Board) -> (f64, f64) {
+    let stats = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()";
+    let before: i64 = admin.query_one(stats, &[]).await.unwrap().get(0);
+    let reconnects = board.reconnects.load(Ordering::Relaxed);
+    tokio::time::sleep(IDLE).await;
+    let reconnects = board.reconnects.load(Ordering::Relaxed) - reconnects;
+    // pg_stat_database lags by up to half a second (PGSTAT_MIN_INTERVAL).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after: i64 = admin.query_one(stats, &[]).await.unwrap().get(0);
+    let seconds = IDLE.as_secs_f64();
+    ((after - before - 1).max(0) as f64 / seconds, reconnects as f64 / seconds)
+}
+
+/// `ROUNDS` times one message on every channel: each stream's time from its channel's send to
+/// the message reaching it, sorted.
+async fn fan_out(api: &Api, crowd: &Crowd, board: &Board) -> Vec<Duration> {
+    let mut lags = Vec::new();
+    let sender = &crowd.people[0].user;
+    for _ in 0..ROUNDS {
+        board.received.iter().for_each(|at| at.store(0, Ordering::Relaxed));
+        let mut sent_at = Vec::new();
+        for channel in &crowd.channels {
+            sent_at.push(board.now());
+            api.send(sender, channel, json!("to everyone")).await.expect(200);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while board.received.iter().any(|at| at.load(Ordering::Relaxed) == 0) {
+            assert!(Instant::now() < deadline, "a stream never got its message");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for (i, at) in board.received.iter().enumerate() {
+            let lag = at.load(Ordering::Relaxed).saturating_sub(sent_at[channel_of(i)]);
+            lags.push(Duration::from_nanos(lag));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    lags.sort();
+    lags
+}
+
+/// The gateway's memory: its resident set, and what its allocator says it holds.
+struct Memory {
+    resident: i64,
+    allocated: i64,
+}
+
+async fn memory(gateway: &Gateway) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gateway.pid())).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("VmRSS");
+    let resident = line.split_whitespace().nth(1).unwrap().parse::<i64>().unwrap() * 1024;
+    let metrics = reqwest::get(format!("{}/metrics", gateway.base)).await.unwrap().text().await.unwrap();
+    let allocated = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("hatchat_allocator_resident_bytes "))
+        .map_or(0, |value| value.trim().parse::<f64>().unwrap() as i64);
+    Memory { resident, allocated }
+}
+
+/// Lets freed memory go back before a reading: the allocator returns freed pages after 10 s.
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(12)).await;
+}
+
+/// One stream for ever: open it, read it, and open it again from the last seq when it ends.
+async fn follow(
+    base: String,
+    person: Arc<Person>,
+    channel: String,
+    i: usize,
+    board: Arc<Board>,
+    via: Transport,
+) {
+    // Many loopback addresses, so that repeated storms do not run out of ports (TIME_WAIT).
+    let local = std::net::Ipv4Addr::new(127, 0, 1 + (i / 20_000) as u8, 2 + (i % 200) as u8);
+    let mut opened = false;
+    loop {
+        if opened {
+            board.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = match via {
+            Transport::Sse => sse(&base, local, &person, &channel, i, &board, &mut opened).await,
+            Transport::WebSocket => websocket(&base, &person, &channel, i, &board, &mut opened).await,
+        };
+        if let Err(reason) = result {
+            board.refusals.fetch_add(1, Ordering::Relaxed);
+            board.note_refusal(&reason);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+type Outcome = Result<(), String>;
+
+async fn sse(
+    base: &str,
+    local: std::net::Ipv4Addr,
+    person: &Person,
+    channel: &str,
+    i: usize,
+    board: &Board,
+    opened: &mut bool,
+) -> Outcome {
+    let address: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket.bind((local, 0).into()).map_err(|e| e.to_string())?;
+    let mut stream = socket.connect(address).await.map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET /channels/{}/events HTTP/1.1\r\nHost: bench\r\nAuthorization: {}\r\nLast-Event-ID: {}\r\n\r\n",
+        encode(channel),
+        person.token(),
+        board.last_seq[i].load(Ordering::Relaxed)
+    );
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut lines = BufReader::with_capacity(1024, stream);
+    let mut line = String::new();
+    lines.read_line(&mut line).await.map_err(|e| e.to_string())?;
+    if !line.starts_with("HTTP/1.1 200") {
+        return Err(line);
+    }
+    board.count_open(opened);
+    let (mut id, mut event) = (0i64, String::new());
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await.map_err(|e| e.to_string())? == 0 {
+            return Ok(());
+        }
+        let text = line.trim_end();
+        // Chunked encoding's size lines are not SSE fields; SSE lines have a colon.
+        if let Some(value) = text.strip_prefix("id: ") {
+            id = value.parse().unwrap_or(id);
+        } else if let Some(value) = text.strip_prefix("event: ") {
+            event = value.to_string();
+        } else if text.starts_with("data:") {
+            match event.as_str() {
+                "message" => {
+                    board.last_seq[i].store(id, Ordering::Relaxed);
+                    board.received[i].store(board.now(), Ordering::Relaxed);
+                }
+                "closed" => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn websocket(
+    base: &str,
+    person: &Person,
+    channel: &str,
+    i: usize,
+    board: &Board,
+    opened: &mut bool,
+) -> Outcome {
+    let url = format!("{}/ws", base.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("Authorization", person.token().parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| e.to_string())?;
+    let after = board.last_seq[i].load(Ordering::Relaxed);
+    let subscribe = json!({"type": "subscribe", "channelId": channel, "afterSeq": after}).to_string();
+    socket.send(Message::Text(subscribe.into())).await.map_err(|e| e.to_string())?;
+    while let Some(frame) = socket.next().await {
+        let Message::Text(text) = frame.map_err(|e| e.to_string())? else { continue };
+        let frame: Value = serde_json::from_str(text.as_str()).map_err(|e| e.to_string())?;
+        match frame["type"].as_str() {
+            Some("subscribed") => board.count_open(opened),
+            Some("message") => {
+                board.last_seq[i].store(frame["message"]["seq"].as_i64().unwrap_or(after), Ordering::Relaxed);
+                board.received[i].store(board.now(), Ordering::Relaxed);
+            }
+            Some("closed") | Some("error") => return Ok(()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
