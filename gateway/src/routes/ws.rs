@@ -33,6 +33,8 @@ const TOKEN_PROTOCOL_PREFIX: &str = "hatchat.token.";
 const MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// How long a client has to send its auth frame.
 const AUTH_WITHIN: Duration = Duration::from_secs(10);
+/// What a socket reads at a time.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Close code for a policy violation (RFC 6455): a slow consumer, a failed authentication.
 const POLICY: u16 = 1008;
 
@@ -138,6 +140,9 @@ pub async fn upgrade(
     upgrade
         .protocols([PROTOCOL])
         .max_message_size(MAX_FRAME_BYTES)
+        // tungstenite reserves its whole read buffer up front (128 kB by default): an idle socket
+        // holds what one read takes. Larger frames are read in more reads.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| session(app, socket, token))
 }
 
