@@ -237,35 +237,46 @@ impl Feeds {
         Joined { receiver, ended, feed, id }
     }
 
-    /// A feed's life: subscribe, then read and hand out until no reader is left.
+    /// A feed's life: subscribe, then read and hand out until no reader is left. Only a wake-up, a
+    /// kick (a reader joined or left) or a failed read's retry reads: a token running out ends
+    /// its readers without one.
     async fn run(self: Arc<Self>, feed: Arc<Feed>) {
         let mut subscription = self.hub.subscribe_uncounted(self.hub.channel(&feed.channel));
+        let mut read = true;
+        let mut retry_at = None;
         loop {
-            // A failed read is tried again after a moment (the database may be restarting).
-            let retry_at = match self.serve(&feed).await {
-                Ok(()) => None,
-                Err(error) => {
-                    tracing::warn!(
-                        message = error.message,
-                        channel = feed.channel,
-                        "reading a window failed"
-                    );
-                    Some(Instant::now() + Duration::from_secs(1))
-                }
-            };
+            if read {
+                // A failed read is tried again after a moment (the database may be restarting).
+                retry_at = match self.serve(&feed).await {
+                    Ok(()) => None,
+                    Err(error) => {
+                        tracing::warn!(
+                            message = error.message,
+                            channel = feed.channel,
+                            "reading a window failed"
+                        );
+                        Some(Instant::now() + Duration::from_secs(1))
+                    }
+                };
+            }
+            feed.end_expired(Instant::now());
             if self.retire(&feed) {
                 return;
             }
             let far = Instant::now() + Duration::from_secs(3600);
             let deadline = [retry_at, feed.next_expiry()].into_iter().flatten().min().unwrap_or(far);
-            tokio::select! {
-                wake = subscription.wait(deadline) => if wake == Wake::Shutdown {
-                    feed.close_all(SHUTTING_DOWN);
-                    self.retire(&feed);
-                    return;
+            read = tokio::select! {
+                wake = subscription.wait(deadline) => match wake {
+                    Wake::Changed => true,
+                    Wake::Timeout => retry_at.is_some_and(|at| at <= Instant::now()),
+                    Wake::Shutdown => {
+                        feed.close_all(SHUTTING_DOWN);
+                        self.retire(&feed);
+                        return;
+                    }
                 },
-                _ = feed.kick.notified() => {}
-            }
+                _ = feed.kick.notified() => true,
+            };
         }
     }
 
@@ -348,6 +359,18 @@ impl Feed {
     fn hand_out(&self, page: &Page, readers: &HashSet<u64>, now: Instant) {
         let mut waiters = self.waiters.lock().expect("feed lock");
         waiters.retain_mut(|waiter| !readers.contains(&waiter.id) || waiter.take(page, now));
+    }
+
+    /// Ends the readers whose token has run out (the next read would refuse them anyway).
+    fn end_expired(&self, now: Instant) {
+        let mut waiters = self.waiters.lock().expect("feed lock");
+        waiters.retain(|waiter| {
+            let expired = waiter.expires.is_some_and(|expires| expires <= now);
+            if expired {
+                waiter.end(TOKEN_EXPIRED);
+            }
+            !expired
+        });
     }
 
     fn next_expiry(&self) -> Option<Instant> {
