@@ -1,6 +1,7 @@
 //! Long-polls: woken by a send from another client, timing out with `[]`, surviving a listener
 //! restart without losing a message, cancelled by a client that goes away, answered at shutdown,
-//! across several gateways, and exact under concurrent senders.
+//! across several gateways, exact under concurrent senders, and sharing their channel's feed
+//! whichever position they follow.
 
 mod support;
 use serde_json::{json, Value};
@@ -204,4 +205,36 @@ async fn concurrent_senders_and_long_polling_readers_see_each_message_once_in_or
             assert!(message["payload"]["sender"].is_number(), "the answer's seq names the stored message");
         }
     }
+}
+
+/// Long-polls that follow a time (`since`, the form the seeds' clients use) wait through their
+/// channel's feed as those that follow a seq do: one window read per wake-up for all of them, and
+/// each still answers only what is newer than its own time.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_polls_that_follow_a_time_share_their_channels_feed() {
+    let gateway = Gateway::start_with(&[("HATCHAT_MAX_POLLS_PER_USER", "100")]).await;
+    let api = gateway.api();
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
+    let last = api.send(&bob, &channel, json!("before")).await.expect(200);
+    let since = encode(last["createdAt"].as_str().unwrap());
+    let mut polls = Vec::new();
+    for _ in 0..20 {
+        polls.push(background_poll(&gateway, &alice, &channel, &format!("since={since}&wait=10")).await);
+    }
+    // A time after anything sent here: it waits on the same feed and is handed nothing.
+    let later = background_poll(&gateway, &alice, &channel, "since=2999-01-01T00:00:00Z&wait=2").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gateway.health().await["liveReaders"] != json!(21) {
+        assert!(Instant::now() < deadline, "the polls never joined the feed: {}", gateway.health().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = gateway.health().await["windowQueries"].as_u64().unwrap();
+    let sent = api.send(&bob, &channel, json!("after")).await.expect(200);
+    for poll in polls {
+        let page = poll.await.unwrap().0.expect(200);
+        assert_eq!(seqs(&page), vec![sent["seq"].as_i64().unwrap()]);
+    }
+    let queries = gateway.health().await["windowQueries"].as_u64().unwrap() - before;
+    assert!(queries <= 2, "{queries} window queries for one wake-up of 21 long-polls");
+    assert_eq!(later.await.unwrap().0.expect(200), json!([]), "nothing is newer than 2999");
 }

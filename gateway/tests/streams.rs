@@ -1,7 +1,8 @@
 //! Live streams end to end: SSE resumes exactly after a disconnect in the middle of a burst, says
 //! `reset` when history was capped and `closed` when the reader may read no more; one read per
 //! wake-up serves every reader of a channel; a reader that does not read is closed without
-//! delaying the others; one WebSocket subscribes to several channels and sends.
+//! delaying the others; a storm of resumptions sees every message once; one WebSocket subscribes
+//! to several channels and sends.
 
 mod support;
 use base64::Engine;
@@ -124,6 +125,47 @@ async fn a_stream_resumed_with_last_event_id_mid_burst_sees_every_message_once_i
         assert_eq!(event.data["seq"], json!(seq));
         assert_eq!(event.data["payload"], json!({"n": n}), "each message exactly once, in order");
     }
+}
+
+/// A reconnect storm: a hundred streams resume at once, from positions all over the channel's
+/// history, while messages keep coming. Those with nothing to catch up on join the channel's feed
+/// at once and share its reads; each sees every message after its position once, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_resumptions_gets_every_message_once_in_order() {
+    let gateway = Gateway::start_with(&[("HATCHAT_MAX_POLLS_PER_USER", "200")]).await;
+    let api = gateway.api();
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
+    for n in 0..20 {
+        api.send(&bob, &channel, json!({"n": n})).await.expect(200);
+    }
+    // Seqs 3..=22 are sent; 20 more come while the streams open.
+    let burst = {
+        let (api, bob, channel) = (api.clone(), bob.clone(), channel.clone());
+        tokio::spawn(async move {
+            for n in 20..40 {
+                api.send(&bob, &channel, json!({"n": n})).await.expect(200);
+            }
+        })
+    };
+    let token = alice.token();
+    let resumed = (0..100).map(|i| {
+        let (api, path, token) = (api.clone(), events_path(&channel, ""), token.clone());
+        async move {
+            let from = 2 + i % 21;
+            let mut sse = Sse::open(&api, &path, Some(&token), Some(&from.to_string())).await;
+            let mut seqs = Vec::new();
+            while seqs.last() != Some(&42) {
+                let event = sse.next().await;
+                assert_eq!(event.event, "message", "{event:?}");
+                seqs.push(event.data["seq"].as_i64().unwrap());
+            }
+            (from, seqs)
+        }
+    });
+    for (from, seqs) in futures_util::future::join_all(resumed).await {
+        assert_eq!(seqs, (from + 1..=42).collect::<Vec<_>>(), "resumed after {from}");
+    }
+    burst.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -197,6 +197,16 @@ async fn the_answers_the_gateway_reads_decode_with_the_contracts_types() {
         db.query_one(api::CHANNEL_WINDOW, &[&"no-such-channel", &0i64, &10i32, &users]).await.unwrap().get(0);
     let gone: api::ChannelWindow = serde_json::from_str(&gone).unwrap();
     assert!(!gone.live && gone.messages.is_empty() && gone.last_seq.is_none());
+
+    let head: api::ChannelHead = typed(&db, api::CHANNEL_HEAD, &[&channel]).await;
+    assert_eq!(head.last_seq, window.last_seq);
+    let stamp: api::Stamp = serde_json::from_str(window.messages[0].get()).unwrap();
+    assert!(stamp.created_at.parse::<jiff::Timestamp>().is_ok(), "{}", stamp.created_at);
+    let (token, last) = (alice.token(), window.last_seq.unwrap());
+    let behind: api::StreamOpen = typed(&db, api::OPEN_CHANNEL_STREAM, &[&token, &channel, &0i64]).await;
+    assert!(behind.backlog && behind.caller.user_id == alice.id.to_string());
+    let caught_up: api::StreamOpen = typed(&db, api::OPEN_CHANNEL_STREAM, &[&token, &channel, &last]).await;
+    assert!(!caught_up.backlog, "nothing after the last seq");
 }
 
 async fn typed<T: serde::de::DeserializeOwned>(

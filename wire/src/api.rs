@@ -48,13 +48,20 @@ calls! {
     GET_MESSAGES = "SELECT hatchat.get_messages($1, $2, $3, $4, $5, $6, $7)::text";
     /// `get_messages` for one message after `$3`: what opening a stream there checks (the token, the
     /// channel, the position), refusing what a read refuses.
-    CHECK_CHANNEL_READ = "SELECT hatchat.get_messages($1, $2, NULL, NULL, 1, $3)::text";
+    /// Opens a stream of channel $2 after seq $3 for token $1: refuses what `get_messages` refuses
+    /// (its checks and errors, first), and answers a `StreamOpen`.
+    OPEN_CHANNEL_STREAM = "SELECT json_build_object(\
+        'backlog', jsonb_array_length(hatchat.get_messages($1, $2, NULL, NULL, 1, $3)) > 0, \
+        'caller', hatchat.stream_caller($1))::text";
     EDIT_MESSAGE = "SELECT hatchat.edit_message($1, $2, $3, $4::text::jsonb)::text";
     DELETE_MESSAGE = "SELECT hatchat.delete_message($1, $2, $3)::text";
     REACT = "SELECT hatchat.react($1, $2, $3, $4)::text";
     UNREACT = "SELECT hatchat.unreact($1, $2, $3, $4)::text";
     /// Answers a `ChannelWindow`; for the gateway's role only.
     CHANNEL_WINDOW = "SELECT hatchat.channel_window($1, $2, $3, $4::text[]::uuid[])::text";
+    /// Answers a `ChannelHead` for channel $1 (no messages read).
+    CHANNEL_HEAD = "SELECT json_build_object('lastSeq', \
+        hatchat.channel_window($1, 9223372036854775807, 1, '{}'::uuid[]) -> 'lastSeq')::text";
     /// Whether the gateway's login may read windows, and its name (a startup check).
     MAY_READ_WINDOWS = "SELECT has_function_privilege(\
         'hatchat.channel_window(text, bigint, integer, uuid[])', 'EXECUTE'), current_user::text";
@@ -106,6 +113,14 @@ pub struct StreamCaller {
     pub expires_at: Option<String>,
 }
 
+/// `OPEN_CHANNEL_STREAM`'s answer: whether the stream has messages to catch up on, and whom its
+/// token speaks for.
+#[derive(Debug, Deserialize)]
+pub struct StreamOpen {
+    pub backlog: bool,
+    pub caller: StreamCaller,
+}
+
 /// `channel_window`'s answer, its messages borrowed from the answer's text (each is copied once,
 /// into the page a feed hands out). `live` is false when the channel is missing or expired.
 #[derive(Debug, Deserialize)]
@@ -126,6 +141,20 @@ pub struct ChannelWindow<'a> {
 #[derive(Debug, Deserialize)]
 pub struct Seq {
     pub seq: i64,
+}
+
+/// When a message was appended (ISO 8601 UTC, microseconds; rises with seq in a channel).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stamp {
+    pub created_at: String,
+}
+
+/// A channel's last seq (null: missing or expired).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelHead {
+    pub last_seq: Option<i64>,
 }
 
 /// The position of a notification.

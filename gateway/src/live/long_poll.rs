@@ -1,8 +1,9 @@
 //! The long-polls of GET /messages and GET /notifications: subscribe, then read, then wait for a
 //! wake-up and read again, until something is there or the deadline passes.
 //!
-//! A long-poll that only follows a seq waits through its channel's feed (feeds.rs), which reads
-//! once per wake-up for every reader of the channel; any other waits on its own subscription.
+//! A long-poll that only follows a position (a seq, or a time) waits through its channel's feed
+//! (feeds.rs), which reads once per wake-up for every reader of the channel; any other (`until`,
+//! `fold`) waits on its own subscription and reads alone.
 
 use super::feeds::Delivery;
 use super::hub::{Topic, Wake};
@@ -13,6 +14,27 @@ use hatchat_wire::api;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::time::Instant;
+
+/// The position a long-poll of one channel follows.
+#[derive(Clone, Copy)]
+pub enum Follow {
+    /// Messages after this seq.
+    AfterSeq(i64),
+    /// Messages created after this time (None: every message).
+    Since(Option<jiff::Timestamp>),
+}
+
+impl Follow {
+    /// Whether a message the feed hands over is in the window (after the time followed). Messages
+    /// after the first one that is are too: createdAt rises with seq.
+    fn wants(&self, message: &str) -> bool {
+        let Follow::Since(Some(since)) = self else { return true };
+        serde_json::from_str::<api::Stamp>(message)
+            .ok()
+            .and_then(|stamp| stamp.created_at.parse::<jiff::Timestamp>().ok())
+            .is_none_or(|created| created > *since)
+    }
+}
 
 /// What one long-poll waits on, and until when.
 pub struct LongPoll<'a> {
@@ -59,12 +81,15 @@ impl Live {
         }
     }
 
-    /// The long-poll of a window that only follows a seq: `read` alone first (every check and
+    /// The long-poll of a window that only follows a position: `read` alone first (every check and
     /// error of get_messages), then the wait through the channel's feed, at most `limit` messages.
+    /// A poll that follows a time learns the channel's head before its read: what the read does not
+    /// return is after that head (createdAt rises with seq), so the feed follows on from there and
+    /// hands over only what is newer than the time.
     pub async fn long_poll_channel<R, F>(
         &self,
         token: &Option<String>,
-        (channel, after_seq, limit): (&str, i64, usize),
+        (channel, follow, limit): (&str, Follow, usize),
         deadline: Instant,
         read: R,
     ) -> Result<JsonText, ApiError>
@@ -72,10 +97,16 @@ impl Live {
         R: Fn() -> F,
         F: Future<Output = Result<String, ApiError>>,
     {
+        let head = match follow {
+            Follow::AfterSeq(seq) => Ok(Some(seq)),
+            Follow::Since(_) => self.head(channel).await,
+        };
         let page = read().await?;
         if page != "[]" || Instant::now() >= deadline {
             return Ok(JsonText(page));
         }
+        // The read passed, so the channel is there: a head missing now is a channel just deleted.
+        let Some(after_seq) = head? else { return Ok(JsonText(page)) };
         let _waiting = self.hub.hold();
         let caller = self.caller(token).await?;
         let _place = self.take_place(&caller.user)?;
@@ -87,9 +118,9 @@ impl Live {
                 _ = tokio::time::sleep_until(deadline) => None,
             };
             match delivery {
-                Some(Delivery::Message { json, .. }) => messages.push(json),
+                Some(Delivery::Message { json, .. }) if follow.wants(&json) => messages.push(json),
                 // Capped history: get_messages would answer what is still held, as this will.
-                Some(Delivery::Reset { .. }) => {}
+                Some(Delivery::Message { .. } | Delivery::Reset { .. }) => {}
                 Some(Delivery::Closed { reason: super::feeds::SHUTTING_DOWN }) | None => {
                     return Ok(JsonText("[]".into()))
                 }
@@ -106,6 +137,12 @@ impl Live {
             }
         }
         Ok(JsonText(format!("[{}]", messages.join(", "))))
+    }
+
+    /// The channel's last seq (None: missing or expired), without reading a message.
+    async fn head(&self, channel: &str) -> Result<Option<i64>, ApiError> {
+        let head: api::ChannelHead = db::call_typed(&self.pool, api::CHANNEL_HEAD, &[&channel]).await?;
+        Ok(head.last_seq)
     }
 
     /// The id of the user `token` belongs to, as the database verifies it.

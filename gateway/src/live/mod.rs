@@ -24,7 +24,7 @@ mod notifications;
 
 pub use feeds::{Delivery, Feeds, OpenStream};
 pub use hub::{Hub, Topic, Wake};
-pub use long_poll::LongPoll;
+pub use long_poll::{Follow, LongPoll};
 pub use notifications::{Notice, NotificationStream};
 
 use crate::config::StreamSettings;
@@ -92,12 +92,12 @@ impl Live {
     /// Asks the database whose `token` is (`hatchat.stream_caller`: 401 for a bad token).
     pub async fn caller(&self, token: &Option<String>) -> Result<Caller, ApiError> {
         let answer: api::StreamCaller = db::call_typed(&self.pool, api::STREAM_CALLER, &[token]).await?;
-        Ok(Caller { user: answer.user_id, expires: answer.expires_at.as_deref().map(instant_of) })
+        Ok(answer.into())
     }
 
     /// Checks that `token` may read `channel` after `after_seq` (as one `get_messages` call
-    /// would), then opens a reader that catches up from there and follows the channel live. Each
-    /// stream counts against the user's long-polls (`--max-polls-per-user`): a stream costs what a
+    /// would) and learns whose it is, in one call, then opens a reader from there. Each stream
+    /// counts against the user's long-polls (`--max-polls-per-user`): a stream costs what a
     /// waiting long-poll costs, and without a bound one client could open any number.
     pub async fn open_channel(
         &self,
@@ -105,10 +105,15 @@ impl Live {
         channel: &str,
         after_seq: i64,
     ) -> Result<ChannelStream, ApiError> {
-        db::call_json(&self.pool, api::CHECK_CHANNEL_READ, &[token, &channel, &after_seq]).await?;
-        let caller = self.caller(token).await?;
+        let opened: api::StreamOpen =
+            db::call_typed(&self.pool, api::OPEN_CHANNEL_STREAM, &[token, &channel, &after_seq]).await?;
+        let caller = Caller::from(opened.caller);
         let place = self.take_place(&caller.user)?;
-        let reader = self.feeds.open(self.interest(channel, caller, after_seq));
+        let interest = self.interest(channel, caller, after_seq);
+        // A reader with nothing to catch up on joins its channel's feed at once: the feed's next
+        // read serves every reader that joined meanwhile, so a storm of streams resuming on one
+        // channel reads it once rather than once per stream.
+        let reader = if opened.backlog { self.feeds.open(interest) } else { self.feeds.open_live(interest) };
         Ok(ChannelStream { reader, place })
     }
 
@@ -121,6 +126,12 @@ impl Live {
             expires: caller.expires,
             buffer: self.streams.buffer,
         }
+    }
+}
+
+impl From<api::StreamCaller> for Caller {
+    fn from(answer: api::StreamCaller) -> Self {
+        Caller { user: answer.user_id, expires: answer.expires_at.as_deref().map(instant_of) }
     }
 }
 

@@ -4,7 +4,7 @@ use crate::db::{self, JsonText};
 use crate::error::ApiError;
 use crate::extract::{raw_json, wait_param, JsonBody, PathParams, QueryParams, Token};
 use crate::extract::{Answer, AppState};
-use crate::live::LongPoll;
+use crate::live::{Follow, LongPoll};
 use crate::openapi::{BadRequest, Body, Db, Forbidden, MessageSeq, NotFound, TooManyRequests, Unauthorized};
 use axum::extract::State;
 use hatchat_wire::api;
@@ -80,11 +80,23 @@ impl MessagesQuery {
         db::call_json(&app.pool, api::GET_MESSAGES, &params).await
     }
 
-    /// The seq this window follows, when that is all it asks (no time bounds, not folded): such a
-    /// long-poll can wait through its channel's feed, which carries messages as they were appended.
-    fn shared_cursor(&self) -> Option<i64> {
-        let plain = self.since.is_none() && self.until.is_none() && self.fold != Some(true);
-        self.after_seq.filter(|_| plain)
+    /// The position this window follows, when that is all it asks (a seq, or a time, not both; no
+    /// `until`, not folded): such a long-poll can wait through its channel's feed, which carries
+    /// messages as they were appended. A time given in a form the feed cannot compare exactly
+    /// (no offset, finer than microseconds) is read alone.
+    fn follows(&self) -> Option<Follow> {
+        if self.until.is_some() || self.fold == Some(true) {
+            return None;
+        }
+        match (self.after_seq, self.since.as_deref().map(str::trim)) {
+            (Some(seq), None) => Some(Follow::AfterSeq(seq)),
+            (None, None | Some("-infinity")) => Some(Follow::Since(None)),
+            (None, Some(since)) => {
+                let since = since.parse::<jiff::Timestamp>().ok()?;
+                (since.subsec_nanosecond() % 1000 == 0).then_some(Follow::Since(Some(since)))
+            }
+            (Some(_), Some(_)) => None,
+        }
     }
 
     /// Waiting only makes sense while new messages can still fall inside the window.
@@ -102,8 +114,8 @@ impl MessagesQuery {
 /// Read a channel's messages; long-polls (`wait`) while nothing matches
 ///
 /// Calls `hatchat.get_messages`: oldest first, events included (unless `fold`). A long-poll that
-/// only follows `afterSeq` (no `since`/`until`, not folded) waits through the channel's shared
-/// feed.
+/// only follows a position, `afterSeq` or `since` (not both; no `until`, not folded), waits through
+/// the channel's shared feed.
 #[utoipa::path(get, path = "/messages", tag = "messages", params(MessagesQuery),
     responses((status = 200, description = "OK", body = Vec<Message>), BadRequest, Unauthorized, Forbidden, NotFound, TooManyRequests, Db))]
 // It waits for a message in the channel while the window is still open (see `LongPoll`).
@@ -114,9 +126,9 @@ pub async fn poll(
 ) -> Answer {
     let deadline = Instant::now() + wait_param(w.wait, app.live.max_wait)?;
     let channel = w.channel_id.as_deref().unwrap_or_default();
-    if let Some(after_seq) = w.shared_cursor() {
+    if let Some(follow) = w.follows() {
         let limit = usize::try_from(w.limit.unwrap_or(20)).unwrap_or(20);
-        let follow = (channel, after_seq, limit);
+        let follow = (channel, follow, limit);
         return app.live.long_poll_channel(&token, follow, deadline, || w.read(&app, &token)).await;
     }
     let poll = LongPoll { topic: app.live.hub.channel(channel), deadline, token: &token, user: None };
