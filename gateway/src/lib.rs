@@ -11,6 +11,7 @@ pub mod group_commit;
 pub mod issuers;
 pub mod key_requests;
 pub mod live;
+pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod placement;

@@ -59,7 +59,6 @@ async fn run(config: Config) -> Result<(), String> {
     let group_commit = GroupCommit::with_placement(pool.clone(), config.send_slots, placement);
     let budget = Budget::new(config.stream_buffer_bytes, config.streams_max_bytes);
     let feeds = Feeds::new(pool.clone(), Arc::clone(&hub), Arc::clone(&budget));
-    spawn_trimmer(Arc::clone(&feeds));
     let live = Live {
         pool: pool.clone(),
         hub: Arc::clone(&hub),
@@ -87,24 +86,6 @@ async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     Ok(())
-}
-
-/// glibc keeps the memory a burst of streams freed for its own reuse, so the process stays at the
-/// burst's height. Each time streams have closed, the free pages go back to the system.
-fn spawn_trimmer(feeds: Arc<Feeds>) {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(Duration::from_secs(2));
-        let mut open = 0;
-        loop {
-            ticks.tick().await;
-            let now = feeds.streams_open();
-            if now < open {
-                // SAFETY: malloc_trim only releases free memory of glibc's arenas.
-                unsafe { libc::malloc_trim(0) };
-            }
-            open = now;
-        }
-    });
 }
 
 /// Deletes expired channels every `interval` seconds (0: never).

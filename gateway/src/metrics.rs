@@ -44,6 +44,9 @@ pub const POOL_MAX: &str = "hatchat_pool_max_connections";
 pub const STREAMS_OPEN: &str = "hatchat_streams_open";
 pub const LIVE_READERS: &str = "hatchat_live_readers";
 pub const WINDOW_READS: &str = "hatchat_window_reads_total";
+/// What the allocator holds: its resident pages, and what the gateway has allocated (memory.rs).
+pub const ALLOCATOR_RESIDENT: &str = "hatchat_allocator_resident_bytes";
+pub const ALLOCATOR_ALLOCATED: &str = "hatchat_allocator_allocated_bytes";
 /// Errors from the database, by SQLSTATE class (`22`, `28`, `P0`…; `connection` when it was not
 /// reachable, `pool` when no connection came in time).
 pub const DATABASE_ERRORS: &str = "hatchat_database_errors_total";
@@ -94,6 +97,8 @@ fn describe() {
     describe_counter!(DATABASE_ERRORS, "database errors by SQLSTATE class");
     describe_gauge!(STREAMS_OPEN, "live streams open (SSE and WebSocket)");
     describe_gauge!(LIVE_READERS, "readers following a channel's feed");
+    describe_gauge!(ALLOCATOR_RESIDENT, "bytes of the allocator's pages resident in memory");
+    describe_gauge!(ALLOCATOR_ALLOCATED, "bytes the gateway has allocated and not freed");
     describe_counter!(WINDOW_READS, "channel window reads, each serving every reader of its channel");
 }
 

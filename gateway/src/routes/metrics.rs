@@ -4,8 +4,9 @@
 use crate::extract::AppState;
 use crate::live::forward;
 use crate::metrics::{
-    install, FORWARD_PENDING, FORWARD_UNDELIVERABLE, LISTENER_CONNECTED, LIVE_READERS, POOL_CONNECTIONS,
-    POOL_MAX, POOL_WAITING, STREAMS_OPEN, WAITING, WINDOW_READS,
+    install, ALLOCATOR_ALLOCATED, ALLOCATOR_RESIDENT, FORWARD_PENDING, FORWARD_UNDELIVERABLE,
+    LISTENER_CONNECTED, LIVE_READERS, POOL_CONNECTIONS, POOL_MAX, POOL_WAITING, STREAMS_OPEN, WAITING,
+    WINDOW_READS,
 };
 use ::metrics::{counter, gauge};
 use axum::extract::State;
@@ -39,6 +40,10 @@ fn record_states(app: &AppState) {
     gauge!(POOL_CONNECTIONS, "state" => "idle").set(pool.available as f64);
     gauge!(POOL_WAITING).set(pool.waiting as f64);
     gauge!(POOL_MAX).set(pool.max_size as f64);
+    if let Some(held) = crate::memory::held() {
+        gauge!(ALLOCATOR_RESIDENT).set(held.resident as f64);
+        gauge!(ALLOCATOR_ALLOCATED).set(held.allocated as f64);
+    }
     if let Some(forwarding) = forward::health() {
         // -1 until the forwarder's first count.
         let count = |name: &str| forwarding[name].as_i64().unwrap_or(-1) as f64;
