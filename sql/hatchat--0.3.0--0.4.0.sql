@@ -149,6 +149,30 @@ ALTER FUNCTION hatchat.set_issuer_keys(text, jsonb) OWNER TO hatchat_owner;
 ALTER FUNCTION hatchat.issuer_key_sources() OWNER TO hatchat_owner;
 -- ---- end trusted issuers ----------------------------------------------------------------------------
 
+-- ---- plain SQL at pgmq's pace (issue 27) ----------------------------------------------------------
+-- The CHECK constraints on channels' values and on messages.kind become domains (sql/schema.sql
+-- says why). Each domain gets its constraint after the column has its type: a column changed to a
+-- domain that has constraints is rewritten, one changed first and checked after is only scanned.
+CREATE DOMAIN hatchat.invite_model AS text;
+CREATE DOMAIN hatchat.positive_integer AS integer;
+CREATE DOMAIN hatchat.event_kind AS text;
+ALTER TABLE hatchat.channels
+    DROP CONSTRAINT channels_invite_model_check,
+    DROP CONSTRAINT channels_max_messages_check,
+    DROP CONSTRAINT channels_ttl_seconds_check,
+    ALTER COLUMN invite_model TYPE hatchat.invite_model,
+    ALTER COLUMN max_messages TYPE hatchat.positive_integer,
+    ALTER COLUMN ttl_seconds TYPE hatchat.positive_integer;
+ALTER TABLE hatchat.messages
+    DROP CONSTRAINT messages_kind_check,
+    ALTER COLUMN kind TYPE hatchat.event_kind;
+ALTER DOMAIN hatchat.invite_model
+    ADD CONSTRAINT invite_model_check CHECK (VALUE IN ('owner', 'member', 'self'));
+ALTER DOMAIN hatchat.positive_integer ADD CONSTRAINT positive_integer_check CHECK (VALUE > 0);
+ALTER DOMAIN hatchat.event_kind
+    ADD CONSTRAINT event_kind_check CHECK (VALUE IN ('edit', 'delete', 'reaction'));
+-- ---- end plain SQL at pgmq's pace -----------------------------------------------------------------
+
 -- distribute() makes deleted_users, wake_secret and issuers reference tables, as users.
 CREATE OR REPLACE FUNCTION hatchat.distribute(shard_count integer DEFAULT 32) RETURNS void
     LANGUAGE plpgsql

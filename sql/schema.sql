@@ -54,10 +54,21 @@ CREATE TABLE hatchat.issuers (
 INSERT INTO hatchat.users (id, username, public_key)
 VALUES ('00000000-0000-0000-0000-000000000000', 'system', NULL);
 
+-- The channels' rules on values are domains, not CHECK constraints: PostgreSQL turns a table's
+-- CHECK constraints into expressions at every statement that writes the table (every send's
+-- counter UPDATE paid for three), while a domain's are cached per backend and checked only where
+-- a value is assigned to the column.
+CREATE DOMAIN hatchat.invite_model AS text
+    CONSTRAINT invite_model_check CHECK (VALUE IN ('owner', 'member', 'self'));
+CREATE DOMAIN hatchat.positive_integer AS integer CONSTRAINT positive_integer_check CHECK (VALUE > 0);
+-- What an event row is (messages.kind), for the same reason: every send inserts a message.
+CREATE DOMAIN hatchat.event_kind AS text
+    CONSTRAINT event_kind_check CHECK (VALUE IN ('edit', 'delete', 'reaction'));
+
 CREATE TABLE hatchat.channels (
     id           text PRIMARY KEY,
     owner_id     uuid NOT NULL REFERENCES hatchat.users (id) ON DELETE CASCADE,
-    invite_model text NOT NULL CHECK (invite_model IN ('owner', 'member', 'self')),
+    invite_model hatchat.invite_model NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     -- The per-channel counter: every send bumps it in its own transaction (see messages/mod.rs).
     last_seq     bigint NOT NULL DEFAULT 0,
@@ -65,8 +76,8 @@ CREATE TABLE hatchat.channels (
     -- Rooms (the multi-room chat service) are channels with a type and a fixed member list.
     type         text,
     -- Retention: keep the newest max_messages; expire ttl_seconds after the last post or refresh.
-    max_messages integer CHECK (max_messages > 0),
-    ttl_seconds  integer CHECK (ttl_seconds > 0),
+    max_messages hatchat.positive_integer,
+    ttl_seconds  hatchat.positive_integer,
     -- NULL: never. An expired channel is treated as missing at once and purged later.
     expires_at   timestamptz,
     -- Whether a post creates notifications for the other members (rooms do).
@@ -106,7 +117,7 @@ CREATE TABLE hatchat.messages (
     client_id    text,
     -- NULL for a message; 'edit', 'delete' or 'reaction' for an event about message `target`.
     -- Kept outside the payload, so no payload can pass for an event.
-    kind         text CHECK (kind IN ('edit', 'delete', 'reaction')),
+    kind         hatchat.event_kind,
     target       bigint,
     -- The channel's `counted` once this row was appended (see channels.counted).
     counted      bigint NOT NULL DEFAULT 0,

@@ -334,8 +334,15 @@ fn pgmq_install() -> Option<std::path::PathBuf> {
 }
 
 /// Plain SQL clients (pgbench) calling `hatchat.send_message`, spread (a channel each) and hot (one
-/// channel), beside `pgmq.send` (a queue each) and the raw INSERT at the same concurrency.
+/// channel), beside `pgmq.send` (a queue each) and the raw INSERT at the same concurrency. This
+/// machine is noisy, so each concurrency is measured in BENCH_ROUNDS (3) interleaved rounds (each
+/// round every cell one after the other, each cell after a CHECKPOINT: a checkpoint inside a cell
+/// can halve it) and the table prints each cell's median, and the ratios of the medians.
+/// BENCH_SQL_HOT=0 leaves out the hot-channel cells.
 async fn sql_throughput(api: &Api, settings: &Settings, single_client_insert: f64) {
+    let rounds: usize =
+        std::env::var("BENCH_ROUNDS").unwrap_or_else(|_| "3".into()).parse().expect("BENCH_ROUNDS");
+    let with_hot = std::env::var("BENCH_SQL_HOT").map_or(true, |v| v != "0");
     let most = *settings.concurrency.iter().max().unwrap();
     let owner = sender(api).await;
     let token = owner.token.clone();
@@ -361,32 +368,74 @@ async fn sql_throughput(api: &Api, settings: &Settings, single_client_insert: f6
     let queue =
         "SELECT pgmq.send('bench_' || (:client_id)::text, '{\"text\": \"hello from the benchmark\"}');";
     let variables = [("token", token.as_str()), ("prefix", prefix.as_str()), ("hot", hot.as_str())];
+    // PostgreSQL's own order (src/commit.rs), for comparison in the same run.
+    let held = "-c hatchat.release_locks_before_flush=off";
+    let cell = |script: &str, clients: usize, options: &str| {
+        psql("CHECKPOINT");
+        pgbench_with(script, clients, settings.seconds, &variables, options)
+    };
     println!("## Send throughput from plain SQL (pgbench, one send per transaction, messages/s)");
     println!();
     println!("hatchat.announcer_mode(): {}", announcer_mode().await);
     println!();
+    println!("Median of {rounds} interleaved rounds; ratios of the medians.");
+    println!();
     println!("| clients | spread: send_message | pgmq.send | raw INSERT | ÷ INSERT | ÷ pgmq | hot: send_message | ÷ single-client INSERT | hot, locks held to the flush | ÷ single-client INSERT |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &clients in &settings.concurrency {
-        let spread = pgbench(send, clients, settings.seconds, &variables);
-        let queued = pgmq.as_ref().map(|_| pgbench(queue, clients, settings.seconds, &[]));
-        let raw = pgbench_insert(clients, settings.seconds, false);
-        let on_hot = pgbench(send_hot, clients, settings.seconds, &variables);
-        // PostgreSQL's own order (src/commit.rs), for comparison in the same run.
-        let held = "-c hatchat.release_locks_before_flush=off";
-        let on_hot_held = pgbench_with(send_hot, clients, settings.seconds, &variables, held);
-        let (queued_text, versus_queue) = match queued {
-            Some(q) => (format!("{q:.0}"), format!("{:.2}", spread / q)),
-            None => ("-".into(), "-".into()),
-        };
+        let mut cells: [Vec<f64>; 5] = Default::default();
+        for round in 1..=rounds {
+            let spread = cell(send, clients, "");
+            let queued = pgmq.as_ref().map(|_| cell(queue, clients, ""));
+            let raw = cell(insert_script(), clients, "");
+            let (on_hot, on_hot_held) = if with_hot {
+                (cell(send_hot, clients, ""), cell(send_hot, clients, held))
+            } else {
+                (f64::NAN, f64::NAN)
+            };
+            eprintln!(
+                "round {round}, {clients} clients: send_message {spread:.0}, pgmq.send {}, INSERT {raw:.0}, hot {on_hot:.0} / held {on_hot_held:.0}",
+                queued.map_or("-".into(), |q| format!("{q:.0}"))
+            );
+            for (values, value) in
+                cells.iter_mut().zip([spread, queued.unwrap_or(f64::NAN), raw, on_hot, on_hot_held])
+            {
+                values.push(value);
+            }
+        }
+        let [spread, queued, raw, on_hot, on_hot_held] = cells.map(median);
+        let figure = |value: f64| if value.is_nan() { "-".to_string() } else { format!("{value:.0}") };
+        let ratio = |value: f64| if value.is_nan() { "-".to_string() } else { format!("{value:.2}") };
         println!(
-            "| {clients} | {spread:.0} | {queued_text} | {raw:.0} | {:.2} | {versus_queue} | {on_hot:.0} | {:.2} | {on_hot_held:.0} | {:.2} |",
+            "| {clients} | {spread:.0} | {} | {raw:.0} | {:.2} | {} | {} | {} | {} | {} |",
+            figure(queued),
             spread / raw,
-            on_hot / single_client_insert,
-            on_hot_held / single_client_insert
+            ratio(spread / queued),
+            figure(on_hot),
+            ratio(on_hot / single_client_insert),
+            figure(on_hot_held),
+            ratio(on_hot_held / single_client_insert)
         );
     }
     println!();
+}
+
+/// The middle value (NaN when there is none).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|v| !v.is_nan());
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// `pgbench_insert`'s script, spread: message-shaped rows into a plain table (made by the single-client
+/// INSERT run before).
+fn insert_script() -> &'static str {
+    "INSERT INTO bench_raw (channel_id, from_user_id, payload) VALUES ('c' || :client_id, \
+     '6f1c3a4e-3b5d-4f7a-9c2e-1d2e3f4a5b6c', '{\"text\": \"hello from the benchmark\"}');"
 }
 
 /// What a trusted issuer's token costs beside a self-signed one (RS512, Hatch@'s web client): plain
