@@ -4,9 +4,11 @@
 //! each reader the part after its own cursor.
 //!
 //! No lost wake-ups: a feed subscribes to its channel before its first read, and a reader that
-//! registers kicks the feed, so the next read happens after the registration. Authorization is not
-//! skipped: each read returns which of the readers' users are still members, in the snapshot of
-//! the messages, and a reader whose user is not (or whose token expired) is closed.
+//! registers behind what the feed last read (or during a read) kicks the feed, so the next read
+//! happens after the registration; a reader at or past it needs none, since whatever commits later
+//! wakes the feed. Authorization is not skipped: every delivery comes from a read that returns
+//! which of the readers' users are still members, in the snapshot of the messages, and a reader
+//! whose user is not (or whose token expired) is closed.
 //!
 //! Slow consumers: each reader has a buffer bounded in messages and in bytes (its purse, bounds.rs);
 //! a feed never waits for a reader. A reader whose buffer is full is closed ("slow consumer") and
@@ -22,7 +24,7 @@ use crate::error::ApiError;
 use deadpool_postgres::Pool;
 use hatchat_wire::api;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -96,7 +98,14 @@ impl Drop for OpenStream {
 struct Feed {
     channel: String,
     waiters: Mutex<Vec<Waiter>>,
+    /// Read again: a reader joined behind what the feed last read.
     kick: Notify,
+    /// Look at the readers' tokens again, without a read: a reader joined that is caught up.
+    rearm: Notify,
+    /// The channel's last seq as the last read saw it (-1 before the first), and whether a read is
+    /// under way; both change under the waiters lock, where readers join.
+    head: AtomicI64,
+    reading: AtomicBool,
 }
 
 struct Waiter {
@@ -221,19 +230,28 @@ impl Feeds {
         let feed = {
             let mut feeds = self.feeds.lock().expect("feeds lock");
             let feed = feeds.entry(interest.channel.clone()).or_insert_with(|| {
-                let feed = Arc::new(Feed {
-                    channel: interest.channel,
-                    waiters: Mutex::default(),
-                    kick: Notify::new(),
-                });
+                let feed = Arc::new(Feed::new(interest.channel));
                 tokio::spawn(Arc::clone(self).run(Arc::clone(&feed)));
                 feed
             });
             // Under the map lock: a feed retires only under it too, so this one is not retiring.
-            feed.waiters.lock().expect("feed lock").push(waiter);
-            Arc::clone(feed)
+            let mut waiters = feed.waiters.lock().expect("feed lock");
+            // A reader at or past what the feed last read (its membership was checked as it
+            // opened) needs no read of its own: whatever commits after that read wakes the feed.
+            // A reader behind it, or one joining during a read (which was not made for it),
+            // gets the next read.
+            let caught_up =
+                !feed.reading.load(Ordering::Relaxed) && feed.head.load(Ordering::Relaxed) >= waiter.cursor;
+            waiters.push(waiter);
+            drop(waiters);
+            (Arc::clone(feed), caught_up)
         };
-        feed.kick.notify_one();
+        let (feed, caught_up) = feed;
+        if caught_up {
+            feed.rearm.notify_one();
+        } else {
+            feed.kick.notify_one();
+        }
         Joined { receiver, ended, feed, id }
     }
 
@@ -276,6 +294,7 @@ impl Feeds {
                     }
                 },
                 _ = feed.kick.notified() => true,
+                _ = feed.rearm.notified() => false,
             };
         }
     }
@@ -344,10 +363,24 @@ struct Wanted {
 }
 
 impl Feed {
+    fn new(channel: String) -> Self {
+        Feed {
+            channel,
+            waiters: Mutex::default(),
+            kick: Notify::new(),
+            rearm: Notify::new(),
+            head: AtomicI64::new(-1),
+            reading: AtomicBool::new(false),
+        }
+    }
+
+    /// What the next read serves; from here until its page is handed out, joining readers wait for
+    /// the read after it.
     fn wanted(&self) -> Option<Wanted> {
         let mut waiters = self.waiters.lock().expect("feed lock");
         waiters.retain(|waiter| !waiter.sender.is_closed());
         let after_seq = waiters.iter().map(|waiter| waiter.cursor).min()?;
+        self.reading.store(true, Ordering::Relaxed);
         let users: HashSet<&str> = waiters.iter().map(|waiter| waiter.user.as_str()).collect();
         let users = users.into_iter().map(str::to_string).collect();
         Some(Wanted { after_seq, users, readers: waiters.iter().map(|waiter| waiter.id).collect() })
@@ -359,6 +392,8 @@ impl Feed {
     fn hand_out(&self, page: &Page, readers: &HashSet<u64>, now: Instant) {
         let mut waiters = self.waiters.lock().expect("feed lock");
         waiters.retain_mut(|waiter| !readers.contains(&waiter.id) || waiter.take(page, now));
+        self.head.store(if page.live { page.last_seq } else { -1 }, Ordering::Relaxed);
+        self.reading.store(false, Ordering::Relaxed);
     }
 
     /// Ends the readers whose token has run out (the next read would refuse them anyway).
@@ -717,7 +752,9 @@ mod tests {
     }
 
     fn feed_of(waiters: Vec<Waiter>) -> Feed {
-        Feed { channel: "c".into(), waiters: Mutex::new(waiters), kick: Notify::new() }
+        let feed = Feed::new("c".into());
+        *feed.waiters.lock().unwrap() = waiters;
+        feed
     }
 
     #[test]
