@@ -254,9 +254,20 @@ async fn fan_out(api: &Api, crowd: &Crowd, board: &Board) -> Vec<Duration> {
             sent_at.push(board.now());
             api.send(sender, channel, json!("to everyone")).await.expect(200);
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: a stream may be reconnecting when the message is sent, on a loaded machine.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while board.received.iter().any(|at| at.load(Ordering::Relaxed) == 0) {
-            assert!(Instant::now() < deadline, "a stream never got its message");
+            if Instant::now() > deadline {
+                let missing: Vec<_> = (0..board.received.len())
+                    .filter(|i| board.received[*i].load(Ordering::Relaxed) == 0)
+                    .map(|i| (i, channel_of(i), board.last_seq[i].load(Ordering::Relaxed)))
+                    .collect();
+                panic!(
+                    "{} streams never got their message: {:?}",
+                    missing.len(),
+                    &missing[..missing.len().min(20)]
+                );
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         for (i, at) in board.received.iter().enumerate() {
