@@ -97,12 +97,15 @@ impl Live {
         R: Fn() -> F,
         F: Future<Output = Result<String, ApiError>>,
     {
+        // Only a poll that may wait needs the head: a plain read costs one call, as before.
+        let waits = Instant::now() < deadline;
         let head = match follow {
             Follow::AfterSeq(seq) => Ok(Some(seq)),
-            Follow::Since(_) => self.head(channel).await,
+            Follow::Since(_) if waits => self.head(channel).await,
+            Follow::Since(_) => Ok(None),
         };
         let page = read().await?;
-        if page != "[]" || Instant::now() >= deadline {
+        if page != "[]" || !waits || Instant::now() >= deadline {
             return Ok(JsonText(page));
         }
         // The read passed, so the channel is there: a head missing now is a channel just deleted.
