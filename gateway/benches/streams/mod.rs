@@ -162,6 +162,8 @@ pub async fn measure(
     });
     settle().await;
     let before = memory(gateway).await;
+    let postmaster = super::postmaster_pid().await;
+    let cpu_before = super::cpu_snapshot();
     let started = Instant::now();
     let tasks: Vec<_> = (0..n)
         .map(|i| {
@@ -181,6 +183,7 @@ pub async fn measure(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let following = started.elapsed();
+    let cpu = super::cpu_used(&cpu_before, &super::cpu_snapshot(), gateway.pid(), postmaster);
     settle().await;
     let open = memory(gateway).await;
     // Idle, with the churn of tokens that run out (the first ones do 20 s after they were made).
@@ -221,6 +224,10 @@ pub async fn measure(
         before.resident as f64 / 1048576.0,
         board.refusals.load(Ordering::Relaxed),
         board.reconnects.load(Ordering::Relaxed),
+    );
+    println!(
+        "(opening them all, CPU seconds: PostgreSQL {:.1}, gateway {:.1}, this client {:.1})",
+        cpu.postgres, cpu.gateway, cpu.load
     );
     for reason in board.reasons.lock().unwrap().iter() {
         println!("- refused at {reason}");
