@@ -62,16 +62,7 @@ pub enum Role {
 
 /// 1..200 characters, no control characters; otherwise any text (rooms use ids with `/`).
 pub fn valid_channel_id(raw: &str) -> Result<&str> {
-    let chars = raw.chars().count();
-    if chars == 0 || chars > MAX_CHANNEL_ID_CHARS {
-        return Err(HatchatError::invalid(format!(
-            "channel id must be 1..{MAX_CHANNEL_ID_CHARS} characters, got {chars}"
-        )));
-    }
-    if raw.chars().any(char::is_control) {
-        return Err(HatchatError::invalid("channel id must not contain control characters"));
-    }
-    Ok(raw)
+    crate::limits::short_text(raw, "channel id", MAX_CHANNEL_ID_CHARS)
 }
 
 /// A channel as an authorization decision sees it. Expired channels are not found.

@@ -172,17 +172,7 @@ fn delete_message(token: Option<&str>, channel_id: Option<&str>, seq: Option<i64
 
 /// 1..64 characters, no control characters.
 fn valid_reaction(raw: Option<&str>) -> Result<&str> {
-    let raw = required(raw, "reaction")?;
-    let chars = raw.chars().count();
-    if chars == 0 || chars > MAX_REACTION_CHARS {
-        return Err(HatchatError::invalid(format!(
-            "reaction must be 1..{MAX_REACTION_CHARS} characters, got {chars}"
-        )));
-    }
-    if raw.chars().any(char::is_control) {
-        return Err(HatchatError::invalid("reaction must not contain control characters"));
-    }
-    Ok(raw)
+    crate::limits::short_text(required(raw, "reaction")?, "reaction", MAX_REACTION_CHARS)
 }
 
 /// Adds (`add`) or removes a reaction of the caller's to message `seq`, as a `reaction` event.

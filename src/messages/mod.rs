@@ -122,16 +122,7 @@ pub const MAX_CLIENT_ID_CHARS: usize = 64;
 
 /// A client message id: 1..64 characters, no control characters.
 pub fn valid_client_id(raw: &str) -> Result<&str> {
-    let chars = raw.chars().count();
-    if chars == 0 || chars > MAX_CLIENT_ID_CHARS {
-        return Err(HatchatError::invalid(format!(
-            "clientId must be 1..{MAX_CLIENT_ID_CHARS} characters, got {chars}"
-        )));
-    }
-    if raw.chars().any(char::is_control) {
-        return Err(HatchatError::invalid("clientId must not contain control characters"));
-    }
-    Ok(raw)
+    limits::short_text(raw, "clientId", MAX_CLIENT_ID_CHARS)
 }
 
 /// What a channel's settings ask to follow new messages.
