@@ -128,7 +128,7 @@ fn fan_out_in_one_statement(channel_id: &str, seq: i64, push: Option<Jsonb>) -> 
         push.into(),
         names::SERVER_SECRET_NAME.into(),
         hatchat_wire::CHAT_SERVICE.into(),
-        settings::max_notifications().into(),
+        settings::MAX_NOTIFICATIONS.get().into(),
     ];
     let users: Vec<String> = db::query(FAN_OUT, &args, |rows| {
         rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?.map(|u| u.to_string()).unwrap_or_default())).collect()

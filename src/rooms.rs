@@ -151,7 +151,7 @@ fn open_room(caller: &Caller, room_type: &str, usernames: &[String]) -> Result<S
          VALUES ($1, '00000000-0000-0000-0000-000000000000', 'owner', $2, $3, $4, \
                  clock_timestamp() + $4 * interval '1 second', true) \
          ON CONFLICT (id) DO NOTHING",
-        &[id.as_str().into(), room_type.into(), settings::room_max_messages().into(), settings::room_ttl_seconds().into()],
+        &[id.as_str().into(), room_type.into(), settings::ROOM_MAX_MESSAGES.get().into(), settings::ROOM_TTL.get().into()],
     )?;
     if created > 0 {
         access::clear_leftovers(&id)?;

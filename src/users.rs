@@ -66,7 +66,7 @@ fn register_user(
 /// call that carries the server secret (an app's backend, over SQL or as POST /users's
 /// Authorization) or a role granted hatchat_admin; `open` ignores what the call carries.
 fn may_register(secret: Option<&str>) -> Result<()> {
-    match settings::registration() {
+    match settings::REGISTRATION.get() {
         Registration::Open => Ok(()),
         Registration::Closed => Err(HatchatError::Forbidden(
             "registration is closed on this server (hatchat.registration = closed)".into(),

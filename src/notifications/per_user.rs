@@ -48,7 +48,7 @@ struct Target {
 /// is a router query on that user's shard, however the channel's and the users' shards lie.
 pub(super) fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
     let targets = unblocked(targets(channel_id, seq, push)?)?;
-    let keep = i64::from(settings::max_notifications());
+    let keep = i64::from(settings::MAX_NOTIFICATIONS.get());
     let mut grown = Vec::new();
     for group in targets.chunk_by(|a, b| a.user_id == b.user_id) {
         let user_id = group[0].user_id;
