@@ -107,12 +107,11 @@ fn set_chat_disabled(
 }
 
 fn blocked_json(user: &UserState) -> Result<Jsonb> {
-    Ok(db::first::<Jsonb>(
+    db::one::<Jsonb>(
         "SELECT coalesce(jsonb_agg(jsonb_build_object('id', u.id, 'username', u.username) ORDER BY b.created_at, u.id), '[]'::jsonb) \
            FROM hatchat.blocks b JOIN hatchat.users u ON u.id = b.blocked_user_id WHERE b.user_id = $1",
         &[pg_uuid(user.id).into()],
-    )?
-    .expect("an aggregate returns one row"))
+    )
 }
 
 /// The caller blocks `user_id`; the answer is their list of blocked users.

@@ -100,9 +100,6 @@ fn targets(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<Vec<Target
 fn unblocked(targets: Vec<Target>) -> Result<Vec<Target>> {
     let Some(sender) = targets.first().map(|t| t.sender) else { return Ok(targets) };
     let receivers: Vec<pgrx::Uuid> = targets.iter().map(|t| t.receiver).collect();
-    let blockers: Vec<Option<pgrx::Uuid>> =
-        db::query(BLOCKERS, &[receivers.into(), sender.into()], |rows| {
-            rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect()
-        })?;
-    Ok(targets.into_iter().filter(|t| !blockers.contains(&Some(t.receiver))).collect())
+    let blockers = db::column::<pgrx::Uuid>(BLOCKERS, &[receivers.into(), sender.into()])?;
+    Ok(targets.into_iter().filter(|t| !blockers.contains(&t.receiver)).collect())
 }
