@@ -62,16 +62,7 @@ pub enum Role {
 
 /// 1..200 characters, no control characters; otherwise any text (rooms use ids with `/`).
 pub fn valid_channel_id(raw: &str) -> Result<&str> {
-    let chars = raw.chars().count();
-    if chars == 0 || chars > MAX_CHANNEL_ID_CHARS {
-        return Err(HatchatError::invalid(format!(
-            "channel id must be 1..{MAX_CHANNEL_ID_CHARS} characters, got {chars}"
-        )));
-    }
-    if raw.chars().any(char::is_control) {
-        return Err(HatchatError::invalid("channel id must not contain control characters"));
-    }
-    Ok(raw)
+    crate::limits::short_text(raw, "channel id", MAX_CHANNEL_ID_CHARS)
 }
 
 /// A channel as an authorization decision sees it. Expired channels are not found.
@@ -85,21 +76,17 @@ pub struct Access {
 impl Access {
     /// Loads the channel and the caller's role in it, or 404.
     pub fn load(channel_id: &str, caller: &Caller) -> Result<Self> {
-        let found = db::query(
+        let found = db::row(
             "SELECT c.owner_id = $2, c.invite_model, c.type IS NOT NULL, \
                     EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = c.id AND m.user_id = $2) \
                FROM hatchat.channels c WHERE c.id = $1 AND hatchat.is_live(c.expires_at)",
             &[channel_id.into(), pg_uuid(caller.id()).into()],
-            |rows| {
-                if rows.is_empty() {
-                    return Ok(None);
-                }
-                let row = rows.first();
+            |row| {
                 let owner = row.get::<bool>(1)?.unwrap_or(false);
                 let model = row.get::<String>(2)?.unwrap_or_default();
                 let is_room = row.get::<bool>(3)?.unwrap_or(false);
                 let member = row.get::<bool>(4)?.unwrap_or(false);
-                Ok(Some((owner, model, is_room, member)))
+                Ok((owner, model, is_room, member))
             },
         )?;
         let (owner, model, is_room, member) = found.ok_or_else(|| channel_not_found(channel_id))?;
@@ -173,10 +160,7 @@ const DELETE_MESSAGES: &str = "\
 /// message before the channel row goes, and only a statement begun after that wait (a fresh
 /// snapshot) sees that message to delete it.
 pub fn delete_channels(ids: &[String], only_expired: bool) -> Result<Vec<String>> {
-    let gone: Vec<String> =
-        db::query(DELETE_CHANNELS, &[ids.to_vec().into(), only_expired.into()], |rows| {
-            rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
-        })?;
+    let gone = db::column::<String>(DELETE_CHANNELS, &[ids.to_vec().into(), only_expired.into()])?;
     if !gone.is_empty() {
         db::execute(DELETE_MESSAGES, &[gone.clone().into()])?;
         gone.iter().try_for_each(|id| announce::channel(id))?;

@@ -160,7 +160,7 @@ fn get_channel(token: Option<&str>, id: Option<&str>) -> SqlResult<Jsonb> {
 #[search_path(pg_catalog, pg_temp)]
 fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
-    let channels = db::first::<Jsonb>(
+    let channels = db::one::<Jsonb>(
         "SELECT coalesce(jsonb_agg(hatchat.channel_json(c.id, c.owner_id, c.invite_model, c.created_at, c.max_messages, \
                                 c.ttl_seconds, c.expires_at, c.notify_members) \
                                   || hatchat.read_state_json(c.last_seq, m.read_seq, c.counted, m.read_count, \
@@ -172,7 +172,7 @@ fn list_channels(token: Option<&str>) -> SqlResult<Jsonb> {
         &[pg_uuid(caller.id()).into()],
     )?;
     commit::durable_reads()?;
-    Ok(channels.expect("an aggregate returns one row"))
+    Ok(channels)
 }
 
 /// Adds `user_id` to the channel if the invite model allows the caller to. Adding a member again
@@ -202,11 +202,10 @@ fn invite(token: Option<&str>, channel_id: Option<&str>, user_id: Option<pgrx::U
         return Err(users::user_not_found(user_id).into());
     }
     let joined = join(channel_id, rust_uuid(user_id))?;
-    Ok(db::first::<Jsonb>(
+    Ok(db::one::<Jsonb>(
         "SELECT jsonb_build_object('channelId', $1::text, 'userId', $2::uuid, 'joined', $3::boolean)",
         &[channel_id.into(), user_id.into(), joined.into()],
-    )?
-    .expect("a SELECT without FROM returns one row"))
+    )?)
 }
 
 /// A member leaves. The owner cannot: a channel always has its owner (delete it instead). Rooms
@@ -244,10 +243,8 @@ fn leave_channel(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<()>
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn purge_expired() -> SqlResult<i32> {
-    let expired: Vec<String> =
-        db::query("SELECT c.id FROM hatchat.channels c WHERE c.expires_at <= now()", &[], |rows| {
-            rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
-        })?;
+    let expired =
+        db::column::<String>("SELECT c.id FROM hatchat.channels c WHERE c.expires_at <= now()", &[])?;
     let purged = access::delete_channels(&expired, true)?;
     // Notifications have no foreign key to channels (they are keyed by user): deleted here.
     crate::notifications::forget_channels(&purged)?;

@@ -69,7 +69,7 @@ thread_local! {
 pub fn release_locks_early() {
     if !PRELOADED.load(Ordering::Relaxed)
         || STATE.get() != State::Plain
-        || !settings::release_locks_before_flush()
+        || !settings::RELEASE_LOCKS_BEFORE_FLUSH.get()
         || !Placement::here().commits_early()
     {
         return;

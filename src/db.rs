@@ -2,7 +2,7 @@
 //! parameters — user input is never formatted into SQL — and name every object with its schema,
 //! so neither a caller's `search_path` nor a planted function can change what they do.
 
-use crate::error::Result;
+use crate::error::{HatchatError, Result};
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::datum::Datum;
 use pgrx::datum::DatumWithOid;
@@ -51,9 +51,30 @@ pub fn query<R>(
     })
 }
 
+/// The first row, read by `read`; `None` when there is no row.
+pub fn row<R>(
+    sql: &'static str,
+    args: &[DatumWithOid<'_>],
+    read: impl FnOnce(SpiTupleTable<'_>) -> Result<R>,
+) -> Result<Option<R>> {
+    query(sql, args, |rows| if rows.is_empty() { Ok(None) } else { read(rows.first()).map(Some) })
+}
+
 /// The first column of the first row; `None` when there is no row or the value is NULL.
 pub fn first<T: FromDatum + IntoDatum>(sql: &'static str, args: &[DatumWithOid<'_>]) -> Result<Option<T>> {
-    query(sql, args, |rows| if rows.is_empty() { Ok(None) } else { Ok(rows.first().get::<T>(1)?) })
+    Ok(row(sql, args, |row| Ok(row.get::<T>(1)?))?.flatten())
+}
+
+/// The first column of the one row `sql` always returns (an aggregate, a SELECT without FROM).
+pub fn one<T: FromDatum + IntoDatum>(sql: &'static str, args: &[DatumWithOid<'_>]) -> Result<T> {
+    first(sql, args)?.ok_or_else(|| HatchatError::Internal(format!("no value from {sql}")))
+}
+
+/// The first column's values, NULLs left out, in row order.
+pub fn column<T: FromDatum + IntoDatum>(sql: &'static str, args: &[DatumWithOid<'_>]) -> Result<Vec<T>> {
+    query(sql, args, |rows| {
+        Ok(rows.filter_map(|row| row.get::<T>(1).transpose()).collect::<Result<_, _>>()?)
+    })
 }
 
 /// Our ids are `uuid::Uuid`; Postgres speaks `pgrx::Uuid`. Same sixteen bytes.
@@ -72,7 +93,7 @@ pub fn clock() -> Result<pgrx::datum::TimestampWithTimeZone> {
     // SAFETY: reads the system clock; no arguments, no shared state.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     pgrx::datum::TimestampWithTimeZone::try_from(now)
-        .map_err(|e| crate::error::HatchatError::Internal(format!("the clock is out of range: {e}")))
+        .map_err(|e| HatchatError::Internal(format!("the clock is out of range: {e}")))
 }
 
 /// Runs a statement for its effect and says how many rows it touched (or returned).
@@ -97,11 +118,11 @@ impl Jsonb {
     /// Parses JSON text that hatchat itself produced (the text must be valid JSON).
     pub fn from_text(text: &str) -> crate::error::Result<Self> {
         let text = std::ffi::CString::new(text)
-            .map_err(|_| crate::error::HatchatError::Internal("JSON text with a NUL byte".into()))?;
+            .map_err(|_| HatchatError::Internal("JSON text with a NUL byte".into()))?;
         // SAFETY: jsonb_in reads a C string and returns a palloc'd jsonb in the current context.
         let datum =
             unsafe { pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(text.as_ptr().into())]) };
-        datum.map(Jsonb).ok_or_else(|| crate::error::HatchatError::Internal("jsonb_in returned NULL".into()))
+        datum.map(Jsonb).ok_or_else(|| HatchatError::Internal("jsonb_in returned NULL".into()))
     }
 
     /// The value as JSON text (for small values hatchat reads itself, like options).

@@ -18,6 +18,19 @@ pub fn check_row_limit(row_limit: i32) -> Result<()> {
     }
 }
 
+/// A short text a caller names something with (a channel id, a client id, a reaction): 1..`max`
+/// characters, no control characters; `what` names it in the error.
+pub fn short_text<'a>(raw: &'a str, what: &str, max: usize) -> Result<&'a str> {
+    let chars = raw.chars().count();
+    if chars == 0 || chars > max {
+        return Err(HatchatError::invalid(format!("{what} must be 1..{max} characters, got {chars}")));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(HatchatError::invalid(format!("{what} must not contain control characters")));
+    }
+    Ok(raw)
+}
+
 /// Refuses JSON text nested deeper than `hatchat.max_json_depth` (22023, naming the limit).
 pub fn check_depth(text: &str) -> Result<()> {
     hatchat_wire::json::check_depth(text.as_bytes(), settings::max_json_depth())

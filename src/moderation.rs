@@ -35,8 +35,21 @@ fn existing_user(user_id: Option<pgrx::Uuid>) -> Result<pgrx::Uuid> {
     Ok(user_id)
 }
 
-/// Runs one of the UPDATEs below; each returns plain columns and shapes the JSON outside the write,
-/// as Citus requires of reference-table writes (see users.rs).
+/// Sets one of a user's flags with `set` (the SET clause, of user `$1` to `$2`) and answers the
+/// user's moderation state. The UPDATE returns plain columns and the JSON is shaped outside the
+/// write, as Citus requires of reference-table writes (see users.rs).
+macro_rules! set_user_flag {
+    ($set:literal) => {
+        concat!(
+            "WITH w AS (UPDATE hatchat.users SET ",
+            $set,
+            " RETURNING id, banned_until, muted, chat_disabled) \
+             SELECT hatchat.moderation_json(w.id, w.banned_until, w.muted, w.chat_disabled) FROM w"
+        )
+    };
+}
+
+/// Runs a `set_user_flag!` statement for `user_id`; 404 when the user is gone.
 fn update_user_flags(
     sql: &'static str,
     user_id: pgrx::Uuid,
@@ -56,12 +69,7 @@ fn ban_user(
     auth::require_admin(token)?;
     let user_id = existing_user(user_id)?;
     let until = required(until, "until")?;
-    Ok(update_user_flags(
-        "WITH w AS (UPDATE hatchat.users SET banned_until = $2 WHERE id = $1 RETURNING id, banned_until, muted, chat_disabled) \
-         SELECT hatchat.moderation_json(w.id, w.banned_until, w.muted, w.chat_disabled) FROM w",
-        user_id,
-        until.into(),
-    )?)
+    Ok(update_user_flags(set_user_flag!("banned_until = $2 WHERE id = $1"), user_id, until.into())?)
 }
 
 #[pg_extern(security_definer)]
@@ -69,12 +77,7 @@ fn ban_user(
 fn unban_user(token: Option<&str>, user_id: Option<pgrx::Uuid>) -> SqlResult<Jsonb> {
     auth::require_admin(token)?;
     let user_id = existing_user(user_id)?;
-    Ok(update_user_flags(
-        "WITH w AS (UPDATE hatchat.users SET banned_until = NULL WHERE id = $1 AND $2 RETURNING id, banned_until, muted, chat_disabled) \
-         SELECT hatchat.moderation_json(w.id, w.banned_until, w.muted, w.chat_disabled) FROM w",
-        user_id,
-        true.into(),
-    )?)
+    Ok(update_user_flags(set_user_flag!("banned_until = NULL WHERE id = $1 AND $2"), user_id, true.into())?)
 }
 
 #[pg_extern(security_definer)]
@@ -83,12 +86,7 @@ fn mute_user(token: Option<&str>, user_id: Option<pgrx::Uuid>, muted: Option<boo
     auth::require_admin(token)?;
     let user_id = existing_user(user_id)?;
     let muted = required(muted, "muted")?;
-    Ok(update_user_flags(
-        "WITH w AS (UPDATE hatchat.users SET muted = $2 WHERE id = $1 RETURNING id, banned_until, muted, chat_disabled) \
-         SELECT hatchat.moderation_json(w.id, w.banned_until, w.muted, w.chat_disabled) FROM w",
-        user_id,
-        muted.into(),
-    )?)
+    Ok(update_user_flags(set_user_flag!("muted = $2 WHERE id = $1"), user_id, muted.into())?)
 }
 
 /// A user turns their own chat off (no posting, no notifications) or on again.
@@ -102,20 +100,18 @@ fn set_chat_disabled(
     let user = require_self(token, self_id)?;
     let disabled = required(disabled, "disabled")?;
     Ok(update_user_flags(
-        "WITH w AS (UPDATE hatchat.users SET chat_disabled = $2 WHERE id = $1 RETURNING id, banned_until, muted, chat_disabled) \
-         SELECT hatchat.moderation_json(w.id, w.banned_until, w.muted, w.chat_disabled) FROM w",
+        set_user_flag!("chat_disabled = $2 WHERE id = $1"),
         pg_uuid(user.id),
         disabled.into(),
     )?)
 }
 
 fn blocked_json(user: &UserState) -> Result<Jsonb> {
-    Ok(db::first::<Jsonb>(
+    db::one::<Jsonb>(
         "SELECT coalesce(jsonb_agg(jsonb_build_object('id', u.id, 'username', u.username) ORDER BY b.created_at, u.id), '[]'::jsonb) \
            FROM hatchat.blocks b JOIN hatchat.users u ON u.id = b.blocked_user_id WHERE b.user_id = $1",
         &[pg_uuid(user.id).into()],
-    )?
-    .expect("an aggregate returns one row"))
+    )
 }
 
 /// The caller blocks `user_id`; the answer is their list of blocked users.

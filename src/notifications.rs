@@ -128,11 +128,10 @@ fn fan_out_in_one_statement(channel_id: &str, seq: i64, push: Option<Jsonb>) -> 
         push.into(),
         names::SERVER_SECRET_NAME.into(),
         hatchat_wire::CHAT_SERVICE.into(),
-        settings::max_notifications().into(),
+        settings::MAX_NOTIFICATIONS.get().into(),
     ];
-    let users: Vec<String> = db::query(FAN_OUT, &args, |rows| {
-        rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?.map(|u| u.to_string()).unwrap_or_default())).collect()
-    })?;
+    let users: Vec<String> =
+        db::column::<pgrx::Uuid>(FAN_OUT, &args)?.iter().map(|u| u.to_string()).collect();
     announce::users(users.iter().map(String::as_str))
 }
 
@@ -165,14 +164,14 @@ fn get_notifications(
         return Err(HatchatError::invalid("after must be 0 or more").into());
     }
     limits::check_row_limit(row_limit)?;
-    let page = db::first::<Jsonb>(
+    let page = db::one::<Jsonb>(
         "SELECT coalesce(jsonb_agg(jsonb_build_object('id', n.id, 'createdAt', hatchat.iso_time(n.created_at)) \
                                    || n.body ORDER BY n.id), '[]'::jsonb) \
            FROM (SELECT * FROM hatchat.notifications WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3) n",
         &[pg_uuid(user.id).into(), after_id.into(), i64::from(row_limit).into()],
     )?;
     commit::durable_reads()?;
-    Ok(page.expect("an aggregate returns one row"))
+    Ok(page)
 }
 
 /// Forwarding is for the role that forwards (the gateway's, granted hatchat_forwarder): it reads
@@ -226,15 +225,13 @@ fn notifications_to_forward(
     require_forwarder()?;
     let row_limit = row_limit.unwrap_or(100).clamp(1, limits::MAX_ROW_LIMIT);
     let except: Vec<pgrx::Uuid> = except_users.unwrap_or_default().into_iter().flatten().collect();
-    let waiting: Vec<Option<pgrx::Uuid>> = db::query(WAITING, &[row_limit.into(), except.into()], |rows| {
-        rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect()
-    })?;
-    let waiting: Vec<pgrx::Uuid> = waiting.into_iter().flatten().collect();
+    let waiting = db::column::<pgrx::Uuid>(WAITING, &[row_limit.into(), except.into()])?;
     // An equal share each, so one user's backlog never takes the whole batch.
     let share = i64::from(row_limit) / (waiting.len().max(1) as i64);
     let (batch, stale) = db::query(PICKED, &[waiting.into(), share.max(1).into()], |rows| {
         let row = rows.first();
-        Ok((row.get::<Jsonb>(1)?, row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default()))
+        let batch = row.get::<Jsonb>(1)?.ok_or_else(|| HatchatError::Internal("no batch".into()))?;
+        Ok((batch, row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default()))
     })?;
     // Their waiting notifications were deleted (a purge, or marked behind the API's back): left
     // as they are, enough of them would fill every batch with nobody.
@@ -243,7 +240,7 @@ fn notifications_to_forward(
         refresh_pending(&stale)?;
     }
     commit::durable_reads()?;
-    Ok(batch.expect("an aggregate returns one row"))
+    Ok(batch)
 }
 
 /// Locks the inbox rows of `users` (in user order, as fan_out does), so their notifications can
@@ -328,7 +325,7 @@ fn undeliverable_notifications(row_limit: default!(Option<i32>, 100)) -> SqlResu
     require_forwarder()?;
     let row_limit = row_limit.unwrap_or(100);
     limits::check_row_limit(row_limit)?;
-    let page = db::first::<Jsonb>(
+    let page = db::one::<Jsonb>(
         "SELECT coalesce(jsonb_agg(jsonb_build_object('userId', n.user_id, 'id', n.id, \
                                                       'reason', n.undeliverable_reason, \
                                                       'at', hatchat.iso_time(n.undeliverable_at), 'body', n.body) \
@@ -337,7 +334,7 @@ fn undeliverable_notifications(row_limit: default!(Option<i32>, 100)) -> SqlResu
                   ORDER BY undeliverable_at DESC, user_id, id DESC LIMIT $1) n",
         &[i64::from(row_limit).into()],
     )?;
-    Ok(page.expect("an aggregate returns one row"))
+    Ok(page)
 }
 
 /// `{pending, undeliverable}`: how many notifications wait to be forwarded, and how many were set
@@ -347,14 +344,14 @@ fn undeliverable_notifications(row_limit: default!(Option<i32>, 100)) -> SqlResu
 #[search_path(pg_catalog, pg_temp)]
 fn forwarding_status() -> SqlResult<Jsonb> {
     require_forwarder()?;
-    let status = db::first::<Jsonb>(
+    let status = db::one::<Jsonb>(
         "SELECT jsonb_build_object( \
                 'pending', (SELECT count(*) FROM hatchat.notifications \
                              WHERE forwarded_at IS NULL AND undeliverable_at IS NULL), \
                 'undeliverable', (SELECT count(*) FROM hatchat.notifications WHERE undeliverable_at IS NOT NULL))",
         &[],
     )?;
-    Ok(status.expect("a SELECT without FROM returns one row"))
+    Ok(status)
 }
 
 /// Erases the copies that notifications hold of message `seq` of `channel_id` and of its edits:
@@ -362,11 +359,10 @@ fn forwarding_status() -> SqlResult<Jsonb> {
 /// null, and a room post's `push` goes. Copies already forwarded to HATCHAT_NOTIFY_URL left
 /// hatchat before the delete and are out of its reach.
 pub fn erase(channel_id: &str, seq: i64) -> Result<()> {
-    let seqs: Vec<i64> = db::query(
+    let seqs = db::column::<i64>(
         "SELECT $2::bigint UNION ALL \
          SELECT m.seq FROM hatchat.messages m WHERE m.channel_id = $1 AND m.kind = 'edit' AND m.target = $2",
         &[channel_id.into(), seq.into()],
-        |rows| rows.map(|row| Ok(row.get::<i64>(1)?.unwrap_or_default())).collect(),
     )?;
     let users = users_notified(
         "SELECT DISTINCT user_id FROM hatchat.notifications WHERE channel_id = $1 AND seq = ANY($2)",
@@ -405,8 +401,5 @@ pub fn forget_channels(channels: &[String]) -> Result<()> {
 /// The users `sql` names (whose notifications are about to change): their inboxes are locked
 /// first, as every writer of a user's notifications does.
 fn users_notified(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<Vec<pgrx::Uuid>> {
-    let users = db::query(sql, args, |rows| {
-        rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect::<Result<Vec<_>>>()
-    })?;
-    Ok(users.into_iter().flatten().collect())
+    db::column(sql, args)
 }

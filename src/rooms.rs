@@ -151,7 +151,7 @@ fn open_room(caller: &Caller, room_type: &str, usernames: &[String]) -> Result<S
          VALUES ($1, '00000000-0000-0000-0000-000000000000', 'owner', $2, $3, $4, \
                  clock_timestamp() + $4 * interval '1 second', true) \
          ON CONFLICT (id) DO NOTHING",
-        &[id.as_str().into(), room_type.into(), settings::room_max_messages().into(), settings::room_ttl_seconds().into()],
+        &[id.as_str().into(), room_type.into(), settings::ROOM_MAX_MESSAGES.get().into(), settings::ROOM_TTL.get().into()],
     )?;
     if created > 0 {
         access::clear_leftovers(&id)?;
@@ -184,16 +184,12 @@ const EXISTING_ROOM: &str = "\
 /// An existing id opens only the room of that type, for one of its members (or the server
 /// secret), named by its very members. The 409s say nothing of what the id holds.
 fn check_existing_room(id: &str, room_type: &str, caller: &Caller, ids: Vec<pgrx::Uuid>) -> Result<()> {
-    let found = db::query(EXISTING_ROOM, &[id.into(), pg_uuid(caller.id()).into(), ids.into()], |rows| {
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let row = rows.first();
-        Ok(Some((
+    let found = db::row(EXISTING_ROOM, &[id.into(), pg_uuid(caller.id()).into(), ids.into()], |row| {
+        Ok((
             row.get::<String>(1)?,
             row.get::<bool>(2)?.unwrap_or(false),
             row.get::<bool>(3)?.unwrap_or(false),
-        )))
+        ))
     })?;
     // Gone between the insert and this read: deleted or purged meanwhile.
     let (kind, caller_is_member, same_members) = found.ok_or_else(|| room_not_found(id))?;
@@ -273,12 +269,11 @@ fn post(caller: &Caller, room_id: &str, body: Jsonb, kind: Option<&str>) -> Resu
         Caller::User(user) => user.username.clone(),
         Caller::System => SYSTEM_NAME.to_string(),
     };
-    let message = db::first::<Jsonb>(
+    let message = db::one::<Jsonb>(
         "SELECT jsonb_build_object('timestamp', $1->'timestamp', 'from', $2::text, \
                                    'type', coalesce(to_jsonb($3::text), $1->'type'), 'message', $1->'message')",
         &[body.into(), author.into(), kind.into()],
-    )?
-    .expect("a SELECT without FROM returns one row");
+    )?;
     // The stored message adds `from` to the body's fields: it obeys the limit itself.
     limits::check_payload(&message)?;
     if !caller.is_muted() {
@@ -286,11 +281,7 @@ fn post(caller: &Caller, room_id: &str, body: Jsonb, kind: Option<&str>) -> Resu
         messages::append_to_room(room_id, caller.id(), message, push)?
             .ok_or_else(|| room_not_found(room_id))?;
     }
-    Ok(db::first::<Jsonb>(
-        "SELECT jsonb_build_object('roomId', $1::text) || $2",
-        &[room_id.into(), message.into()],
-    )?
-    .expect("a SELECT without FROM returns one row"))
+    db::one::<Jsonb>("SELECT jsonb_build_object('roomId', $1::text) || $2", &[room_id.into(), message.into()])
 }
 
 /// Creates a room (or returns the existing one, refreshing its expiry).

@@ -143,24 +143,8 @@ pub fn max_token_lifetime() -> SignedDuration {
     SignedDuration::from_secs(i64::from(MAX_TOKEN_LIFETIME.get()))
 }
 
-pub fn room_max_messages() -> i32 {
-    ROOM_MAX_MESSAGES.get()
-}
-
-pub fn room_ttl_seconds() -> i32 {
-    ROOM_TTL.get()
-}
-
 pub fn max_json_depth() -> usize {
     usize::try_from(MAX_JSON_DEPTH.get()).unwrap_or(hatchat_wire::json::DEFAULT_MAX_DEPTH)
-}
-
-pub fn max_notifications() -> i32 {
-    MAX_NOTIFICATIONS.get()
-}
-
-pub fn registration() -> Registration {
-    REGISTRATION.get()
 }
 
 pub fn max_reactions_per_user() -> i64 {
@@ -169,10 +153,6 @@ pub fn max_reactions_per_user() -> i64 {
 
 pub fn max_reactions_per_message() -> i64 {
     i64::from(MAX_REACTIONS_PER_MESSAGE.get())
-}
-
-pub fn release_locks_before_flush() -> bool {
-    RELEASE_LOCKS_BEFORE_FLUSH.get()
 }
 
 pub fn max_payload_bytes() -> usize {

@@ -66,7 +66,7 @@ fn register_user(
 /// call that carries the server secret (an app's backend, over SQL or as POST /users's
 /// Authorization) or a role granted hatchat_admin; `open` ignores what the call carries.
 fn may_register(secret: Option<&str>) -> Result<()> {
-    match settings::registration() {
+    match settings::REGISTRATION.get() {
         Registration::Open => Ok(()),
         Registration::Closed => Err(HatchatError::Forbidden(
             "registration is closed on this server (hatchat.registration = closed)".into(),
@@ -134,10 +134,8 @@ fn delete_user(token: Option<&str>, id: Option<pgrx::Uuid>) -> SqlResult<()> {
     // this deletion and then fails, instead of being taken by the cascade with its messages left.
     db::execute("SELECT 1 FROM hatchat.users WHERE id = $1 FOR UPDATE", &[id.into()])?;
     Placement::here().one_connection_per_node()?;
-    let owned: Vec<String> =
-        db::query("SELECT c.id FROM hatchat.channels c WHERE c.owner_id = $1", &[id.into()], |rows| {
-            rows.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
-        })?;
+    let owned =
+        db::column::<String>("SELECT c.id FROM hatchat.channels c WHERE c.owner_id = $1", &[id.into()])?;
     access::delete_channels(&owned, false)?;
     let deleted = db::execute("DELETE FROM hatchat.users WHERE id = $1", &[id.into()])?;
     if deleted == 0 {

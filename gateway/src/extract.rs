@@ -114,6 +114,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Token {
     }
 }
 
+/// What most routes take: the state every route shares, and the Authorization header (`Token`).
+pub struct Call(pub AppState, pub Option<String>);
+
+impl FromRequestParts<AppState> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Token(token) = Token::from_request_parts(parts, app).await?;
+        Ok(Call(app.clone(), token))
+    }
+}
+
 /// A JSON body kept as its text, checked to be JSON: for bodies the extension reads whole.
 pub struct RawJsonBody(pub Box<serde_json::value::RawValue>);
 

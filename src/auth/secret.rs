@@ -29,13 +29,10 @@ pub struct StoredSecret(Option<(Vec<u8>, Vec<u8>)>);
 
 impl StoredSecret {
     pub fn load() -> Result<Self> {
-        let stored = db::query("SELECT salt, hash FROM hatchat.api_secret", &[], |rows| {
-            if rows.is_empty() {
-                return Ok(None);
-            }
-            let row = rows.first();
+        let stored = db::row("SELECT salt, hash FROM hatchat.api_secret", &[], |row| {
             Ok(row.get::<Vec<u8>>(1)?.zip(row.get::<Vec<u8>>(2)?))
-        })?;
+        })?
+        .flatten();
         Ok(Self(stored))
     }
 

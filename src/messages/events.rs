@@ -57,16 +57,12 @@ fn locked_target(channel_id: &str, seq: Option<i64>, action: Action) -> Result<(
     if !lock_counter(channel_id)? {
         return Err(channel_not_found(channel_id));
     }
-    let found = db::query(
+    let found = db::row(
         "SELECT m.from_user_id, m.kind, m.deleted FROM hatchat.messages m WHERE m.channel_id = $1 AND m.seq = $2",
         &[channel_id.into(), seq.into()],
-        |rows| {
-            if rows.is_empty() {
-                return Ok(None);
-            }
-            let row = rows.first();
+        |row| {
             let author = row.get::<pgrx::Uuid>(1)?.map(rust_uuid).unwrap_or(SYSTEM_USER);
-            Ok(Some(Target { author, kind: row.get::<String>(2)?, deleted: row.get::<bool>(3)?.unwrap_or(false) }))
+            Ok(Target { author, kind: row.get::<String>(2)?, deleted: row.get::<bool>(3)?.unwrap_or(false) })
         },
     )?;
     // What the answer or the error says of the target must not be taken back by a crash.
@@ -103,10 +99,6 @@ fn append_event(
     let into = if kind == "delete" { Destination::Either } else { Destination::Channel };
     let extra = Extra { kind: Some(kind), target: Some(target), client_id: None, into };
     append_with(channel_id, from.id(), payload, None, extra)?.ok_or_else(|| channel_not_found(channel_id))
-}
-
-fn json(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<Jsonb> {
-    Ok(db::first::<Jsonb>(sql, args)?.expect("a SELECT without FROM returns one row"))
 }
 
 /// Replaces the payload of message `seq` (the caller's own) with `payload`, as an `edit` event
@@ -157,7 +149,7 @@ fn delete_message(token: Option<&str>, channel_id: Option<&str>, seq: Option<i64
         ))
         .into());
     }
-    let null = json("SELECT 'null'::jsonb", &[])?;
+    let null = db::one::<Jsonb>("SELECT 'null'::jsonb", &[])?;
     let answer = append_event(channel_id, &caller, null, "delete", seq)?;
     db::execute(
         "WITH erased AS (UPDATE hatchat.messages SET payload = 'null'::jsonb \
@@ -172,17 +164,7 @@ fn delete_message(token: Option<&str>, channel_id: Option<&str>, seq: Option<i64
 
 /// 1..64 characters, no control characters.
 fn valid_reaction(raw: Option<&str>) -> Result<&str> {
-    let raw = required(raw, "reaction")?;
-    let chars = raw.chars().count();
-    if chars == 0 || chars > MAX_REACTION_CHARS {
-        return Err(HatchatError::invalid(format!(
-            "reaction must be 1..{MAX_REACTION_CHARS} characters, got {chars}"
-        )));
-    }
-    if raw.chars().any(char::is_control) {
-        return Err(HatchatError::invalid("reaction must not contain control characters"));
-    }
-    Ok(raw)
+    crate::limits::short_text(required(raw, "reaction")?, "reaction", MAX_REACTION_CHARS)
 }
 
 /// Adds (`add`) or removes a reaction of the caller's to message `seq`, as a `reaction` event.
@@ -231,7 +213,7 @@ fn reaction(
         }
         _ => {}
     }
-    let body = json(
+    let body = db::one::<Jsonb>(
         "SELECT jsonb_build_object('reaction', $1::text, 'action', $2::text)",
         &[reaction.into(), (if add { "add" } else { "remove" }).into()],
     )?;

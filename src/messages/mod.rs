@@ -122,16 +122,7 @@ pub const MAX_CLIENT_ID_CHARS: usize = 64;
 
 /// A client message id: 1..64 characters, no control characters.
 pub fn valid_client_id(raw: &str) -> Result<&str> {
-    let chars = raw.chars().count();
-    if chars == 0 || chars > MAX_CLIENT_ID_CHARS {
-        return Err(HatchatError::invalid(format!(
-            "clientId must be 1..{MAX_CLIENT_ID_CHARS} characters, got {chars}"
-        )));
-    }
-    if raw.chars().any(char::is_control) {
-        return Err(HatchatError::invalid("clientId must not contain control characters"));
-    }
-    Ok(raw)
+    limits::short_text(raw, "clientId", MAX_CLIENT_ID_CHARS)
 }
 
 /// What a channel's settings ask to follow new messages.
@@ -189,17 +180,14 @@ fn append_guarded(
         key.into(),
         extra.into.must_be_room().into(),
     ];
-    let appended = db::query(APPEND, &args, |rows| {
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let row = rows.first();
+    let appended = db::row(APPEND, &args, |row| {
         let retention = Retention {
             max_messages: row.get::<i32>(3)?,
             notify_members: row.get::<bool>(4)?.unwrap_or(false),
         };
         Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?).map(|(seq, answer)| (seq, answer, retention)))
-    })?;
+    })?
+    .flatten();
     let Some((seq, answer, retention)) = appended else { return Ok(None) };
     settle(channel_id, &[seq], retention, push)?;
     Ok(Some(answer))
@@ -234,11 +222,10 @@ pub fn post_system(channel_id: &str, event: &str, user: Uuid) -> Result<()> {
         "leave" => format!("user {user} has left the channel"),
         other => format!("user {user}: {other}"),
     };
-    let payload = db::first::<Jsonb>(
+    let payload = db::one::<Jsonb>(
         "SELECT jsonb_build_object('message', $1::text, 'event', $2::text, 'userId', $3::uuid)",
         &[sentence.into(), event.into(), pg_uuid(user).into()],
-    )?
-    .expect("a SELECT without FROM returns one row");
+    )?;
     append(channel_id, SYSTEM_USER, payload)?.ok_or_else(|| access::channel_not_found(channel_id))?;
     Ok(())
 }
@@ -465,28 +452,16 @@ pub fn read_window(channel_id: &str, window: &Window) -> Result<Jsonb> {
 fn read_window_with(channel_id: &str, window: &Window, plans: [&'static str; 2]) -> Result<Jsonb> {
     let since = window.since.to_sql_literal();
     let until = window.until.to_sql_literal();
-    let messages = match window.after_seq {
-        Some(after_seq) => db::first::<Jsonb>(
-            plans[0],
-            &[
-                channel_id.into(),
-                since.as_str().into(),
-                until.as_str().into(),
-                i64::from(window.row_limit).into(),
-                after_seq.into(),
-            ],
-        )?,
-        None => db::first::<Jsonb>(
-            plans[1],
-            &[
-                channel_id.into(),
-                since.as_str().into(),
-                until.as_str().into(),
-                i64::from(window.row_limit).into(),
-            ],
-        )?,
+    let limit = i64::from(window.row_limit);
+    let mut args = vec![channel_id.into(), since.as_str().into(), until.as_str().into(), limit.into()];
+    let plan = match window.after_seq {
+        Some(after_seq) => {
+            args.push(after_seq.into());
+            plans[0]
+        }
+        None => plans[1],
     };
-    Ok(messages.expect("an aggregate returns one row"))
+    db::one::<Jsonb>(plan, &args)
 }
 
 /// Messages of a channel the caller is a member of, oldest first: `since` and `until` are

@@ -48,7 +48,7 @@ struct Target {
 /// is a router query on that user's shard, however the channel's and the users' shards lie.
 pub(super) fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<()> {
     let targets = unblocked(targets(channel_id, seq, push)?)?;
-    let keep = i64::from(settings::max_notifications());
+    let keep = i64::from(settings::MAX_NOTIFICATIONS.get());
     let mut grown = Vec::new();
     for group in targets.chunk_by(|a, b| a.user_id == b.user_id) {
         let user_id = group[0].user_id;
@@ -100,9 +100,6 @@ fn targets(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<Vec<Target
 fn unblocked(targets: Vec<Target>) -> Result<Vec<Target>> {
     let Some(sender) = targets.first().map(|t| t.sender) else { return Ok(targets) };
     let receivers: Vec<pgrx::Uuid> = targets.iter().map(|t| t.receiver).collect();
-    let blockers: Vec<Option<pgrx::Uuid>> =
-        db::query(BLOCKERS, &[receivers.into(), sender.into()], |rows| {
-            rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect()
-        })?;
-    Ok(targets.into_iter().filter(|t| !blockers.contains(&Some(t.receiver))).collect())
+    let blockers = db::column::<pgrx::Uuid>(BLOCKERS, &[receivers.into(), sender.into()])?;
+    Ok(targets.into_iter().filter(|t| !blockers.contains(&t.receiver)).collect())
 }

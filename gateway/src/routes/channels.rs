@@ -1,9 +1,8 @@
 //! /channels and /invite: create, view, list, change, delete, invite, leave.
 
-use crate::extract::{Answer, AppState};
-use crate::extract::{JsonBody, PathParam, PathParams, Token};
+use crate::extract::{Answer, Call};
+use crate::extract::{JsonBody, PathParam, PathParams};
 use crate::openapi::{BadRequest, Body, ChannelId, Conflict, Db, Forbidden, NotFound, Unauthorized};
-use axum::extract::State;
 use hatchat_wire::api;
 use hatchat_wire::shapes::{
     self, Channel, ChannelDetail, ChannelWithReadState, Deleted, ErrorBody, Left, ReadState,
@@ -71,11 +70,7 @@ pub struct Invitation {
 /// Calls `hatchat.create_channel`.
 #[utoipa::path(post, path = "/channels", tag = "channels", request_body = inline(NewChannel),
     responses((status = 200, description = "OK", body = Channel), BadRequest, Body, Unauthorized, Forbidden, Conflict, Db))]
-pub async fn create(
-    State(app): State<AppState>,
-    Token(token): Token,
-    JsonBody(c): JsonBody<NewChannel>,
-) -> Answer {
+pub async fn create(Call(app, token): Call, JsonBody(c): JsonBody<NewChannel>) -> Answer {
     let options = c.options.as_deref().map_or("{}", RawValue::get);
     app.call(api::CREATE_CHANNEL, &[&token, &c.id, &c.invite_model, &options]).await
 }
@@ -86,7 +81,7 @@ pub async fn create(
 /// read state.
 #[utoipa::path(get, path = "/channels", tag = "channels",
     responses((status = 200, description = "OK", body = Vec<ChannelWithReadState>), Unauthorized, Db))]
-pub async fn list(State(app): State<AppState>, Token(token): Token) -> Answer {
+pub async fn list(Call(app, token): Call) -> Answer {
     app.call(api::LIST_CHANNELS, &[&token]).await
 }
 
@@ -95,7 +90,7 @@ pub async fn list(State(app): State<AppState>, Token(token): Token) -> Answer {
 /// Calls `hatchat.get_channel`.
 #[utoipa::path(get, path = "/channels/{id}", tag = "channels", params(ChannelId),
     responses((status = 200, description = "OK", body = ChannelDetail), BadRequest, Unauthorized, Forbidden, NotFound, Db))]
-pub async fn get(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
+pub async fn get(Call(app, token): Call, PathParams(id): PathParam) -> Answer {
     app.call(api::GET_CHANNEL, &[&token, &id]).await
 }
 
@@ -105,8 +100,7 @@ pub async fn get(State(app): State<AppState>, Token(token): Token, PathParams(id
 #[utoipa::path(patch, path = "/channels/{id}", tag = "channels", params(ChannelId), request_body = inline(ChannelChange),
     responses((status = 200, description = "OK", body = Channel), BadRequest, Body, Unauthorized, Forbidden, NotFound, Db))]
 pub async fn update(
-    State(app): State<AppState>,
-    Token(token): Token,
+    Call(app, token): Call,
     PathParams(id): PathParam,
     JsonBody(change): JsonBody<ChannelChange>,
 ) -> Answer {
@@ -118,7 +112,7 @@ pub async fn update(
 /// Calls `hatchat.delete_channel`.
 #[utoipa::path(delete, path = "/channels/{id}", tag = "channels", params(ChannelId),
     responses((status = 200, description = "OK", body = Deleted), BadRequest, Unauthorized, Forbidden, NotFound, Db))]
-pub async fn delete(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
+pub async fn delete(Call(app, token): Call, PathParams(id): PathParam) -> Answer {
     app.call_void(api::DELETE_CHANNEL, &[&token, &id], r#"{"deleted":true}"#).await
 }
 
@@ -127,11 +121,7 @@ pub async fn delete(State(app): State<AppState>, Token(token): Token, PathParams
 /// Calls `hatchat.invite`.
 #[utoipa::path(post, path = "/channels/invite", tag = "channels", request_body = inline(Invitation),
     responses((status = 200, description = "OK", body = shapes::Invitation), BadRequest, Body, Unauthorized, Forbidden, NotFound, Conflict, Db))]
-pub async fn invite(
-    State(app): State<AppState>,
-    Token(token): Token,
-    JsonBody(i): JsonBody<Invitation>,
-) -> Answer {
+pub async fn invite(Call(app, token): Call, JsonBody(i): JsonBody<Invitation>) -> Answer {
     app.call(api::INVITE, &[&token, &i.channel_id, &i.user_id]).await
 }
 
@@ -139,8 +129,8 @@ pub async fn invite(
 #[utoipa::path(post, path = "/invite", tag = "channels", request_body = inline(Invitation),
     summary = "Invite a user to a channel, or join it", description = "Calls `hatchat.invite`.",
     responses((status = 200, description = "OK", body = shapes::Invitation), BadRequest, Body, Unauthorized, Forbidden, NotFound, Conflict, Db))]
-pub async fn invite_at_root(app: State<AppState>, token: Token, body: JsonBody<Invitation>) -> Answer {
-    invite(app, token, body).await
+pub async fn invite_at_root(call: Call, body: JsonBody<Invitation>) -> Answer {
+    invite(call, body).await
 }
 
 /// Leave a channel
@@ -148,7 +138,7 @@ pub async fn invite_at_root(app: State<AppState>, token: Token, body: JsonBody<I
 /// Calls `hatchat.leave_channel`.
 #[utoipa::path(post, path = "/channels/{id}/leave", tag = "channels", params(ChannelId),
     responses((status = 200, description = "OK", body = Left), BadRequest, Unauthorized, Forbidden, NotFound, Db))]
-pub async fn leave(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
+pub async fn leave(Call(app, token): Call, PathParams(id): PathParam) -> Answer {
     app.call_void(api::LEAVE_CHANNEL, &[&token, &id], r#"{"left":true}"#).await
 }
 
@@ -177,8 +167,7 @@ pub struct ReadReceipts {
         (status = 403, description = "Not a member of the channel, or the server secret (42501)", body = ErrorBody),
         Body, Unauthorized, NotFound, Db))]
 pub async fn mark_read(
-    State(app): State<AppState>,
-    Token(token): Token,
+    Call(app, token): Call,
     PathParams(id): PathParam,
     JsonBody(r): JsonBody<ReadPosition>,
 ) -> Answer {
@@ -194,8 +183,7 @@ pub async fn mark_read(
     params(("id" = String, Path, description = "The caller's own user id.", format = "uuid")),
     responses((status = 200, description = "OK", body = shapes::ReadReceipts), BadRequest, Body, Unauthorized, Forbidden, Db))]
 pub async fn set_read_receipts(
-    State(app): State<AppState>,
-    Token(token): Token,
+    Call(app, token): Call,
     PathParams(id): PathParam,
     JsonBody(r): JsonBody<ReadReceipts>,
 ) -> Answer {

@@ -2,11 +2,10 @@
 
 use crate::db::{self, JsonText};
 use crate::error::ApiError;
-use crate::extract::{raw_json, wait_param, JsonBody, PathParams, QueryParams, Token};
-use crate::extract::{Answer, AppState};
+use crate::extract::{raw_json, wait_param, JsonBody, PathParams, QueryParams};
+use crate::extract::{Answer, AppState, Call};
 use crate::live::{Follow, LongPoll};
 use crate::openapi::{BadRequest, Body, Db, Forbidden, MessageSeq, NotFound, TooManyRequests, Unauthorized};
-use axum::extract::State;
 use hatchat_wire::api;
 use hatchat_wire::shapes::{ErrorBody, Message, Sent};
 use serde::Deserialize;
@@ -38,11 +37,7 @@ pub struct NewMessage {
 /// null`, nothing stored.
 #[utoipa::path(post, path = "/messages", tag = "messages", request_body = inline(NewMessage),
     responses((status = 200, description = "OK", body = Sent), BadRequest, Body, Unauthorized, Forbidden, NotFound, Db))]
-pub async fn send(
-    State(app): State<AppState>,
-    Token(token): Token,
-    JsonBody(m): JsonBody<NewMessage>,
-) -> Answer {
+pub async fn send(Call(app, token): Call, JsonBody(m): JsonBody<NewMessage>) -> Answer {
     app.group_commit.send(token, m.channel_id, m.payload, m.client_id).await.map(JsonText)
 }
 
@@ -119,11 +114,7 @@ impl MessagesQuery {
 #[utoipa::path(get, path = "/messages", tag = "messages", params(MessagesQuery),
     responses((status = 200, description = "OK", body = Vec<Message>), BadRequest, Unauthorized, Forbidden, NotFound, TooManyRequests, Db))]
 // It waits for a message in the channel while the window is still open (see `LongPoll`).
-pub async fn poll(
-    State(app): State<AppState>,
-    Token(token): Token,
-    QueryParams(w): QueryParams<MessagesQuery>,
-) -> Answer {
+pub async fn poll(Call(app, token): Call, QueryParams(w): QueryParams<MessagesQuery>) -> Answer {
     let deadline = Instant::now() + wait_param(w.wait, app.live.max_wait)?;
     let channel = w.channel_id.as_deref().unwrap_or_default();
     if let Some(follow) = w.follows() {
@@ -163,8 +154,7 @@ pub struct Reaction {
     request_body = inline(Edit),
     responses((status = 200, description = "OK", body = Sent), BadRequest, Body, Unauthorized, Forbidden, NotFound, Db))]
 pub async fn edit(
-    State(app): State<AppState>,
-    Token(token): Token,
+    Call(app, token): Call,
     PathParams((channel, seq)): PathParams<(String, i64)>,
     JsonBody(e): JsonBody<Edit>,
 ) -> Answer {
@@ -182,11 +172,7 @@ pub async fn edit(
 /// or a system message is 400, a missing, retention-removed or deleted one 404.
 #[utoipa::path(delete, path = "/channels/{id}/messages/{seq}", tag = "messages", params(MessageSeq),
     responses((status = 200, description = "OK", body = Sent), BadRequest, Unauthorized, Forbidden, NotFound, Db))]
-pub async fn delete(
-    State(app): State<AppState>,
-    Token(token): Token,
-    PathParams((channel, seq)): PathParams<(String, i64)>,
-) -> Answer {
+pub async fn delete(Call(app, token): Call, PathParams((channel, seq)): PathParams<(String, i64)>) -> Answer {
     app.call(api::DELETE_MESSAGE, &[&token, &channel, &seq]).await
 }
 
@@ -203,8 +189,7 @@ pub async fn delete(
     responses((status = 200, description = "OK", body = Sent), BadRequest, Body, Unauthorized, Forbidden, NotFound,
         (status = 409, description = "The caller already gave this reaction to this message (23505)", body = ErrorBody), Db))]
 pub async fn react(
-    State(app): State<AppState>,
-    Token(token): Token,
+    Call(app, token): Call,
     PathParams((channel, seq)): PathParams<(String, i64)>,
     JsonBody(r): JsonBody<Reaction>,
 ) -> Answer {
@@ -223,8 +208,7 @@ pub async fn react(
     responses((status = 200, description = "OK", body = Sent), BadRequest, Unauthorized, Forbidden,
         (status = 404, description = "No such channel or message, or the caller has not given this reaction (P0002)", body = ErrorBody), Db))]
 pub async fn unreact(
-    State(app): State<AppState>,
-    Token(token): Token,
+    Call(app, token): Call,
     PathParams((channel, seq, reaction)): PathParams<(String, i64, String)>,
 ) -> Answer {
     app.call(api::UNREACT, &[&token, &channel, &seq, &reaction]).await

@@ -2,10 +2,9 @@
 //! admin under `/admin/users/{id}/…` (the token must be the server secret: the gateway's own
 //! database role never has admin rights).
 
-use crate::extract::{Answer, AppState};
-use crate::extract::{JsonBody, PathParam, PathParams, Token};
+use crate::extract::{Answer, Call};
+use crate::extract::{JsonBody, PathParam, PathParams};
 use crate::openapi::{BadRequest, Body, Db, Forbidden, NotFound, Unauthorized, UserId};
-use axum::extract::State;
 use hatchat_wire::api;
 use hatchat_wire::shapes::{Moderation, UserRef};
 use serde::Deserialize;
@@ -45,8 +44,7 @@ pub struct Mute {
     request_body = inline(ChatDisabled),
     responses((status = 200, description = "OK", body = Moderation), BadRequest, Body, Unauthorized, Forbidden, NotFound, Db))]
 pub async fn set_chat_disabled(
-    State(app): State<AppState>,
-    Token(token): Token,
+    Call(app, token): Call,
     PathParams(id): PathParam,
     JsonBody(body): JsonBody<ChatDisabled>,
 ) -> Answer {
@@ -58,11 +56,7 @@ pub async fn set_chat_disabled(
 /// Calls `hatchat.list_blocked`.
 #[utoipa::path(get, path = "/users/{id}/blocks", tag = "moderation", params(UserId),
     responses((status = 200, description = "OK", body = Vec<UserRef>), BadRequest, Unauthorized, Forbidden, NotFound, Db))]
-pub async fn list_blocked(
-    State(app): State<AppState>,
-    Token(token): Token,
-    PathParams(id): PathParam,
-) -> Answer {
+pub async fn list_blocked(Call(app, token): Call, PathParams(id): PathParam) -> Answer {
     app.call(api::LIST_BLOCKED, &[&token, &id]).await
 }
 
@@ -72,8 +66,7 @@ pub async fn list_blocked(
 #[utoipa::path(post, path = "/users/{id}/blocks", tag = "moderation", params(UserId), request_body = inline(Block),
     responses((status = 200, description = "OK", body = Vec<UserRef>), BadRequest, Body, Unauthorized, Forbidden, NotFound, Db))]
 pub async fn block(
-    State(app): State<AppState>,
-    Token(token): Token,
+    Call(app, token): Call,
     PathParams(id): PathParam,
     JsonBody(body): JsonBody<Block>,
 ) -> Answer {
@@ -87,8 +80,7 @@ pub async fn block(
     params(UserId, ("blocked" = String, Path, description = "The blocked user's id (uuid).", format = "uuid")),
     responses((status = 200, description = "OK", body = Vec<UserRef>), BadRequest, Unauthorized, Forbidden, NotFound, Db))]
 pub async fn unblock(
-    State(app): State<AppState>,
-    Token(token): Token,
+    Call(app, token): Call,
     PathParams((id, blocked)): PathParams<(String, String)>,
 ) -> Answer {
     app.call(api::UNBLOCK_USER, &[&token, &blocked, &id]).await
@@ -99,12 +91,7 @@ pub async fn unblock(
 /// Calls `hatchat.ban_user`.
 #[utoipa::path(post, path = "/admin/users/{id}/ban", tag = "moderation", params(UserId), request_body = inline(Ban),
     responses((status = 200, description = "OK", body = Moderation), BadRequest, Body, Unauthorized, Forbidden, NotFound, Db))]
-pub async fn ban(
-    State(app): State<AppState>,
-    Token(token): Token,
-    PathParams(id): PathParam,
-    JsonBody(body): JsonBody<Ban>,
-) -> Answer {
+pub async fn ban(Call(app, token): Call, PathParams(id): PathParam, JsonBody(body): JsonBody<Ban>) -> Answer {
     app.call(api::BAN_USER, &[&token, &id, &body.until]).await
 }
 
@@ -113,7 +100,7 @@ pub async fn ban(
 /// Calls `hatchat.unban_user`.
 #[utoipa::path(delete, path = "/admin/users/{id}/ban", tag = "moderation", params(UserId),
     responses((status = 200, description = "OK", body = Moderation), BadRequest, Unauthorized, Forbidden, NotFound, Db))]
-pub async fn unban(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
+pub async fn unban(Call(app, token): Call, PathParams(id): PathParam) -> Answer {
     app.call(api::UNBAN_USER, &[&token, &id]).await
 }
 
@@ -123,8 +110,7 @@ pub async fn unban(State(app): State<AppState>, Token(token): Token, PathParams(
 #[utoipa::path(post, path = "/admin/users/{id}/mute", tag = "moderation", params(UserId), request_body = inline(Mute),
     responses((status = 200, description = "OK", body = Moderation), BadRequest, Body, Unauthorized, Forbidden, NotFound, Db))]
 pub async fn mute(
-    State(app): State<AppState>,
-    Token(token): Token,
+    Call(app, token): Call,
     PathParams(id): PathParam,
     JsonBody(body): JsonBody<Mute>,
 ) -> Answer {

@@ -3,11 +3,10 @@
 
 use crate::db;
 use crate::error::ApiError;
-use crate::extract::{wait_param, QueryParams, Token};
-use crate::extract::{Answer, AppState};
+use crate::extract::{wait_param, QueryParams};
+use crate::extract::{Answer, AppState, Call};
 use crate::live::LongPoll;
 use crate::openapi::{BadRequest, Db, TooManyRequests, Unauthorized};
-use axum::extract::State;
 use hatchat_wire::api;
 use hatchat_wire::shapes::{ErrorBody, Notification};
 use serde::Deserialize;
@@ -38,11 +37,7 @@ impl Page {
     responses((status = 200, description = "OK", body = Vec<Notification>), BadRequest, Unauthorized,
         (status = 403, description = "The server secret, which has no notifications (42501)", body = ErrorBody),
         TooManyRequests, Db))]
-pub async fn poll(
-    State(app): State<AppState>,
-    Token(token): Token,
-    QueryParams(page): QueryParams<Page>,
-) -> Answer {
+pub async fn poll(Call(app, token): Call, QueryParams(page): QueryParams<Page>) -> Answer {
     let deadline = Instant::now() + wait_param(page.wait, app.live.max_wait)?;
     // Whose stream: the subscription needs the user before the first query.
     let user = app.live.user_of(&token).await?;

@@ -1,7 +1,7 @@
 //! /users: register, view, rename, delete.
 
-use crate::extract::{Answer, AppState};
-use crate::extract::{JsonBody, PathParam, PathParams, Token};
+use crate::extract::{Answer, AppState, Call};
+use crate::extract::{JsonBody, PathParam, PathParams};
 use crate::openapi::{BadRequest, Body, Conflict, Db, Forbidden, NotFound, Unauthorized, UserId};
 use axum::extract::State;
 use hatchat_wire::api;
@@ -36,11 +36,7 @@ pub struct Rename {
 #[utoipa::path(post, path = "/users", tag = "users", security((), ("token" = [])),
     request_body = inline(NewUser),
     responses((status = 200, description = "OK", body = User), BadRequest, Unauthorized, Forbidden, Body, Conflict, Db))]
-pub async fn register(
-    State(app): State<AppState>,
-    Token(secret): Token,
-    JsonBody(user): JsonBody<NewUser>,
-) -> Answer {
+pub async fn register(Call(app, secret): Call, JsonBody(user): JsonBody<NewUser>) -> Answer {
     app.call(api::REGISTER_USER, &[&user.id, &user.public_key, &user.username, &secret]).await
 }
 
@@ -59,8 +55,7 @@ pub async fn get(State(app): State<AppState>, PathParams(id): PathParam) -> Answ
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", params(UserId), request_body = inline(Rename),
     responses((status = 200, description = "OK", body = User), BadRequest, Body, Unauthorized, Forbidden, NotFound, Conflict, Db))]
 pub async fn update(
-    State(app): State<AppState>,
-    Token(token): Token,
+    Call(app, token): Call,
     PathParams(id): PathParam,
     JsonBody(rename): JsonBody<Rename>,
 ) -> Answer {
@@ -72,6 +67,6 @@ pub async fn update(
 /// Calls `hatchat.delete_user`.
 #[utoipa::path(delete, path = "/users/{id}", tag = "users", params(UserId),
     responses((status = 200, description = "OK", body = Deleted), BadRequest, Unauthorized, Forbidden, NotFound, Db))]
-pub async fn delete(State(app): State<AppState>, Token(token): Token, PathParams(id): PathParam) -> Answer {
+pub async fn delete(Call(app, token): Call, PathParams(id): PathParam) -> Answer {
     app.call_void(api::DELETE_USER, &[&token, &id], r#"{"deleted":true}"#).await
 }

@@ -62,11 +62,9 @@ pub(super) fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uu
     for (channel, items) in by_channel(candidates) {
         let Some(room) = db::first::<bool>(LOCK, &[channel.into()])? else { continue };
         let senders: Vec<pgrx::Uuid> = items.iter().map(|c| pg_uuid(c.sender)).collect();
-        let found: Vec<Option<pgrx::Uuid>> = db::query(MEMBERS, &[channel.into(), senders.into()], |rows| {
-            rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?)).collect()
-        })?;
+        let found = db::column::<pgrx::Uuid>(MEMBERS, &[channel.into(), senders.into()])?;
         for item in items {
-            let member = item.sender == SYSTEM_USER || found.contains(&Some(pg_uuid(item.sender)));
+            let member = item.sender == SYSTEM_USER || found.contains(&pg_uuid(item.sender));
             members.insert((channel.to_string(), item.sender), Standing::of(member, room));
         }
     }
@@ -86,16 +84,12 @@ pub(super) fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
 fn append_channel(channel: &str, items: &[&Candidate], now: TimestampWithTimeZone) -> Result<Outcomes> {
     let n = items.len() as i64;
     let countable = items.iter().filter(|c| c.sender != SYSTEM_USER).count() as i64;
-    let bumped = db::query(BUMP, &[channel.into(), n.into(), countable.into(), now.into()], |rows| {
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let row = rows.first();
+    let bumped = db::row(BUMP, &[channel.into(), n.into(), countable.into(), now.into()], |row| {
         let retention = Retention {
             max_messages: row.get::<i32>(4)?,
             notify_members: row.get::<bool>(5)?.unwrap_or(false),
         };
-        Ok(Some((row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<TimestampWithTimeZone>(3)?, retention)))
+        Ok((row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<TimestampWithTimeZone>(3)?, retention))
     })?;
     let Some((Some(base_seq), Some(mut counted), Some(base_at), retention)) = bumped else {
         // The counter row was gone: the channel was deleted since it was locked-checked.
