@@ -48,8 +48,10 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 503: nothing changed, and trying again in a second may work (the database restarts, a
+    /// standby is promoted).
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) }
     }
 
     /// A 500; `message` is logged, never sent.
@@ -223,10 +225,24 @@ mod tests {
             ("54000", 413),
             ("57P01", 503),
             ("40P01", 503),
+            ("25006", 503),
             ("XX000", 500),
         ];
         for (sqlstate, status) in cases {
             assert_eq!(classify(sqlstate).0.as_u16(), status, "{sqlstate}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_read_only_database_is_unavailable_with_a_time_to_retry() {
+        // A demoted primary refuses writes with 25006: the client's retry reaches the new one.
+        let error =
+            ApiError::from_sqlstate("25006", "cannot execute INSERT in a read-only transaction".into(), None);
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let body = body_of(response).await;
+        assert_eq!(body["error"], "unavailable");
+        assert!(!body.to_string().contains("INSERT"), "PostgreSQL's words stay in the log: {body}");
     }
 }

@@ -16,6 +16,8 @@ pub const INVALID_PARAMETER: &str = "22023";
 pub const PAYLOAD_TOO_LARGE: &str = "54000";
 /// The call was canceled while it waited for synchronous standbys; nothing changed.
 pub const CANCELED: &str = "57014";
+/// PostgreSQL's own: a write on a read-only server (a hot standby, a primary being demoted).
+pub const READ_ONLY: &str = "25006";
 /// A bug in hatchat, never caused by input.
 pub const INTERNAL: &str = "XX000";
 /// PostgreSQL's own: a foreign key race (the channel was deleted while someone joined it).
@@ -52,8 +54,10 @@ pub fn http_of(sqlstate: &str) -> Http {
         // Class 22, data exception: malformed input (bad uuid, bad timestamp, out of range).
         s if s.starts_with("22") => http(400, "bad_request"),
         // Class 08 (connection), 57 (operator intervention: shutdown, cancel), 53 (resources),
-        // 40 (transaction rollback: deadlock, serialization): nothing changed, trying again helps.
+        // 40 (transaction rollback: deadlock, serialization), and a write refused by a read-only
+        // server (a standby, a demoted primary): nothing changed, trying again helps.
         s if ["08", "57", "53", "40"].iter().any(|class| s.starts_with(class)) => http(503, "unavailable"),
+        READ_ONLY => http(503, "unavailable"),
         _ => http(500, "internal"),
     }
 }
@@ -75,6 +79,7 @@ mod tests {
             (CANCELED, 503),
             ("57P01", 503),
             ("40P01", 503),
+            (READ_ONLY, 503),
             (INTERNAL, 500),
         ];
         for (sqlstate, status) in cases {
