@@ -240,8 +240,7 @@ impl Feeds {
             // opened) needs no read of its own: whatever commits after that read wakes the feed.
             // A reader behind it, or one joining during a read (which was not made for it),
             // gets the next read.
-            let caught_up =
-                !feed.reading.load(Ordering::Relaxed) && feed.head.load(Ordering::Relaxed) >= waiter.cursor;
+            let caught_up = feed.serves_without_a_read(waiter.cursor);
             waiters.push(waiter);
             drop(waiters);
             (Arc::clone(feed), caught_up)
@@ -372,6 +371,14 @@ impl Feed {
             head: AtomicI64::new(-1),
             reading: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a reader joining at `cursor` has all the feed has read (and no read is under way,
+    /// which would not be made for it): then whatever commits later wakes the feed, and the
+    /// reader needs no read of its own. Called under the waiters lock.
+    fn serves_without_a_read(&self, cursor: i64) -> bool {
+        let head = self.head.load(Ordering::Relaxed);
+        !self.reading.load(Ordering::Relaxed) && head >= 0 && cursor >= head
     }
 
     /// What the next read serves; from here until its page is handed out, joining readers wait for
@@ -755,6 +762,18 @@ mod tests {
         let feed = Feed::new("c".into());
         *feed.waiters.lock().unwrap() = waiters;
         feed
+    }
+
+    #[test]
+    fn only_a_reader_at_or_past_what_the_feed_read_joins_without_a_read() {
+        let feed = feed_of(Vec::new());
+        assert!(!feed.serves_without_a_read(5), "before the first read, every reader needs one");
+        feed.hand_out(&page(&[10, 11], &["u"], Some(1), 11), &HashSet::new(), Instant::now());
+        assert!(!feed.serves_without_a_read(10), "behind the head: 11 was read without it");
+        assert!(feed.serves_without_a_read(11) && feed.serves_without_a_read(12));
+        let (reader, _receiver, _) = waiter(1, "u", 11, 8);
+        feed.waiters.lock().unwrap().push(reader);
+        assert!(feed.wanted().is_some() && !feed.serves_without_a_read(11), "a read is under way");
     }
 
     #[test]
