@@ -198,8 +198,8 @@ async fn the_answers_the_gateway_reads_decode_with_the_contracts_types() {
     let gone: api::ChannelWindow = serde_json::from_str(&gone).unwrap();
     assert!(!gone.live && gone.messages.is_empty() && gone.last_seq.is_none());
 
-    let head: api::ChannelHead = typed(&db, api::CHANNEL_HEAD, &[&channel]).await;
-    assert_eq!(head.last_seq, window.last_seq);
+    let start: api::SinceStart = typed(&db, api::SINCE_START, &[&Some(alice.token()), &channel]).await;
+    assert_eq!((start.caller.user_id, start.last_seq), (alice.id.to_string(), window.last_seq));
     let stamp: api::Stamp = serde_json::from_str(window.messages[0].get()).unwrap();
     assert!(stamp.created_at.parse::<jiff::Timestamp>().is_ok(), "{}", stamp.created_at);
     let (token, last) = (alice.token(), window.last_seq.unwrap());

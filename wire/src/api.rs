@@ -59,9 +59,10 @@ calls! {
     UNREACT = "SELECT hatchat.unreact($1, $2, $3, $4)::text";
     /// Answers a `ChannelWindow`; for the gateway's role only.
     CHANNEL_WINDOW = "SELECT hatchat.channel_window($1, $2, $3, $4::text[]::uuid[])::text";
-    /// Answers a `ChannelHead` for channel $1 (no messages read).
-    CHANNEL_HEAD = "SELECT json_build_object('lastSeq', \
-        hatchat.channel_window($1, 9223372036854775807, 1, '{}'::uuid[]) -> 'lastSeq')::text";
+    /// Answers a `SinceStart` for token $1 and channel $2: whom the token speaks for (checked
+    /// first, as `get_messages` checks it), then the channel's last seq (no message read).
+    SINCE_START = "SELECT json_build_object('caller', hatchat.stream_caller($1), 'lastSeq', \
+        hatchat.channel_window($2, 9223372036854775807, 1, '{}'::uuid[]) -> 'lastSeq')::text";
     /// Whether the gateway's login may read windows, and its name (a startup check).
     MAY_READ_WINDOWS = "SELECT has_function_privilege(\
         'hatchat.channel_window(text, bigint, integer, uuid[])', 'EXECUTE'), current_user::text";
@@ -150,10 +151,12 @@ pub struct Stamp {
     pub created_at: String,
 }
 
-/// A channel's last seq (null: missing or expired).
+/// `SINCE_START`'s answer: whom the token speaks for, and the channel's last seq (null: missing
+/// or expired).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ChannelHead {
+pub struct SinceStart {
+    pub caller: StreamCaller,
     pub last_seq: Option<i64>,
 }
 

@@ -7,7 +7,7 @@
 
 use super::feeds::Delivery;
 use super::hub::{Topic, Wake};
-use super::Live;
+use super::{Caller, Live};
 use crate::db::{self, JsonText};
 use crate::error::ApiError;
 use hatchat_wire::api;
@@ -97,21 +97,29 @@ impl Live {
         R: Fn() -> F,
         F: Future<Output = Result<String, ApiError>>,
     {
-        // Only a poll that may wait needs the head: a plain read costs one call, as before.
+        // Only a poll that may wait needs the head: a plain read costs one call, as before. A poll
+        // that follows a time learns it with its caller, in one call before its read: what the
+        // read does not return lies after that head.
         let waits = Instant::now() < deadline;
-        let head = match follow {
-            Follow::AfterSeq(seq) => Ok(Some(seq)),
-            Follow::Since(_) if waits => self.head(channel).await,
-            Follow::Since(_) => Ok(None),
+        let start = match follow {
+            Follow::Since(_) if waits => Some(self.since_start(token, channel).await),
+            _ => None,
         };
         let page = read().await?;
         if page != "[]" || !waits || Instant::now() >= deadline {
             return Ok(JsonText(page));
         }
-        // The read passed, so the channel is there: a head missing now is a channel just deleted.
-        let Some(after_seq) = head? else { return Ok(JsonText(page)) };
         let _waiting = self.hub.hold();
-        let caller = self.caller(token).await?;
+        let (caller, after_seq) = match (follow, start) {
+            (Follow::AfterSeq(seq), _) => (self.caller(token).await?, seq),
+            (Follow::Since(_), Some(start)) => {
+                let start = start?;
+                // No head: the channel was created between the two calls; the client asks again.
+                let Some(head) = start.last_seq else { return Ok(JsonText(page)) };
+                (Caller::from(start.caller), head)
+            }
+            (Follow::Since(_), None) => return Ok(JsonText(page)),
+        };
         let _place = self.take_place(&caller.user)?;
         let mut reader = self.feeds.open_live(self.interest(channel, caller, after_seq));
         let mut messages: Vec<Arc<str>> = Vec::new();
@@ -142,10 +150,9 @@ impl Live {
         Ok(JsonText(format!("[{}]", messages.join(", "))))
     }
 
-    /// The channel's last seq (None: missing or expired), without reading a message.
-    async fn head(&self, channel: &str) -> Result<Option<i64>, ApiError> {
-        let head: api::ChannelHead = db::call_typed(&self.pool, api::CHANNEL_HEAD, &[&channel]).await?;
-        Ok(head.last_seq)
+    /// Whom `token` speaks for, and the channel's last seq, without reading a message.
+    async fn since_start(&self, token: &Option<String>, channel: &str) -> Result<api::SinceStart, ApiError> {
+        db::call_typed(&self.pool, api::SINCE_START, &[token, &channel]).await
     }
 
     /// The id of the user `token` belongs to, as the database verifies it.
