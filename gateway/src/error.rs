@@ -48,10 +48,8 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    /// 503: nothing changed, and trying again in a second may work (the database restarts, a
-    /// standby is promoted).
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) }
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
     /// A 500; `message` is logged, never sent.
@@ -69,6 +67,9 @@ impl ApiError {
             let mut error =
                 Self::unavailable("the database is busy or unavailable; nothing changed, try again");
             error.sqlstate = Some(sqlstate.to_string());
+            // The database said nothing changed: trying again in a second may work (it restarts,
+            // a standby is promoted). Not said where a write may have committed before the error.
+            error.retry_after = Some(1);
             return error;
         }
         if let (StatusCode::UNAUTHORIZED, Some(detail)) = (status, &detail) {
