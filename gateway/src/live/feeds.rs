@@ -529,7 +529,9 @@ impl Reader {
                 return None;
             }
             if self.live.is_none() {
-                self.catch_up().await;
+                // Boxed: a catch-up's database call is a large future, and a reader's `next` lives
+                // as long as its stream; held inline, every idle stream would carry its room.
+                Box::pin(self.catch_up()).await;
                 continue;
             }
             let live = self.live.as_mut().expect("live reader");
