@@ -171,7 +171,9 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
         Some(token) => Some(token),
         None => auth_frame(&mut incoming).await,
     };
-    let caller = match app.live.caller(&token).await {
+    // The database calls are boxed (here, and for each frame below): a session lives as long as
+    // its socket, and their futures held inline would make every idle session as large as them.
+    let caller = match Box::pin(app.live.caller(&token)).await {
         Ok(caller) => caller,
         Err(error) => {
             let _ = sink.send(text(error_frame(None, None, &error))).await;
@@ -188,11 +190,12 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
             return;
         }
     };
-    let (frames, mut outgoing) = mpsc::channel::<(Message, usize)>(app.live.streams.buffer);
+    let (frames, mut outgoing) = mpsc::channel::<Queued>(app.live.streams.buffer);
     let out = Outbox { frames, purse: app.live.budget.purse(), taken: Arc::new(Notify::new()) };
     let written = out.clone();
     let writer = tokio::spawn(async move {
-        while let Some((message, bytes)) = outgoing.recv().await {
+        while let Some(queued) = outgoing.recv().await {
+            let (message, bytes) = *queued;
             let sent = sink.send(message).await;
             written.purse.give_back(bytes);
             written.taken.notify_waiters();
@@ -210,7 +213,7 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
         tokio::select! {
             frame = incoming.next() => match frame {
                 Some(Ok(Message::Text(frame))) => {
-                    if !session.handle(frame.as_str()).await {
+                    if !Box::pin(session.handle(frame.as_str())).await {
                         break;
                     }
                 }
@@ -260,6 +263,11 @@ async fn auth_frame(incoming: &mut futures_util::stream::SplitStream<WebSocket>)
     }
 }
 
+/// A frame on its way to the writer, and the bytes it holds of the socket's purse. Boxed: a queue
+/// reserves room for 32 of what it carries as it is made, so an idle socket holds 32 pointers
+/// rather than 32 frames.
+type Queued = Box<(Message, usize)>;
+
 /// The socket's frames on their way to its writer, each with the bytes it holds of the socket's
 /// purse. Forwarded messages are bounded in bytes (a client that does not read holds its socket's
 /// bound at most); the session's own frames (answers, errors, pings) are small and bounded in
@@ -267,7 +275,7 @@ async fn auth_frame(incoming: &mut futures_util::stream::SplitStream<WebSocket>)
 /// answers.
 #[derive(Clone)]
 struct Outbox {
-    frames: mpsc::Sender<(Message, usize)>,
+    frames: mpsc::Sender<Queued>,
     purse: Arc<Purse>,
     /// Told each time the writer wrote a frame (and gave its bytes back).
     taken: Arc<Notify>,
@@ -277,7 +285,7 @@ impl Outbox {
     /// Queues one of the session's own frames without waiting; false when the client reads too
     /// slowly to take it.
     fn try_queue(&self, message: Message) -> bool {
-        self.frames.try_send((message, 0)).is_ok()
+        self.frames.try_send(Box::new((message, 0))).is_ok()
     }
 
     /// Queues a forwarded message, waiting while the queue is full; false once the writer is gone.
@@ -295,7 +303,7 @@ impl Outbox {
             }
             taken.await;
         }
-        if self.frames.send((message, bytes)).await.is_err() {
+        if self.frames.send(Box::new((message, bytes))).await.is_err() {
             self.purse.give_back(bytes);
             return false;
         }
