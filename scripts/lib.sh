@@ -31,9 +31,9 @@ apt_install() {
 }
 
 # PostgreSQL 15 with server headers of exactly the server's version (pgrx builds against them),
-# plus what bindgen needs.
+# plus what bindgen needs, and make (the gateway's allocator, jemalloc, is built from its C source).
 ensure_system_packages() {
-    local wanted=(libclang-dev clang sudo python3) missing=()
+    local wanted=(libclang-dev clang make sudo python3) missing=()
     for p in "${wanted[@]}"; do package_installed "$p" || missing+=("$p"); done
     if ! package_installed "postgresql-$PG_MAJOR"; then
         missing+=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR")
