@@ -51,16 +51,26 @@ struct Person {
 }
 
 impl Person {
+    /// A person whose first token runs out `lifetime` seconds from now.
+    fn new(user: User, lifetime: i64) -> Self {
+        let token = Mutex::new(mint(&user, lifetime));
+        Person { user, token }
+    }
+
     /// A token that lives at least a few more seconds; a new 60-second one when not.
     fn token(&self) -> String {
         let mut token = self.token.lock().unwrap();
         if token.1 < Instant::now() + Duration::from_secs(3) {
-            let exp = Instant::now() + Duration::from_secs(TOKEN_SECONDS as u64);
-            *token =
-                (format!("Bearer {}", seed_token(&self.user.key_name, self.user.id, TOKEN_SECONDS)), exp);
+            *token = mint(&self.user, TOKEN_SECONDS);
         }
         token.0.clone()
     }
+}
+
+/// `user`'s token for `lifetime` seconds, and when it runs out.
+fn mint(user: &User, lifetime: i64) -> (String, Instant) {
+    let token = format!("Bearer {}", seed_token(&user.key_name, user.id, lifetime));
+    (token, Instant::now() + Duration::from_secs(lifetime as u64))
 }
 
 /// What every stream task reports, by stream index.
@@ -87,6 +97,12 @@ impl Board {
         if reasons.len() < 5 {
             reasons.push(format!("{:.1} s: {}", self.base.elapsed().as_secs_f64(), reason.trim()));
         }
+    }
+
+    /// Stream `i` got message `seq` now.
+    fn got(&self, i: usize, seq: i64) {
+        self.last_seq[i].store(seq, Ordering::Relaxed);
+        self.received[i].store(self.now(), Ordering::Relaxed);
     }
 
     /// Counts a stream's first answer (not its reconnections).
@@ -121,10 +137,7 @@ pub async fn gather(api: &Api, streams: usize) -> Crowd {
                 }
                 // Tokens made at different times, as people's are: the first ones run out 20 to
                 // 80 s from now, so none does while the crowd opens and the churn is steady after.
-                let lifetime = 20 + (TOKEN_SECONDS as usize * i / count) as i64;
-                let token = format!("Bearer {}", seed_token(&user.key_name, user.id, lifetime));
-                let expires = Instant::now() + Duration::from_secs(lifetime as u64);
-                Arc::new(Person { user, token: Mutex::new((token, expires)) })
+                Arc::new(Person::new(user, 20 + (TOKEN_SECONDS as usize * i / count) as i64))
             }
         })
         .buffer_unordered(16)
@@ -381,10 +394,7 @@ async fn sse(
             event = value.to_string();
         } else if text.starts_with("data:") {
             match event.as_str() {
-                "message" => {
-                    board.last_seq[i].store(id, Ordering::Relaxed);
-                    board.received[i].store(board.now(), Ordering::Relaxed);
-                }
+                "message" => board.got(i, id),
                 "closed" => return Ok(()),
                 _ => {}
             }
@@ -412,10 +422,7 @@ async fn websocket(
         let frame: Value = serde_json::from_str(text.as_str()).map_err(|e| e.to_string())?;
         match frame["type"].as_str() {
             Some("subscribed") => board.count_open(opened),
-            Some("message") => {
-                board.last_seq[i].store(frame["message"]["seq"].as_i64().unwrap_or(after), Ordering::Relaxed);
-                board.received[i].store(board.now(), Ordering::Relaxed);
-            }
+            Some("message") => board.got(i, frame["message"]["seq"].as_i64().unwrap_or(after)),
             Some("closed") | Some("error") => return Ok(()),
             _ => {}
         }

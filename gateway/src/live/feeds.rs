@@ -227,7 +227,7 @@ impl Feeds {
             purse,
             ended: Arc::clone(&ended),
         };
-        let feed = {
+        let (feed, caught_up) = {
             let mut feeds = self.feeds.lock().expect("feeds lock");
             let feed = feeds.entry(interest.channel.clone()).or_insert_with(|| {
                 let feed = Arc::new(Feed::new(interest.channel));
@@ -245,7 +245,6 @@ impl Feeds {
             drop(waiters);
             (Arc::clone(feed), caught_up)
         };
-        let (feed, caught_up) = feed;
         if caught_up {
             feed.rearm.notify_one();
         } else {
