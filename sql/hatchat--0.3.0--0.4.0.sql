@@ -173,6 +173,90 @@ ALTER DOMAIN hatchat.event_kind
     ADD CONSTRAINT event_kind_check CHECK (VALUE IN ('edit', 'delete', 'reaction'));
 -- ---- end plain SQL at pgmq's pace -----------------------------------------------------------------
 
+-- ---- presence and typing (issue 29) -------------------------------------------------------------
+-- Who is here and who is typing, held in UNLOGGED tables (src/presence.rs, sql/schema.sql).
+ALTER TABLE hatchat.users ADD COLUMN presence_hidden boolean NOT NULL DEFAULT false;
+CREATE UNLOGGED TABLE hatchat.gateway_leases (
+    gateway_id uuid PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
+CREATE UNLOGGED TABLE hatchat.presence (
+    channel_id text NOT NULL,
+    user_id    uuid NOT NULL,
+    gateway_id uuid NOT NULL,
+    since      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (channel_id, user_id, gateway_id)
+);
+CREATE INDEX presence_gateway ON hatchat.presence (gateway_id);
+CREATE UNLOGGED TABLE hatchat.ephemera (
+    channel_id text NOT NULL,
+    id         bigint GENERATED ALWAYS AS IDENTITY,
+    kind       text NOT NULL CHECK (kind IN ('join', 'leave', 'typing', 'withheld')),
+    user_id    uuid NOT NULL,
+    at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (channel_id, id)
+);
+REVOKE ALL ON hatchat.gateway_leases, hatchat.presence, hatchat.ephemera FROM PUBLIC;
+ALTER TABLE hatchat.gateway_leases OWNER TO hatchat_owner;
+ALTER TABLE hatchat.presence OWNER TO hatchat_owner;
+ALTER TABLE hatchat.ephemera OWNER TO hatchat_owner;
+CREATE FUNCTION hatchat.typing(
+	"token" TEXT,
+	"channel_id" TEXT
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'typing_wrapper';
+CREATE FUNCTION hatchat.channel_presence(
+	"token" TEXT,
+	"channel_id" TEXT
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'channel_presence_wrapper';
+CREATE FUNCTION hatchat.set_presence_hidden(
+	"token" TEXT,
+	"hidden" bool,
+	"self_id" uuid DEFAULT NULL
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_presence_hidden_wrapper';
+CREATE FUNCTION hatchat.presence_sync(
+	"gateway_id" uuid,
+	"join_channels" TEXT[],
+	"join_users" uuid[],
+	"leave_channels" TEXT[],
+	"leave_users" uuid[],
+	"whole" bool,
+	"lease_seconds" INT
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'presence_sync_wrapper';
+CREATE FUNCTION hatchat.channel_ephemera(
+	"channel_id" TEXT,
+	"user_ids" uuid[]
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'channel_ephemera_wrapper';
+REVOKE EXECUTE ON FUNCTION hatchat.presence_sync(uuid, text[], uuid[], text[], uuid[], boolean, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.presence_sync(uuid, text[], uuid[], text[], uuid[], boolean, integer) TO hatchat_gateway;
+REVOKE EXECUTE ON FUNCTION hatchat.channel_ephemera(text, uuid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.channel_ephemera(text, uuid[]) TO hatchat_gateway;
+ALTER FUNCTION hatchat.typing(text, text) OWNER TO hatchat_owner;
+ALTER FUNCTION hatchat.channel_presence(text, text) OWNER TO hatchat_owner;
+ALTER FUNCTION hatchat.set_presence_hidden(text, boolean, uuid) OWNER TO hatchat_owner;
+ALTER FUNCTION hatchat.presence_sync(uuid, text[], uuid[], text[], uuid[], boolean, integer) OWNER TO hatchat_owner;
+ALTER FUNCTION hatchat.channel_ephemera(text, uuid[]) OWNER TO hatchat_owner;
+-- ---- end presence and typing ------------------------------------------------------------------------
+
 -- distribute() makes deleted_users, wake_secret and issuers reference tables, as users.
 CREATE OR REPLACE FUNCTION hatchat.distribute(shard_count integer DEFAULT 32) RETURNS void
     LANGUAGE plpgsql

@@ -19,6 +19,8 @@ CREATE TABLE hatchat.users (
     chat_disabled boolean NOT NULL DEFAULT false,
     -- Whether other members see this user's read position (read receipts) in get_channel.
     read_receipts boolean NOT NULL DEFAULT true,
+    -- Whether others see this user present on channels (presence, src/presence.rs).
+    presence_hidden boolean NOT NULL DEFAULT false,
     -- A trusted issuer's user (src/auth/issuers.rs) signs in with that issuer's tokens, not a key.
     issuer        text,
     -- Each user signs in one way: with their key, through their issuer, or (the system) never.
@@ -217,9 +219,42 @@ CREATE TABLE hatchat.wake_secret (
 INSERT INTO hatchat.wake_secret (secret)
 VALUES (substring(sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())) FROM 1 FOR 16));
 
+-- Presence and typing (src/presence.rs): ephemeral, so UNLOGGED. Nothing here is WAL-logged
+-- (a gateway's lease renewal writes only its transaction's commit record), and a crash restart or a
+-- failover empties the tables: each gateway then finds its lease gone and sends what it holds
+-- again. They stay on one node (the coordinator, on a Citus cluster), are not dumped, and are read
+-- apart from the channel tables (ids pass between them as arrays).
+--
+-- A gateway holds a lease while it runs, renewed every few seconds; its rows die with it.
+CREATE UNLOGGED TABLE hatchat.gateway_leases (
+    gateway_id uuid PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
+-- Who has a live stream on a channel, per gateway: a user is present while any live lease holds a
+-- row of theirs.
+CREATE UNLOGGED TABLE hatchat.presence (
+    channel_id text NOT NULL,
+    user_id    uuid NOT NULL,
+    gateway_id uuid NOT NULL,
+    since      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (channel_id, user_id, gateway_id)
+);
+CREATE INDEX presence_gateway ON hatchat.presence (gateway_id);
+-- What live streams are told and nothing stores: joins, leaves and typing, kept for seconds (the
+-- lease renewals purge them). Streams read a channel's rows on its presence wake-up and skip the
+-- ids they have seen, so the order in which rows commit does not matter.
+CREATE UNLOGGED TABLE hatchat.ephemera (
+    channel_id text NOT NULL,
+    id         bigint GENERATED ALWAYS AS IDENTITY,
+    kind       text NOT NULL CHECK (kind IN ('join', 'leave', 'typing', 'withheld')),
+    user_id    uuid NOT NULL,
+    at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (channel_id, id)
+);
+
 -- Backups (docs/operations.md, "Backups and restore"): pg_dump writes no row of a table that an
 -- extension's script created unless the extension marks it, and a dump would otherwise hold only
--- `CREATE EXTENSION hatchat`. Every table here holds what cannot be made again (who exists, what
+-- `CREATE EXTENSION hatchat`. Every logged table here holds what cannot be made again (who exists, what
 -- was said, who read what, who may not post), so every one is marked. The system user is the one
 -- row CREATE EXTENSION makes itself: it is left out, so a restore does not insert it twice. There
 -- is no sequence to mark: seqs and notification ids are the counters channels.last_seq and

@@ -192,6 +192,12 @@ pub fn channel(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Announces that `channel`'s presence or typing changed, once the current transaction commits.
+pub fn presence(channel: &str) -> Result<()> {
+    announce(Kind::Channel, secret()?.presence_key(channel));
+    Ok(())
+}
+
 /// Announces that these users' notification streams grew, once the current transaction commits.
 pub fn users<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<()> {
     let secret = secret()?;

@@ -26,6 +26,8 @@ pub enum HatchatError {
     /// that jsonb cannot hold: `\u0000` is 22P05, a lone surrogate 22P02, a number out of range
     /// 22003): PostgreSQL's own SQLSTATE and words, as a cast of the same text would raise them.
     Refused { sqlstate: PgSqlErrorCode, code: String, message: String, detail: Option<String> },
+    /// 53400 — done more often than a limit allows (typing); trying again later helps.
+    TooOften(String),
     /// 57014 — the call was canceled while it waited (for synchronous standbys, see commit.rs);
     /// nothing changed, trying again helps.
     Canceled(String),
@@ -69,6 +71,7 @@ impl HatchatError {
             Self::InvalidParameter(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::PayloadTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::Refused { sqlstate, .. } => *sqlstate,
+            Self::TooOften(_) => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             Self::Canceled(_) => ERRCODE_QUERY_CANCELED,
             Self::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
@@ -86,6 +89,7 @@ impl HatchatError {
             Self::InvalidParameter(_) => INVALID_PARAMETER,
             Self::PayloadTooLarge { .. } => PAYLOAD_TOO_LARGE,
             Self::Refused { code, .. } => code,
+            Self::TooOften(_) => TOO_OFTEN,
             Self::Canceled(_) => CANCELED,
             Self::Internal(_) => INTERNAL,
         }
@@ -108,6 +112,7 @@ impl fmt::Display for HatchatError {
             | Self::Conflict(m)
             | Self::InvalidParameter(m)
             | Self::Canceled(m)
+            | Self::TooOften(m)
             | Self::Refused { message: m, .. } => f.write_str(m),
             Self::Internal(m) => write!(f, "hatchat internal error: {m}"),
             Self::PayloadTooLarge { size, limit } => write!(

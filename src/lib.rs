@@ -19,6 +19,7 @@ mod moderation;
 mod names;
 mod notifications;
 mod placement;
+mod presence;
 mod reads;
 mod rooms;
 mod settings;

@@ -174,13 +174,14 @@ fn reads(db: &mut Client, w: &Written) -> Value {
 
 /// Every row of every table of schema hatchat, read as the superuser, in a fixed order. The system
 /// user is made by CREATE EXTENSION in each database, at its own time, and is left out; so is the
-/// wake-up secret, which each install makes anew (docs/operations.md). Tables are found in the
+/// wake-up secret, which each install makes anew (docs/operations.md), and the unlogged tables of
+/// presence and typing, which hold only what live streams say now. Tables are found in the
 /// catalog, so a table added later is compared too.
 fn rows(db: &mut Client) -> Value {
     let tables: Vec<String> = db
         .query(
             "SELECT relname::text FROM pg_class WHERE relnamespace = 'hatchat'::regnamespace AND relkind = 'r' \
-               AND relname <> 'wake_secret' ORDER BY relname",
+               AND relpersistence = 'p' AND relname <> 'wake_secret' ORDER BY relname",
             &[],
         )
         .unwrap()

@@ -435,6 +435,25 @@ fn sent_by_caller(_: &mut Client, fx: &Fixture, answer: &Value) -> Option<String
         .then(|| format!("stored as sent by {from}, not by the caller {}", fx.caller_id()))
 }
 
+/// Typing is written for the caller's channel, as typing, or as withheld for a muted caller.
+fn typed_as_shown(admin: &mut Client, fx: &Fixture, answer: &Value) -> Option<String> {
+    let muted: bool =
+        admin.query_one("SELECT muted FROM hatchat.users WHERE id = $1", &[&fx.caller_id()]).unwrap().get(0);
+    let kinds: Vec<String> = admin
+        .query(
+            "SELECT kind FROM hatchat.ephemera WHERE channel_id = $1 AND user_id = $2",
+            &[&fx.channel, &fx.caller_id()],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let expected = [if muted { "withheld" } else { "typing" }];
+    let about = (answer["channelId"].clone(), answer["userId"].clone());
+    (kinds != expected || about != (json!(fx.channel), json!(fx.caller_id())))
+        .then(|| format!("answered {answer}, written as {kinds:?}, expected {expected:?}"))
+}
+
 /// A deleted account's id stays taken.
 fn tombstone(admin: &mut Client, fx: &Fixture, _: &Value) -> Option<String> {
     let again = admin.query_one(
@@ -955,6 +974,45 @@ fn rows() -> Vec<Row> {
             },
         ),
         Row::new(
+            "typing",
+            "typing",
+            "members who may post (a muted one too: answered, written as withheld, shown to nobody); \
+             no message, so the channel is as it was; the secret is nobody, a stranger learns 403 (in \
+             rooms too)",
+            channels_and_rooms(
+                [S, S, DENY, DENY, S, DENY, NOAUTH, DENY],
+                [S, S, DENY, DENY, S, DENY, NOAUTH, DENY],
+            ),
+            |db, _, fx| json_call(db, "SELECT hatchat.typing($1, $2)", &[&fx.token, &fx.channel]),
+        )
+        .verify(typed_as_shown),
+        Row::new(
+            "set_presence_hidden",
+            "set_presence_hidden",
+            "no channel: the same in every column; the user's own setting, refused while banned",
+            self_service,
+            |db, _, fx| json_call(db, "SELECT hatchat.set_presence_hidden($1, true)", &[&fx.token]),
+        ),
+        Row::new(
+            "set_presence_hidden, another's id",
+            "set_presence_hidden",
+            "no channel: the same in every column; nobody sets another user's, the secret included",
+            any_channel([DENY, DENY, DENY, DENY, DENY, DENY, NOAUTH, DENY]),
+            |db, _, fx| {
+                json_call(db, "SELECT hatchat.set_presence_hidden($1, true, $2)", &[&fx.token, &fx.other.id])
+            },
+        ),
+        Row::new(
+            "presence_sync",
+            "presence_sync",
+            "no token: for roles with hatchat_gateway (the caller made present on the channel here)",
+            role_only,
+            |db, _, fx| {
+                let sql = "SELECT hatchat.presence_sync(gen_random_uuid(), ARRAY[$1::text], ARRAY[$2::uuid], '{}', '{}', false, 30)";
+                plain_call(db, sql, &[&fx.channel, &fx.caller_id()])
+            },
+        ),
+        Row::new(
             "distribute",
             "distribute",
             "no channel, no token: superusers only (EXECUTE revoked from PUBLIC)",
@@ -973,7 +1031,7 @@ fn rows() -> Vec<Row> {
 
 /// The functions of schema hatchat that are no row of the matrix, each with its reason: they read,
 /// or shape JSON for the functions that do.
-const READS: [(&str, &str); 27] = [
+const READS: [(&str, &str); 29] = [
     ("get_messages", "reads a channel's messages (its members and the secret)"),
     ("get_channel", "reads a channel (its members and the secret)"),
     ("list_channels", "reads the caller's own channels"),
@@ -984,6 +1042,11 @@ const READS: [(&str, &str); 27] = [
     ("undeliverable_notifications", "reads set-aside notifications (hatchat_forwarder, admins)"),
     ("forwarding_status", "counts notifications (hatchat_forwarder, admins)"),
     ("channel_window", "reads a channel for many readers (EXECUTE for hatchat_gateway only)"),
+    (
+        "channel_ephemera",
+        "reads a channel's joins, leaves and typing for many readers (hatchat_gateway only)",
+    ),
+    ("channel_presence", "reads who is present on a channel (its members and the secret)"),
     ("channel_nodes", "says which Citus node holds each channel (hatchat_gateway only)"),
     ("stream_caller", "says whose a token is and when it expires"),
     ("authenticate", "says whose a token is"),

@@ -14,6 +14,8 @@ pub const CONFLICT: &str = "23505";
 pub const INVALID_PARAMETER: &str = "22023";
 /// The payload is larger than `hatchat.max_payload_bytes`.
 pub const PAYLOAD_TOO_LARGE: &str = "54000";
+/// Done more often than a limit allows (typing, once a second per channel).
+pub const TOO_OFTEN: &str = "53400";
 /// The call was canceled while it waited for synchronous standbys; nothing changed.
 pub const CANCELED: &str = "57014";
 /// PostgreSQL's own: a write on a read-only server (a hot standby, a primary being demoted).
@@ -43,6 +45,7 @@ pub const TABLE: &[(&str, Http)] = &[
     // The thing is gone, or someone else got there first: as a conflict.
     (FOREIGN_KEY_RACE, http(409, "conflict")),
     (PAYLOAD_TOO_LARGE, http(413, "payload_too_large")),
+    (TOO_OFTEN, http(429, "too_many_requests")),
 ];
 
 /// What any SQLSTATE becomes over HTTP: the table's answer, else its class's.
@@ -76,6 +79,7 @@ mod tests {
             (INVALID_PARAMETER, 400),
             ("22P02", 400),
             (PAYLOAD_TOO_LARGE, 413),
+            (TOO_OFTEN, 429),
             (CANCELED, 503),
             ("57P01", 503),
             ("40P01", 503),

@@ -58,6 +58,16 @@ impl Secret {
         hasher.write(id.as_bytes());
         hasher.finish()
     }
+
+    /// The key of a channel's presence and typing (`p:` hashed apart from its messages, so a typing
+    /// wakes no message read). It travels among the channel keys of a wake-up.
+    pub fn presence_key(&self, channel: &str) -> u64 {
+        use std::hash::Hasher;
+        let mut hasher = siphasher::sip::SipHasher24::new_with_key(&self.0);
+        hasher.write(b"p:");
+        hasher.write(channel.as_bytes());
+        hasher.finish()
+    }
 }
 
 impl std::fmt::Debug for Secret {
