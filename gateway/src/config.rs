@@ -87,6 +87,12 @@ pub struct Config {
     #[arg(long = "forward-give-up-secs", env = "HATCHAT_FORWARD_GIVE_UP", default_value_t = 3600)]
     pub forward_give_up_secs: u64,
 
+    /// Seconds this gateway's presence lease lasts (3..3600): if the gateway stops renewing it (it
+    /// is killed, or cut off), its users' presence ends within about this long. It renews every
+    /// third of it, one call, also when nothing changed.
+    #[arg(long, env = "HATCHAT_PRESENCE_LEASE", default_value_t = 15)]
+    pub presence_lease_secs: u64,
+
     /// Seconds between calls of hatchat.purge_expired() (0 turns purging off).
     #[arg(long, env = "HATCHAT_PURGE_INTERVAL", default_value_t = 60)]
     pub purge_interval_secs: u64,
@@ -110,6 +116,10 @@ pub enum LogFormat {
 impl Config {
     pub fn max_wait(&self) -> Duration {
         Duration::from_secs_f64(self.max_wait_secs.clamp(0.0, 3600.0))
+    }
+
+    pub fn presence_lease(&self) -> Duration {
+        Duration::from_secs(self.presence_lease_secs.clamp(3, 3600))
     }
 
     pub fn stream_settings(&self) -> StreamSettings {

@@ -75,7 +75,9 @@ impl ApiError {
         if let (StatusCode::UNAUTHORIZED, Some(detail)) = (status, &detail) {
             crate::key_requests::unknown_key(detail);
         }
-        Self { status, code, message, detail, sqlstate: Some(sqlstate.to_string()), retry_after: None }
+        // Done too often (typing): a second on, it is allowed again.
+        let retry_after = (status == StatusCode::TOO_MANY_REQUESTS).then_some(1);
+        Self { status, code, message, detail, sqlstate: Some(sqlstate.to_string()), retry_after }
     }
 
     /// The JSON body: for a 500, only the code and `request_id`.

@@ -11,6 +11,7 @@ use hatchat_gateway::live::bounds::{Budget, Quota};
 use hatchat_gateway::live::forward::{spawn_forwarder, Target};
 use hatchat_gateway::live::hub::spawn_listener;
 use hatchat_gateway::live::nodes::spawn_node_listeners;
+use hatchat_gateway::live::presence::Presence;
 use hatchat_gateway::live::{check_window_access, Feeds, Hub, Live};
 use hatchat_gateway::placement::Placement;
 use hatchat_gateway::routes::app;
@@ -59,12 +60,15 @@ async fn run(config: Config) -> Result<(), String> {
     let group_commit = GroupCommit::with_placement(pool.clone(), config.send_slots, placement);
     let budget = Budget::new(config.stream_buffer_bytes, config.streams_max_bytes);
     let feeds = Feeds::new(pool.clone(), Arc::clone(&hub), Arc::clone(&budget));
+    let presence = Presence::new(pool.clone(), config.presence_lease());
+    tokio::spawn(Arc::clone(&presence).run());
     let live = Live {
         pool: pool.clone(),
         hub: Arc::clone(&hub),
         feeds,
         quota: Quota::new(config.max_polls_per_user),
         budget,
+        presence: Arc::clone(&presence),
         streams: config.stream_settings(),
         max_wait: config.max_wait(),
     };
@@ -85,6 +89,8 @@ async fn run(config: Config) -> Result<(), String> {
         .with_graceful_shutdown(shutdown_signal(hub))
         .await
         .map_err(|e| e.to_string())?;
+    // Its users leave now rather than when the lease runs out.
+    presence.depart().await;
     Ok(())
 }
 

@@ -40,6 +40,7 @@ const ROUTES: &[(&str, &str, Kind)] = &[
     ("DELETE", "/users/{id}", Kind::Writes("delete_user")),
     ("PUT", "/users/{id}/chat-disabled", Kind::Writes("set_chat_disabled")),
     ("PUT", "/users/{id}/read-receipts", Kind::Writes("set_read_receipts")),
+    ("PUT", "/users/{id}/presence", Kind::Writes("set_presence_hidden")),
     ("GET", "/users/{id}/blocks", Kind::Reads("list_blocked")),
     ("POST", "/users/{id}/blocks", Kind::Writes("block_user")),
     ("DELETE", "/users/{id}/blocks/{blocked}", Kind::Writes("unblock_user")),
@@ -55,6 +56,9 @@ const ROUTES: &[(&str, &str, Kind)] = &[
     ("POST", "/channels/invite", Kind::Writes("invite")),
     ("POST", "/channels/{id}/leave", Kind::Writes("leave_channel")),
     ("POST", "/channels/{id}/read", Kind::Writes("mark_read")),
+    ("GET", "/channels/{id}/presence", Kind::Reads("channel_presence")),
+    // Writes no message: an ephemeral row that streams show and nothing keeps.
+    ("POST", "/channels/{id}/typing", Kind::Writes("typing")),
     ("PATCH", "/channels/{id}/messages/{seq}", Kind::WritesMessages("edit_message")),
     ("DELETE", "/channels/{id}/messages/{seq}", Kind::WritesMessages("delete_message")),
     ("POST", "/channels/{id}/messages/{seq}/reactions", Kind::WritesMessages("react")),

@@ -105,6 +105,10 @@ async fn the_gateway_reads_what_the_extension_announces() {
     let bob_id = bob.id.to_string();
     hear_all(&mut payloads, &[Topic::channel(&secret, &room), Topic::user(&secret, &bob_id), Topic::AnyUser])
         .await;
+
+    // Typing wakes the channel's presence key (a key apart from its messages').
+    call(&db, api::TYPING, &[&alice.token(), &channel]).await;
+    hear_all(&mut payloads, &[Topic::Channel(secret.presence_key(&channel))]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,6 +211,26 @@ async fn the_answers_the_gateway_reads_decode_with_the_contracts_types() {
     assert!(behind.backlog && behind.caller.user_id == alice.id.to_string());
     let caught_up: api::StreamOpen = typed(&db, api::OPEN_CHANNEL_STREAM, &[&token, &channel, &last]).await;
     assert!(!caught_up.backlog, "nothing after the last seq");
+
+    // Presence: a gateway's first sync holds no lease yet; Alice joins, then types.
+    let gateway = Uuid::new_v4().to_string();
+    let (channels, members) = (vec![channel.clone()], vec![alice.id.to_string()]);
+    let none: Vec<String> = Vec::new();
+    let sync = api::PRESENCE_SYNC;
+    let first: api::PresenceSync =
+        typed(&db, sync, &[&gateway, &channels, &members, &none, &none, &true, &15i32]).await;
+    let again: api::PresenceSync =
+        typed(&db, sync, &[&gateway, &none, &none, &none, &none, &false, &15i32]).await;
+    assert!(!first.held && again.held);
+    call(&db, api::TYPING, &[&alice.token(), &channel]).await;
+    let ephemera: api::Ephemera = typed(&db, api::CHANNEL_EPHEMERA, &[&channel, &users]).await;
+    let kinds: Vec<&str> = ephemera.events.iter().map(|event| event.kind.as_str()).collect();
+    assert_eq!(kinds, ["join", "typing"]);
+    assert!(ephemera.events.iter().all(|event| event.user_id == alice.id.to_string()));
+    assert!(ephemera.events[1].until.is_some() && ephemera.events[0].until.is_none());
+    assert_eq!(ephemera.names[&alice.id.to_string()], alice.username);
+    assert_eq!(ephemera.members, vec![alice.id.to_string()]);
+    assert!(ephemera.blocked_by.is_empty());
 }
 
 async fn typed<T: serde::de::DeserializeOwned>(

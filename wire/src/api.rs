@@ -67,6 +67,16 @@ calls! {
     MAY_READ_WINDOWS = "SELECT has_function_privilege(\
         'hatchat.channel_window(text, bigint, integer, uuid[])', 'EXECUTE'), current_user::text";
 
+    // Presence and typing.
+    TYPING = "SELECT hatchat.typing($1, $2)::text";
+    CHANNEL_PRESENCE = "SELECT hatchat.channel_presence($1, $2)::text";
+    SET_PRESENCE_HIDDEN = "SELECT hatchat.set_presence_hidden($1, $2, $3::text::uuid)::text";
+    /// A gateway's presence changes and lease: answers a `PresenceSync`; for the gateway's role.
+    PRESENCE_SYNC = "SELECT hatchat.presence_sync($1::text::uuid, $2::text[], $3::text[]::uuid[], \
+        $4::text[], $5::text[]::uuid[], $6, $7)::text";
+    /// Answers an `Ephemera`; for the gateway's role only.
+    CHANNEL_EPHEMERA = "SELECT hatchat.channel_ephemera($1, $2::text[]::uuid[])::text";
+
     // Rooms (the multi-room chat API).
     CREATE_ROOM = "SELECT hatchat.create_room($1, $2, $3)::text";
     GET_ROOM = "SELECT hatchat.get_room($1, $2)::text";
@@ -158,6 +168,43 @@ pub struct Stamp {
 pub struct SinceStart {
     pub caller: StreamCaller,
     pub last_seq: Option<i64>,
+}
+
+/// `PRESENCE_SYNC`'s answer: whether the gateway held its lease (false: it must send everything it
+/// holds, `whole`).
+#[derive(Debug, Deserialize)]
+pub struct PresenceSync {
+    pub held: bool,
+}
+
+/// `CHANNEL_EPHEMERA`'s answer: a channel's recent joins, leaves and typing, and for the readers
+/// asked about, who is a member and whom they blocked.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ephemera {
+    pub events: Vec<Ephemeron>,
+    /// Usernames of the events' users, by id.
+    pub names: std::collections::HashMap<String, String>,
+    /// For each user of an event, the readers who blocked them.
+    pub blocked_by: std::collections::HashMap<String, Vec<String>>,
+    pub members: Vec<String>,
+}
+
+/// A join, a leave or a typing, as streams send it (`event: presence` or `event: typing`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ephemeron {
+    #[serde(skip_serializing)]
+    pub id: i64,
+    /// `join`, `leave` or `typing`.
+    pub kind: String,
+    pub user_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    pub at: String,
+    /// Typing only: when the indicator ends unless renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 /// The position of a notification.

@@ -155,6 +155,42 @@ pub struct ReadReceipts {
     pub read_receipts: bool,
 }
 
+/// A member with a live stream on the channel, on any gateway (`GET /channels/{id}/presence`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Present {
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
+    pub user_id: String,
+    pub username: String,
+    /// Since when, without a break longer than a reconnect.
+    #[cfg_attr(feature = "openapi", schema(format = "date-time"))]
+    pub since: String,
+}
+
+/// `POST /channels/{id}/typing`'s answer: the other members' streams show the caller typing
+/// until `until`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Typed {
+    pub channel_id: String,
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
+    pub user_id: String,
+    #[cfg_attr(feature = "openapi", schema(format = "date-time"))]
+    pub until: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceHidden {
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
+    pub user_id: String,
+    /// Whether others are kept from seeing this user present.
+    pub presence_hidden: bool,
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(rename_all = "camelCase")]

@@ -36,6 +36,18 @@ const PAGE: i32 = 1000;
 /// at the default payload limit (64 kB), what a default purse holds.
 const FIRST_PAGE: i32 = 4;
 
+/// Joins and leaves one read of a channel's presence hands out one by one; beyond, one `resync`.
+const MAX_PRESENCE_EVENTS: usize = 16;
+/// Typing one read hands out at most (oldest first).
+const MAX_TYPING_EVENTS: usize = 16;
+
+/// An event as streams send it: with its user's name.
+fn named(event: &api::Ephemeron, answer: &api::Ephemera) -> Arc<str> {
+    let mut named = event.clone();
+    named.username = answer.names.get(&event.user_id).cloned();
+    Arc::from(serde_json::to_string(&named).expect("an event serializes"))
+}
+
 /// What a reader is handed, in order.
 #[derive(Debug, Clone)]
 pub enum Delivery {
@@ -46,6 +58,10 @@ pub enum Delivery {
     Reset { oldest_seq: i64 },
     /// The last delivery: why the reader ends (`not a member`, `token expired`, ...).
     Closed { reason: &'static str },
+    /// A member joined or left the channel's presence (`api::Ephemeron`, kind `join` or `leave`).
+    Presence { json: Arc<str> },
+    /// A member is typing (`api::Ephemeron`, kind `typing`).
+    Typing { json: Arc<str> },
 }
 
 impl Delivery {
@@ -53,7 +69,11 @@ impl Delivery {
     fn bytes(&self) -> usize {
         match self {
             Delivery::Message { json, .. } => json.len(),
-            Delivery::Reset { .. } | Delivery::Closed { .. } => 0,
+            // Presence and typing are offered only into spare room (`Waiter::offer`), never counted.
+            Delivery::Reset { .. }
+            | Delivery::Closed { .. }
+            | Delivery::Presence { .. }
+            | Delivery::Typing { .. } => 0,
         }
     }
 }
@@ -74,6 +94,8 @@ pub struct Interest {
     pub after_seq: i64,
     pub expires: Option<Instant>,
     pub buffer: usize,
+    /// Whether it is also handed presence and typing (streams are; long-polls are not).
+    pub ephemera: bool,
 }
 
 pub struct Feeds {
@@ -113,6 +135,7 @@ struct Waiter {
     user: String,
     cursor: i64,
     expires: Option<Instant>,
+    ephemera: bool,
     sender: mpsc::Sender<Delivery>,
     purse: Arc<Purse>,
     ended: Arc<OnceLock<&'static str>>,
@@ -126,6 +149,7 @@ pub struct Reader {
     user: String,
     expires: Option<Instant>,
     buffer: usize,
+    ephemera: bool,
     /// What it holds of its deliveries, in bytes (pending and in its feed's channel).
     purse: Arc<Purse>,
     /// Messages its next read alone asks for (see `catch_up`).
@@ -197,6 +221,7 @@ impl Feeds {
             expires: interest.expires,
             page: first_page(interest.buffer),
             buffer: interest.buffer,
+            ephemera: interest.ephemera,
             purse: self.budget.purse(),
             cursor: interest.after_seq,
             pending: VecDeque::new(),
@@ -223,6 +248,7 @@ impl Feeds {
             user: interest.user,
             cursor: interest.after_seq,
             expires: interest.expires,
+            ephemera: interest.ephemera,
             sender,
             purse,
             ended: Arc::clone(&ended),
@@ -258,6 +284,8 @@ impl Feeds {
     /// its readers without one.
     async fn run(self: Arc<Self>, feed: Arc<Feed>) {
         let mut subscription = self.hub.subscribe_uncounted(self.hub.channel(&feed.channel));
+        let mut presence = self.hub.subscribe_uncounted(self.hub.presence(&feed.channel));
+        let mut seen = None;
         let mut read = true;
         let mut retry_at = None;
         loop {
@@ -293,6 +321,12 @@ impl Feeds {
                 },
                 _ = feed.kick.notified() => true,
                 _ = feed.rearm.notified() => false,
+                Wake::Changed = presence.wait(far) => {
+                    if let Err(error) = self.serve_ephemera(&feed, &mut seen).await {
+                        tracing::warn!(message = error.message, channel = feed.channel, "reading presence failed");
+                    }
+                    false
+                }
             };
         }
     }
@@ -335,6 +369,30 @@ impl Feeds {
             oldest_seq: window.oldest_seq,
             last_seq: window.last_seq.unwrap_or(0),
         })
+    }
+
+    /// Hands the channel's joins, leaves and typing that `seen` does not hold to the readers that
+    /// take them. A feed's first read hands out only what is moments old: the rest happened before
+    /// any of its readers came.
+    async fn serve_ephemera(&self, feed: &Feed, seen: &mut Option<HashSet<i64>>) -> Result<(), ApiError> {
+        let users = feed.ephemera_users();
+        if users.is_empty() {
+            *seen = None;
+            return Ok(());
+        }
+        let answer: api::Ephemera =
+            db::call_typed(&self.pool, api::CHANNEL_EPHEMERA, &[&feed.channel, &users]).await?;
+        let before = seen.replace(answer.events.iter().map(|event| event.id).collect());
+        let recent = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3);
+        let is_new = |event: &api::Ephemeron| match &before {
+            Some(before) => !before.contains(&event.id),
+            None => event.at.parse::<jiff::Timestamp>().is_ok_and(|at| at > recent),
+        };
+        let events: Vec<_> = answer.events.iter().filter(|event| is_new(event)).collect();
+        if !events.is_empty() {
+            feed.hand_out_ephemera(&events, &answer);
+        }
+        Ok(())
     }
 
     /// Removes a feed without readers (under the map lock, so no reader is joining it).
@@ -412,6 +470,53 @@ impl Feed {
             }
             !expired
         });
+    }
+
+    /// The users of the readers that take presence and typing.
+    fn ephemera_users(&self) -> Vec<String> {
+        let waiters = self.waiters.lock().expect("feed lock");
+        let users: HashSet<&str> =
+            waiters.iter().filter(|waiter| waiter.ephemera).map(|waiter| waiter.user.as_str()).collect();
+        users.into_iter().map(str::to_string).collect()
+    }
+
+    /// Offers each event to the readers that take it: members, who did not block its user, and
+    /// (typing) who are not that user. Many joins and leaves in one read (a crowd arriving at
+    /// once) become one `resync`: a thousand readers each told of a thousand joins would cost a
+    /// million deliveries, for a list the clients can ask for once.
+    fn hand_out_ephemera(&self, events: &[&api::Ephemeron], answer: &api::Ephemera) {
+        let members: HashSet<&str> = answer.members.iter().map(String::as_str).collect();
+        let (typing, presence): (Vec<&api::Ephemeron>, Vec<&api::Ephemeron>) =
+            events.iter().partition(|event| event.kind == "typing");
+        let mut deliveries: Vec<(Option<&api::Ephemeron>, Delivery)> = Vec::new();
+        if presence.len() > MAX_PRESENCE_EVENTS {
+            let json = serde_json::json!({"kind": "resync", "count": presence.len()}).to_string();
+            deliveries.push((None, Delivery::Presence { json: Arc::from(json) }));
+        } else {
+            deliveries.extend(
+                presence
+                    .iter()
+                    .map(|event| (Some(*event), Delivery::Presence { json: named(event, answer) })),
+            );
+        }
+        let typing = typing.iter().take(MAX_TYPING_EVENTS);
+        deliveries
+            .extend(typing.map(|event| (Some(*event), Delivery::Typing { json: named(event, answer) })));
+        let waiters = self.waiters.lock().expect("feed lock");
+        for waiter in
+            waiters.iter().filter(|waiter| waiter.ephemera && members.contains(waiter.user.as_str()))
+        {
+            for (event, delivery) in &deliveries {
+                let withheld = event.is_some_and(|event| {
+                    let blocked =
+                        answer.blocked_by.get(&event.user_id).is_some_and(|by| by.contains(&waiter.user));
+                    blocked || (event.kind == "typing" && event.user_id == waiter.user)
+                });
+                if !withheld {
+                    waiter.offer(delivery.clone());
+                }
+            }
+        }
     }
 
     fn next_expiry(&self) -> Option<Instant> {
@@ -510,6 +615,15 @@ impl Waiter {
         }
     }
 
+    /// Hands over presence or typing only into the spare half of the reader's buffer, and drops it
+    /// otherwise: it must never crowd out messages or end a reader as slow. A client that missed
+    /// some asks `GET /channels/{id}/presence` again.
+    fn offer(&self, delivery: Delivery) {
+        if self.sender.capacity() * 2 > self.sender.max_capacity() {
+            let _ = self.sender.try_send(delivery);
+        }
+    }
+
     /// Records why the reader ends; dropping the sender then ends its stream after the buffer.
     fn end(&self, reason: &'static str) {
         self.ended.get_or_init(|| reason);
@@ -548,7 +662,7 @@ impl Reader {
             match &delivery {
                 Delivery::Message { seq, .. } => self.cursor = *seq,
                 Delivery::Reset { oldest_seq } => self.cursor = oldest_seq - 1,
-                Delivery::Closed { .. } => {}
+                Delivery::Closed { .. } | Delivery::Presence { .. } | Delivery::Typing { .. } => {}
             }
             return Some(delivery);
         }
@@ -629,6 +743,7 @@ impl Reader {
             after_seq: self.cursor,
             expires: self.expires,
             buffer: self.buffer,
+            ephemera: self.ephemera,
         }
     }
 }
@@ -685,6 +800,7 @@ mod tests {
                 Delivery::Message { seq, .. } => seq.to_string(),
                 Delivery::Reset { oldest_seq } => format!("reset {oldest_seq}"),
                 Delivery::Closed { reason } => reason.to_string(),
+                Delivery::Presence { json } | Delivery::Typing { json } => json.to_string(),
             })
             .collect()
     }
@@ -728,8 +844,16 @@ mod tests {
     ) -> (Waiter, mpsc::Receiver<Delivery>, Arc<OnceLock<&'static str>>) {
         let (sender, receiver) = mpsc::channel(buffer);
         let ended = Arc::new(OnceLock::new());
-        let waiter =
-            Waiter { id, user: user.into(), cursor, expires: None, sender, purse, ended: Arc::clone(&ended) };
+        let waiter = Waiter {
+            id,
+            user: user.into(),
+            cursor,
+            expires: None,
+            ephemera: false,
+            sender,
+            purse,
+            ended: Arc::clone(&ended),
+        };
         (waiter, receiver, ended)
     }
 
@@ -757,6 +881,66 @@ mod tests {
         assert_eq!(next_page_size(&small, 1000, 20), 20, "within the reader's buffer");
         assert_eq!(next_page_size(&small, 5, 1000), 1, "one at least");
         assert_eq!(next_page_size(&page_of_nothing(), 1000, 1000), FIRST_PAGE);
+    }
+
+    fn ephemera(events: &[(&str, &str)], blocked_by: &[(&str, &str)], members: &[&str]) -> api::Ephemera {
+        let events = events.iter().enumerate().map(|(id, (kind, user))| api::Ephemeron {
+            id: id as i64,
+            kind: kind.to_string(),
+            user_id: user.to_string(),
+            username: None,
+            at: "2026-12-06T00:00:00.000000Z".into(),
+            until: None,
+        });
+        api::Ephemera {
+            events: events.collect(),
+            names: [("a".to_string(), "alice".to_string())].into(),
+            blocked_by: blocked_by.iter().map(|(who, by)| (who.to_string(), vec![by.to_string()])).collect(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    fn kinds(receiver: &mut mpsc::Receiver<Delivery>) -> Vec<String> {
+        let mut kinds = Vec::new();
+        while let Ok(delivery) = receiver.try_recv() {
+            let (Delivery::Presence { json } | Delivery::Typing { json }) = delivery else { continue };
+            let event: serde_json::Value = serde_json::from_str(&json).unwrap();
+            kinds.push(format!(
+                "{} {}",
+                event["kind"].as_str().unwrap(),
+                event["userId"].as_str().unwrap_or("")
+            ));
+        }
+        kinds
+    }
+
+    #[test]
+    fn presence_and_typing_reach_members_who_did_not_block_their_user() {
+        let readers = ["a", "b", "c", "stranger"].map(|user| {
+            let (mut reader, receiver, _) = waiter(0, user, 0, 100);
+            reader.ephemera = true;
+            (reader, receiver)
+        });
+        let (readers, mut receivers): (Vec<Waiter>, Vec<_>) = readers.into_iter().unzip();
+        let feed = feed_of(readers);
+        let answer = ephemera(&[("join", "a"), ("typing", "a")], &[("a", "c")], &["a", "b", "c"]);
+        let events: Vec<&api::Ephemeron> = answer.events.iter().collect();
+        feed.hand_out_ephemera(&events, &answer);
+        assert_eq!(kinds(&mut receivers[0]), ["join a"], "not one's own typing");
+        assert_eq!(kinds(&mut receivers[1]), ["join a", "typing a"]);
+        assert!(kinds(&mut receivers[2]).is_empty(), "c blocked a");
+        assert!(kinds(&mut receivers[3]).is_empty(), "no member");
+    }
+
+    #[test]
+    fn a_crowd_of_joins_in_one_read_is_one_resync() {
+        let (mut reader, mut receiver, _) = waiter(0, "b", 0, 100);
+        reader.ephemera = true;
+        let feed = feed_of(vec![reader]);
+        let joins: Vec<(&str, &str)> = (0..=MAX_PRESENCE_EVENTS).map(|_| ("join", "a")).collect();
+        let answer = ephemera(&joins, &[], &["b"]);
+        feed.hand_out_ephemera(&answer.events.iter().collect::<Vec<_>>(), &answer);
+        assert_eq!(kinds(&mut receiver), ["resync "]);
     }
 
     fn feed_of(waiters: Vec<Waiter>) -> Feed {

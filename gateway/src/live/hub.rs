@@ -123,6 +123,11 @@ impl Hub {
         Topic::channel(&self.secret, id)
     }
 
+    /// A channel's presence and typing: a key apart from its messages.
+    pub fn presence(&self, channel: &str) -> Topic {
+        Topic::Channel(self.secret.presence_key(channel))
+    }
+
     /// What waiters on user `id`'s notifications wait on.
     pub fn user(&self, id: &str) -> Topic {
         Topic::user(&self.secret, id)

@@ -121,7 +121,8 @@ impl Live {
             (Follow::Since(_), None) => return Ok(JsonText(page)),
         };
         let _place = self.take_place(&caller.user)?;
-        let mut reader = self.feeds.open_live(self.interest(channel, caller, after_seq));
+        let _here = self.here(channel, &caller.user);
+        let mut reader = self.feeds.open_live(self.interest(channel, caller, after_seq, false));
         let mut messages: Vec<Arc<str>> = Vec::new();
         while messages.is_empty() {
             let delivery = tokio::select! {
@@ -132,6 +133,7 @@ impl Live {
                 Some(Delivery::Message { json, .. }) if follow.wants(&json) => messages.push(json),
                 // Capped history: get_messages would answer what is still held, as this will.
                 Some(Delivery::Message { .. } | Delivery::Reset { .. }) => {}
+                Some(Delivery::Presence { .. } | Delivery::Typing { .. }) => {}
                 Some(Delivery::Closed { reason: super::feeds::SHUTTING_DOWN }) | None => {
                     return Ok(JsonText("[]".into()))
                 }
@@ -143,7 +145,7 @@ impl Live {
         while messages.len() < limit {
             match reader.try_next() {
                 Some(Delivery::Message { json, .. }) => messages.push(json),
-                Some(Delivery::Reset { .. }) => {}
+                Some(Delivery::Reset { .. } | Delivery::Presence { .. } | Delivery::Typing { .. }) => {}
                 Some(Delivery::Closed { .. }) | None => break,
             }
         }

@@ -10,6 +10,7 @@
 //! - here: who a stream's token speaks for, checked once when it opens (`Live::caller`).
 //! - long_poll.rs, notifications.rs: the long-polls, and the notification streams.
 //! - bounds.rs: what each user may hold waiting, and in bytes.
+//! - presence.rs: who holds a stream on which channel, told to the database with the lease.
 //! - forward.rs: the forwarder, which waits for anyone's notifications.
 //!
 //! Routes call `Live`; none subscribes, waits or reads a window itself.
@@ -21,6 +22,7 @@ pub mod hub;
 mod long_poll;
 pub mod nodes;
 mod notifications;
+pub mod presence;
 
 pub use feeds::{Delivery, Feeds, OpenStream};
 pub use hub::{Hub, Topic, Wake};
@@ -33,6 +35,7 @@ use crate::error::ApiError;
 use bounds::{Budget, Place, Quota};
 use feeds::{Interest, Reader};
 use hatchat_wire::api;
+use presence::{Here, Presence};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -48,6 +51,8 @@ pub struct Live {
     pub quota: Arc<Quota>,
     /// What live streams hold for their clients, in bytes (each, and all together).
     pub budget: Arc<Budget>,
+    /// Who holds a stream on which channel through this gateway.
+    pub presence: Arc<Presence>,
     pub streams: StreamSettings,
     /// The longest a long-poll waits.
     pub max_wait: Duration,
@@ -70,6 +75,11 @@ impl Live {
         })
     }
 
+    /// `user` is present on `channel` until the guard is dropped (the server secret never is).
+    pub fn here(&self, channel: &str, user: &str) -> Option<Here> {
+        (user != NIL_USER).then(|| self.presence.enter(channel, user))
+    }
+
     /// Counts a live stream (SSE or WebSocket) as open, in /health, until the guard is dropped.
     pub fn stream_opened(&self) -> OpenStream {
         self.feeds.stream_opened()
@@ -82,10 +92,15 @@ pub struct Caller {
     pub expires: Option<Instant>,
 }
 
-/// A channel's reader, counted against its user's share of waiting reads until dropped.
+/// The server secret's user, which reads everywhere and is present nowhere.
+const NIL_USER: &str = "00000000-0000-0000-0000-000000000000";
+
+/// A channel's reader, counted against its user's share of waiting reads, and present on the
+/// channel, until dropped.
 pub struct ChannelStream {
     pub reader: Reader,
     pub place: Place,
+    pub here: Option<Here>,
 }
 
 impl Live {
@@ -109,22 +124,25 @@ impl Live {
             db::call_typed(&self.pool, api::OPEN_CHANNEL_STREAM, &[token, &channel, &after_seq]).await?;
         let caller = Caller::from(opened.caller);
         let place = self.take_place(&caller.user)?;
-        let interest = self.interest(channel, caller, after_seq);
+        let here = self.here(channel, &caller.user);
+        let interest = self.interest(channel, caller, after_seq, true);
         // A reader with nothing to catch up on joins its channel's feed at once: the feed's next
         // read serves every reader that joined meanwhile, so a storm of streams resuming on one
         // channel reads it once rather than once per stream.
         let reader = if opened.backlog { self.feeds.open(interest) } else { self.feeds.open_live(interest) };
-        Ok(ChannelStream { reader, place })
+        Ok(ChannelStream { reader, place, here })
     }
 
-    /// Who reads `channel`, from where, and how much a reader may hold.
-    pub(super) fn interest(&self, channel: &str, caller: Caller, after_seq: i64) -> Interest {
+    /// Who reads `channel`, from where, how much a reader may hold, and whether it also takes
+    /// presence and typing.
+    pub(super) fn interest(&self, channel: &str, caller: Caller, after_seq: i64, ephemera: bool) -> Interest {
         Interest {
             channel: channel.to_string(),
             user: caller.user,
             after_seq,
             expires: caller.expires,
             buffer: self.streams.buffer,
+            ephemera,
         }
     }
 }

@@ -9,6 +9,7 @@ mod messages;
 mod metrics;
 mod moderation;
 mod notifications;
+mod presence;
 pub(crate) mod rooms;
 mod sse;
 mod users;
@@ -74,6 +75,9 @@ pub fn router(chat_prefix: &str) -> OpenApiRouter<AppState> {
         .routes(routes!(messages::react))
         .routes(routes!(messages::unreact))
         .routes(routes!(channels::set_read_receipts))
+        .routes(routes!(presence::list))
+        .routes(routes!(presence::typing))
+        .routes(routes!(presence::set_hidden))
         .routes(routes!(messages::send, messages::poll))
         .routes(routes!(notifications::poll))
         .routes(routes!(sse::channel_events))

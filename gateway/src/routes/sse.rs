@@ -125,6 +125,9 @@ fn message_event(delivery: &Delivery, cursor: i64) -> Event {
             .event("reset")
             .data(json!({"oldestSeq": oldest_seq}).to_string()),
         Delivery::Closed { reason } => closed_event(reason, cursor),
+        // No id: resuming goes by messages alone.
+        Delivery::Presence { json } => Event::default().event("presence").data(&**json),
+        Delivery::Typing { json } => Event::default().event("typing").data(&**json),
     }
 }
 

@@ -6,6 +6,7 @@
 //! `Sec-WebSocket-Protocol` as `hatchat.token.<base64url of the token>` next to `hatchat.v1` (the
 //! server echoes only `hatchat.v1`), or in a first frame `{"type": "auth", "token": "..."}`.
 
+use crate::db;
 use crate::error::ApiError;
 use crate::extract::AppState;
 use crate::extract::{raw_json, Token};
@@ -18,6 +19,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
+use hatchat_wire::api;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -77,6 +79,14 @@ enum ClientFrame {
     Subscribe(SubscribeFrame),
     Unsubscribe(SubscribeFrame),
     Send(SendFrame),
+    Typing(TypingFrame),
+}
+
+/// `{"type": "typing", "channelId"}`: as POST /channels/{id}/typing.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypingFrame {
+    channel_id: Option<String>,
 }
 
 impl ClientFrame {
@@ -89,8 +99,9 @@ impl ClientFrame {
             "subscribe" => serde_json::from_str(frame).map(ClientFrame::Subscribe).map_err(bad),
             "unsubscribe" => serde_json::from_str(frame).map(ClientFrame::Unsubscribe).map_err(bad),
             "send" => serde_json::from_str(frame).map(ClientFrame::Send).map_err(bad),
+            "typing" => serde_json::from_str(frame).map(ClientFrame::Typing).map_err(bad),
             other => Err(ApiError::bad_request(format!(
-                "frame type must be auth, subscribe, unsubscribe or send, got {other:?}"
+                "frame type must be auth, subscribe, unsubscribe, send or typing, got {other:?}"
             ))),
         }
     }
@@ -367,6 +378,13 @@ impl Session {
                     Err(error) => error_frame(reference, channel_id.as_deref(), &error),
                 }
             }
+            Ok(ClientFrame::Typing(TypingFrame { channel_id })) => {
+                let typed = db::call_json(&self.app.pool, api::TYPING, &[&self.token, &channel_id]).await;
+                match typed {
+                    Ok(answer) => format!(r#"{{"type":"typed","typing":{answer}}}"#),
+                    Err(error) => error_frame(None, channel_id.as_deref(), &error),
+                }
+            }
         };
         self.queue(text(answer))
     }
@@ -388,7 +406,7 @@ impl Session {
 /// Passes one channel's deliveries to the socket, in order; waits while the socket's queue is
 /// full (its reader's own buffer then fills, and the feed closes it as a slow consumer).
 async fn forward(stream: ChannelStream, channel: String, out: Outbox, signals: mpsc::Sender<Signal>) {
-    let ChannelStream { mut reader, place: _place } = stream;
+    let ChannelStream { mut reader, place: _place, here: _here } = stream;
     let name = serde_json::to_string(&channel).expect("a string serializes");
     while let Some(delivery) = reader.next().await {
         let frame = match &delivery {
@@ -398,6 +416,10 @@ async fn forward(stream: ChannelStream, channel: String, out: Outbox, signals: m
             Delivery::Reset { oldest_seq } => {
                 json!({"type": "reset", "channelId": channel, "oldestSeq": oldest_seq}).to_string()
             }
+            Delivery::Presence { json } => {
+                format!(r#"{{"type":"presence","channelId":{name},"presence":{json}}}"#)
+            }
+            Delivery::Typing { json } => format!(r#"{{"type":"typing","channelId":{name},"typing":{json}}}"#),
             Delivery::Closed { reason } => {
                 if *reason == SLOW_CONSUMER {
                     let _ = signals.try_send(Signal::SlowConsumer);

@@ -156,6 +156,17 @@ pub struct Api {
 
 impl Api {
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        self.call_with_headers(method, path, token, body).await.0
+    }
+
+    /// As `call`, with the response's headers too.
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (Reply, reqwest::header::HeaderMap) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.header("Authorization", token);
@@ -165,10 +176,16 @@ impl Api {
         }
         let response = request.send().await.expect("HTTP request");
         let status = response.status().as_u16();
-        let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+        let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        assert_eq!(content_type.as_deref(), Some("application/json"), "{status} {text}");
-        Reply { status, body: serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")) }
+        let content_type = headers.get("content-type").map(|v| v.to_str().unwrap());
+        assert_eq!(content_type, Some("application/json"), "{status} {text}");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        (Reply { status, body }, headers)
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::PUT, path, token, Some(body)).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
