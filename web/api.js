@@ -193,6 +193,91 @@ function sleep(ms, signal) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Presence and typing as plain data: who is here (Map userId → username, from getPresence and the
+// streams' `presence` events), who is typing (Map userId → {username, until}, from `typing`
+// events) and a throttle for sending typing. Times are ms on this client's clock.
+
+/** The longest a typing notice is shown without another one: the server's typing lasts 6 s. */
+export const TYPING_SHOWN_MS = 6000;
+/** While the user types, typing goes out at most this often (the server takes one a second). */
+export const TYPING_SEND_EVERY_MS = 3000;
+
+/** GET /channels/:id/presence's answer [{userId, username, since}] → Map userId → username. */
+export function presentFrom(list) {
+  return new Map((Array.isArray(list) ? list : []).map((p) => [p.userId, p.username]));
+}
+
+/** A stream's `presence` event ({kind: 'join' | 'leave', userId, username, at}) applied. */
+export function applyPresence(here, event) {
+  const next = new Map(here);
+  if (event?.kind === 'join') next.set(event.userId, event.username);
+  else if (event?.kind === 'leave') next.delete(event.userId);
+  return next;
+}
+
+/**
+ * A stream's `typing` event ({userId, username, at, until}) applied at `now`: shown for what the
+ * server gives it (until - at, both the server's clock, so a skewed client clock does not matter;
+ * until - now without `at`), never more than TYPING_SHOWN_MS. Map userId → {username, until}.
+ */
+export function applyTyping(typing, event, now) {
+  const next = new Map(typing);
+  const until = Date.parse(event?.until);
+  const at = Date.parse(event?.at);
+  const lasts = Math.min(until - (Number.isNaN(at) ? now : at), TYPING_SHOWN_MS);
+  if (lasts > 0) next.set(event.userId, { username: event.username, until: now + lasts });
+  else next.delete(event?.userId);
+  return next;
+}
+
+/** Stops showing `userId` typing: their message arrived, or they left. */
+export function stopTyping(typing, userId) {
+  if (!typing.has(userId)) return typing;
+  const next = new Map(typing);
+  next.delete(userId);
+  return next;
+}
+
+/** The names of those typing at `now`, leaving out `selfId`, sorted. */
+export function typingNames(typing, now, selfId) {
+  return [...typing]
+    .filter(([userId, { until }]) => userId !== selfId && until > now)
+    .map(([, { username }]) => username)
+    .sort();
+}
+
+/** "alice is typing…", "alice and bob are typing…", "alice, bob and 2 others are typing…", or ''. */
+export function typingText(names) {
+  if (names.length === 0) return '';
+  if (names.length === 1) return `${names[0]} is typing…`;
+  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+  const others = names.length - 2;
+  return `${names[0]}, ${names[1]} and ${others} other${others === 1 ? '' : 's'} are typing…`;
+}
+
+/** When the typing line next changes by itself (the soonest end after `now`), or null. */
+export function nextTypingEnd(typing, now) {
+  const ends = [...typing.values()].map(({ until }) => until).filter((until) => until > now);
+  return ends.length ? Math.min(...ends) : null;
+}
+
+/**
+ * A throttle for sending typing: `ready(now)` says yes at most once every `everyMs` (and counts
+ * the yes as a send); `reset()` after a message went out, so the next keystroke tells again.
+ */
+export function throttle(everyMs) {
+  let last = -Infinity;
+  return {
+    ready(now) {
+      if (now - last < everyMs) return false;
+      last = now;
+      return true;
+    },
+    reset() { last = -Infinity; },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // The client
 
 /**
@@ -333,6 +418,26 @@ export class Hatchat {
     return this.request('POST', `/channels/${encodeURIComponent(id)}/leave`);
   }
 
+  // --- presence and typing ----------------------------------------------------------------
+
+  /** GET /channels/:id/presence (members only) → [{userId, username, since}]: who has a live stream. */
+  getPresence(channelId) {
+    return this.request('GET', `/channels/${encodeURIComponent(channelId)}/presence`);
+  }
+
+  /**
+   * POST /channels/:id/typing → {channelId, userId, until}: the others see you typing until
+   * `until` (6 s). At most once a second per channel: more is 429.
+   */
+  sendTyping(channelId) {
+    return this.request('POST', `/channels/${encodeURIComponent(channelId)}/typing`);
+  }
+
+  /** PUT /users/:id/presence for yourself → {userId, presenceHidden}: hide from others' presence. */
+  setPresenceHidden(hidden) {
+    return this.request('PUT', `/users/${encodeURIComponent(this.identity.id)}/presence`, { body: { hidden } });
+  }
+
   // --- messages ---------------------------------------------------------------------------
 
   /**
@@ -442,11 +547,19 @@ export class Hatchat {
    * (`closed`: "token expired"), and the next one resumes after the last seq delivered. When a
    * stream fails or says the reader may read no more, one long-poll asks what is wrong: it
    * delivers what is there, or rejects with the real error (403 not a member, 404 deleted).
+   *
+   * Streams also carry presence and typing, best effort and without a position: `onPresence(
+   * {kind: 'join' | 'leave', userId, username, at})` and `onTyping({kind, userId, username, at,
+   * until})`, in stream order with the messages. `onOpen()` is called whenever a stream opens: a
+   * reader of presence asks GET /channels/:id/presence then, for what it missed in between.
+   * Long-polls carry neither.
    */
   async followLive(channelId, options = {}) {
     const EventSourceImpl = options.EventSource ?? globalThis.EventSource;
     if (!EventSourceImpl) return this.follow(channelId, options);
-    const { signal, onMessage, onStatus = () => {}, minDelayMs = 500, maxDelayMs = 10_000 } = options;
+    const {
+      signal, onMessage, onStatus = () => {}, onPresence, onTyping, onOpen, minDelayMs = 500, maxDelayMs = 10_000,
+    } = options;
     let lastSeq = options.afterSeq ?? 0;
     const connection = reconnection({ onStatus, minDelayMs, maxDelayMs, signal });
     // Streams that failed before opening while plain requests passed: something on the way (a
@@ -464,7 +577,9 @@ export class Hatchat {
         signal,
         deliver,
         skipTo: (seq) => { lastSeq = Math.max(lastSeq, seq); },
-        opened: () => { opened = true; refused = 0; connection.connect(); },
+        opened: () => { opened = true; refused = 0; connection.connect(); onOpen?.(); },
+        onPresence,
+        onTyping,
       });
       if (signal?.aborted) break;
       // A fresh token, a gateway restarting, a slow tab: open the next stream at once.
@@ -488,7 +603,9 @@ export class Hatchat {
    * event's reason, 'error' when the connection failed, or 'aborted'. Messages are delivered one
    * at a time, in order (each `deliver` is awaited before the next).
    */
-  async streamOnce(EventSourceImpl, channelId, afterSeq, { signal, deliver, skipTo, opened }) {
+  async streamOnce(EventSourceImpl, channelId, afterSeq, {
+    signal, deliver, skipTo, opened, onPresence, onTyping,
+  }) {
     if (!this.identity) throw new ApiError(401, 'no_identity', 'no identity to sign the request with');
     const params = new URLSearchParams({ afterSeq: String(afterSeq), token: `Bearer ${await makeToken(this.identity)}` });
     const url = `${this.baseUrl}/channels/${encodeURIComponent(channelId)}/events?${params}`;
@@ -511,6 +628,16 @@ export class Hatchat {
       // History was capped: what is older than oldestSeq is gone, continue from there.
       source.addEventListener('reset', (event) => then(() => skipTo(JSON.parse(event.data).oldestSeq - 1)));
       source.addEventListener('closed', (event) => finish(JSON.parse(event.data).reason));
+      // Presence and typing are niceties: a bad one, or a listener that throws, never ends the stream.
+      const tell = (listener) => (event) => then(() => {
+        try {
+          listener?.(JSON.parse(event.data));
+        } catch {
+          // ignored on purpose
+        }
+      });
+      source.addEventListener('presence', tell(onPresence));
+      source.addEventListener('typing', tell(onTyping));
       // EventSource would reconnect by itself, with the same (soon expired) token: we do it.
       source.addEventListener('error', () => finish('error'));
     });

@@ -5,7 +5,8 @@
 // never leaves the browser: fragments are not sent to servers.
 
 import {
-  ApiError, Hatchat, SYSTEM_USER_ID, createIdentity, exportIdentity, importIdentity, randomUsername,
+  ApiError, Hatchat, SYSTEM_USER_ID, TYPING_SEND_EVERY_MS, applyPresence, applyTyping, createIdentity, exportIdentity,
+  importIdentity, nextTypingEnd, presentFrom, randomUsername, stopTyping, throttle, typingNames, typingText,
 } from './api.js';
 import { decryptPayload, encryptText, exportKeyB64url, importKeyB64url, newChannelKey } from './crypto.js';
 
@@ -24,6 +25,7 @@ const ui = {
   shareLink: $('share-link'), copyLink: $('copy-link'),
   messages: $('messages'), composer: $('composer'), input: $('message-input'), send: $('send'),
   members: $('members'), deleteChannel: $('delete-channel'), leaveChannel: $('leave-channel'),
+  presence: $('presence'), typing: $('typing'),
 };
 
 let identity = null;
@@ -342,6 +344,7 @@ function closeSession() {
   if (!session) return;
   session.controller.abort();
   clearTimeout(session.membersTimer);
+  clearTimeout(session.typingTimer);
   session = null;
 }
 
@@ -355,6 +358,10 @@ async function openChannel({ channelId, keyText }) {
     channelId, keyText, key: null, ownerId: null,
     controller: new AbortController(), ending: false, sending: false, outbox: Promise.resolve(), membersTimer: null,
     reactions: new Map(), myReactions: new Set(), seenSeq: 0, readSeq: 0, readTimer: null, draft: null,
+    // Presence: who is here (null: unknown, so nothing shown), events held while it is asked for.
+    here: null, presenceLoading: null,
+    // Typing: userId → {username, until}, when each last sent a message, and our own sends' throttle.
+    typing: new Map(), spokeAt: new Map(), typingTimer: null, typingThrottle: throttle(TYPING_SEND_EVERY_MS),
   };
   session = s;
   const { signal } = s.controller;
@@ -364,6 +371,8 @@ async function openChannel({ channelId, keyText }) {
   ui.shareLink.value = shareLinkFor(channelId, keyText);
   ui.messages.replaceChildren();
   ui.members.replaceChildren();
+  renderPresence(s);
+  renderTyping(s);
   ui.deleteChannel.hidden = true;
   ui.leaveChannel.hidden = true;
   setComposerEnabled(false);
@@ -397,6 +406,9 @@ async function openChannel({ channelId, keyText }) {
       afterSeq: 0, limit: 100, wait: 25, signal,
       onMessage: (message) => renderMessage(s, message),
       onStatus: (status, detail) => { if (!signal.aborted) connectionChanged(s, status, detail); },
+      onOpen: () => refreshPresence(s),
+      onPresence: (event) => presenceChanged(s, event),
+      onTyping: (event) => typingEvent(s, event),
     });
   } catch (error) {
     if (signal.aborted || s.ending) return; // a switch, or our own delete/leave
@@ -511,6 +523,76 @@ function scheduleMembersRefresh(s) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// presence and typing: niceties, so any failure just shows nothing
+
+/** Asks who is here (each time a stream opens: events may have been missed meanwhile). */
+async function refreshPresence(s) {
+  if (s.presenceLoading) return;
+  s.presenceLoading = [];
+  let list = null;
+  try {
+    list = await api.getPresence(s.channelId);
+  } catch {
+    // An older gateway without presence, or a blip: show nothing until the next stream asks again.
+  }
+  const missed = s.presenceLoading;
+  s.presenceLoading = null;
+  s.here = list && missed.reduce(applyPresence, presentFrom(list));
+  renderPresence(s);
+}
+
+function presenceChanged(s, event) {
+  // Many came or went at once: the server names none of them; ask for the list, after a moment
+  // chosen at random so that everyone told does not ask at the same instant.
+  if (event.kind === 'resync') {
+    setTimeout(() => { if (session === s) refreshPresence(s); }, Math.random() * 2000);
+    return;
+  }
+  if (s.presenceLoading) s.presenceLoading.push(event);
+  else if (s.here) s.here = applyPresence(s.here, event);
+  renderPresence(s);
+  if (event.kind === 'leave') setTyping(s, stopTyping(s.typing, event.userId));
+}
+
+/** "Here now: alice, bob, you", or nothing while unknown. */
+function renderPresence(s) {
+  if (session !== s) return;
+  const here = s.here ?? new Map();
+  const others = [...here].filter(([id]) => id !== identity.id).map(([, name]) => name).sort();
+  const names = here.has(identity.id) ? [...others, 'you'] : others;
+  ui.presence.textContent = names.length ? `Here now: ${names.join(', ')}` : '';
+  ui.presence.hidden = names.length === 0;
+}
+
+function typingEvent(s, event) {
+  // Typing sent before their last message (which cleared it) is stale.
+  if (Date.parse(event.at) <= (s.spokeAt.get(event.userId) ?? -Infinity)) return;
+  setTyping(s, applyTyping(s.typing, event, Date.now()));
+}
+
+function setTyping(s, typing) {
+  s.typing = typing;
+  renderTyping(s);
+}
+
+/** The typing line, again when the soonest notice ends. */
+function renderTyping(s) {
+  if (session !== s) return;
+  const now = Date.now();
+  ui.typing.textContent = typingText(typingNames(s.typing, now, identity.id));
+  clearTimeout(s.typingTimer);
+  const end = nextTypingEnd(s.typing, now);
+  s.typingTimer = end === null ? null : setTimeout(() => renderTyping(s), end - now + 10);
+}
+
+/** Tells the others we type: at most every TYPING_SEND_EVERY_MS, failures (429 too soon) ignored. */
+function onComposerInput() {
+  const s = session;
+  if (!s || ui.input.disabled || !ui.input.value.trim() || !s.typingThrottle.ready(Date.now())) return;
+  api.sendTyping(s.channelId).catch(() => {});
+}
+
+// ---------------------------------------------------------------------------------------------
 // messages
 
 function usernameOf(userId) {
@@ -565,6 +647,8 @@ async function renderMessage(s, message) {
     text = await systemText(message.payload);
     if (!signal.aborted) scheduleMembersRefresh(s);
   } else {
+    s.spokeAt.set(message.fromUserId, Date.parse(message.createdAt));
+    setTyping(s, stopTyping(s.typing, message.fromUserId));
     try {
       text = await decryptPayload(s.key, message.payload);
       kind = 'text';
@@ -735,6 +819,7 @@ function sendMessage() {
   const text = ui.input.value;
   if (!s?.key || ui.input.disabled || !text.trim()) return Promise.resolve();
   ui.input.value = '';
+  s.typingThrottle.reset(); // our message ends our typing for the others: tell again at once
   s.outbox = s.outbox.then(() => sendOne(s, text));
   return s.outbox;
 }
@@ -826,12 +911,17 @@ function wire() {
   ui.shareLink.addEventListener('focus', () => ui.shareLink.select());
   ui.composer.addEventListener('submit', (event) => { event.preventDefault(); sendMessage(); });
   ui.input.addEventListener('keydown', onComposerKey);
+  ui.input.addEventListener('input', onComposerInput);
   ui.deleteChannel.addEventListener('click', deleteChannel);
   ui.leaveChannel.addEventListener('click', leaveChannel);
   $('home-link').addEventListener('click', (event) => { event.preventDefault(); goHome(); });
   document.addEventListener('visibilitychange', () => {
     if (session && document.visibilityState === 'visible') noteSeen(session, { seq: session.seenSeq ?? 0 });
   });
+  // A page left for another may stay in the back/forward cache with its stream open, present to
+  // the others until the token runs out: close it, and open it again if the page comes back.
+  window.addEventListener('pagehide', closeSession);
+  window.addEventListener('pageshow', (event) => { if (event.persisted) route(); });
   window.addEventListener('hashchange', route);
   window.addEventListener('popstate', route); // back/forward across goHome's pushState
 }

@@ -1,8 +1,9 @@
 //! The web client end to end in a real browser (Debian's Chromium, driven through chromedriver):
 //! two people with separate profiles chat through a share link, each sees the other's messages
 //! within a second, in order, exactly once; a reload shows the same history once; the database
-//! holds only ciphertext; a link with the wrong key shows "cannot decrypt". Screenshots of the
-//! windows are saved under target/browser-test/.
+//! holds only ciphertext; a link with the wrong key shows "cannot decrypt"; each page shows who is
+//! here and who is typing, and drops who went away. Screenshots of the windows are saved under
+//! target/browser-test/.
 
 mod support;
 use fantoccini::{ClientBuilder, Locator};
@@ -335,6 +336,113 @@ async fn edits_deletes_reactions_and_unread_counts_in_the_browser() {
     assert_eq!(badge.text().await.unwrap().trim(), "1 unread");
     screenshot(&b, "chat-unread").await;
     for browser in [a, b] {
+        browser.close().await.unwrap();
+    }
+}
+
+/// The names on a page's presence line ("Here now: alice, you"); none while it shows nothing.
+async fn here(browser: &fantoccini::Client) -> Vec<String> {
+    let script = "const line = document.querySelector('[data-testid=presence]'); \
+                  return line.hidden ? [] : line.textContent.replace(/^Here now: /, '').split(', ')";
+    serde_json::from_value(browser.execute(script, vec![]).await.unwrap()).unwrap()
+}
+
+/// A page's typing line ("alice is typing…"), '' when nobody is.
+async fn typing_line(browser: &fantoccini::Client) -> String {
+    let script = "return document.querySelector('[data-testid=typing]').textContent";
+    browser.execute(script, vec![]).await.unwrap().as_str().unwrap().to_string()
+}
+
+/// Waits until the page's presence line holds (`present`) or lacks `name`, at most `within`.
+async fn until_here(browser: &fantoccini::Client, name: &str, present: bool, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let names = here(browser).await;
+        if names.iter().any(|n| n == name) == present {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "{name} here: {present} not shown within {within:?}: {names:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the page's typing line is `expected`, at most `within`; returns the wait.
+async fn until_typing(browser: &fantoccini::Client, expected: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let line = typing_line(browser).await;
+        if line == expected {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "typing line {expected:?} not shown within {within:?}: {line:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn presence_and_typing_between_two_pages() {
+    if skip_on_citus(NOT_ON_A_CLUSTER).await {
+        return;
+    }
+    let gateway = Gateway::start().await;
+    let driver = Driver::start().await;
+    let alice = driver.browser("presence-alice").await;
+    let bob = driver.browser("presence-bob").await;
+    alice.goto(&format!("{}/", gateway.base)).await.unwrap();
+    let link = start_channel(&alice).await;
+    bob.goto(&link).await.unwrap();
+    wait_connected(&bob).await;
+    wait_connected(&alice).await;
+    let alice_name = text_of(&alice, "username").await;
+    let bob_name = text_of(&bob, "username").await;
+
+    // Bob's page lists Alice as here (from GET /presence when his stream opened); Alice's lists Bob
+    // (a join event on her open stream).
+    let lag = until_here(&bob, &alice_name, true, Duration::from_secs(5)).await;
+    println!("Bob's page showed Alice here after {lag:?}");
+    let lag = until_here(&alice, &bob_name, true, Duration::from_secs(5)).await;
+    println!("Alice's page showed Bob here after {lag:?}");
+
+    // Alice types without sending: Bob's page says so within a few seconds, hers never does.
+    let typing = format!("{alice_name} is typing…");
+    let input = usable(&alice, "[data-testid=message-input]").await;
+    input.send_keys("hel").await.unwrap();
+    let last_key = Instant::now();
+    let lag = until_typing(&bob, &typing, Duration::from_secs(3)).await;
+    println!("Bob's page showed Alice typing after {lag:?}");
+    screenshot(&bob, "presence-typing").await;
+    assert_eq!(typing_line(&alice).await, "", "nobody is told they type themselves");
+    // She stops: the line goes when the typing ends, 6 s after her keystroke.
+    until_typing(&bob, "", Duration::from_secs(8)).await;
+    let shown = last_key.elapsed();
+    println!("Alice's typing went from Bob's page {shown:?} after her last keystroke");
+    assert!(shown > Duration::from_secs(4) && shown < Duration::from_millis(7500), "{shown:?}");
+
+    // Typing on and on (a key a second for 8 s): the page tells again before the 6 s end, so the
+    // line stays; her message ends it at once.
+    input.send_keys("l").await.unwrap();
+    until_typing(&bob, &typing, Duration::from_secs(3)).await;
+    for key in "o there".chars() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        input.send_keys(&key.to_string()).await.unwrap();
+        assert_eq!(typing_line(&bob).await, typing, "the line stays while she types");
+    }
+    input.send_keys("\u{E007}").await.unwrap();
+    until_shown(&bob, Duration::from_secs(2), |m| texts(m) == ["hello there"]).await;
+    until_typing(&bob, "", Duration::from_secs(1)).await;
+
+    // Alice goes to another page: hers closes its stream even if kept in the back/forward cache (it
+    // held it open, so she stayed here for a minute), and Bob's drops her once she has been gone 5 s.
+    alice.goto("about:blank").await.unwrap();
+    let gone = Instant::now();
+    until_here(&bob, &alice_name, false, Duration::from_secs(10)).await;
+    println!("Bob's page dropped Alice {:?} after she left", gone.elapsed());
+    screenshot(&bob, "presence-left").await;
+    // She comes back (from the cache, or loaded again): her page opens its stream, she is here.
+    alice.back().await.unwrap();
+    wait_connected(&alice).await;
+    until_here(&bob, &alice_name, true, Duration::from_secs(5)).await;
+    for browser in [alice, bob] {
         browser.close().await.unwrap();
     }
 }

@@ -230,6 +230,30 @@ describe('Hatchat requests', () => {
     server.requests.forEach((request) => bearerClaim(request));
   });
 
+  test('presence and typing routes use the documented methods, paths and bodies', async () => {
+    server.reset();
+    server.replies.push({ body: [{ userId: 'u', username: 'alice', since: '2030-01-01T00:00:00Z' }] });
+    assert.deepEqual(await api.getPresence('a/b'), [{ userId: 'u', username: 'alice', since: '2030-01-01T00:00:00Z' }]);
+    await api.sendTyping('chan');
+    await api.setPresenceHidden(true);
+    const seen = server.requests.map(({ method, rawPath, body }) => [method, rawPath, body]);
+    assert.deepEqual(seen, [
+      ['GET', '/channels/a%2Fb/presence', null],
+      ['POST', '/channels/chan/typing', null],
+      ['PUT', `/users/${identity.id}/presence`, { hidden: true }],
+    ]);
+    server.requests.forEach((request) => bearerClaim(request));
+  });
+
+  test('typing sent too soon is a retryable 429', async () => {
+    server.reset();
+    server.replies.push({ status: 429, body: { error: 'too_many_requests', message: 'typing at most once a second' } });
+    const error = await api.sendTyping('chan').catch((e) => e);
+    assert.ok(error instanceof ApiError);
+    assert.equal(error.status, 429);
+    assert.equal(error.retryable, true);
+  });
+
   test('createChannel defaults to a random id and the self invite model', async () => {
     server.reset();
     await api.createChannel();

@@ -67,6 +67,26 @@ describe('Hatchat.followLive', () => {
     assert.deepEqual(statuses, ['connected']);
   });
 
+  test('passes presence and typing on in stream order, and says when each stream opens', async () => {
+    const join = { kind: 'join', userId: 'a', username: 'alice', at: '2030-01-01T00:00:00Z' };
+    const typing = { kind: 'typing', userId: 'a', username: 'alice', at: '2030-01-01T00:00:01Z', until: '2030-01-01T00:00:07Z' };
+    const { FakeEventSource } = scriptedEventSource([
+      [['open'], ['presence', join], ['message', message(1)], ['typing', typing], ['closed', { reason: 'token expired', lastSeq: 1 }]],
+      [['open'], ['presence', { ...join, kind: 'leave' }], ['message', message(2)]],
+    ]);
+    const api = new Hatchat({ baseUrl: 'http://gateway.test', identity, fetch: scriptedFetch([]).fetch });
+    const controller = new AbortController();
+    const seen = [];
+    await api.followLive('chan', {
+      EventSource: FakeEventSource, signal: controller.signal,
+      onOpen: () => seen.push('open'),
+      onPresence: (event) => { seen.push(event.kind); throw new Error('a listener that throws ends nothing'); },
+      onTyping: (event) => seen.push(`${event.kind} until ${event.until}`),
+      onMessage: (m) => { seen.push(m.seq); if (m.seq === 2) controller.abort(); },
+    });
+    assert.deepEqual(seen, ['open', 'join', 1, 'typing until 2030-01-01T00:00:07Z', 'open', 'leave', 2]);
+  });
+
   test('rejects with the real error once the reader may read no more', async () => {
     const { FakeEventSource } = scriptedEventSource([[['open'], ['closed', { reason: 'not a member', lastSeq: 0 }]]]);
     const { fetch } = scriptedFetch([{ status: 403, body: { error: 'forbidden', message: 'members only' } }]);
