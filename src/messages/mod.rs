@@ -132,6 +132,13 @@ pub struct Retention {
     pub notify_members: bool,
 }
 
+impl Retention {
+    /// From a counter row's `max_messages` and `notify_members`.
+    pub fn new(max_messages: Option<i32>, notify_members: Option<bool>) -> Self {
+        Self { max_messages, notify_members: notify_members.unwrap_or(false) }
+    }
+}
+
 /// Appends one message to an ordinary channel (see `APPEND`) and settles it; the answer, or None
 /// when the channel is missing or `from` may not post there.
 pub fn append(channel_id: &str, from: Uuid, payload: Jsonb) -> Result<Option<Jsonb>> {
@@ -181,10 +188,7 @@ fn append_guarded(
         extra.into.must_be_room().into(),
     ];
     let appended = db::row(APPEND, &args, |row| {
-        let retention = Retention {
-            max_messages: row.get::<i32>(3)?,
-            notify_members: row.get::<bool>(4)?.unwrap_or(false),
-        };
+        let retention = Retention::new(row.get::<i32>(3)?, row.get::<bool>(4)?);
         Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?).map(|(seq, answer)| (seq, answer, retention)))
     })?
     .flatten();
