@@ -97,7 +97,7 @@ fn append_event(
 ) -> Result<Jsonb> {
     // Only a delete reaches a room's messages: the room checks refused edits and reactions before.
     let into = if kind == "delete" { Destination::Either } else { Destination::Channel };
-    let extra = Extra { kind: Some(kind), target: Some(target), client_id: None, into };
+    let extra = Extra { kind: Some(kind), target: Some(target), into, ..Extra::default() };
     append_with(channel_id, from.id(), payload, None, extra)?.ok_or_else(|| channel_not_found(channel_id))
 }
 

@@ -87,13 +87,15 @@ pub fn earlier_send(channel_id: &str, from: Uuid, client_id: &str) -> Result<Opt
 }
 
 /// What a new row is besides its payload: a send (maybe with a client id) or an event about an
-/// earlier message, and where it may go.
+/// earlier message, and where it may go. With a `key`, only a sender who holds it and may post now
+/// appends (see `APPEND`, `send_as_known`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Extra<'a> {
     pub client_id: Option<&'a str>,
     pub kind: Option<&'static str>,
     pub target: Option<i64>,
     pub into: Destination,
+    pub key: Option<&'a str>,
 }
 
 /// Which channels an append may go into. A room's messages carry the `from` the server stamped,
@@ -156,25 +158,13 @@ pub fn append_to_room(
     append_with(room_id, from, payload, push, Extra { into: Destination::Room, ..Extra::default() })
 }
 
-/// `append`, with a client id or as an event.
+/// `append`, with a client id, as an event, or guarded by the sender's key.
 pub fn append_with(
     channel_id: &str,
     from: Uuid,
     payload: Jsonb,
     push: Option<Jsonb>,
     extra: Extra,
-) -> Result<Option<Jsonb>> {
-    append_guarded(channel_id, from, payload, push, extra, None)
-}
-
-/// `append_with`, by a sender who must hold `key` (see `APPEND`).
-fn append_guarded(
-    channel_id: &str,
-    from: Uuid,
-    payload: Jsonb,
-    push: Option<Jsonb>,
-    extra: Extra,
-    key: Option<&str>,
 ) -> Result<Option<Jsonb>> {
     let args = [
         channel_id.into(),
@@ -184,7 +174,7 @@ fn append_guarded(
         extra.kind.into(),
         extra.target.into(),
         db::clock()?.into(),
-        key.into(),
+        extra.key.into(),
         extra.into.must_be_room().into(),
     ];
     let appended = db::row(APPEND, &args, |row| {
@@ -351,7 +341,7 @@ fn send_as_known(
     payload: Option<Jsonb>,
 ) -> Result<Option<Jsonb>> {
     let Ok((channel, payload)) = check_target(channel_id, payload) else { return Ok(None) };
-    append_guarded(channel, known.id, payload, None, Extra::default(), Some(&known.pem))
+    append_with(channel, known.id, payload, None, Extra { key: Some(&known.pem), ..Extra::default() })
 }
 
 /// One admitted send: membership (a muted sender is answered, nothing stored), then the append.
