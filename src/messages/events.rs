@@ -112,9 +112,7 @@ fn edit_message(
     payload: Option<Jsonb>,
 ) -> SqlResult<Jsonb> {
     let edit = admit(|| auth::authenticate(token), channel_id, Payload::Value(payload), None)?;
-    let access = Access::load(&edit.channel, &edit.sender)?;
-    access.require_member()?;
-    access.require_not_room()?;
+    Access::load(&edit.channel, &edit.sender)?.require_poster()?;
     let (seq, target) = locked_target(&edit.channel, seq, Action::Edit)?;
     if target.author != edit.sender.id() {
         return Err(HatchatError::Forbidden(format!("only the author of message {seq} may edit it")).into());
@@ -180,9 +178,7 @@ fn reaction(
     let user = caller.user()?.id;
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let reaction = valid_reaction(reaction)?;
-    let access = Access::load(channel_id, &caller)?;
-    access.require_member()?;
-    access.require_not_room()?;
+    Access::load(channel_id, &caller)?.require_poster()?;
     let (seq, _) = locked_target(channel_id, seq, Action::React)?;
     if caller.is_muted() {
         return Jsonb::from_text(&muted_answer(channel_id, user)?);

@@ -348,9 +348,7 @@ fn send_as_known(
 fn send_alone(send: Admitted) -> Result<Jsonb> {
     let Admitted { channel, sender, client_id, .. } = &send;
     if sender.is_muted() {
-        let access = Access::load(channel, sender)?;
-        access.require_member()?;
-        access.require_not_room()?;
+        Access::load(channel, sender)?.require_poster()?;
         return Jsonb::from_text(&muted_answer(channel, sender.id())?);
     }
     // A retry racing the first send waits here for it to commit, then finds it.
@@ -383,11 +381,7 @@ impl Placement {
 
 /// An append bumped no counter: the channel is missing, the sender is not a member, or it is a room.
 fn why_not_appended(channel_id: &str, sender: &Caller) -> HatchatError {
-    let refusal = Access::load(channel_id, sender).and_then(|access| {
-        access.require_member()?;
-        access.require_not_room()
-    });
-    match refusal {
+    match Access::load(channel_id, sender).and_then(|access| access.require_poster()) {
         Err(error) => error,
         // A member, yet no row: the channel was deleted between the two statements.
         Ok(()) => access::channel_not_found(channel_id),
