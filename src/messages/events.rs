@@ -22,34 +22,10 @@ use pgrx::prelude::*;
 
 pub const MAX_REACTION_CHARS: usize = 64;
 
-/// What an event may be about: an earlier row of the channel, as it stands.
-struct Target {
-    author: uuid::Uuid,
-    kind: Option<String>,
-    deleted: bool,
-}
-
-/// The action an event is, in words for errors.
-#[derive(Clone, Copy)]
-enum Action {
-    Edit,
-    Delete,
-    React,
-}
-
-impl Action {
-    fn verb(self) -> &'static str {
-        match self {
-            Action::Edit => "edited",
-            Action::Delete => "deleted",
-            Action::React => "reacted to",
-        }
-    }
-}
-
 /// The channel's counter row locked, then message `seq` checked: it exists (not removed by
-/// retention), is a user's message (not an event, not a system message) and is not deleted.
-fn locked_target(channel_id: &str, seq: Option<i64>, action: Action) -> Result<(i64, Target)> {
+/// retention), is a user's message (not an event, not a system message) and is not deleted. The
+/// seq and its author; `verb` (`edited`) names the event in errors.
+fn locked_target(channel_id: &str, seq: Option<i64>, verb: &str) -> Result<(i64, uuid::Uuid)> {
     let seq = required(seq, "seq")?;
     if seq < 1 {
         return Err(HatchatError::invalid(format!("seq must be 1 or more, got {seq}")));
@@ -62,25 +38,24 @@ fn locked_target(channel_id: &str, seq: Option<i64>, action: Action) -> Result<(
         &[channel_id.into(), seq.into()],
         |row| {
             let author = row.get::<pgrx::Uuid>(1)?.map(rust_uuid).unwrap_or(SYSTEM_USER);
-            Ok(Target { author, kind: row.get::<String>(2)?, deleted: row.get::<bool>(3)?.unwrap_or(false) })
+            Ok((author, row.get::<String>(2)?, row.get::<bool>(3)?.unwrap_or(false)))
         },
     )?;
     // What the answer or the error says of the target must not be taken back by a crash.
     crate::commit::durable_reads()?;
-    let target = found.ok_or_else(|| message_not_found(channel_id, seq))?;
-    let verb = action.verb();
-    if let Some(kind) = &target.kind {
+    let (author, kind, deleted) = found.ok_or_else(|| message_not_found(channel_id, seq))?;
+    if let Some(kind) = kind {
         return Err(HatchatError::invalid(format!(
             "seq {seq} is a {kind} event: only messages can be {verb}"
         )));
     }
-    if target.author == SYSTEM_USER {
+    if author == SYSTEM_USER {
         return Err(HatchatError::invalid(format!("seq {seq} is a system message: it cannot be {verb}")));
     }
-    if target.deleted {
+    if deleted {
         return Err(HatchatError::NotFound(format!("message {seq} of channel {channel_id:?} was deleted")));
     }
-    Ok((seq, target))
+    Ok((seq, author))
 }
 
 fn message_not_found(channel_id: &str, seq: i64) -> HatchatError {
@@ -113,8 +88,8 @@ fn edit_message(
 ) -> SqlResult<Jsonb> {
     let edit = admit(|| auth::authenticate(token), channel_id, Payload::Value(payload), None)?;
     Access::load(&edit.channel, &edit.sender)?.require_poster()?;
-    let (seq, target) = locked_target(&edit.channel, seq, Action::Edit)?;
-    if target.author != edit.sender.id() {
+    let (seq, author) = locked_target(&edit.channel, seq, "edited")?;
+    if author != edit.sender.id() {
         return Err(HatchatError::Forbidden(format!("only the author of message {seq} may edit it")).into());
     }
     if edit.sender.is_muted() {
@@ -137,11 +112,11 @@ fn delete_message(token: Option<&str>, channel_id: Option<&str>, seq: Option<i64
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let access = Access::load(channel_id, &caller)?;
     access.require_member()?;
-    let (seq, target) = locked_target(channel_id, seq, Action::Delete)?;
+    let (seq, author) = locked_target(channel_id, seq, "deleted")?;
     // An admin is the server secret here: a token names a user, and the database role a gateway
     // runs as must not turn each of its users into an admin.
     let privileged = matches!(access.role, Role::Owner | Role::System);
-    if target.author != caller.id() && !privileged {
+    if author != caller.id() && !privileged {
         return Err(HatchatError::Forbidden(format!(
             "only the author of message {seq}, the channel's owner or an admin may delete it"
         ))
@@ -179,15 +154,13 @@ fn reaction(
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let reaction = valid_reaction(reaction)?;
     Access::load(channel_id, &caller)?.require_poster()?;
-    let (seq, _) = locked_target(channel_id, seq, Action::React)?;
+    let (seq, _) = locked_target(channel_id, seq, "reacted to")?;
     if caller.is_muted() {
         return Jsonb::from_text(&muted_answer(channel_id, user)?);
     }
     let args = [channel_id.into(), seq.into(), pg_uuid(user).into(), reaction.into()];
-    if add {
-        check_reaction_limits(channel_id, seq, user, reaction)?;
-    }
     let changed = if add {
+        check_reaction_limits(channel_id, seq, user, reaction)?;
         db::execute(
             "INSERT INTO hatchat.reactions (channel_id, seq, user_id, reaction) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING RETURNING 1",
@@ -200,14 +173,11 @@ fn reaction(
             &args,
         )?
     };
-    match (changed, add) {
-        (0, true) => {
-            return Err(HatchatError::Conflict(format!("you already reacted {reaction:?} to message {seq}")))
-        }
-        (0, false) => {
-            return Err(HatchatError::NotFound(format!("you have not reacted {reaction:?} to message {seq}")))
-        }
-        _ => {}
+    if changed == 0 && add {
+        return Err(HatchatError::Conflict(format!("you already reacted {reaction:?} to message {seq}")));
+    }
+    if changed == 0 {
+        return Err(HatchatError::NotFound(format!("you have not reacted {reaction:?} to message {seq}")));
     }
     let body = db::one::<Jsonb>(
         "SELECT jsonb_build_object('reaction', $1::text, 'action', $2::text)",
