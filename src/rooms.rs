@@ -25,14 +25,9 @@ pub const MAX_ROOM_USERS: usize = 32;
 /// The author name of what the server secret posts, as in ganomede-chat (reserved: no user takes it).
 pub const SYSTEM_NAME: &str = names::SERVER_SECRET_NAME;
 
+/// 1..100 characters, no control characters.
 pub fn valid_room_type(raw: &str) -> Result<&str> {
-    let chars = raw.chars().count();
-    if chars == 0 || chars > MAX_TYPE_CHARS || raw.chars().any(char::is_control) {
-        return Err(HatchatError::invalid(format!(
-            "type must be 1..{MAX_TYPE_CHARS} characters without control characters"
-        )));
-    }
-    Ok(raw)
+    limits::short_text(raw, "type", MAX_TYPE_CHARS)
 }
 
 /// The room id of `room_type` and its users' canonical usernames, as ganomede-chat forms it.
