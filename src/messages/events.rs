@@ -206,14 +206,14 @@ fn check_reaction_limits(channel_id: &str, seq: i64, user: uuid::Uuid, reaction:
         },
     )?;
     let (mine, distinct, present) = counts;
-    let per_user = settings::max_reactions_per_user();
+    let per_user = i64::from(settings::MAX_REACTIONS_PER_USER.get());
     if mine >= per_user {
         return Err(HatchatError::Conflict(format!(
             "you have {mine} reactions on message {seq}, the most one user may have \
              (hatchat.max_reactions_per_user): remove one first"
         )));
     }
-    let per_message = settings::max_reactions_per_message();
+    let per_message = i64::from(settings::MAX_REACTIONS_PER_MESSAGE.get());
     if !present && distinct >= per_message {
         return Err(HatchatError::Conflict(format!(
             "message {seq} has {distinct} distinct reactions, the most it may have \
