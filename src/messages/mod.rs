@@ -442,14 +442,9 @@ fn read_window_with(channel_id: &str, window: &Window, plans: [&'static str; 2])
     let until = window.until.to_sql_literal();
     let limit = i64::from(window.row_limit);
     let mut args = vec![channel_id.into(), since.as_str().into(), until.as_str().into(), limit.into()];
-    let plan = match window.after_seq {
-        Some(after_seq) => {
-            args.push(after_seq.into());
-            plans[0]
-        }
-        None => plans[1],
-    };
-    db::one::<Jsonb>(plan, &args)
+    args.extend(window.after_seq.map(Into::into));
+    let [by_seq, by_time] = plans;
+    db::one::<Jsonb>(if window.after_seq.is_some() { by_seq } else { by_time }, &args)
 }
 
 /// Messages of a channel the caller is a member of, oldest first: `since` and `until` are
