@@ -19,8 +19,7 @@
 use crate::announce;
 use crate::auth::{self, secret};
 use crate::commit;
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid};
+use crate::db::{self, pg_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::limits;
 use crate::names;

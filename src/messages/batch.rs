@@ -14,8 +14,7 @@
 use super::{admit, muted_answer, settle, Admitted, Payload, Retention};
 use crate::access;
 use crate::auth::{self, Caller, SYSTEM_USER};
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid};
+use crate::db::{self, pg_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::placement::Placement;
 use hatchat_wire::api::ItemError;

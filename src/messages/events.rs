@@ -14,8 +14,7 @@
 use super::{admit, append_with, lock_counter, muted_answer, Destination, Extra, Payload};
 use crate::access::{channel_not_found, valid_channel_id, Access, Role};
 use crate::auth::{self, Caller, SYSTEM_USER};
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid, rust_uuid};
+use crate::db::{self, pg_uuid, rust_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::settings;
 use pgrx::prelude::*;
