@@ -107,9 +107,11 @@ impl Access {
         }
     }
 
-    /// A room takes only what the room functions write: their `from` is the server's word, so no
-    /// other write path (send, batch, edit, reaction) may reach one. Deletes still do.
-    pub fn require_not_room(&self) -> Result<()> {
+    /// Posting: members, and the system, but not to a room. A room takes only what the room
+    /// functions write: their `from` is the server's word, so no other write path (send, batch,
+    /// edit, reaction) may reach one. Deletes still do.
+    pub fn require_poster(&self) -> Result<()> {
+        self.require_member()?;
         if self.is_room {
             Err(rooms_take_room_posts(&self.id))
         } else {

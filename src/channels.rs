@@ -7,8 +7,7 @@
 use crate::access::{self, channel_not_found, drop_if_expired, valid_channel_id, Access, InviteModel, Role};
 use crate::auth::{self, SYSTEM_USER};
 use crate::commit;
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid, rust_uuid};
+use crate::db::{self, pg_uuid, rust_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::messages;
 use crate::notifications;

@@ -10,8 +10,7 @@
 //! `/users/:id/...` and the call is refused unless it is the caller.
 
 use crate::auth::{self, UserState};
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid, rust_uuid};
+use crate::db::{self, pg_uuid, rust_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::users;
 use pgrx::prelude::*;

@@ -19,9 +19,8 @@
 use crate::announce;
 use crate::auth::{self, secret};
 use crate::commit;
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid};
-use crate::error::{HatchatError, Result, SqlResult};
+use crate::db::{self, pg_uuid, Jsonb};
+use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::limits;
 use crate::names;
 use crate::placement::Placement;
@@ -277,8 +276,8 @@ fn refresh_pending(users: &[pgrx::Uuid]) -> Result<()> {
 #[search_path(pg_catalog, pg_temp)]
 fn mark_forwarded(user_id: Option<pgrx::Uuid>, up_to_id: Option<i64>) -> SqlResult<i32> {
     require_forwarder()?;
-    let user_id = crate::error::required(user_id, "user_id")?;
-    let up_to_id = crate::error::required(up_to_id, "up_to_id")?;
+    let user_id = required(user_id, "user_id")?;
+    let up_to_id = required(up_to_id, "up_to_id")?;
     Ok(mark(
         user_id,
         "UPDATE hatchat.notifications SET forwarded_at = now() \
@@ -306,9 +305,9 @@ fn mark(user_id: pgrx::Uuid, sql: &'static str, args: &[pgrx::datum::DatumWithOi
 #[search_path(pg_catalog, pg_temp)]
 fn mark_undeliverable(user_id: Option<pgrx::Uuid>, id: Option<i64>, reason: Option<&str>) -> SqlResult<i32> {
     require_forwarder()?;
-    let user_id = crate::error::required(user_id, "user_id")?;
-    let id = crate::error::required(id, "id")?;
-    let reason = crate::error::required(reason, "reason")?;
+    let user_id = required(user_id, "user_id")?;
+    let id = required(id, "id")?;
+    let reason = required(reason, "reason")?;
     Ok(mark(
         user_id,
         "UPDATE hatchat.notifications SET undeliverable_at = now(), undeliverable_reason = left($3, $4) \
@@ -364,7 +363,8 @@ pub fn erase(channel_id: &str, seq: i64) -> Result<()> {
          SELECT m.seq FROM hatchat.messages m WHERE m.channel_id = $1 AND m.kind = 'edit' AND m.target = $2",
         &[channel_id.into(), seq.into()],
     )?;
-    let users = users_notified(
+    // Their inboxes are locked first, as every writer of a user's notifications does.
+    let users = db::column::<pgrx::Uuid>(
         "SELECT DISTINCT user_id FROM hatchat.notifications WHERE channel_id = $1 AND seq = ANY($2)",
         &[channel_id.into(), seqs.clone().into()],
     )?;
@@ -386,7 +386,7 @@ pub fn forget_channels(channels: &[String]) -> Result<()> {
     if channels.is_empty() {
         return Ok(());
     }
-    let users = users_notified(
+    let users = db::column::<pgrx::Uuid>(
         "SELECT DISTINCT user_id FROM hatchat.notifications WHERE channel_id = ANY($1)",
         &[channels.to_vec().into()],
     )?;
@@ -396,10 +396,4 @@ pub fn forget_channels(channels: &[String]) -> Result<()> {
     lock_inboxes(&users)?;
     db::execute("DELETE FROM hatchat.notifications WHERE channel_id = ANY($1)", &[channels.to_vec().into()])?;
     refresh_pending(&users)
-}
-
-/// The users `sql` names (whose notifications are about to change): their inboxes are locked
-/// first, as every writer of a user's notifications does.
-fn users_notified(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<Vec<pgrx::Uuid>> {
-    db::column(sql, args)
 }

@@ -10,8 +10,7 @@
 use crate::access::{self, valid_channel_id, Access, Role};
 use crate::auth::{self, Caller};
 use crate::commit;
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid};
+use crate::db::{self, pg_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::limits;
 use crate::messages;
@@ -25,14 +24,9 @@ pub const MAX_ROOM_USERS: usize = 32;
 /// The author name of what the server secret posts, as in ganomede-chat (reserved: no user takes it).
 pub const SYSTEM_NAME: &str = names::SERVER_SECRET_NAME;
 
+/// 1..100 characters, no control characters.
 pub fn valid_room_type(raw: &str) -> Result<&str> {
-    let chars = raw.chars().count();
-    if chars == 0 || chars > MAX_TYPE_CHARS || raw.chars().any(char::is_control) {
-        return Err(HatchatError::invalid(format!(
-            "type must be 1..{MAX_TYPE_CHARS} characters without control characters"
-        )));
-    }
-    Ok(raw)
+    limits::short_text(raw, "type", MAX_TYPE_CHARS)
 }
 
 /// The room id of `room_type` and its users' canonical usernames, as ganomede-chat forms it.
@@ -98,29 +92,21 @@ pub fn check_message_body(json: &str) -> Result<()> {
 
 /// Resolves usernames (ignoring case) to their registered spelling; 404 naming the unknown ones.
 fn resolve_usernames(names: &[String]) -> Result<Vec<(pgrx::Uuid, String)>> {
-    let rows: Vec<(String, Option<pgrx::Uuid>, Option<String>)> = db::query(
-        "SELECT n, u.id, u.username FROM unnest($1::text[]) WITH ORDINALITY AS g(n, i) \
+    // One row per name, in order (usernames are unique ignoring case): the user, or none.
+    let users: Vec<Option<(pgrx::Uuid, String)>> = db::query(
+        "SELECT u.id, u.username FROM unnest($1::text[]) WITH ORDINALITY AS g(n, i) \
            LEFT JOIN hatchat.users u ON lower(u.username) = lower(g.n) \
                                     AND u.id <> '00000000-0000-0000-0000-000000000000' \
           ORDER BY g.i",
         &[names.to_vec().into()],
-        |rows| {
-            rows.map(|row| {
-                Ok((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<pgrx::Uuid>(2)?,
-                    row.get::<String>(3)?,
-                ))
-            })
-            .collect()
-        },
+        |rows| rows.map(|row| Ok(row.get::<pgrx::Uuid>(1)?.zip(row.get::<String>(2)?))).collect(),
     )?;
     let unknown: Vec<&str> =
-        rows.iter().filter(|(_, id, _)| id.is_none()).map(|(n, _, _)| n.as_str()).collect();
+        names.iter().zip(&users).filter(|(_, user)| user.is_none()).map(|(n, _)| n.as_str()).collect();
     if !unknown.is_empty() {
         return Err(HatchatError::NotFound(format!("unknown users: {}", unknown.join(", "))));
     }
-    Ok(rows.into_iter().filter_map(|(_, id, name)| id.zip(name)).collect())
+    Ok(users.into_iter().flatten().collect())
 }
 
 /// Opens the room of `room_type` and `usernames`: creates it, or finds it and refreshes its expiry;
@@ -193,16 +179,13 @@ fn check_existing_room(id: &str, room_type: &str, caller: &Caller, ids: Vec<pgrx
     })?;
     // Gone between the insert and this read: deleted or purged meanwhile.
     let (kind, caller_is_member, same_members) = found.ok_or_else(|| room_not_found(id))?;
-    match kind {
-        None => {
-            return Err(HatchatError::Conflict(format!(
-                "room id {id:?} is taken by a channel that is not a room"
-            )))
-        }
-        Some(kind) if kind != room_type => {
-            return Err(HatchatError::Conflict(format!("room id {id:?} is taken by a room of another type")))
-        }
-        Some(_) => {}
+    let Some(kind) = kind else {
+        return Err(HatchatError::Conflict(format!(
+            "room id {id:?} is taken by a channel that is not a room"
+        )));
+    };
+    if kind != room_type {
+        return Err(HatchatError::Conflict(format!("room id {id:?} is taken by a room of another type")));
     }
     if !caller.is_system() && !caller_is_member {
         return Err(not_a_user_of_the_room());

@@ -147,14 +147,6 @@ pub fn max_json_depth() -> usize {
     usize::try_from(MAX_JSON_DEPTH.get()).unwrap_or(hatchat_wire::json::DEFAULT_MAX_DEPTH)
 }
 
-pub fn max_reactions_per_user() -> i64 {
-    i64::from(MAX_REACTIONS_PER_USER.get())
-}
-
-pub fn max_reactions_per_message() -> i64 {
-    i64::from(MAX_REACTIONS_PER_MESSAGE.get())
-}
-
 pub fn max_payload_bytes() -> usize {
     usize::try_from(MAX_PAYLOAD_BYTES.get()).unwrap_or(usize::MAX)
 }

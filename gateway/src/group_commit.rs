@@ -202,35 +202,29 @@ impl GroupCommit {
             _ => None,
         };
         let pending = Pending { token, channel, payload, client_id, node, answer };
-        let start_slot = {
-            let mut state = self.state.lock().expect("group commit lock");
-            state.queue.push_back(pending);
-            self.claim_slot(&mut state)
-        };
-        if start_slot {
-            Arc::clone(self).start_slot();
-        }
+        self.start_slot_after(|state| state.queue.push_back(pending));
         let answer = answered.await;
         crate::metrics::send_answered(started);
         answer.unwrap_or_else(|_| Err(ApiError::unavailable("the send was interrupted; try again")))
     }
 
-    /// Whether a new slot may start (then it is counted busy): only while sends are queued.
-    fn claim_slot(&self, state: &mut State) -> bool {
-        let free = !state.queue.is_empty()
-            && state.working_slots() < self.slots
-            && state.busy_slots < self.max_slots;
+    /// Changes the state with `change`, then starts a slot if one may: only while sends are queued
+    /// (it is counted busy at once). The slot runs in a task of its own. (Boxed: a slot may start
+    /// another, and the compiler needs the future's type written down to see that it is `Send`.)
+    fn start_slot_after(self: &Arc<Self>, change: impl FnOnce(&mut State)) {
+        let free = {
+            let mut state = self.state.lock().expect("group commit lock");
+            change(&mut state);
+            let free = !state.queue.is_empty()
+                && state.working_slots() < self.slots
+                && state.busy_slots < self.max_slots;
+            state.busy_slots += usize::from(free);
+            free
+        };
         if free {
-            state.busy_slots += 1;
+            let slot: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(Arc::clone(self).work_slot());
+            tokio::spawn(slot);
         }
-        free
-    }
-
-    /// Runs a slot in a task of its own. (Boxed: a slot may start another, and the compiler needs
-    /// the future's type written down to see that it is `Send`.)
-    fn start_slot(self: Arc<Self>) {
-        let slot: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(self.work_slot());
-        tokio::spawn(slot);
     }
 
     /// One slot: takes what is queued (see `take_batch`), delivers it, and goes on until nothing
@@ -265,14 +259,7 @@ impl GroupCommit {
         if tokio::time::timeout(STALL, &mut delivery).await.is_ok() {
             return;
         }
-        let start_slot = {
-            let mut state = self.state.lock().expect("group commit lock");
-            state.stalled_slots += 1;
-            self.claim_slot(&mut state)
-        };
-        if start_slot {
-            Arc::clone(self).start_slot();
-        }
+        self.start_slot_after(|state| state.stalled_slots += 1);
         delivery.await;
         self.state.lock().expect("group commit lock").stalled_slots -= 1;
     }

@@ -167,18 +167,9 @@ pub fn split(token: &str) -> Result<Parts<'_>> {
 /// Standard or URL-safe alphabet, padded or not.
 pub fn decode_base64(part: &str) -> Option<Vec<u8>> {
     if part.contains(['-', '_']) {
-        let standard: String = part
-            .chars()
-            .map(|c| match c {
-                '-' => '+',
-                '_' => '/',
-                c => c,
-            })
-            .collect();
-        LENIENT_BASE64.decode(standard).ok()
-    } else {
-        LENIENT_BASE64.decode(part).ok()
+        return LENIENT_BASE64.decode(part.replace('-', "+").replace('_', "/")).ok();
     }
+    LENIENT_BASE64.decode(part).ok()
 }
 
 pub fn decode_json<T: for<'de> Deserialize<'de>>(part: &str, name: &str) -> Result<T> {

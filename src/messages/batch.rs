@@ -14,8 +14,7 @@
 use super::{admit, muted_answer, settle, Admitted, Payload, Retention};
 use crate::access;
 use crate::auth::{self, Caller, SYSTEM_USER};
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid};
+use crate::db::{self, pg_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::placement::Placement;
 use hatchat_wire::api::ItemError;
@@ -151,7 +150,7 @@ const APPEND_ALL: &str = concat!(
           FROM (SELECT DISTINCT ON (channel_id, from_user_id) channel_id, from_user_id, seq, counted \
                   FROM inserted ORDER BY channel_id, from_user_id, seq DESC) a \
          WHERE m.channel_id = a.channel_id AND m.user_id = a.from_user_id) \
-    SELECT i.channel_id, i.seq, \
+    SELECT i.channel_id, i.seq - c.base_seq, i.seq, \
            hatchat.sent_json(i.channel_id, i.seq, i.created_at, i.from_user_id)::text, \
            c.max_messages, c.notify_members \
       FROM inserted i JOIN counters c ON c.id = i.channel_id"
@@ -181,16 +180,17 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
         }
     }
     let placement = Placement::here();
-    let refused = lock_and_check(placement, &candidates)?;
-    let (accepted, rejected): (Vec<Candidate>, Vec<Candidate>) =
-        candidates.into_iter().partition(|c| !refused.contains_key(&(c.channel.clone(), c.sender)));
-    for candidate in rejected {
-        outcomes[candidate.ord as usize - 1] = Err(refused[&(candidate.channel, candidate.sender)].clone());
-    }
-    // A muted sender is answered as usual, but nothing is stored.
-    let (muted, accepted): (Vec<Candidate>, Vec<Candidate>) = accepted.into_iter().partition(|c| c.muted);
-    for candidate in muted {
-        outcomes[candidate.ord as usize - 1] = muted_answer(&candidate.channel, candidate.sender);
+    let may_post = placement.lock_and_check(&candidates)?;
+    let mut accepted = Vec::new();
+    for candidate in candidates {
+        let outcome = &mut outcomes[candidate.ord as usize - 1];
+        match may_post.get(&(candidate.channel.clone(), candidate.sender)) {
+            // A muted sender is answered as usual, but nothing is stored.
+            Some(Ok(())) if candidate.muted => *outcome = muted_answer(&candidate.channel, candidate.sender),
+            Some(Ok(())) => accepted.push(candidate),
+            Some(Err(refusal)) => *outcome = Err(refusal.clone()),
+            None => *outcome = Err(access::channel_not_found(&candidate.channel)),
+        }
     }
     let (accepted, repeats) = set_aside_repeats(accepted, &mut outcomes)?;
     for (ord, outcome) in placement.append_batch(&accepted)? {
@@ -321,9 +321,9 @@ type Outcomes = Vec<(i64, Result<String>)>;
 
 impl Placement {
     /// Locks a batch's live channels in id order and says, for each (channel, sender) of a live
-    /// channel, what the sender is there: one statement for the whole batch on one node, two per
-    /// channel on a cluster (Citus takes row locks only in single-shard statements).
-    fn lock_and_check(self, candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
+    /// channel, whether the sender may post there: one statement for the whole batch on one node,
+    /// two per channel on a cluster (Citus takes row locks only in single-shard statements).
+    fn lock_and_check(self, candidates: &[Candidate]) -> Result<MayPost> {
         match self {
             Placement::OneNode => membership(candidates),
             Placement::Sharded => per_channel::membership(candidates),
@@ -351,8 +351,8 @@ pub(super) fn append_alone_per_channel(send: &Admitted) -> Result<Option<Jsonb>>
         payload: send.payload,
         client_id: send.client_id.clone(),
     };
-    let members = per_channel::membership(std::slice::from_ref(&candidate))?;
-    if members.get(&(candidate.channel.clone(), candidate.sender)) != Some(&Standing::Member) {
+    let may_post = per_channel::membership(std::slice::from_ref(&candidate))?;
+    if may_post.get(&(candidate.channel.clone(), candidate.sender)) != Some(&Ok(())) {
         return Ok(None);
     }
     match per_channel::append_all(std::slice::from_ref(&candidate))?.pop() {
@@ -361,60 +361,33 @@ pub(super) fn append_alone_per_channel(send: &Admitted) -> Result<Option<Jsonb>>
     }
 }
 
-/// Locks the batch's channels and returns the (channel, sender) pairs that may not send, with the
-/// error each would get alone.
-fn lock_and_check(
-    placement: Placement,
-    candidates: &[Candidate],
-) -> Result<HashMap<(String, Uuid), HatchatError>> {
-    let members = placement.lock_and_check(candidates)?;
-    let mut refused = HashMap::new();
-    for candidate in candidates {
-        let pair = (candidate.channel.clone(), candidate.sender);
-        match members.get(&pair) {
-            Some(Standing::Member) => {}
-            Some(Standing::Stranger) => drop(refused.insert(pair, access::members_only(&candidate.channel))),
-            Some(Standing::InRoom) => {
-                drop(refused.insert(pair, access::rooms_take_room_posts(&candidate.channel)))
-            }
-            None => drop(refused.insert(pair, access::channel_not_found(&candidate.channel))),
-        }
-    }
-    Ok(refused)
-}
+/// Whether each (channel, sender) of a live channel may post there, or the error it would get
+/// alone; a pair whose channel is missing is not there.
+type MayPost = HashMap<(String, Uuid), Result<()>>;
 
-/// What a sender is to a live channel, for a send: a member of an ordinary channel, not a member,
-/// or one who may post to a room only through the room functions (a member, or the system).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Standing {
-    Member,
-    Stranger,
-    InRoom,
-}
-
-impl Standing {
-    pub(super) fn of(member: bool, room: bool) -> Standing {
-        match (member, room) {
-            (false, _) => Standing::Stranger,
-            (true, true) => Standing::InRoom,
-            (true, false) => Standing::Member,
-        }
+/// Whether a sender who is (or is not) a `member` of live channel `channel` may post there, as a
+/// send alone: not to a room (only the room functions write to one, see `Access`).
+pub(super) fn may_post(channel: &str, member: bool, room: bool) -> Result<()> {
+    match (member, room) {
+        (false, _) => Err(access::members_only(channel)),
+        (true, true) => Err(access::rooms_take_room_posts(channel)),
+        (true, false) => Ok(()),
     }
 }
 
 /// Locks the batch's live channels (LOCK_AND_CHECK) and says, for each (channel, sender) of a live
-/// channel, what the sender is there.
-fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
+/// channel, whether the sender may post there.
+fn membership(candidates: &[Candidate]) -> Result<MayPost> {
     let channels: Vec<&str> = candidates.iter().map(|c| c.channel.as_str()).collect();
     let senders: Vec<pgrx::Uuid> = candidates.iter().map(|c| pg_uuid(c.sender)).collect();
-    let mut members: HashMap<(String, Uuid), Standing> = HashMap::new();
+    let mut members = HashMap::new();
     db::query(LOCK_AND_CHECK, &[channels.into(), senders.into()], |rows| {
         for row in rows {
             let channel = row.get::<String>(1)?.unwrap_or_default();
             let sender = db::rust_uuid(row.get::<pgrx::Uuid>(2)?.expect("unnest keeps the sender"));
-            let standing =
-                Standing::of(row.get::<bool>(3)?.unwrap_or(false), row.get::<bool>(4)?.unwrap_or(false));
-            members.insert((channel, sender), standing);
+            let member = row.get::<bool>(3)?.unwrap_or(false);
+            let may_post = may_post(&channel, member, row.get::<bool>(4)?.unwrap_or(false));
+            members.insert((channel, sender), may_post);
         }
         Ok(())
     })?;
@@ -463,26 +436,15 @@ fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
         db::clock()?.into(),
     ];
     db::query(APPEND_ALL, &args, |rows| {
-        let mut appended: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
         for row in rows {
-            let (Some(channel), Some(seq), Some(answer)) =
-                (row.get::<String>(1)?, row.get::<i64>(2)?, row.get::<String>(3)?)
+            let (Some(channel), Some(place), Some(seq), Some(answer)) =
+                (row.get::<String>(1)?, row.get::<i64>(2)?, row.get::<i64>(3)?, row.get::<String>(4)?)
             else {
                 return Err(HatchatError::Internal("an appended row without its answer".into()));
             };
-            let retention = Retention {
-                max_messages: row.get::<i32>(4)?,
-                notify_members: row.get::<bool>(5)?.unwrap_or(false),
-            };
+            let retention = Retention::new(row.get::<i32>(5)?, row.get::<bool>(6)?);
             settled.entry(channel.clone()).or_insert((Vec::new(), retention)).0.push(seq);
-            appended.entry(channel).or_default().push((seq, answer));
-        }
-        // Within a channel, seq order is place order (RETURNING has no order of its own).
-        for (channel, mut rows) in appended {
-            rows.sort_by_key(|(seq, _)| *seq);
-            for (place, (_, answer)) in rows.into_iter().enumerate() {
-                answers.insert((channel.clone(), place as i64 + 1), answer);
-            }
+            answers.insert((channel, place), answer);
         }
         Ok(())
     })?;
@@ -505,13 +467,8 @@ fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
 
 /// The answers as one JSON array text, in item order.
 fn assemble(outcomes: Vec<Result<String>>) -> String {
-    let answers: Vec<String> = outcomes
-        .into_iter()
-        .map(|outcome| match outcome {
-            Ok(sent) => sent,
-            Err(error) => error_json(&error),
-        })
-        .collect();
+    let answers: Vec<String> =
+        outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(|error| error_json(&error))).collect();
     format!("[{}]", answers.join(","))
 }
 

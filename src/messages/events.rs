@@ -14,42 +14,17 @@
 use super::{admit, append_with, lock_counter, muted_answer, Destination, Extra, Payload};
 use crate::access::{channel_not_found, valid_channel_id, Access, Role};
 use crate::auth::{self, Caller, SYSTEM_USER};
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid, rust_uuid};
+use crate::db::{self, pg_uuid, rust_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::settings;
 use pgrx::prelude::*;
 
 pub const MAX_REACTION_CHARS: usize = 64;
 
-/// What an event may be about: an earlier row of the channel, as it stands.
-struct Target {
-    author: uuid::Uuid,
-    kind: Option<String>,
-    deleted: bool,
-}
-
-/// The action an event is, in words for errors.
-#[derive(Clone, Copy)]
-enum Action {
-    Edit,
-    Delete,
-    React,
-}
-
-impl Action {
-    fn verb(self) -> &'static str {
-        match self {
-            Action::Edit => "edited",
-            Action::Delete => "deleted",
-            Action::React => "reacted to",
-        }
-    }
-}
-
 /// The channel's counter row locked, then message `seq` checked: it exists (not removed by
-/// retention), is a user's message (not an event, not a system message) and is not deleted.
-fn locked_target(channel_id: &str, seq: Option<i64>, action: Action) -> Result<(i64, Target)> {
+/// retention), is a user's message (not an event, not a system message) and is not deleted. The
+/// seq and its author; `verb` (`edited`) names the event in errors.
+fn locked_target(channel_id: &str, seq: Option<i64>, verb: &str) -> Result<(i64, uuid::Uuid)> {
     let seq = required(seq, "seq")?;
     if seq < 1 {
         return Err(HatchatError::invalid(format!("seq must be 1 or more, got {seq}")));
@@ -62,25 +37,24 @@ fn locked_target(channel_id: &str, seq: Option<i64>, action: Action) -> Result<(
         &[channel_id.into(), seq.into()],
         |row| {
             let author = row.get::<pgrx::Uuid>(1)?.map(rust_uuid).unwrap_or(SYSTEM_USER);
-            Ok(Target { author, kind: row.get::<String>(2)?, deleted: row.get::<bool>(3)?.unwrap_or(false) })
+            Ok((author, row.get::<String>(2)?, row.get::<bool>(3)?.unwrap_or(false)))
         },
     )?;
     // What the answer or the error says of the target must not be taken back by a crash.
     crate::commit::durable_reads()?;
-    let target = found.ok_or_else(|| message_not_found(channel_id, seq))?;
-    let verb = action.verb();
-    if let Some(kind) = &target.kind {
+    let (author, kind, deleted) = found.ok_or_else(|| message_not_found(channel_id, seq))?;
+    if let Some(kind) = kind {
         return Err(HatchatError::invalid(format!(
             "seq {seq} is a {kind} event: only messages can be {verb}"
         )));
     }
-    if target.author == SYSTEM_USER {
+    if author == SYSTEM_USER {
         return Err(HatchatError::invalid(format!("seq {seq} is a system message: it cannot be {verb}")));
     }
-    if target.deleted {
+    if deleted {
         return Err(HatchatError::NotFound(format!("message {seq} of channel {channel_id:?} was deleted")));
     }
-    Ok((seq, target))
+    Ok((seq, author))
 }
 
 fn message_not_found(channel_id: &str, seq: i64) -> HatchatError {
@@ -97,7 +71,7 @@ fn append_event(
 ) -> Result<Jsonb> {
     // Only a delete reaches a room's messages: the room checks refused edits and reactions before.
     let into = if kind == "delete" { Destination::Either } else { Destination::Channel };
-    let extra = Extra { kind: Some(kind), target: Some(target), client_id: None, into };
+    let extra = Extra { kind: Some(kind), target: Some(target), into, ..Extra::default() };
     append_with(channel_id, from.id(), payload, None, extra)?.ok_or_else(|| channel_not_found(channel_id))
 }
 
@@ -112,11 +86,9 @@ fn edit_message(
     payload: Option<Jsonb>,
 ) -> SqlResult<Jsonb> {
     let edit = admit(|| auth::authenticate(token), channel_id, Payload::Value(payload), None)?;
-    let access = Access::load(&edit.channel, &edit.sender)?;
-    access.require_member()?;
-    access.require_not_room()?;
-    let (seq, target) = locked_target(&edit.channel, seq, Action::Edit)?;
-    if target.author != edit.sender.id() {
+    Access::load(&edit.channel, &edit.sender)?.require_poster()?;
+    let (seq, author) = locked_target(&edit.channel, seq, "edited")?;
+    if author != edit.sender.id() {
         return Err(HatchatError::Forbidden(format!("only the author of message {seq} may edit it")).into());
     }
     if edit.sender.is_muted() {
@@ -139,11 +111,11 @@ fn delete_message(token: Option<&str>, channel_id: Option<&str>, seq: Option<i64
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let access = Access::load(channel_id, &caller)?;
     access.require_member()?;
-    let (seq, target) = locked_target(channel_id, seq, Action::Delete)?;
+    let (seq, author) = locked_target(channel_id, seq, "deleted")?;
     // An admin is the server secret here: a token names a user, and the database role a gateway
     // runs as must not turn each of its users into an admin.
     let privileged = matches!(access.role, Role::Owner | Role::System);
-    if target.author != caller.id() && !privileged {
+    if author != caller.id() && !privileged {
         return Err(HatchatError::Forbidden(format!(
             "only the author of message {seq}, the channel's owner or an admin may delete it"
         ))
@@ -180,18 +152,14 @@ fn reaction(
     let user = caller.user()?.id;
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let reaction = valid_reaction(reaction)?;
-    let access = Access::load(channel_id, &caller)?;
-    access.require_member()?;
-    access.require_not_room()?;
-    let (seq, _) = locked_target(channel_id, seq, Action::React)?;
+    Access::load(channel_id, &caller)?.require_poster()?;
+    let (seq, _) = locked_target(channel_id, seq, "reacted to")?;
     if caller.is_muted() {
         return Jsonb::from_text(&muted_answer(channel_id, user)?);
     }
     let args = [channel_id.into(), seq.into(), pg_uuid(user).into(), reaction.into()];
-    if add {
-        check_reaction_limits(channel_id, seq, user, reaction)?;
-    }
     let changed = if add {
+        check_reaction_limits(channel_id, seq, user, reaction)?;
         db::execute(
             "INSERT INTO hatchat.reactions (channel_id, seq, user_id, reaction) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING RETURNING 1",
@@ -204,14 +172,11 @@ fn reaction(
             &args,
         )?
     };
-    match (changed, add) {
-        (0, true) => {
-            return Err(HatchatError::Conflict(format!("you already reacted {reaction:?} to message {seq}")))
-        }
-        (0, false) => {
-            return Err(HatchatError::NotFound(format!("you have not reacted {reaction:?} to message {seq}")))
-        }
-        _ => {}
+    if changed == 0 && add {
+        return Err(HatchatError::Conflict(format!("you already reacted {reaction:?} to message {seq}")));
+    }
+    if changed == 0 {
+        return Err(HatchatError::NotFound(format!("you have not reacted {reaction:?} to message {seq}")));
     }
     let body = db::one::<Jsonb>(
         "SELECT jsonb_build_object('reaction', $1::text, 'action', $2::text)",
@@ -240,14 +205,14 @@ fn check_reaction_limits(channel_id: &str, seq: i64, user: uuid::Uuid, reaction:
         },
     )?;
     let (mine, distinct, present) = counts;
-    let per_user = settings::max_reactions_per_user();
+    let per_user = i64::from(settings::MAX_REACTIONS_PER_USER.get());
     if mine >= per_user {
         return Err(HatchatError::Conflict(format!(
             "you have {mine} reactions on message {seq}, the most one user may have \
              (hatchat.max_reactions_per_user): remove one first"
         )));
     }
-    let per_message = settings::max_reactions_per_message();
+    let per_message = i64::from(settings::MAX_REACTIONS_PER_MESSAGE.get());
     if !present && distinct >= per_message {
         return Err(HatchatError::Conflict(format!(
             "message {seq} has {distinct} distinct reactions, the most it may have \

@@ -12,8 +12,7 @@ use crate::access::{self, valid_channel_id, Access};
 use crate::announce;
 use crate::auth::{self, Caller, SYSTEM_USER};
 use crate::commit;
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid};
+use crate::db::{self, pg_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::limits::{self, check_payload};
 use crate::placement::Placement;
@@ -87,13 +86,15 @@ pub fn earlier_send(channel_id: &str, from: Uuid, client_id: &str) -> Result<Opt
 }
 
 /// What a new row is besides its payload: a send (maybe with a client id) or an event about an
-/// earlier message, and where it may go.
+/// earlier message, and where it may go. With a `key`, only a sender who holds it and may post now
+/// appends (see `APPEND`, `send_as_known`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Extra<'a> {
     pub client_id: Option<&'a str>,
     pub kind: Option<&'static str>,
     pub target: Option<i64>,
     pub into: Destination,
+    pub key: Option<&'a str>,
 }
 
 /// Which channels an append may go into. A room's messages carry the `from` the server stamped,
@@ -132,6 +133,13 @@ pub struct Retention {
     pub notify_members: bool,
 }
 
+impl Retention {
+    /// From a counter row's `max_messages` and `notify_members`.
+    pub fn new(max_messages: Option<i32>, notify_members: Option<bool>) -> Self {
+        Self { max_messages, notify_members: notify_members.unwrap_or(false) }
+    }
+}
+
 /// Appends one message to an ordinary channel (see `APPEND`) and settles it; the answer, or None
 /// when the channel is missing or `from` may not post there.
 pub fn append(channel_id: &str, from: Uuid, payload: Jsonb) -> Result<Option<Jsonb>> {
@@ -149,25 +157,13 @@ pub fn append_to_room(
     append_with(room_id, from, payload, push, Extra { into: Destination::Room, ..Extra::default() })
 }
 
-/// `append`, with a client id or as an event.
+/// `append`, with a client id, as an event, or guarded by the sender's key.
 pub fn append_with(
     channel_id: &str,
     from: Uuid,
     payload: Jsonb,
     push: Option<Jsonb>,
     extra: Extra,
-) -> Result<Option<Jsonb>> {
-    append_guarded(channel_id, from, payload, push, extra, None)
-}
-
-/// `append_with`, by a sender who must hold `key` (see `APPEND`).
-fn append_guarded(
-    channel_id: &str,
-    from: Uuid,
-    payload: Jsonb,
-    push: Option<Jsonb>,
-    extra: Extra,
-    key: Option<&str>,
 ) -> Result<Option<Jsonb>> {
     let args = [
         channel_id.into(),
@@ -177,14 +173,11 @@ fn append_guarded(
         extra.kind.into(),
         extra.target.into(),
         db::clock()?.into(),
-        key.into(),
+        extra.key.into(),
         extra.into.must_be_room().into(),
     ];
     let appended = db::row(APPEND, &args, |row| {
-        let retention = Retention {
-            max_messages: row.get::<i32>(3)?,
-            notify_members: row.get::<bool>(4)?.unwrap_or(false),
-        };
+        let retention = Retention::new(row.get::<i32>(3)?, row.get::<bool>(4)?);
         Ok(row.get::<i64>(1)?.zip(row.get::<Jsonb>(2)?).map(|(seq, answer)| (seq, answer, retention)))
     })?
     .flatten();
@@ -347,16 +340,14 @@ fn send_as_known(
     payload: Option<Jsonb>,
 ) -> Result<Option<Jsonb>> {
     let Ok((channel, payload)) = check_target(channel_id, payload) else { return Ok(None) };
-    append_guarded(channel, known.id, payload, None, Extra::default(), Some(&known.pem))
+    append_with(channel, known.id, payload, None, Extra { key: Some(&known.pem), ..Extra::default() })
 }
 
 /// One admitted send: membership (a muted sender is answered, nothing stored), then the append.
 fn send_alone(send: Admitted) -> Result<Jsonb> {
     let Admitted { channel, sender, client_id, .. } = &send;
     if sender.is_muted() {
-        let access = Access::load(channel, sender)?;
-        access.require_member()?;
-        access.require_not_room()?;
+        Access::load(channel, sender)?.require_poster()?;
         return Jsonb::from_text(&muted_answer(channel, sender.id())?);
     }
     // A retry racing the first send waits here for it to commit, then finds it.
@@ -389,11 +380,7 @@ impl Placement {
 
 /// An append bumped no counter: the channel is missing, the sender is not a member, or it is a room.
 fn why_not_appended(channel_id: &str, sender: &Caller) -> HatchatError {
-    let refusal = Access::load(channel_id, sender).and_then(|access| {
-        access.require_member()?;
-        access.require_not_room()
-    });
-    match refusal {
+    match Access::load(channel_id, sender).and_then(|access| access.require_poster()) {
         Err(error) => error,
         // A member, yet no row: the channel was deleted between the two statements.
         Ok(()) => access::channel_not_found(channel_id),
@@ -454,14 +441,9 @@ fn read_window_with(channel_id: &str, window: &Window, plans: [&'static str; 2])
     let until = window.until.to_sql_literal();
     let limit = i64::from(window.row_limit);
     let mut args = vec![channel_id.into(), since.as_str().into(), until.as_str().into(), limit.into()];
-    let plan = match window.after_seq {
-        Some(after_seq) => {
-            args.push(after_seq.into());
-            plans[0]
-        }
-        None => plans[1],
-    };
-    db::one::<Jsonb>(plan, &args)
+    args.extend(window.after_seq.map(Into::into));
+    let [by_seq, by_time] = plans;
+    db::one::<Jsonb>(if window.after_seq.is_some() { by_seq } else { by_time }, &args)
 }
 
 /// Messages of a channel the caller is a member of, oldest first: `since` and `until` are

@@ -43,14 +43,10 @@ impl Quota {
     /// A place for one more long-poll of `user`, unless the user already holds `per_user`.
     pub fn take(self: &Arc<Self>, user: &str) -> Option<Place> {
         let mut held = self.held.lock().expect("quota lock");
-        let count = held.entry(user.to_string()).or_default();
-        if *count >= self.per_user {
-            if *count == 0 {
-                held.remove(user);
-            }
+        if held.get(user).copied().unwrap_or(0) >= self.per_user {
             return None;
         }
-        *count += 1;
+        *held.entry(user.to_string()).or_default() += 1;
         Some(Place { quota: Arc::clone(self), user: user.to_string() })
     }
 

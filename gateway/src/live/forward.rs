@@ -152,14 +152,13 @@ async fn forward(
     config: &tokio_postgres::Config,
     http: &reqwest::Client,
     target: &Target,
-) -> Result<(), String> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(connection);
     let client = Arc::new(client);
     while !client
         .query_one("SELECT pg_try_advisory_lock(hashtext('hatchat.forwarder'))", &[])
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .get::<_, bool>(0)
     {
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -175,7 +174,7 @@ async fn forward(
     loop {
         if running.len() < CONCURRENT_USERS {
             let skip: Vec<String> = busy.iter().chain(retry.waiting(Instant::now())).cloned().collect();
-            for (user, notes) in fetch(&client, &skip).await.map_err(|e| e.to_string())? {
+            for (user, notes) in fetch(&client, &skip).await? {
                 if running.len() >= CONCURRENT_USERS {
                     break;
                 }
@@ -185,16 +184,16 @@ async fn forward(
         }
         if Instant::now() >= status_due {
             let started = Instant::now();
-            refresh_status(&client, status).await.map_err(|e| e.to_string())?;
+            refresh_status(&client, status).await?;
             status_due = Instant::now() + STATUS_EVERY.max(started.elapsed() * STATUS_COST_SHARE);
         }
         // Until a user's turn ends, new notifications arrive, a retry comes due, or the counts do.
         let due = retry.next_due(Instant::now()).map_or(status_due, |at| at.min(status_due));
         tokio::select! {
             Some(ended) = running.join_next() => {
-                let (user, outcome) = ended.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                let (user, outcome) = ended??;
                 busy.remove(&user);
-                settle(&client, &mut retry, target.give_up, &user, outcome).await.map_err(|e| e.to_string())?;
+                settle(&client, &mut retry, target.give_up, &user, outcome).await?;
             }
             woke = wake.wait(due.max(Instant::now() + Duration::from_millis(20))) => {
                 if woke == Wake::Shutdown {

@@ -2,8 +2,7 @@
 
 use crate::db::{self, JsonText};
 use crate::error::ApiError;
-use crate::extract::{raw_json, wait_param, JsonBody, PathParams, QueryParams};
-use crate::extract::{Answer, AppState, Call};
+use crate::extract::{raw_json, wait_param, Answer, AppState, Call, JsonBody, PathParams, QueryParams};
 use crate::live::{Follow, LongPoll};
 use crate::openapi::{BadRequest, Body, Db, Forbidden, MessageSeq, NotFound, TooManyRequests, Unauthorized};
 use hatchat_wire::api;

@@ -2,8 +2,7 @@
 //! admin under `/admin/users/{id}/…` (the token must be the server secret: the gateway's own
 //! database role never has admin rights).
 
-use crate::extract::{Answer, Call};
-use crate::extract::{JsonBody, PathParam, PathParams};
+use crate::extract::{Answer, Call, JsonBody, PathParam, PathParams};
 use crate::openapi::{BadRequest, Body, Db, Forbidden, NotFound, Unauthorized, UserId};
 use hatchat_wire::api;
 use hatchat_wire::shapes::{Moderation, UserRef};

@@ -3,8 +3,7 @@
 
 use crate::db;
 use crate::error::ApiError;
-use crate::extract::{wait_param, QueryParams};
-use crate::extract::{Answer, AppState, Call};
+use crate::extract::{wait_param, Answer, AppState, Call, QueryParams};
 use crate::live::LongPoll;
 use crate::openapi::{BadRequest, Db, TooManyRequests, Unauthorized};
 use hatchat_wire::api;

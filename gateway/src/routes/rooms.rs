@@ -6,8 +6,7 @@
 //! work too.
 
 use crate::error::ApiError;
-use crate::extract::{Answer, AppState};
-use crate::extract::{JsonBody, PathParams, RawJsonBody};
+use crate::extract::{Answer, AppState, JsonBody, PathParams, RawJsonBody};
 use crate::openapi::{BadRequest, Body, ChatToken, Db, Forbidden, NotFound, RoomPath, Unauthorized};
 use axum::extract::State;
 use hatchat_wire::api;

@@ -1,7 +1,6 @@
 //! /users: register, view, rename, delete.
 
-use crate::extract::{Answer, AppState, Call};
-use crate::extract::{JsonBody, PathParam, PathParams};
+use crate::extract::{Answer, AppState, Call, JsonBody, PathParam, PathParams};
 use crate::openapi::{BadRequest, Body, Conflict, Db, Forbidden, NotFound, Unauthorized, UserId};
 use axum::extract::State;
 use hatchat_wire::api;

@@ -15,38 +15,21 @@ struct Asset {
     body: &'static [u8],
 }
 
+const HTML: &str = "text/html; charset=utf-8";
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "/",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../../web/index.html"),
-    },
-    Asset {
-        path: "/index.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../../web/index.html"),
-    },
-    Asset {
-        path: "/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../../web/app.js"),
-    },
-    Asset {
-        path: "/api.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../../web/api.js"),
-    },
-    Asset {
-        path: "/crypto.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../../web/crypto.js"),
-    },
-    Asset {
-        path: "/style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../../web/style.css"),
-    },
+    asset("/", HTML, include_bytes!("../../../web/index.html")),
+    asset("/index.html", HTML, include_bytes!("../../../web/index.html")),
+    asset("/app.js", JAVASCRIPT, include_bytes!("../../../web/app.js")),
+    asset("/api.js", JAVASCRIPT, include_bytes!("../../../web/api.js")),
+    asset("/crypto.js", JAVASCRIPT, include_bytes!("../../../web/crypto.js")),
+    asset("/style.css", "text/css; charset=utf-8", include_bytes!("../../../web/style.css")),
 ];
+
+const fn asset(path: &'static str, content_type: &'static str, body: &'static [u8]) -> Asset {
+    Asset { path, content_type, body }
+}
 
 const CSP: &str =
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \

@@ -6,7 +6,7 @@
 //! Citus is loaded.
 
 use super::super::{settle, Retention};
-use super::{Candidate, Outcomes, Standing};
+use super::{may_post, Candidate, MayPost, Outcomes};
 use crate::access;
 use crate::auth::SYSTEM_USER;
 use crate::db::{self, pg_uuid};
@@ -57,7 +57,7 @@ fn by_channel(candidates: &[Candidate]) -> BTreeMap<&str, Vec<&Candidate>> {
 
 /// Locks the batch's live channels and says, for each (channel, sender) of a live channel, whether
 /// the sender may post there.
-pub(super) fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uuid), Standing>> {
+pub(super) fn membership(candidates: &[Candidate]) -> Result<MayPost> {
     let mut members = HashMap::new();
     for (channel, items) in by_channel(candidates) {
         let Some(room) = db::first::<bool>(LOCK, &[channel.into()])? else { continue };
@@ -65,7 +65,7 @@ pub(super) fn membership(candidates: &[Candidate]) -> Result<HashMap<(String, Uu
         let found = db::column::<pgrx::Uuid>(MEMBERS, &[channel.into(), senders.into()])?;
         for item in items {
             let member = item.sender == SYSTEM_USER || found.contains(&pg_uuid(item.sender));
-            members.insert((channel.to_string(), item.sender), Standing::of(member, room));
+            members.insert((channel.to_string(), item.sender), may_post(channel, member, room));
         }
     }
     Ok(members)
@@ -85,10 +85,7 @@ fn append_channel(channel: &str, items: &[&Candidate], now: TimestampWithTimeZon
     let n = items.len() as i64;
     let countable = items.iter().filter(|c| c.sender != SYSTEM_USER).count() as i64;
     let bumped = db::row(BUMP, &[channel.into(), n.into(), countable.into(), now.into()], |row| {
-        let retention = Retention {
-            max_messages: row.get::<i32>(4)?,
-            notify_members: row.get::<bool>(5)?.unwrap_or(false),
-        };
+        let retention = Retention::new(row.get::<i32>(4)?, row.get::<bool>(5)?);
         Ok((row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<TimestampWithTimeZone>(3)?, retention))
     })?;
     let Some((Some(base_seq), Some(mut counted), Some(base_at), retention)) = bumped else {
