@@ -121,9 +121,19 @@ async fn main() {
     }
     if settings.runs("sse") || settings.runs("ws") {
         let crowd = streams::gather(&api, settings.streams).await;
+        // A second gateway on the same database: presence and typing cross from it to the crowd.
+        let other = Gateway::start_with(&[("HATCHAT_PURGE_INTERVAL", "0")]).await;
+        let few = streams::typing_between_few(&api, &other.api(), 200).await;
+        println!("## Typing across two gateways, one reader (no crowd)");
+        println!();
+        println!("| samples | p50 | p99 | max |");
+        println!("|---:|---:|---:|---:|");
+        let (p50, p99) = (percentile(&few, 0.5), percentile(&few, 0.99));
+        println!("| {} | {} | {} | {} |", few.len(), ms(p50), ms(p99), ms(*few.last().unwrap()));
+        println!();
         for (part, via) in [("sse", streams::Transport::Sse), ("ws", streams::Transport::WebSocket)] {
             if settings.runs(part) {
-                streams::measure(&gateway, &api, &admin, &crowd, settings.streams, via).await;
+                streams::measure(&gateway, &other.api(), &api, &admin, &crowd, settings.streams, via).await;
             }
         }
     }

@@ -8,6 +8,9 @@
 //! allocator's), the time for N streams to open at once (a reconnect storm), the time from a send
 //! to the last of the N receiving it (p50, p99, max over several rounds), the database's
 //! transactions a second while the streams idle, and the gateway's memory once all have closed.
+//! Then presence and typing across two gateways: the time from a typing (and from a stream
+//! opening, a join) on a second gateway to each of the N streams of the first getting it, and the
+//! WAL the database writes a second while idle.
 
 use super::support::*;
 use futures_util::{SinkExt, StreamExt};
@@ -78,6 +81,9 @@ struct Board {
     base: Instant,
     /// When the stream last got a message (ns since `base`; 0: not this round).
     received: Vec<AtomicU64>,
+    /// When it got a typing, and a join (the same way).
+    typed: Vec<AtomicU64>,
+    joined: Vec<AtomicU64>,
     last_seq: Vec<AtomicI64>,
     /// Streams whose gateway answered (the SSE head, the WebSocket `subscribed`), ever.
     opened: AtomicUsize,
@@ -105,6 +111,18 @@ impl Board {
         self.received[i].store(self.now(), Ordering::Relaxed);
     }
 
+    /// Stream `i` got an event of presence or typing now.
+    fn got_ephemeral(&self, i: usize, data: &str) {
+        let at = if data.contains(r#""kind":"typing""#) {
+            &self.typed[i]
+        } else if data.contains(r#""kind":"join""#) {
+            &self.joined[i]
+        } else {
+            return;
+        };
+        at.store(self.now(), Ordering::Relaxed);
+    }
+
     /// Counts a stream's first answer (not its reconnections).
     fn count_open(&self, opened: &mut bool) {
         if !*opened {
@@ -117,6 +135,9 @@ impl Board {
 pub struct Crowd {
     people: Vec<Arc<Person>>,
     channels: Vec<String>,
+    /// Members of every channel without streams of the crowd: who types, and who joins (one a round).
+    typist: User,
+    joiners: Vec<User>,
 }
 
 /// Registers N/16 people, each a member of every channel.
@@ -143,7 +164,16 @@ pub async fn gather(api: &Api, streams: usize) -> Crowd {
         .buffer_unordered(16)
         .collect()
         .await;
-    Crowd { people, channels }
+    let typist = owner;
+    let mut joiners = Vec::new();
+    for _ in 0..ROUNDS {
+        let joiner = api.register("bob").await;
+        for channel in &channels {
+            api.join(&joiner, channel).await.expect(200);
+        }
+        joiners.push(joiner);
+    }
+    Crowd { people, channels, typist, joiners }
 }
 
 /// Each stream's channel: a person's streams spread over the channels.
@@ -153,6 +183,7 @@ fn channel_of(stream: usize) -> usize {
 
 pub async fn measure(
     gateway: &Gateway,
+    other: &Api,
     api: &Api,
     admin: &tokio_postgres::Client,
     crowd: &Crowd,
@@ -167,6 +198,8 @@ pub async fn measure(
     let board = Arc::new(Board {
         base: Instant::now(),
         received: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        typed: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        joined: (0..n).map(|_| AtomicU64::new(0)).collect(),
         last_seq: (0..n).map(|i| AtomicI64::new(heads[channel_of(i)])).collect(),
         opened: AtomicUsize::new(0),
         reconnects: AtomicU64::new(0),
@@ -201,8 +234,10 @@ pub async fn measure(
     let open = memory(gateway).await;
     // Idle, with the churn of tokens that run out (the first ones do 20 s after they were made).
     tokio::time::sleep(Duration::from_secs(22).saturating_sub(started.elapsed())).await;
-    let (transactions, reconnects) = idle(admin, &board).await;
+    let (transactions, reconnects, wal) = idle(admin, &board).await;
     let lags = fan_out(api, crowd, &board).await;
+    let typing = typing(other, crowd, &board).await;
+    let joins = joins(other, crowd, &board).await;
     tasks.iter().for_each(|task| task.abort());
     let closed_at = Instant::now();
     while gateway.health().await["streams"].as_u64().unwrap() > 0 {
@@ -246,11 +281,103 @@ pub async fn measure(
         println!("- refused at {reason}");
     }
     println!();
+    println!("Presence and typing from a second gateway to these {n} streams, and the idle database:");
+    println!();
+    println!("| | p50 | p99 | max | missed (reconnecting) |");
+    println!("|---|---:|---:|---:|---:|");
+    let rows = [("typing (POST on B to the event on A)", &typing), ("join (stream opened on B)", &joins)];
+    for (what, (lags, missed)) in rows {
+        let (p50, p99) = (super::percentile(lags, 0.5), super::percentile(lags, 0.99));
+        let max = super::ms(*lags.last().unwrap());
+        let all = lags.len() + missed;
+        println!("| {what} | {} | {} | {max} | {missed} of {all} |", super::ms(p50), super::ms(p99));
+    }
+    println!();
+    println!(
+        "(idle: {transactions:.1} transactions/s and {wal:.0} bytes of WAL/s with {reconnects:.0} reconnects/s; \
+         two gateways each renew their presence lease every 5 s)"
+    );
+    println!();
 }
 
-/// The database's transactions a second, and the crowd's reconnects a second, over `IDLE`.
-async fn idle(admin: &tokio_postgres::Client, board: &Board) -> (f64, f64) {
+/// `ROUNDS` times the typist types on every channel through gateway B: each stream's time from
+/// its channel's POST to the typing reaching it, sorted. Rounds are a second and more apart (the
+/// rate limit).
+async fn typing(other: &Api, crowd: &Crowd, board: &Board) -> (Vec<Duration>, usize) {
+    let token = crowd.typist.token();
+    let (mut lags, mut missed) = (Vec::new(), 0);
+    for _ in 0..ROUNDS {
+        let sent_at = round(board, &board.typed, crowd, async |channel: &String| {
+            let path = format!("/channels/{}/typing", encode(channel));
+            other.call(reqwest::Method::POST, &path, Some(&token), None).await.expect(200);
+        })
+        .await;
+        collect(&board.typed, &sent_at, &mut lags, &mut missed);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    lags.sort();
+    (lags, missed)
+}
+
+/// `ROUNDS` times a new member opens a stream on every channel through gateway B: each stream's
+/// time from the opening to the join reaching it, sorted.
+async fn joins(other: &Api, crowd: &Crowd, board: &Board) -> (Vec<Duration>, usize) {
+    let (mut lags, mut missed) = (Vec::new(), 0);
+    for joiner in &crowd.joiners {
+        let token = joiner.token();
+        let mut held = Vec::new();
+        let sent_at = round(board, &board.joined, crowd, async |channel: &String| {
+            let url = format!("{}/channels/{}/events", other.base, encode(channel));
+            let response = other.http.get(url).header("Authorization", &token).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            held.push(response);
+        })
+        .await;
+        collect(&board.joined, &sent_at, &mut lags, &mut missed);
+        drop(held);
+    }
+    lags.sort();
+    (lags, missed)
+}
+
+/// Does `act` on every channel, noting when, and waits until every stream's `slot` is set.
+async fn round(
+    board: &Board,
+    slots: &[AtomicU64],
+    crowd: &Crowd,
+    mut act: impl AsyncFnMut(&String),
+) -> Vec<u64> {
+    slots.iter().for_each(|at| at.store(0, Ordering::Relaxed));
+    let mut sent_at = Vec::new();
+    for channel in &crowd.channels {
+        sent_at.push(board.now());
+        act(channel).await;
+    }
+    // Presence and typing are not resumed: a stream reconnecting (its token ran out) or catching
+    // up at that moment misses the event. Those are counted apart, not waited for.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while slots.iter().any(|at| at.load(Ordering::Relaxed) == 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sent_at
+}
+
+/// Adds the round's lags of the streams that got the event; counts those that did not.
+fn collect(slots: &[AtomicU64], sent_at: &[u64], lags: &mut Vec<Duration>, missed: &mut usize) {
+    for (i, at) in slots.iter().enumerate() {
+        match at.load(Ordering::Relaxed) {
+            0 => *missed += 1,
+            at => lags.push(Duration::from_nanos(at.saturating_sub(sent_at[channel_of(i)]))),
+        }
+    }
+}
+
+/// The database's transactions a second, the crowd's reconnects a second, and the WAL written a
+/// second (bytes), over `IDLE`.
+async fn idle(admin: &tokio_postgres::Client, board: &Board) -> (f64, f64, f64) {
     let stats = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()";
+    let lsn = "SELECT (pg_current_wal_lsn() - '0/0')::float8";
+    let wal_before: f64 = admin.query_one(lsn, &[]).await.unwrap().get(0);
     let before: i64 = admin.query_one(stats, &[]).await.unwrap().get(0);
     let reconnects = board.reconnects.load(Ordering::Relaxed);
     tokio::time::sleep(IDLE).await;
@@ -258,8 +385,10 @@ async fn idle(admin: &tokio_postgres::Client, board: &Board) -> (f64, f64) {
     // pg_stat_database lags by up to half a second (PGSTAT_MIN_INTERVAL).
     tokio::time::sleep(Duration::from_millis(600)).await;
     let after: i64 = admin.query_one(stats, &[]).await.unwrap().get(0);
+    let wal_after: f64 = admin.query_one(lsn, &[]).await.unwrap().get(0);
     let seconds = IDLE.as_secs_f64();
-    ((after - before - 1).max(0) as f64 / seconds, reconnects as f64 / seconds)
+    let transactions = (after - before - 1).max(0) as f64 / seconds;
+    (transactions, reconnects as f64 / seconds, (wal_after - wal_before) / seconds)
 }
 
 /// `ROUNDS` times one message on every channel: each stream's time from its channel's send to
@@ -395,6 +524,7 @@ async fn sse(
         } else if text.starts_with("data:") {
             match event.as_str() {
                 "message" => board.got(i, id),
+                "presence" | "typing" => board.got_ephemeral(i, text),
                 "closed" => return Ok(()),
                 _ => {}
             }
@@ -423,9 +553,66 @@ async fn websocket(
         match frame["type"].as_str() {
             Some("subscribed") => board.count_open(opened),
             Some("message") => board.got(i, frame["message"]["seq"].as_i64().unwrap_or(after)),
+            Some("presence" | "typing") => board.got_ephemeral(i, text.as_str()),
             Some("closed") | Some("error") => return Ok(()),
             _ => {}
         }
     }
     Ok(())
+}
+
+/// Typing between the members of a small channel across two gateways, without a crowd: a reader's
+/// stream on A, typists posting through B one after another; each sample is one POST to the
+/// reader's event. Typists take turns, so none is limited (once a second each).
+pub async fn typing_between_few(api: &Api, other: &Api, samples: usize) -> Vec<Duration> {
+    const TYPISTS: usize = 20;
+    let reader = api.register("alice").await;
+    let channel = api.create_channel(&reader, "self").await;
+    let mut typists = Vec::new();
+    for _ in 0..TYPISTS {
+        let typist = api.register("bob").await;
+        api.join(&typist, &channel).await.expect(200);
+        typists.push(typist);
+    }
+    let url = format!("{}/channels/{}/events", api.base, encode(&channel));
+    let mut stream = api.http.get(url).header("Authorization", reader.token()).send().await.unwrap();
+    let (heard, mut hear) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let listener = tokio::spawn(async move {
+        let (mut text, mut event) = (String::new(), String::new());
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = text.find('\n') {
+                let line: String = text.drain(..=end).collect();
+                if let Some(name) = line.trim_end().strip_prefix("event: ") {
+                    event = name.to_string();
+                } else if let Some(data) = line.trim_end().strip_prefix("data: ") {
+                    if event == "typing" {
+                        let _ = heard.send(data.to_string());
+                    }
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut lags = Vec::new();
+    for i in 0..samples {
+        let typist = &typists[i % TYPISTS];
+        if i > 0 && i % TYPISTS == 0 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        let path = format!("/channels/{}/typing", encode(&channel));
+        let started = Instant::now();
+        other.call(reqwest::Method::POST, &path, Some(&typist.token()), None).await.expect(200);
+        let wanted = typist.id.to_string();
+        loop {
+            let data = tokio::time::timeout(Duration::from_secs(10), hear.recv()).await.unwrap().unwrap();
+            if data.contains(&wanted) {
+                break;
+            }
+        }
+        lags.push(started.elapsed());
+    }
+    listener.abort();
+    lags.sort();
+    lags
 }
