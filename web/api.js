@@ -607,7 +607,10 @@ export class Hatchat {
     signal, deliver, skipTo, opened, onPresence, onTyping,
   }) {
     if (!this.identity) throw new ApiError(401, 'no_identity', 'no identity to sign the request with');
-    const params = new URLSearchParams({ afterSeq: String(afterSeq), token: `Bearer ${await makeToken(this.identity)}` });
+    const params = new URLSearchParams({
+      afterSeq: String(afterSeq), presence: String(Boolean(onPresence || onTyping)),
+      token: `Bearer ${await makeToken(this.identity)}`,
+    });
     const url = `${this.baseUrl}/channels/${encodeURIComponent(channelId)}/events?${params}`;
     return new Promise((resolve) => {
       const source = new EventSourceImpl(url);

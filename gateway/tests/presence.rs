@@ -43,7 +43,17 @@ struct Sse {
 
 impl Sse {
     async fn open(api: &Api, channel: &str, user: &User, last_event_id: Option<&str>) -> Self {
-        let path = format!("{}/channels/{}/events?afterSeq=2", api.base, encode(channel));
+        Self::open_at(api, channel, user, last_event_id, "afterSeq=2&presence=true").await
+    }
+
+    async fn open_at(
+        api: &Api,
+        channel: &str,
+        user: &User,
+        last_event_id: Option<&str>,
+        query: &str,
+    ) -> Self {
+        let path = format!("{}/channels/{}/events?{query}", api.base, encode(channel));
         let mut request = api.http.get(path).header("Authorization", user.token());
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
@@ -213,7 +223,8 @@ async fn send_frame(socket: &mut Socket, frame: Value) {
 }
 
 async fn subscribe(socket: &mut Socket, channel: &str) {
-    send_frame(socket, json!({"type": "subscribe", "channelId": channel, "afterSeq": 2})).await;
+    send_frame(socket, json!({"type": "subscribe", "channelId": channel, "afterSeq": 2, "presence": true}))
+        .await;
     let (subscribed, _) = frame_until(socket, |f| f["type"] == json!("subscribed")).await;
     assert_eq!(subscribed["channelId"], json!(channel));
 }
@@ -534,4 +545,20 @@ async fn a_muted_members_typing_is_answered_but_reaches_nobody() {
     let (typing, before) = bobs.until(WITHIN, |e| e.event == "typing").await;
     assert_ephemeron(&typing.data, "typing", &carol);
     assert!(before.iter().all(|e| e.event != "typing"), "the muted typing reached nobody: {before:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_did_not_ask_gets_no_presence_or_typing_yet_makes_its_user_present() {
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
+    let mut plain = Sse::open_at(&api, &channel, &bob, None, "afterSeq=2").await;
+    present_until(&api, &alice, &channel, WITHIN, |list| has(list, &bob)).await;
+    let _alices = Sse::open(&api, &channel, &alice, None).await;
+    present_until(&api, &bob, &channel, WITHIN, |list| has(list, &alice)).await;
+    api.post(&typing_path(&channel), Some(&alice.token()), json!({})).await.expect(200);
+    let sent = api.send(&alice, &channel, json!("after the join and the typing")).await.expect(200);
+    let (message, before) = plain.until(WITHIN, |event| event.event == "message").await;
+    assert_eq!(message.data["seq"], sent["seq"]);
+    assert!(before.is_empty(), "a stream that did not ask for presence got {before:?}");
 }

@@ -327,7 +327,7 @@ async fn joins(other: &Api, crowd: &Crowd, board: &Board) -> (Vec<Duration>, usi
         let token = joiner.token();
         let mut held = Vec::new();
         let sent_at = round(board, &board.joined, crowd, async |channel: &String| {
-            let url = format!("{}/channels/{}/events", other.base, encode(channel));
+            let url = format!("{}/channels/{}/events?presence=true", other.base, encode(channel));
             let response = other.http.get(url).header("Authorization", &token).send().await.unwrap();
             assert_eq!(response.status(), 200);
             held.push(response);
@@ -496,7 +496,7 @@ async fn sse(
     socket.bind((local, 0).into()).map_err(|e| e.to_string())?;
     let mut stream = socket.connect(address).await.map_err(|e| e.to_string())?;
     let request = format!(
-        "GET /channels/{}/events HTTP/1.1\r\nHost: bench\r\nAuthorization: {}\r\nLast-Event-ID: {}\r\n\r\n",
+        "GET /channels/{}/events?presence=true HTTP/1.1\r\nHost: bench\r\nAuthorization: {}\r\nLast-Event-ID: {}\r\n\r\n",
         encode(channel),
         person.token(),
         board.last_seq[i].load(Ordering::Relaxed)
@@ -545,7 +545,8 @@ async fn websocket(
     request.headers_mut().insert("Authorization", person.token().parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| e.to_string())?;
     let after = board.last_seq[i].load(Ordering::Relaxed);
-    let subscribe = json!({"type": "subscribe", "channelId": channel, "afterSeq": after}).to_string();
+    let subscribe =
+        json!({"type": "subscribe", "channelId": channel, "afterSeq": after, "presence": true}).to_string();
     socket.send(Message::Text(subscribe.into())).await.map_err(|e| e.to_string())?;
     while let Some(frame) = socket.next().await {
         let Message::Text(text) = frame.map_err(|e| e.to_string())? else { continue };
@@ -574,7 +575,7 @@ pub async fn typing_between_few(api: &Api, other: &Api, samples: usize) -> Vec<D
         api.join(&typist, &channel).await.expect(200);
         typists.push(typist);
     }
-    let url = format!("{}/channels/{}/events", api.base, encode(&channel));
+    let url = format!("{}/channels/{}/events?presence=true", api.base, encode(&channel));
     let mut stream = api.http.get(url).header("Authorization", reader.token()).send().await.unwrap();
     let (heard, mut hear) = tokio::sync::mpsc::unbounded_channel::<String>();
     let listener = tokio::spawn(async move {

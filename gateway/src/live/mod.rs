@@ -113,19 +113,22 @@ impl Live {
     /// Checks that `token` may read `channel` after `after_seq` (as one `get_messages` call
     /// would) and learns whose it is, in one call, then opens a reader from there. Each stream
     /// counts against the user's long-polls (`--max-polls-per-user`): a stream costs what a
-    /// waiting long-poll costs, and without a bound one client could open any number.
+    /// waiting long-poll costs, and without a bound one client could open any number. Every
+    /// stream makes its user present; only those that ask (`presence`) are told of presence and
+    /// typing, so a client written before them gets the stream it always got.
     pub async fn open_channel(
         &self,
         token: &Option<String>,
         channel: &str,
         after_seq: i64,
+        presence: bool,
     ) -> Result<ChannelStream, ApiError> {
         let opened: api::StreamOpen =
             db::call_typed(&self.pool, api::OPEN_CHANNEL_STREAM, &[token, &channel, &after_seq]).await?;
         let caller = Caller::from(opened.caller);
         let place = self.take_place(&caller.user)?;
         let here = self.here(channel, &caller.user);
-        let interest = self.interest(channel, caller, after_seq, true);
+        let interest = self.interest(channel, caller, after_seq, presence);
         // A reader with nothing to catch up on joins its channel's feed at once: the feed's next
         // read serves every reader that joined meanwhile, so a storm of streams resuming on one
         // channel reads it once rather than once per stream.

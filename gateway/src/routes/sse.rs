@@ -33,6 +33,9 @@ pub struct Position {
     token: Option<String>,
     after_seq: Option<i64>,
     after: Option<i64>,
+    /// Also send presence and typing events.
+    #[serde(default)]
+    presence: bool,
 }
 
 impl Position {
@@ -82,6 +85,9 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 ///   Resume after `lastSeq`.
 /// - `: heartbeat`, a comment every `--stream-heartbeat-secs` while idle, so proxies keep a quiet
 ///   stream open.
+/// - With `presence=true`: `event: presence` (`{kind: join|leave|resync, userId, username, at}`) and
+///   `event: typing` (`{kind: typing, userId, username, at, until}`), without an `id`, best effort
+///   (docs/presence.md). Every stream makes its user present on the channel.
 #[utoipa::path(get, path = "/channels/{id}/events", tag = "streams", security(("token" = []), ("queryToken" = [])),
     params(ChannelId,
         AfterSeq,
@@ -89,7 +95,8 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
             `EventSource` sends it when it reconnects (the `id` of the last event it got). Wins over the query. Not an \
             integer of 0 or more: 400."),
         ("token" = Option<String>, Query, description = "The token, for `EventSource` (which cannot set headers); \
-            `Authorization` wins. The stream ends (`closed`, `token expired`) when the token expires.")),
+            `Authorization` wins. The stream ends (`closed`, `token expired`) when the token expires."),
+        ("presence" = Option<bool>, Query, description = "Also send `presence` and `typing` events (false by default).")),
     responses(ChannelStream,
         (status = 400, description = "A bad `afterSeq` (not an integer, or negative) or `Last-Event-ID`, or a bad \
             channel id", body = ErrorBody),
@@ -102,9 +109,10 @@ pub async fn channel_events(
     headers: HeaderMap,
     QueryParams(position): QueryParams<Position>,
 ) -> Result<Response, ApiError> {
-    let query_after = position.after_seq;
+    let (query_after, presence) = (position.after_seq, position.presence);
     let (token, after_seq) = position.resolve(header_token, &headers, query_after)?;
-    let opened = (app.live.open_channel(&token, &channel, after_seq).await?, app.live.stream_opened());
+    let opened =
+        (app.live.open_channel(&token, &channel, after_seq, presence).await?, app.live.stream_opened());
     let events = stream::unfold(opened, |(mut stream, opened)| async move {
         let delivery = stream.reader.next().await?;
         let event = message_event(&delivery, stream.reader.cursor());

@@ -58,6 +58,9 @@ struct AuthFrame {
 struct SubscribeFrame {
     channel_id: String,
     after_seq: Option<i64>,
+    /// Also tell this subscription of presence and typing.
+    #[serde(default)]
+    presence: bool,
 }
 
 #[derive(Deserialize)]
@@ -355,8 +358,8 @@ impl Session {
             Ok(ClientFrame::Auth(_)) => {
                 error_frame(None, None, &ApiError::bad_request("already authenticated"))
             }
-            Ok(ClientFrame::Subscribe(SubscribeFrame { channel_id, after_seq })) => {
-                self.subscribe(channel_id, after_seq.unwrap_or(0)).await
+            Ok(ClientFrame::Subscribe(SubscribeFrame { channel_id, after_seq, presence })) => {
+                self.subscribe(channel_id, after_seq.unwrap_or(0), presence).await
             }
             Ok(ClientFrame::Unsubscribe(SubscribeFrame { channel_id, .. })) => {
                 if let Some(task) = self.subscriptions.remove(&channel_id) {
@@ -390,8 +393,8 @@ impl Session {
     }
 
     /// Starts (or restarts, from the new position) a channel's subscription.
-    async fn subscribe(&mut self, channel: String, after_seq: i64) -> String {
-        let stream = match self.app.live.open_channel(&self.token, &channel, after_seq).await {
+    async fn subscribe(&mut self, channel: String, after_seq: i64, presence: bool) -> String {
+        let stream = match self.app.live.open_channel(&self.token, &channel, after_seq, presence).await {
             Ok(stream) => stream,
             Err(error) => return error_frame(None, Some(&channel), &error),
         };
