@@ -191,7 +191,7 @@ CREATE INDEX presence_gateway ON hatchat.presence (gateway_id);
 CREATE UNLOGGED TABLE hatchat.ephemera (
     channel_id text NOT NULL,
     id         bigint GENERATED ALWAYS AS IDENTITY,
-    kind       text NOT NULL CHECK (kind IN ('join', 'leave', 'typing', 'withheld')),
+    kind       text NOT NULL CHECK (kind IN ('join', 'leave', 'hide', 'show', 'typing', 'withheld')),
     user_id    uuid NOT NULL,
     at         timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (channel_id, id)

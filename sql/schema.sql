@@ -19,10 +19,10 @@ CREATE TABLE hatchat.users (
     chat_disabled boolean NOT NULL DEFAULT false,
     -- Whether other members see this user's read position (read receipts) in get_channel.
     read_receipts boolean NOT NULL DEFAULT true,
-    -- Whether others see this user present on channels (presence, src/presence.rs).
-    presence_hidden boolean NOT NULL DEFAULT false,
     -- A trusted issuer's user (src/auth/issuers.rs) signs in with that issuer's tokens, not a key.
     issuer        text,
+    -- Whether others see this user present on channels (presence, src/presence.rs).
+    presence_hidden boolean NOT NULL DEFAULT false,
     -- Each user signs in one way: with their key, through their issuer, or (the system) never.
     CONSTRAINT signs_in_one_way CHECK (CASE
         WHEN id = '00000000-0000-0000-0000-000000000000' THEN public_key IS NULL AND issuer IS NULL
@@ -246,7 +246,7 @@ CREATE INDEX presence_gateway ON hatchat.presence (gateway_id);
 CREATE UNLOGGED TABLE hatchat.ephemera (
     channel_id text NOT NULL,
     id         bigint GENERATED ALWAYS AS IDENTITY,
-    kind       text NOT NULL CHECK (kind IN ('join', 'leave', 'typing', 'withheld')),
+    kind       text NOT NULL CHECK (kind IN ('join', 'leave', 'hide', 'show', 'typing', 'withheld')),
     user_id    uuid NOT NULL,
     at         timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (channel_id, id)

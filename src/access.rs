@@ -156,6 +156,13 @@ const DELETE_MESSAGES: &str = "\
     WITH reactions AS (DELETE FROM hatchat.reactions WHERE channel_id = ANY($1)) \
     DELETE FROM hatchat.messages WHERE channel_id = ANY($1)";
 
+/// Who was present on a channel, and its recent joins, leaves and typing, go with it: a channel made
+/// again under the id must tell its members nothing of the old one's (unlogged tables of their
+/// own, src/presence.rs, so a statement apart from the channel's tables).
+const DELETE_PRESENCE: &str = "\
+    WITH ephemera AS (DELETE FROM hatchat.ephemera WHERE channel_id = ANY($1)) \
+    DELETE FROM hatchat.presence WHERE channel_id = ANY($1)";
+
 /// The one way channels are deleted (by their owner, expired, with their owner's account), with
 /// their messages, and announced (waiters on them find them gone). The messages go in a statement
 /// of their own: a send that held a channel's counter row while this waited for it commits its
@@ -165,6 +172,7 @@ pub fn delete_channels(ids: &[String], only_expired: bool) -> Result<Vec<String>
     let gone = db::column::<String>(DELETE_CHANNELS, &[ids.to_vec().into(), only_expired.into()])?;
     if !gone.is_empty() {
         db::execute(DELETE_MESSAGES, &[gone.clone().into()])?;
+        db::execute(DELETE_PRESENCE, &[gone.clone().into()])?;
         gone.iter().try_for_each(|id| announce::channel(id))?;
     }
     Ok(gone)
@@ -174,6 +182,7 @@ pub fn delete_channels(ids: &[String], only_expired: bool) -> Result<Vec<String>
 /// survive into it (deletion removes them; this is the backstop that makes a leftover harmless).
 pub fn clear_leftovers(id: &str) -> Result<()> {
     db::execute(DELETE_MESSAGES, &[vec![id.to_string()].into()])?;
+    db::execute(DELETE_PRESENCE, &[vec![id.to_string()].into()])?;
     Ok(())
 }
 

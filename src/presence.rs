@@ -28,6 +28,12 @@ pub const TYPING_SECONDS: i32 = 6;
 /// How long joins, leaves and typing stay readable (a stream's feed reads them within moments).
 const EPHEMERA_SECONDS: i32 = 15;
 
+/// One typing at a time per user and channel, so two at once cannot both pass the limit below.
+const ONE_TYPIST: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2::text, 29))";
+/// The channel's events older than what streams read: typing keeps the table small also where no
+/// gateway syncs (a deployment that uses the SQL API alone).
+const PURGE_CHANNEL: &str = "\
+    DELETE FROM hatchat.ephemera WHERE channel_id = $1 AND at < now() - $2 * interval '1 second'";
 /// Typing is recorded at most once a second per user and channel. A muted member's typing is
 /// recorded as withheld: it is limited the same (a shadow mute is not told) and shown to nobody.
 const TYPE: &str = "\
@@ -50,6 +56,8 @@ fn typing(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<Jsonb> {
     caller.may_post()?;
     let channel = valid_channel_id(required(channel_id, "channelId")?)?;
     Access::load(channel, &caller)?.require_member()?;
+    db::execute(ONE_TYPIST, &[channel.into(), pg_uuid(user).into()])?;
+    db::execute(PURGE_CHANNEL, &[channel.into(), EPHEMERA_SECONDS.into()])?;
     let args = [channel.into(), pg_uuid(user).into(), caller.is_muted().into(), TYPING_SECONDS.into()];
     let answer = db::first::<Jsonb>(TYPE, &args)?
         .ok_or_else(|| HatchatError::TooOften("typing is sent at most once a second per channel".into()))?;
@@ -102,8 +110,12 @@ fn channel_presence(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<
     Ok(db::one::<Jsonb>(PRESENCE_JSON, &args)?)
 }
 
-/// Whether others see the caller present (they do by default). Hiding writes a leave on every
-/// channel where the caller is present, showing again a join. `self_id`, when given (the
+/// Whether others see the caller present (they do by default). Hiding is a leave on every channel
+/// where the caller is present, showing again a join: written as `hide` and `show`, which streams
+/// are told whatever the setting is now, while the joins and leaves of a hidden user are kept from
+/// them when read (`channel_ephemera`). So no lock is shared with the gateways' syncs: a sync that
+/// wrote a join while its user hid is held back when read, and a user holding a transaction open
+/// holds up nobody else. `self_id`, when given (the
 /// gateway's `/users/{id}/presence`), must be the caller.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
@@ -119,7 +131,6 @@ fn set_presence_hidden(
         return Err(HatchatError::Forbidden("a user can only change their own settings".into()).into());
     }
     let hidden = required(hidden, "hidden")?;
-    db::execute(SERIALIZE, &[])?;
     let changed = db::execute(
         "UPDATE hatchat.users SET presence_hidden = $2 WHERE id = $1 AND presence_hidden <> $2",
         &[pg_uuid(user).into(), hidden.into()],
@@ -127,7 +138,7 @@ fn set_presence_hidden(
     if changed {
         let channels = db::column::<String>(
             "INSERT INTO hatchat.ephemera (channel_id, kind, user_id) \
-             SELECT DISTINCT p.channel_id, CASE WHEN $2 THEN 'leave' ELSE 'join' END, p.user_id \
+             SELECT DISTINCT p.channel_id, CASE WHEN $2 THEN 'hide' ELSE 'show' END, p.user_id \
                FROM hatchat.presence p WHERE p.user_id = $1 RETURNING channel_id",
             &[pg_uuid(user).into(), hidden.into()],
         )?;
@@ -147,16 +158,17 @@ fn announce_presence(channels: impl IntoIterator<Item = String>) -> crate::error
 /// One transaction at a time changes presence: whether a change is a join or a leave depends on
 /// the rows of every gateway, so two gateways' changes to one user must not pass each other.
 const SERIALIZE: &str = "SELECT pg_advisory_xact_lock(8386051539313706401)";
-/// Renews the gateway's lease; true when it held one (false: new, or the database lost it).
+/// Renews the gateway's lease; true when it held one (false: new, or the database lost it). The
+/// clock, not the transaction's start: a sync that waited for the lock renews from when it runs.
 const RENEW: &str = "\
     INSERT INTO hatchat.gateway_leases AS g (gateway_id, expires_at) \
-    VALUES ($1, now() + $2 * interval '1 second') \
+    VALUES ($1, clock_timestamp() + $2 * interval '1 second') \
     ON CONFLICT (gateway_id) DO UPDATE SET expires_at = EXCLUDED.expires_at \
     RETURNING xmax <> 0";
 /// Rows of gateways whose lease ran out, and of this gateway's leaves (or, when it sends all it
 /// holds, every row of its that it no longer holds).
 const REMOVE: &str = "\
-    WITH dead AS (DELETE FROM hatchat.gateway_leases WHERE expires_at <= now() RETURNING gateway_id) \
+    WITH dead AS (DELETE FROM hatchat.gateway_leases WHERE expires_at <= clock_timestamp() RETURNING gateway_id) \
     DELETE FROM hatchat.presence p \
      WHERE p.gateway_id IN (SELECT gateway_id FROM dead) \
         OR (p.gateway_id = $1 AND ((p.channel_id, p.user_id) IN (SELECT * FROM unnest($2::text[], $3::uuid[])) \
@@ -168,7 +180,7 @@ const ADD: &str = "\
     ON CONFLICT DO NOTHING RETURNING channel_id, user_id";
 /// A removed row is a leave when no row of its user on the channel is left; an added one a join
 /// when no other gateway holds one and none was removed just now (a user moving from a gateway
-/// that died to this one stays). Hidden users neither join nor leave.
+/// that died to this one stays). A hidden user's are written too, and kept from streams when read.
 const CHANGES: &str = "\
     INSERT INTO hatchat.ephemera (channel_id, kind, user_id) \
     SELECT e.c, e.kind, e.u FROM ( \
@@ -179,10 +191,7 @@ const CHANGES: &str = "\
          WHERE NOT EXISTS (SELECT 1 FROM hatchat.presence p \
                             WHERE p.channel_id = a.c AND p.user_id = a.u AND p.gateway_id <> $5) \
            AND (a.c, a.u) NOT IN (SELECT * FROM unnest($1::text[], $2::uuid[]))) e \
-     WHERE NOT e.u = ANY($6) \
     RETURNING channel_id";
-const HIDDEN_AMONG: &str = "\
-    SELECT coalesce(array_agg(u.id), '{}') FROM hatchat.users u WHERE u.id = ANY($1) AND u.presence_hidden";
 const PURGE: &str = "DELETE FROM hatchat.ephemera WHERE at < now() - $1 * interval '1 second'";
 
 /// Pairs of (channel, user), as a statement's two arrays.
@@ -260,15 +269,12 @@ fn presence_sync(
     )?;
     let added = Pairs::returned(ADD, &[joins.channels.into(), joins.users.into(), gateway.into()])?;
     if !removed.users.is_empty() || !added.users.is_empty() {
-        let everyone: Vec<pgrx::Uuid> = removed.users.iter().chain(&added.users).copied().collect();
-        let hidden = db::one::<Vec<pgrx::Uuid>>(HIDDEN_AMONG, &[everyone.into()])?;
         let args = [
             removed.channels.into(),
             removed.users.into(),
             added.channels.into(),
             added.users.into(),
             gateway.into(),
-            hidden.into(),
         ];
         announce_presence(db::column::<String>(CHANGES, &args)?)?;
     }
@@ -283,7 +289,8 @@ const EVENTS: &str = "\
                            THEN jsonb_build_object('until', hatchat.iso_time(e.at + $2 * interval '1 second')) \
                            ELSE '{}' END ORDER BY e.id), '[]'), \
            coalesce(array_agg(DISTINCT e.user_id), '{}') \
-      FROM hatchat.ephemera e WHERE e.channel_id = $1 AND e.kind <> 'withheld'";
+      FROM hatchat.ephemera e \
+     WHERE e.channel_id = $1 AND e.kind <> 'withheld' AND e.at > now() - $3 * interval '1 second'";
 const NAMES: &str = "\
     SELECT coalesce(jsonb_object_agg(u.id, u.username), '{}') FROM hatchat.users u WHERE u.id = ANY($1)";
 const BLOCKERS: &str = "\
@@ -294,8 +301,21 @@ const READERS_WHO_ARE_MEMBERS: &str = "\
     SELECT coalesce(jsonb_agg(r.id), '[]') FROM unnest($2::uuid[]) r(id) \
      WHERE r.id = '00000000-0000-0000-0000-000000000000'::uuid \
         OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = r.id)";
+const HIDDEN_AMONG: &str = "\
+    SELECT coalesce(array_agg(u.id), '{}') FROM hatchat.users u WHERE u.id = ANY($1) AND u.presence_hidden";
+/// Only events of users who are members now (a channel made again under an id, a member removed,
+/// tell nothing); joins and leaves of users hidden now are held back; `hide` and `show` are a
+/// leave and a join.
 const EPHEMERA_JSON: &str = "\
-    SELECT jsonb_build_object('events', $1::jsonb, 'names', $2::jsonb, 'blockedBy', $3::jsonb, 'members', $4::jsonb)";
+    SELECT jsonb_build_object( \
+        'events', (SELECT coalesce(jsonb_agg(CASE e->>'kind' \
+                                               WHEN 'hide' THEN jsonb_set(e, '{kind}', '\"leave\"') \
+                                               WHEN 'show' THEN jsonb_set(e, '{kind}', '\"join\"') \
+                                               ELSE e END ORDER BY (e->>'id')::bigint), '[]') \
+                     FROM jsonb_array_elements($1::jsonb) e \
+                    WHERE (e->>'userId')::uuid = ANY($5) \
+                      AND NOT (e->>'kind' IN ('join', 'leave') AND (e->>'userId')::uuid = ANY($6))), \
+        'names', $2::jsonb, 'blockedBy', $3::jsonb, 'members', $4::jsonb)";
 
 /// `{"events": [{id, kind, userId, at, until?}], "names": {userId: username}, "blockedBy": {userId:
 /// [reader ids who blocked them]}, "members": [reader ids who are members]}`: a channel's recent
@@ -306,7 +326,8 @@ const EPHEMERA_JSON: &str = "\
 fn channel_ephemera(channel_id: Option<&str>, user_ids: Option<Vec<Option<pgrx::Uuid>>>) -> SqlResult<Jsonb> {
     let channel = valid_channel_id(required(channel_id, "channelId")?)?;
     let readers: Vec<pgrx::Uuid> = user_ids.unwrap_or_default().into_iter().flatten().collect();
-    let (events, actors) = db::row(EVENTS, &[channel.into(), TYPING_SECONDS.into()], |row| {
+    let args = [channel.into(), TYPING_SECONDS.into(), EPHEMERA_SECONDS.into()];
+    let (events, actors) = db::row(EVENTS, &args, |row| {
         let events = row.get::<Jsonb>(1)?;
         let actors = row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default();
         Ok((events, actors))
@@ -314,9 +335,12 @@ fn channel_ephemera(channel_id: Option<&str>, user_ids: Option<Vec<Option<pgrx::
     .unwrap_or((None, Vec::new()));
     let events = events.ok_or_else(|| HatchatError::Internal("no ephemera array".into()))?;
     let names = db::one::<Jsonb>(NAMES, &[actors.clone().into()])?;
-    let blockers = db::one::<Jsonb>(BLOCKERS, &[readers.clone().into(), actors.into()])?;
+    let blockers = db::one::<Jsonb>(BLOCKERS, &[readers.clone().into(), actors.clone().into()])?;
     let members = db::one::<Jsonb>(READERS_WHO_ARE_MEMBERS, &[channel.into(), readers.into()])?;
-    Ok(db::one::<Jsonb>(EPHEMERA_JSON, &[events.into(), names.into(), blockers.into(), members.into()])?)
+    let acting = db::one::<Vec<pgrx::Uuid>>(MEMBERS_AMONG, &[channel.into(), actors.clone().into()])?;
+    let hidden = db::one::<Vec<pgrx::Uuid>>(HIDDEN_AMONG, &[actors.into()])?;
+    let args = [events.into(), names.into(), blockers.into(), members.into(), acting.into(), hidden.into()];
+    Ok(db::one::<Jsonb>(EPHEMERA_JSON, &args)?)
 }
 
 extension_sql!(

@@ -68,12 +68,22 @@ fn events(db: &mut Client, channel: &str) -> Vec<(String, Uuid)> {
         .collect()
 }
 
-/// The events written since the last call (`seen` counts them), sorted: what one step wrote,
-/// whatever order one statement wrote it in.
-fn new_events(db: &mut Client, channel: &str, seen: &mut usize) -> Vec<(String, Uuid)> {
-    let all = events(db, channel);
-    let mut new = all[*seen..].to_vec();
-    *seen = all.len();
+/// The events written since the last call (`seen`: the last id it saw), sorted: what one step
+/// wrote, whatever order one statement wrote it in. By id, as a gateway's feed reads: an event
+/// shown once may be held back later (its user hid meanwhile).
+fn new_events(db: &mut Client, channel: &str, seen: &mut i64) -> Vec<(String, Uuid)> {
+    let feed = ephemera(db, channel, &[]);
+    let mut new = Vec::new();
+    for event in feed["events"].as_array().expect("an events array") {
+        let id = event["id"].as_i64().unwrap();
+        if id > *seen {
+            new.push((
+                event["kind"].as_str().unwrap().to_string(),
+                event["userId"].as_str().unwrap().parse().unwrap(),
+            ));
+            *seen = id;
+        }
+    }
     new.sort();
     new
 }
@@ -575,4 +585,50 @@ fn hiding_while_a_join_commits_still_ends_with_the_user_not_shown() {
     hider.join().unwrap();
     let last = events(&mut gw, &channel).into_iter().rev().find(|(_, user)| *user == alice.id);
     assert_ne!(last, Some(ev("join", &alice)), "streams were last told alice joined, yet she is hidden");
+}
+
+#[test]
+fn a_channel_made_again_under_an_id_tells_nothing_of_the_old_ones_presence() {
+    let mut db = connect();
+    let [alice, bob, mallory] = ["alice", "bob", "carol"].map(|k| register(&mut db, k));
+    let channel = channel_of(&mut db, &alice, &[&bob]);
+    let mut gw = gateway();
+    let gateway_id = Uuid::new_v4();
+    sync(&mut gw, gateway_id, &[(&channel, bob.id)], &[]);
+    typing(&mut db, &bob.token(), &channel).unwrap();
+    db.execute("SELECT hatchat.delete_channel($1, $2)", &[&alice.token(), &channel]).unwrap();
+    db.query_one("SELECT hatchat.create_channel($1, $2)", &[&mallory.token(), &channel]).unwrap();
+    assert!(events(&mut gw, &channel).is_empty(), "the old channel's joins and typing went with it");
+    // Bob's stream on the old channel closes; his gateway's leave finds nothing to leave.
+    sync(&mut gw, gateway_id, &[], &[(&channel, bob.id)]);
+    assert!(events(&mut gw, &channel).is_empty());
+    assert!(present(&mut db, &mallory, &channel).is_empty());
+    // And a row the tables still held (a gateway's whole sync after a restart) tells nobody.
+    sync_call(&mut gw, gateway_id, &[(&channel, bob.id)], &[], true, 60).unwrap();
+    assert!(events(&mut gw, &channel).is_empty(), "bob is no member of the new channel");
+    assert!(present(&mut db, &mallory, &channel).is_empty());
+}
+
+#[test]
+fn two_typings_at_once_do_not_both_pass_the_limit() {
+    let mut db = connect();
+    let [alice, bob] = ["alice", "bob"].map(|k| register(&mut db, k));
+    let channel = channel_of(&mut db, &alice, &[&bob]);
+    let mut first = connect();
+    let mut tx = first.transaction().unwrap();
+    tx.query_one("SELECT hatchat.typing($1, $2)", &[&alice.token(), &channel]).unwrap();
+    let (token, second_channel) = (alice.token(), channel.clone());
+    let second = std::thread::spawn(move || {
+        sqlstate(connect().query_one("SELECT hatchat.typing($1, $2)", &[&token, &second_channel]))
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The wait is for an advisory lock on this node (also the coordinator of a cluster).
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                     AND query LIKE '%hatchat.typing%' AND datname = current_database()";
+    while !second.is_finished() && db.query_one(waiting, &[]).unwrap().get::<_, i64>(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the second typing neither finished nor waited");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    tx.commit().unwrap();
+    assert_eq!(second.join().unwrap(), "53400", "the second typing waited for the first, then was refused");
 }

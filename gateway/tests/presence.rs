@@ -562,3 +562,24 @@ async fn a_stream_that_did_not_ask_gets_no_presence_or_typing_yet_makes_its_user
     assert_eq!(message.data["seq"], sent["seq"]);
     assert!(before.is_empty(), "a stream that did not ask for presence got {before:?}");
 }
+
+/// A crash restart or a failover empties the unlogged presence tables. As if that happened to this
+/// gateway's rows (and only its: other suites' gateways share the database), its next lease
+/// renewal finds the lease gone and sends everything it holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn presence_is_rebuilt_from_the_live_streams_when_the_database_forgets_it() {
+    let gateway = Gateway::start_with(&[("HATCHAT_PRESENCE_LEASE", "3")]).await;
+    let api = gateway.api();
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
+    let _alices = Sse::open(&api, &channel, &alice, None).await;
+    present_until(&api, &bob, &channel, WITHIN, |list| has(list, &alice)).await;
+    let admin = admin().await;
+    let forget = "WITH g AS (SELECT DISTINCT gateway_id FROM hatchat.presence WHERE channel_id = $1), \
+                       l AS (DELETE FROM hatchat.gateway_leases WHERE gateway_id IN (SELECT gateway_id FROM g)) \
+                  DELETE FROM hatchat.presence WHERE gateway_id IN (SELECT gateway_id FROM g)";
+    admin.execute(forget, &[&channel]).await.unwrap();
+    assert!(present(&api, &bob, &channel).await.is_empty(), "forgotten");
+    let forgotten = Instant::now();
+    present_until(&api, &bob, &channel, Duration::from_secs(3), |list| has(list, &alice)).await;
+    println!("presence rebuilt {:?} after the database forgot it", forgotten.elapsed());
+}
