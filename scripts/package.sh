@@ -76,7 +76,11 @@ check_contents() {
         || die "the gateway is not an executable owned by root"
     [ "$(dpkg-deb -f "$deb" Package Depends | tr '\n' ' ')" = "Package: hatchat Depends: postgresql-15, libc6, libgcc-s1 " ] \
         || die "unexpected control fields: $(dpkg-deb -f "$deb")"
-    dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -q '^./conffiles$' || die "no conffiles"
+    # Listed first, then matched: `tar | grep -q` fails under pipefail when grep's early exit
+    # makes tar's next write a SIGPIPE (CI failed so once, with the file there).
+    local control
+    control=$(dpkg-deb --ctrl-tarfile "$deb" | tar -t)
+    grep -qx './conffiles' <<<"$control" || die "no conffiles"
     # What `apt install ./hatchat_*.deb` would do here, without doing it.
     apt-get install --simulate -q "./$deb" >/dev/null || die "apt would not install $deb"
     # PGXN's description of the extension names the same version.
