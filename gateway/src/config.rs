@@ -87,6 +87,12 @@ pub struct Config {
     #[arg(long = "forward-give-up-secs", env = "HATCHAT_FORWARD_GIVE_UP", default_value_t = 3600)]
     pub forward_give_up_secs: u64,
 
+    /// Seconds a request's database call may take (0.1..3600): past it the call is canceled and the
+    /// request answers 503 with Retry-After (a COMMIT waiting for a standby that is gone, a failover
+    /// under way). Long-polls and streams wait longer, but each of their calls is bounded too.
+    #[arg(long, env = "HATCHAT_REQUEST_TIMEOUT", default_value_t = 10.0)]
+    pub request_timeout_secs: f64,
+
     /// Seconds this gateway's presence lease lasts (3..3600): if the gateway stops renewing it (it
     /// is killed, or cut off), its users' presence ends within about this long. It renews every
     /// third of it, one call, also when nothing changed.
@@ -116,6 +122,10 @@ pub enum LogFormat {
 impl Config {
     pub fn max_wait(&self) -> Duration {
         Duration::from_secs_f64(self.max_wait_secs.clamp(0.0, 3600.0))
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout_secs.clamp(0.1, 3600.0))
     }
 
     pub fn presence_lease(&self) -> Duration {

@@ -7,7 +7,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use hatchat_wire::api;
+use std::future::Future;
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
@@ -50,12 +52,45 @@ fn add_options(config: &mut tokio_postgres::Config, options: &str) {
     config.options(format!("{existing} {options}").trim());
 }
 
+/// How long a request's call may take (`--request-timeout-secs`), set once at startup.
+static REQUEST_TIMEOUT: OnceLock<Duration> = OnceLock::new();
+
+pub fn set_request_timeout(limit: Duration) {
+    let _ = REQUEST_TIMEOUT.set(limit);
+}
+
+fn request_timeout() -> Duration {
+    REQUEST_TIMEOUT.get().copied().unwrap_or(Duration::from_secs(10))
+}
+
 /// Runs `sql` (which selects one text column: a function's jsonb cast to text) and returns it.
 pub async fn call_json(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<String, ApiError> {
     let client = pool.get().await?;
-    let statement = client.prepare_cached(sql).await?;
-    let row = client.query_one(&statement, params).await?;
+    let row = within_limit(&client, async {
+        let statement = client.prepare_cached(sql).await?;
+        client.query_one(&statement, params).await
+    })
+    .await?;
     Ok(row.get(0))
+}
+
+/// Runs a call on `client` for at most the request timeout. Past it the call is canceled and the
+/// request answers 503: a COMMIT still waiting for a standby that is gone (a failover under way)
+/// must not hold its client for ever. A canceled commit may still have committed, so the answer
+/// says to retry with the same client id, which answers the first send's answer.
+async fn within_limit<T>(
+    client: &deadpool_postgres::Object,
+    call: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, ApiError> {
+    let limit = request_timeout();
+    match tokio::time::timeout(limit, call).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => {
+            let cancel = client.cancel_token();
+            tokio::spawn(async move { cancel.cancel_query(NoTls).await });
+            Err(ApiError::timed_out(limit))
+        }
+    }
 }
 
 /// Runs `sql` (as `call_json`) and reads its answer as `T`, one of the wire contract's types: an
@@ -72,8 +107,11 @@ pub async fn call_typed<T: serde::de::DeserializeOwned>(
 /// Runs `sql` for its effect (a function returning void).
 pub async fn execute(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<(), ApiError> {
     let client = pool.get().await?;
-    let statement = client.prepare_cached(sql).await?;
-    client.execute(&statement, params).await?;
+    within_limit(&client, async {
+        let statement = client.prepare_cached(sql).await?;
+        client.execute(&statement, params).await
+    })
+    .await?;
     Ok(())
 }
 

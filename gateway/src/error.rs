@@ -32,6 +32,18 @@ impl ApiError {
         Self { status, code, message: message.into(), detail: None, sqlstate: None, retry_after: None }
     }
 
+    /// 503: the database did not answer within `limit` (`--request-timeout-secs`); the call was
+    /// canceled, but a write may have committed, so a retry should carry its client id.
+    pub fn timed_out(limit: std::time::Duration) -> Self {
+        crate::metrics::database_error("timeout");
+        let message = format!(
+            "the database did not answer within {} s; what was asked may or may not have taken \
+             effect: try again (a send with the same clientId gets its first answer)",
+            limit.as_secs_f64()
+        );
+        Self { retry_after: Some(1), ..Self::unavailable(message) }
+    }
+
     /// 429: the caller holds too much at once; `retry_after` seconds is a good time to try again.
     pub fn too_many_requests(message: impl Into<String>, retry_after: u32) -> Self {
         Self {

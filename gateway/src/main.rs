@@ -42,6 +42,7 @@ async fn run(config: Config) -> Result<(), String> {
         prepared.request_role.as_deref(),
     )?;
     check_window_access(&pool).await?;
+    db::set_request_timeout(config.request_timeout());
     let hub = Hub::new(prepared.wake_secret);
     let listener_name = format!("{}-listener", config.application_name);
     spawn_listener(Arc::clone(&hub), db::postgres_config(&config.database_url, &listener_name)?);

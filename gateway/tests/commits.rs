@@ -5,7 +5,10 @@
 //!
 //! "Waiting on the disk" is made to last: the cluster is told to wait for a synchronous standby
 //! that does not exist, so every commit waits (in `SyncRep`) until the test lifts the setting. The
-//! setting is the cluster's, so this file holds one test (test binaries run one at a time).
+//! setting is the cluster's: the tests of this file take turns (test binaries run one at a time).
+//!
+//! A commit that outlasts the gateway's request timeout (a standby gone in a failover) answers 503,
+//! and the send's retry with its client id gets the first answer.
 
 mod support;
 use serde_json::{json, Value};
@@ -16,6 +19,9 @@ use support::*;
 use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The standby setting is the cluster's: one test at a time holds it.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn set_standbys(value: &str) {
     let admin = admin().await;
@@ -108,6 +114,7 @@ async fn no_send_is_answered_before_its_commit_returns() {
     if skip_on_citus("a cluster's sends commit on the workers, which never wait for this standby").await {
         return;
     }
+    let _turn = TURN.lock().await;
     let gateway = Gateway::start_with(&[("HATCHAT_SEND_SLOTS", "1")]).await;
     let api = gateway.api();
     let alice = api.register("alice").await;
@@ -149,4 +156,38 @@ async fn no_send_is_answered_before_its_commit_returns() {
     let carried = metric(&gateway, "hatchat_sends_per_transaction_count").await - transactions;
     // The five arrive a moment apart: the first of them may start a slot of its own, alone.
     assert!(carried < 6.0, "some of the five went together ({carried} transactions for 6 sends)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_past_the_request_timeout_answers_503_and_the_retry_its_first_answer() {
+    if skip_on_citus("a cluster's sends commit on the workers, which never wait for this standby").await {
+        return;
+    }
+    let _turn = TURN.lock().await;
+    let gateway = Gateway::start_with(&[("HATCHAT_REQUEST_TIMEOUT", "1")]).await;
+    let api = gateway.api();
+    let alice = api.register("alice").await;
+    let channel = api.create_channel(&alice, "owner").await;
+    let admin = admin().await;
+    let send = json!({"channelId": channel, "payload": {"n": 1}, "clientId": "once-only"});
+    let token = alice.token();
+    let post =
+        |body: Value| api.call_with_headers(reqwest::Method::POST, "/messages", Some(&token), Some(body));
+
+    let standby = NoStandby::start(&admin).await;
+    let started = Instant::now();
+    let (refused, headers) = post(send.clone()).await;
+    let waited = started.elapsed();
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.body["error"], json!("unavailable"));
+    assert_eq!(headers["retry-after"], "1");
+    assert!(waited < Duration::from_secs(5), "answered after {waited:?}, past the 1 s timeout");
+
+    drop(standby);
+    let (retried, _) = post(send).await;
+    let stored: Value = api.poll(&alice, &channel, "limit=100").await.expect(200);
+    let sent: Vec<&Value> =
+        stored.as_array().unwrap().iter().filter(|m| m["payload"].get("n").is_some()).collect();
+    assert_eq!(sent.len(), 1, "stored once: {stored}");
+    assert_eq!(retried.expect(200)["seq"], sent[0]["seq"], "the retry answers the first send's answer");
 }
