@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use deadpool_postgres::Pool;
 use hatchat_wire::api;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -35,6 +36,7 @@ pub struct Presence {
     lease: Duration,
     state: Mutex<State>,
     changed: Notify,
+    syncs: AtomicU64,
 }
 
 #[derive(Default)]
@@ -82,6 +84,7 @@ impl Presence {
             lease,
             state: Mutex::new(state),
             changed: Notify::new(),
+            syncs: AtomicU64::new(0),
         })
     }
 
@@ -121,10 +124,16 @@ impl Presence {
     pub async fn run(self: Arc<Self>) {
         let renewal = self.lease / 3;
         let mut next_sync = Instant::now();
+        let mut failing = false;
         loop {
             let now = Instant::now();
-            if let Some(batch) = self.take(now, next_sync <= now) {
-                next_sync = match self.sync(&batch).await {
+            // After a failed sync nothing is tried before its retry: a database that is away (a
+            // failover) refuses at once, and changes must not turn that into a busy loop.
+            let due = !failing || next_sync <= now;
+            if let Some(batch) = due.then(|| self.take(now, next_sync <= now)).flatten() {
+                let outcome = self.sync(&batch).await;
+                failing = outcome.is_err();
+                next_sync = match outcome {
                     Ok(false) if !batch.whole => {
                         // The database lost this gateway's lease: send everything, now.
                         self.state.lock().expect("presence lock").whole = true;
@@ -139,7 +148,8 @@ impl Presence {
                 };
                 continue;
             }
-            let wake_at = self.next_leave().map_or(next_sync, |leave| leave.min(next_sync));
+            let leave = self.next_leave().filter(|_| !failing);
+            let wake_at = leave.map_or(next_sync, |leave| leave.min(next_sync));
             tokio::select! {
                 _ = tokio::time::sleep_until(wake_at) => {}
                 _ = self.changed.notified() => {}
@@ -194,8 +204,14 @@ impl Presence {
         state.held.values().filter_map(|held| held.leave_at).min()
     }
 
+    /// Syncs tried so far, failed ones included.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
     /// One call: the batch and the lease; whether the lease was held.
     async fn sync(&self, batch: &Batch) -> Result<bool, ApiError> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         let (join_channels, join_users) = split(&batch.joins);
         let (leave_channels, leave_users) = split(&batch.leaves);
         let lease = i32::try_from(self.lease.as_secs().clamp(1, 3600)).unwrap_or(3600);
@@ -219,4 +235,29 @@ impl Presence {
 
 fn split(pairs: &[Pair]) -> (Vec<&str>, Vec<&str>) {
     pairs.iter().map(|(channel, user)| (channel.as_str(), user.as_str())).unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool whose every connection is refused at once, as during a failover.
+    fn unreachable() -> Pool {
+        crate::db::pool("postgres://nobody@127.0.0.1:1/none", "test", 2, None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_database_that_refuses_is_tried_again_after_a_second_not_at_once() {
+        let presence = Presence::new(unreachable(), Duration::from_secs(15));
+        let running = tokio::spawn(Arc::clone(&presence).run());
+        let mut held = Vec::new();
+        for i in 0..50 {
+            // Streams coming and going meanwhile: each is a change to tell.
+            held.push(presence.enter("c", &format!("user-{i}")));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let syncs = presence.syncs();
+        running.abort();
+        assert!((2..=4).contains(&syncs), "{syncs} syncs in 2.5 s of a database refusing");
+    }
 }
