@@ -131,6 +131,14 @@ fn channel_of(db: &mut Client, owner: &User, members: &[&User]) -> String {
     id
 }
 
+/// A connection, and Alice and Bob in a fresh channel of Alice's.
+fn alice_and_bob() -> (Client, User, User, String) {
+    let mut db = connect();
+    let [alice, bob] = ["alice", "bob"].map(|k| register(&mut db, k));
+    let channel = channel_of(&mut db, &alice, &[&bob]);
+    (db, alice, bob, channel)
+}
+
 #[test]
 fn typing_answers_members_and_refuses_everyone_else() {
     let mut db = connect();
@@ -176,9 +184,7 @@ fn typing_is_limited_to_once_a_second_per_user_and_channel() {
 
 #[test]
 fn a_muted_members_typing_is_answered_and_limited_but_shown_to_nobody() {
-    let mut db = connect();
-    let [alice, bob] = ["alice", "bob"].map(|k| register(&mut db, k));
-    let channel = channel_of(&mut db, &alice, &[&bob]);
+    let (mut db, alice, bob, channel) = alice_and_bob();
     db.execute("SELECT hatchat.mute_user(NULL, $1, true)", &[&bob.id]).unwrap();
     let answer = typing(&mut db, &bob.token(), &channel).unwrap();
     assert_eq!((answer["channelId"].clone(), answer["userId"].clone()), (json!(channel), json!(bob.id)));
@@ -252,9 +258,7 @@ fn only_the_gateways_role_syncs_presence_and_reads_the_feed() {
 
 #[test]
 fn a_join_and_a_leave_are_written_only_when_presence_changes() {
-    let mut db = connect();
-    let [alice, bob] = ["alice", "bob"].map(|k| register(&mut db, k));
-    let channel = channel_of(&mut db, &alice, &[&bob]);
+    let (mut db, alice, bob, channel) = alice_and_bob();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let mut gw = gateway();
     let mut seen = 0;
@@ -303,9 +307,7 @@ fn a_whole_sync_is_all_the_gateway_holds() {
 
 #[test]
 fn a_lapsed_lease_is_swept_by_the_next_sync_of_any_gateway() {
-    let mut db = connect();
-    let [alice, bob] = ["alice", "bob"].map(|k| register(&mut db, k));
-    let channel = channel_of(&mut db, &alice, &[&bob]);
+    let (mut db, alice, bob, channel) = alice_and_bob();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let mut gw = gateway();
     let mut seen = 0;
@@ -323,9 +325,7 @@ fn a_lapsed_lease_is_swept_by_the_next_sync_of_any_gateway() {
 
 #[test]
 fn a_user_moving_from_a_lapsed_gateway_to_another_stays_present() {
-    let mut db = connect();
-    let [alice, bob] = ["alice", "bob"].map(|k| register(&mut db, k));
-    let channel = channel_of(&mut db, &alice, &[&bob]);
+    let (mut db, alice, bob, channel) = alice_and_bob();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let mut gw = gateway();
     let mut seen = 0;
@@ -483,9 +483,7 @@ fn the_feed_shows_typing_until_when_names_blocks_and_member_readers() {
 
 #[test]
 fn a_sync_purges_ephemera_older_than_fifteen_seconds() {
-    let mut db = connect();
-    let [alice, bob] = ["alice", "bob"].map(|k| register(&mut db, k));
-    let channel = channel_of(&mut db, &alice, &[&bob]);
+    let (mut db, alice, bob, channel) = alice_and_bob();
     let mut gw = gateway();
     typing(&mut db, &alice.token(), &channel).unwrap();
     let mut tx = db.transaction().unwrap();
@@ -545,9 +543,7 @@ fn a_sync_with_unpaired_arrays_or_a_bad_lease_is_refused_and_changes_nothing() {
 
 #[test]
 fn nulls_in_a_syncs_arrays_do_not_pair_a_channel_with_another_pairs_user() {
-    let mut db = connect();
-    let [alice, bob] = ["alice", "bob"].map(|k| register(&mut db, k));
-    let channel = channel_of(&mut db, &alice, &[&bob]);
+    let (mut db, alice, _bob, channel) = alice_and_bob();
     let mut gw = gateway();
     // Pairs (NULL, alice) and (channel, NULL): neither is a pair of a channel and a user.
     let channels: Vec<Option<String>> = vec![None, Some(channel.clone())];
@@ -563,9 +559,7 @@ fn nulls_in_a_syncs_arrays_do_not_pair_a_channel_with_another_pairs_user() {
 
 #[test]
 fn hiding_while_a_join_commits_still_ends_with_the_user_not_shown() {
-    let mut db = connect();
-    let [alice, bob] = ["alice", "bob"].map(|k| register(&mut db, k));
-    let channel = channel_of(&mut db, &alice, &[&bob]);
+    let (mut db, alice, _bob, channel) = alice_and_bob();
     let mut gw = gateway();
     // A gateway's join of alice is in flight (written, not committed) when she hides.
     let mut in_flight = gateway();
@@ -611,9 +605,7 @@ fn a_channel_made_again_under_an_id_tells_nothing_of_the_old_ones_presence() {
 
 #[test]
 fn two_typings_at_once_do_not_both_pass_the_limit() {
-    let mut db = connect();
-    let [alice, bob] = ["alice", "bob"].map(|k| register(&mut db, k));
-    let channel = channel_of(&mut db, &alice, &[&bob]);
+    let (mut db, alice, _bob, channel) = alice_and_bob();
     let mut first = connect();
     let mut tx = first.transaction().unwrap();
     tx.query_one("SELECT hatchat.typing($1, $2)", &[&alice.token(), &channel]).unwrap();
