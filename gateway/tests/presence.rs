@@ -6,14 +6,11 @@
 //! once a second, and is withheld from those who blocked the typer and for a muted typer.
 
 mod support;
-use base64::Engine;
-use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use support::ws::{self, frame, send_frame, Socket};
 use support::*;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
 /// How long anything that should come may take (a slow machine, a busy build).
 const WITHIN: Duration = Duration::from_secs(10);
@@ -182,28 +179,10 @@ async fn three_in_a_channel(api: &Api) -> (User, User, User, String) {
     (alice, bob, carol, channel)
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn connect_ws(gateway: &Gateway, user: &User) -> Socket {
-    let url = format!("{}/ws", gateway.base.replace("http://", "ws://"));
-    let mut request = url.into_client_request().unwrap();
-    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(user.token());
-    let protocols = format!("hatchat.v1, hatchat.token.{encoded}");
-    request.headers_mut().insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut socket = ws::connect(gateway, Some(&user.token())).await;
     assert_eq!(frame(&mut socket).await, json!({"type": "ready", "userId": user.id}));
     socket
-}
-
-async fn frame(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(WITHIN, socket.next()).await.expect("a frame in time");
-        match message.expect("the socket stays open").unwrap() {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
 }
 
 /// The first frame that `wanted` takes, and the frames before it.
@@ -216,10 +195,6 @@ async fn frame_until(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> (V
         }
         before.push(got);
     }
-}
-
-async fn send_frame(socket: &mut Socket, frame: Value) {
-    socket.send(Message::Text(frame.to_string().into())).await.unwrap();
 }
 
 async fn subscribe(socket: &mut Socket, channel: &str) {

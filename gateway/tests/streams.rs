@@ -5,10 +5,10 @@
 //! to several channels and sends.
 
 mod support;
-use base64::Engine;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use support::ws::{connect as connect_ws, frame, send_frame};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -348,37 +348,6 @@ async fn a_reader_that_does_not_read_is_closed_without_delaying_the_others() {
     assert!(!ids.is_empty() && ids.len() < 200, "{} messages before closing", ids.len());
     assert_eq!(ids, (3..3 + ids.len() as i64).collect::<Vec<_>>(), "a prefix, in order");
     assert_eq!(closed["lastSeq"], json!(ids.last().unwrap()), "resume from here");
-}
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect_ws(gateway: &Gateway, token: Option<&str>) -> Socket {
-    let url = format!("{}/ws", gateway.base.replace("http://", "ws://"));
-    let mut request = url.into_client_request().unwrap();
-    let mut protocols = String::from("hatchat.v1");
-    if let Some(token) = token {
-        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
-        protocols.push_str(&format!(", hatchat.token.{encoded}"));
-    }
-    request.headers_mut().insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
-    let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(response.headers()["sec-websocket-protocol"], "hatchat.v1", "only the protocol is echoed");
-    socket
-}
-
-async fn frame(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(WITHIN, socket.next()).await.expect("a frame in time");
-        match message.expect("the socket stays open").unwrap() {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-async fn send_frame(socket: &mut Socket, frame: Value) {
-    socket.send(Message::Text(frame.to_string().into())).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

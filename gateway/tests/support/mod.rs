@@ -5,6 +5,7 @@
 pub mod described;
 #[path = "../../../tests/common/signing.rs"]
 mod signing;
+pub mod ws;
 pub use signing::*;
 #[path = "../../../tests/common/skip.rs"]
 mod skip;
