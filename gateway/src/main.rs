@@ -61,7 +61,15 @@ async fn run(config: Config) -> Result<(), String> {
     let group_commit = GroupCommit::with_placement(pool.clone(), config.send_slots, placement);
     let budget = Budget::new(config.stream_buffer_bytes, config.streams_max_bytes);
     let feeds = Feeds::new(pool.clone(), Arc::clone(&hub), Arc::clone(&budget));
-    let presence = Presence::new(pool.clone(), config.presence_lease());
+    // Presence syncs have a connection of their own: they neither wait behind busy requests (a
+    // lease must be renewed in time) nor take a request connection from a stream catching up.
+    let presence_pool = db::pool(
+        &config.database_url,
+        &format!("{}-presence", config.application_name),
+        1,
+        prepared.request_role.as_deref(),
+    )?;
+    let presence = Presence::new(presence_pool, config.presence_lease());
     tokio::spawn(Arc::clone(&presence).run());
     let live = Live {
         pool: pool.clone(),
