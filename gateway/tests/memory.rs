@@ -99,11 +99,12 @@ async fn sixteen_streams_that_never_read_hold_a_bounded_number_of_bytes() {
 
 /// A reader of a quiet channel holds no page: once streams have read a 2 MB backlog and caught
 /// up, what the gateway has allocated does not grow with them. A first pair warms what is shared
-/// (each pool connection keeps a read buffer as large as the largest answer it got); ten more
-/// then cost their connections, not ten pages.
+/// (each pool connection keeps a read buffer as large as the largest answer it got: a pool of two,
+/// so the pair warms all of it, whichever connections the catch-ups then take); ten more then
+/// cost their connections, not ten pages.
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_that_caught_up_hold_no_page() {
-    let gateway = Gateway::start().await;
+    let gateway = Gateway::start_with(&[("HATCHAT_POOL_SIZE", "2")]).await;
     let api = gateway.api();
     let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
     let big = "x".repeat(50_000);
