@@ -15,17 +15,6 @@ use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::users;
 use pgrx::prelude::*;
 
-/// Self-service calls: a user's token, matching `self_id` when one is given.
-fn require_self(token: Option<&str>, self_id: Option<pgrx::Uuid>) -> Result<UserState> {
-    let caller = auth::authenticate(token)?;
-    caller.may_write()?;
-    let user = caller.user()?.clone();
-    if self_id.is_some_and(|id| rust_uuid(id) != user.id) {
-        return Err(HatchatError::Forbidden("a user can only change their own settings".into()));
-    }
-    Ok(user)
-}
-
 fn existing_user(user_id: Option<pgrx::Uuid>) -> Result<pgrx::Uuid> {
     let user_id = required(user_id, "user id")?;
     if rust_uuid(user_id) == auth::SYSTEM_USER || !users::user_exists(user_id)? {
@@ -96,7 +85,7 @@ fn set_chat_disabled(
     disabled: Option<bool>,
     self_id: default!(Option<pgrx::Uuid>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    let user = require_self(token, self_id)?;
+    let user = auth::require_self(token, self_id)?;
     let disabled = required(disabled, "disabled")?;
     Ok(update_user_flags(
         set_user_flag!("chat_disabled = $2 WHERE id = $1"),
@@ -121,7 +110,7 @@ fn block_user(
     user_id: Option<pgrx::Uuid>,
     self_id: default!(Option<pgrx::Uuid>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    let user = require_self(token, self_id)?;
+    let user = auth::require_self(token, self_id)?;
     let blocked = existing_user(user_id)?;
     if rust_uuid(blocked) == user.id {
         return Err(HatchatError::invalid("a user cannot block themselves").into());
@@ -140,7 +129,7 @@ fn unblock_user(
     user_id: Option<pgrx::Uuid>,
     self_id: default!(Option<pgrx::Uuid>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    let user = require_self(token, self_id)?;
+    let user = auth::require_self(token, self_id)?;
     let blocked = required(user_id, "user id")?;
     db::execute(
         "DELETE FROM hatchat.blocks WHERE user_id = $1 AND blocked_user_id = $2",

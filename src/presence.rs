@@ -124,12 +124,7 @@ fn set_presence_hidden(
     hidden: Option<bool>,
     self_id: default!(Option<pgrx::Uuid>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    let caller = auth::authenticate(token)?;
-    caller.may_write()?;
-    let user = caller.user()?.id;
-    if self_id.is_some_and(|id| db::rust_uuid(id) != user) {
-        return Err(HatchatError::Forbidden("a user can only change their own settings".into()).into());
-    }
+    let user = auth::require_self(token, self_id)?.id;
     let hidden = required(hidden, "hidden")?;
     let changed = db::execute(
         "UPDATE hatchat.users SET presence_hidden = $2 WHERE id = $1 AND presence_hidden <> $2",
@@ -291,21 +286,19 @@ const EVENTS: &str = "\
            coalesce(array_agg(DISTINCT e.user_id), '{}') \
       FROM hatchat.ephemera e \
      WHERE e.channel_id = $1 AND e.kind <> 'withheld' AND e.at > now() - $3 * interval '1 second'";
-const NAMES: &str = "\
-    SELECT coalesce(jsonb_object_agg(u.id, u.username), '{}') FROM hatchat.users u WHERE u.id = ANY($1)";
+/// The events' users' names, and which of them hide their presence now.
+const NAMES_AND_HIDDEN: &str = "\
+    SELECT coalesce(jsonb_object_agg(u.id, u.username), '{}'), \
+           coalesce(array_agg(u.id) FILTER (WHERE u.presence_hidden), '{}') \
+      FROM hatchat.users u WHERE u.id = ANY($1)";
 const BLOCKERS: &str = "\
     SELECT coalesce(jsonb_object_agg(b.blocked, b.blockers), '{}') \
       FROM (SELECT blocked_user_id AS blocked, jsonb_agg(user_id) AS blockers FROM hatchat.blocks \
              WHERE user_id = ANY($1) AND blocked_user_id = ANY($2) GROUP BY blocked_user_id) b";
-const READERS_WHO_ARE_MEMBERS: &str = "\
-    SELECT coalesce(jsonb_agg(r.id), '[]') FROM unnest($2::uuid[]) r(id) \
-     WHERE r.id = '00000000-0000-0000-0000-000000000000'::uuid \
-        OR EXISTS (SELECT 1 FROM hatchat.members m WHERE m.channel_id = $1 AND m.user_id = r.id)";
-const HIDDEN_AMONG: &str = "\
-    SELECT coalesce(array_agg(u.id), '{}') FROM hatchat.users u WHERE u.id = ANY($1) AND u.presence_hidden";
 /// Only events of users who are members now (a channel made again under an id, a member removed,
 /// tell nothing); joins and leaves of users hidden now are held back; `hide` and `show` are a
-/// leave and a join.
+/// leave and a join. `$5`: the members among the readers and the events' users, asked once;
+/// `members` answers the readers among them (and the system user, who reads everywhere).
 const EPHEMERA_JSON: &str = "\
     SELECT jsonb_build_object( \
         'events', (SELECT coalesce(jsonb_agg(CASE e->>'kind' \
@@ -315,7 +308,9 @@ const EPHEMERA_JSON: &str = "\
                      FROM jsonb_array_elements($1::jsonb) e \
                     WHERE (e->>'userId')::uuid = ANY($5) \
                       AND NOT (e->>'kind' IN ('join', 'leave') AND (e->>'userId')::uuid = ANY($6))), \
-        'names', $2::jsonb, 'blockedBy', $3::jsonb, 'members', $4::jsonb)";
+        'names', $2::jsonb, 'blockedBy', $3::jsonb, \
+        'members', (SELECT coalesce(jsonb_agg(r.id), '[]') FROM unnest($4::uuid[]) r(id) \
+                     WHERE r.id = '00000000-0000-0000-0000-000000000000'::uuid OR r.id = ANY($5)))";
 
 /// `{"events": [{id, kind, userId, at, until?}], "names": {userId: username}, "blockedBy": {userId:
 /// [reader ids who blocked them]}, "members": [reader ids who are members]}`: a channel's recent
@@ -334,12 +329,15 @@ fn channel_ephemera(channel_id: Option<&str>, user_ids: Option<Vec<Option<pgrx::
     })?
     .unwrap_or((None, Vec::new()));
     let events = events.ok_or_else(|| HatchatError::Internal("no ephemera array".into()))?;
-    let names = db::one::<Jsonb>(NAMES, &[actors.clone().into()])?;
+    let (names, hidden) = db::row(NAMES_AND_HIDDEN, &[actors.clone().into()], |row| {
+        Ok((row.get::<Jsonb>(1)?, row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default()))
+    })?
+    .unwrap_or((None, Vec::new()));
+    let names = names.ok_or_else(|| HatchatError::Internal("no names object".into()))?;
     let blockers = db::one::<Jsonb>(BLOCKERS, &[readers.clone().into(), actors.clone().into()])?;
-    let members = db::one::<Jsonb>(READERS_WHO_ARE_MEMBERS, &[channel.into(), readers.into()])?;
-    let acting = db::one::<Vec<pgrx::Uuid>>(MEMBERS_AMONG, &[channel.into(), actors.clone().into()])?;
-    let hidden = db::one::<Vec<pgrx::Uuid>>(HIDDEN_AMONG, &[actors.into()])?;
-    let args = [events.into(), names.into(), blockers.into(), members.into(), acting.into(), hidden.into()];
+    let everyone: Vec<pgrx::Uuid> = readers.iter().chain(&actors).copied().collect();
+    let members = db::one::<Vec<pgrx::Uuid>>(MEMBERS_AMONG, &[channel.into(), everyone.into()])?;
+    let args = [events.into(), names.into(), blockers.into(), readers.into(), members.into(), hidden.into()];
     Ok(db::one::<Jsonb>(EPHEMERA_JSON, &args)?)
 }
 

@@ -73,12 +73,7 @@ fn set_read_receipts(
     enabled: Option<bool>,
     self_id: default!(Option<pgrx::Uuid>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    let caller = auth::authenticate(token)?;
-    caller.may_write()?;
-    let user = caller.user()?.id;
-    if self_id.is_some_and(|id| crate::db::rust_uuid(id) != user) {
-        return Err(HatchatError::Forbidden("a user can only change their own settings".into()).into());
-    }
+    let user = auth::require_self(token, self_id)?.id;
     let enabled = required(enabled, "enabled")?;
     let answer = db::first::<Jsonb>(
         "WITH w AS (UPDATE hatchat.users u SET read_receipts = $2 WHERE u.id = $1 RETURNING u.id, u.read_receipts) \

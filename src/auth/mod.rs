@@ -265,6 +265,18 @@ pub fn expires_at(raw: &str) -> Result<jiff::Timestamp> {
 }
 
 /// Admin calls: a role with hatchat_admin needs no token; otherwise the token must be the secret.
+/// Self-service calls (a user's own settings, `/users/{id}/...` over HTTP): a user's token that may
+/// write, matching `self_id` when one is given.
+pub fn require_self(token: Option<&str>, self_id: Option<pgrx::Uuid>) -> Result<UserState> {
+    let caller = authenticate(token)?;
+    caller.may_write()?;
+    let user = caller.user()?.clone();
+    if self_id.is_some_and(|id| db::rust_uuid(id) != user.id) {
+        return Err(HatchatError::Forbidden("a user can only change their own settings".into()));
+    }
+    Ok(user)
+}
+
 pub fn require_admin(token: Option<&str>) -> Result<()> {
     if secret::caller_role_is_admin() {
         return Ok(());

@@ -49,23 +49,24 @@ impl Secret {
 
     /// The key of a channel id or a user id (a uuid, in its lowercase hyphenated form).
     pub fn key(&self, kind: Kind, id: &str) -> u64 {
-        use std::hash::Hasher;
-        let mut hasher = siphasher::sip::SipHasher24::new_with_key(&self.0);
-        hasher.write(match kind {
+        let prefix = match kind {
             Kind::Channel => b"c:",
             Kind::User => b"u:",
-        });
-        hasher.write(id.as_bytes());
-        hasher.finish()
+        };
+        self.keyed(prefix, id)
     }
 
     /// The key of a channel's presence and typing (`p:` hashed apart from its messages, so a typing
     /// wakes no message read). It travels among the channel keys of a wake-up.
     pub fn presence_key(&self, channel: &str) -> u64 {
+        self.keyed(b"p:", channel)
+    }
+
+    fn keyed(&self, prefix: &[u8; 2], id: &str) -> u64 {
         use std::hash::Hasher;
         let mut hasher = siphasher::sip::SipHasher24::new_with_key(&self.0);
-        hasher.write(b"p:");
-        hasher.write(channel.as_bytes());
+        hasher.write(prefix);
+        hasher.write(id.as_bytes());
         hasher.finish()
     }
 }

@@ -115,11 +115,6 @@ impl Presence {
         }
     }
 
-    /// Users held on channels now (lingering ones included).
-    pub fn held(&self) -> usize {
-        self.state.lock().expect("presence lock").held.len()
-    }
-
     /// Tells the database, renews the lease, and sleeps until the next change, renewal or leave.
     pub async fn run(self: Arc<Self>) {
         let renewal = self.lease / 3;
