@@ -349,3 +349,59 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- ---- lose the primary, lose nothing (issue 30): client ids for events ---------------------------
+-- An edit, a delete or a reaction retried after a lost answer (a failover) with the same client id
+-- gets the first answer and appends nothing (src/messages/events.rs).
+DROP FUNCTION hatchat.edit_message(text, text, bigint, jsonb);
+CREATE FUNCTION hatchat.edit_message(
+	"token" TEXT,
+	"channel_id" TEXT,
+	"seq" bigint,
+	"payload" jsonb,
+	"client_id" TEXT DEFAULT NULL
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'edit_message_wrapper';
+DROP FUNCTION hatchat.delete_message(text, text, bigint);
+CREATE FUNCTION hatchat.delete_message(
+	"token" TEXT,
+	"channel_id" TEXT,
+	"seq" bigint,
+	"client_id" TEXT DEFAULT NULL
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'delete_message_wrapper';
+DROP FUNCTION hatchat.react(text, text, bigint, text);
+CREATE FUNCTION hatchat.react(
+	"token" TEXT,
+	"channel_id" TEXT,
+	"seq" bigint,
+	"reaction" TEXT,
+	"client_id" TEXT DEFAULT NULL
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'react_wrapper';
+DROP FUNCTION hatchat.unreact(text, text, bigint, text);
+CREATE FUNCTION hatchat.unreact(
+	"token" TEXT,
+	"channel_id" TEXT,
+	"seq" bigint,
+	"reaction" TEXT,
+	"client_id" TEXT DEFAULT NULL
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'unreact_wrapper';
+ALTER FUNCTION hatchat.edit_message(text, text, bigint, jsonb, text) OWNER TO hatchat_owner;
+ALTER FUNCTION hatchat.delete_message(text, text, bigint, text) OWNER TO hatchat_owner;
+ALTER FUNCTION hatchat.react(text, text, bigint, text, text) OWNER TO hatchat_owner;
+ALTER FUNCTION hatchat.unreact(text, text, bigint, text, text) OWNER TO hatchat_owner;
+-- ---- end client ids for events --------------------------------------------------------------------

@@ -419,6 +419,69 @@ fn a_delete_erases_the_payload_and_its_edits_from_the_table() {
     delete(&mut db, alice, &id, other).unwrap();
 }
 
+#[test]
+fn retried_edits_reactions_and_deletes_with_a_client_id_apply_once() {
+    let mut db = connect();
+    let (id, users) = room_of(&mut db, 1);
+    let (alice, bob) = (&users[0], &users[1]);
+    let seq = send(&mut db, bob, &id, json!("helo")).unwrap()["seq"].as_i64().unwrap();
+    let retried = |db: &mut postgres::Client, sql: &str, user: &User, extra: &str, client_id: &str| {
+        let payload = json!(extra);
+        let args: Vec<&(dyn postgres::types::ToSql + Sync)> = if sql.contains("edit_message") {
+            vec![&payload]
+        } else if sql.contains("react") {
+            vec![&extra]
+        } else {
+            vec![]
+        };
+        let token = user.token();
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&token, &id, &seq];
+        params.extend(args);
+        params.push(&client_id);
+        call(db, sql, &params)
+    };
+    const EDIT: &str = "SELECT hatchat.edit_message($1, $2, $3, $4, client_id => $5)";
+    const REACT: &str = "SELECT hatchat.react($1, $2, $3, $4, $5)";
+    const UNREACT: &str = "SELECT hatchat.unreact($1, $2, $3, $4, $5)";
+    const DELETE: &str = "SELECT hatchat.delete_message($1, $2, $3, $4)";
+
+    for (sql, user, extra, client_id) in
+        [(EDIT, bob, "hello", "e1"), (REACT, alice, "👍", "r1"), (UNREACT, alice, "👍", "u1")]
+    {
+        let first = retried(&mut db, sql, user, extra, client_id).unwrap();
+        let rows = stored_rows(&mut db, &id);
+        let again = retried(&mut db, sql, user, extra, client_id).unwrap();
+        assert_eq!(again, first, "{sql}: the retry answers the first answer");
+        assert_eq!(stored_rows(&mut db, &id), rows, "{sql}: and appends nothing");
+        let stored = messages(&mut db, bob, &id).into_iter().find(|m| m["seq"] == first["seq"]).unwrap();
+        assert_eq!(stored["clientId"], json!(client_id), "{sql}: the event row keeps the id");
+    }
+    let edits =
+        count(&mut db, "SELECT count(*) FROM hatchat.messages WHERE channel_id = $1 AND kind = 'edit'", &id);
+    assert_eq!(edits, 1, "one edit, applied once");
+    assert_eq!(count(&mut db, "SELECT count(*) FROM hatchat.reactions WHERE channel_id = $1", &id), 0);
+    // The id names one request: used for another kind or target, or by a send, it is 409.
+    assert_eq!(sqlstate(retried(&mut db, REACT, bob, "👍", "e1")), "23505", "the id of an edit");
+    send_with_id(&mut db, bob, &id, json!("x"), "s1").unwrap();
+    assert_eq!(sqlstate(retried(&mut db, EDIT, bob, "again", "s1")), "23505", "the id of a send");
+    assert_eq!(sqlstate(retried(&mut db, EDIT, bob, "hi", "")), "22023", "an empty client id");
+    // Ids are per user: alice's "e1" is her own.
+    retried(&mut db, REACT, alice, "❤", "e1").unwrap();
+
+    let deleted = retried(&mut db, DELETE, bob, "", "d1").unwrap();
+    let again = retried(&mut db, DELETE, bob, "", "d1").unwrap();
+    assert_eq!(again, deleted, "a retried delete answers the first answer, not 404");
+    assert_eq!(sqlstate(delete(&mut db, bob, &id, seq)), "P0002", "without the id it is deleted");
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM hatchat.messages WHERE channel_id = $1 AND kind = 'delete'",
+            &id
+        ),
+        1
+    );
+}
+
 /// What a client following the channel builds by replaying every row in order.
 fn replay(all: &[Value]) -> Vec<Value> {
     let mut state: BTreeMap<i64, Value> = BTreeMap::new();

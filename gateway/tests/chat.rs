@@ -63,6 +63,41 @@ async fn retried_sends_answer_the_first_answer_alone_and_through_group_commit() 
     assert!(sends["transactions"].as_u64() < sends["messages"].as_u64(), "some sends were batched: {sends}");
 }
 
+/// The retries a client makes after a lost answer (a failover): each with the first request's
+/// client id, each answered the first answer, none applied twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn retried_edits_reactions_and_deletes_answer_the_first_answer() {
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let (alice, bob, id) = pair(&api).await;
+    let seq = api.send(&bob, &id, json!("helo")).await.expect(200)["seq"].as_i64().unwrap();
+    let message = format!("/channels/{}/messages/{seq}", encode(&id));
+    let reactions = format!("{message}/reactions");
+    let unreact = format!("{reactions}/{}?clientId=u-1", encode("👍"));
+    let requests = [
+        (Method::PATCH, message.clone(), &bob, Some(json!({"payload": "hello", "clientId": "e-1"}))),
+        (Method::POST, reactions.clone(), &alice, Some(json!({"reaction": "👍", "clientId": "r-1"}))),
+        (Method::DELETE, unreact, &alice, None),
+        (Method::DELETE, format!("{message}?clientId=d-1"), &bob, None),
+    ];
+    for (method, path, user, body) in requests {
+        let first = api.call(method.clone(), &path, Some(&user.token()), body.clone()).await.expect(200);
+        let count = all_messages(&api, &alice, &id).await.as_array().unwrap().len();
+        let again = api.call(method.clone(), &path, Some(&user.token()), body).await.expect(200);
+        assert_eq!(again, first, "{method} {path}");
+        assert_eq!(all_messages(&api, &alice, &id).await.as_array().unwrap().len(), count, "{method} {path}");
+    }
+    let events = all_messages(&api, &alice, &id).await;
+    let kinds: Vec<&str> = events.as_array().unwrap().iter().filter_map(|m| m["event"].as_str()).collect();
+    assert_eq!(kinds, ["edit", "reaction", "reaction", "delete"], "each applied once");
+    let other = api.send(&bob, &id, json!("another")).await.expect(200)["seq"].as_i64().unwrap();
+    let elsewhere = format!("/channels/{}/messages/{other}/reactions", encode(&id));
+    let reused = json!({"reaction": "👍", "clientId": "r-1"});
+    let conflict = api.post(&elsewhere, Some(&alice.token()), reused).await.expect(409);
+    assert!(conflict["message"].as_str().unwrap().contains("clientId"), "{conflict}");
+    api.call(Method::DELETE, &format!("{message}?clientId="), Some(&bob.token()), None).await.expect(400);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn read_positions_and_unread_counts() {
     let gateway = Gateway::start().await;

@@ -46,17 +46,16 @@ calls! {
     /// A batch of `batch::Item`s; answers one `batch::Answer` per item, in order.
     SEND_MESSAGES = "SELECT hatchat.send_messages($1::text::jsonb)::text";
     GET_MESSAGES = "SELECT hatchat.get_messages($1, $2, $3, $4, $5, $6, $7)::text";
-    /// `get_messages` for one message after `$3`: what opening a stream there checks (the token, the
-    /// channel, the position), refusing what a read refuses.
     /// Opens a stream of channel $2 after seq $3 for token $1: refuses what `get_messages` refuses
     /// (its checks and errors, first), and answers a `StreamOpen`.
     OPEN_CHANNEL_STREAM = "SELECT json_build_object(\
         'backlog', jsonb_array_length(hatchat.get_messages($1, $2, NULL, NULL, 1, $3)) > 0, \
         'caller', hatchat.stream_caller($1))::text";
-    EDIT_MESSAGE = "SELECT hatchat.edit_message($1, $2, $3, $4::text::jsonb)::text";
-    DELETE_MESSAGE = "SELECT hatchat.delete_message($1, $2, $3)::text";
-    REACT = "SELECT hatchat.react($1, $2, $3, $4)::text";
-    UNREACT = "SELECT hatchat.unreact($1, $2, $3, $4)::text";
+    /// An event about message $3 of channel $2; the last argument is the request's client id.
+    EDIT_MESSAGE = "SELECT hatchat.edit_message($1, $2, $3, $4::text::jsonb, $5)::text";
+    DELETE_MESSAGE = "SELECT hatchat.delete_message($1, $2, $3, $4)::text";
+    REACT = "SELECT hatchat.react($1, $2, $3, $4, $5)::text";
+    UNREACT = "SELECT hatchat.unreact($1, $2, $3, $4, $5)::text";
     /// Answers a `ChannelWindow`; for the gateway's role only.
     CHANNEL_WINDOW = "SELECT hatchat.channel_window($1, $2, $3, $4::text[]::uuid[])::text";
     /// Answers a `SinceStart` for token $1 and channel $2: whom the token speaks for (checked

@@ -126,19 +126,39 @@ pub async fn poll(Call(app, token): Call, QueryParams(w): QueryParams<MessagesQu
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Edit {
     /// the new payload: any JSON value, up to hatchat.max_payload_bytes, kept exactly as POST
     /// /messages keeps it
     #[serde(default, deserialize_with = "raw_json")]
     #[schema(required, value_type = serde_json::Value)]
     payload: Option<Box<RawValue>>,
+    /// The client's id for this edit (1..64 characters, no control characters): makes retries safe.
+    #[schema(nullable = false, min_length = 1, max_length = 64)]
+    client_id: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Reaction {
     /// 1..64 characters, no control characters (an emoji, a word)
     #[schema(required, nullable = false, min_length = 1, max_length = 64)]
     reaction: Option<String>,
+    /// The client's id for this reaction (1..64 characters, no control characters): makes retries
+    /// safe.
+    #[schema(nullable = false, min_length = 1, max_length = 64)]
+    client_id: Option<String>,
+}
+
+/// A DELETE's client id, in its query string (a DELETE has no body).
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct Retry {
+    /// The client's id for this request (1..64 characters, no control characters): a retry with the
+    /// same id answers the first answer and changes nothing.
+    #[param(nullable = false, min_length = 1, max_length = 64)]
+    client_id: Option<String>,
 }
 
 /// Edit a message (its author)
@@ -149,16 +169,19 @@ pub struct Reaction {
 /// event's, as a send's (`seq: null` for a muted author: nothing stored). Only the author may edit
 /// (403). Message `seq` must be a user's message the channel still holds and that is not deleted: an event
 /// or a system message is 400, a missing, retention-removed or deleted one 404.
+/// With a `clientId`, a retry answers the first answer and changes nothing; an id the caller used for
+/// another message or event in the channel is 409.
 #[utoipa::path(patch, path = "/channels/{id}/messages/{seq}", tag = "messages", params(MessageSeq),
     request_body = inline(Edit),
-    responses((status = 200, description = "OK", body = Sent), BadRequest, Body, Unauthorized, Forbidden, NotFound, Db))]
+    responses((status = 200, description = "OK", body = Sent), BadRequest, Body, Unauthorized, Forbidden, NotFound,
+        (status = 409, description = "The clientId names another message or event of the caller's (23505)", body = ErrorBody), Db))]
 pub async fn edit(
     Call(app, token): Call,
     PathParams((channel, seq)): PathParams<(String, i64)>,
     JsonBody(e): JsonBody<Edit>,
 ) -> Answer {
     let payload = e.payload.as_deref().map(RawValue::get);
-    app.call(api::EDIT_MESSAGE, &[&token, &channel, &seq, &payload]).await
+    app.call(api::EDIT_MESSAGE, &[&token, &channel, &seq, &payload, &e.client_id]).await
 }
 
 /// Delete a message (its author, the channel's owner, or the server secret)
@@ -169,10 +192,17 @@ pub async fn edit(
 /// true`; it no longer counts as unread. The answer is the event's, as a send's. Anyone else gets
 /// 403. Message `seq` must be a user's message the channel still holds and that is not deleted: an event
 /// or a system message is 400, a missing, retention-removed or deleted one 404.
-#[utoipa::path(delete, path = "/channels/{id}/messages/{seq}", tag = "messages", params(MessageSeq),
-    responses((status = 200, description = "OK", body = Sent), BadRequest, Unauthorized, Forbidden, NotFound, Db))]
-pub async fn delete(Call(app, token): Call, PathParams((channel, seq)): PathParams<(String, i64)>) -> Answer {
-    app.call(api::DELETE_MESSAGE, &[&token, &channel, &seq]).await
+/// With a `clientId`, a retry answers the first answer and changes nothing; an id the caller used for
+/// another message or event in the channel is 409.
+#[utoipa::path(delete, path = "/channels/{id}/messages/{seq}", tag = "messages", params(MessageSeq, Retry),
+    responses((status = 200, description = "OK", body = Sent), BadRequest, Unauthorized, Forbidden, NotFound,
+        (status = 409, description = "The clientId names another message or event of the caller's (23505)", body = ErrorBody), Db))]
+pub async fn delete(
+    Call(app, token): Call,
+    PathParams((channel, seq)): PathParams<(String, i64)>,
+    QueryParams(retry): QueryParams<Retry>,
+) -> Answer {
+    app.call(api::DELETE_MESSAGE, &[&token, &channel, &seq, &retry.client_id]).await
 }
 
 /// React to a message (members)
@@ -183,32 +213,40 @@ pub async fn delete(Call(app, token): Call, PathParams((channel, seq)): PathPara
 /// null` for a muted user: nothing stored). The server secret gets 403 (a reaction is a user's).
 /// Message `seq` must be a user's message the channel still holds and that is not deleted: an event
 /// or a system message is 400, a missing, retention-removed or deleted one 404.
+/// With a `clientId`, a retry answers the first answer and changes nothing; an id the caller used for
+/// another message or event in the channel is 409.
 #[utoipa::path(post, path = "/channels/{id}/messages/{seq}/reactions", tag = "messages", params(MessageSeq),
     request_body = inline(Reaction),
     responses((status = 200, description = "OK", body = Sent), BadRequest, Body, Unauthorized, Forbidden, NotFound,
-        (status = 409, description = "The caller already gave this reaction to this message (23505)", body = ErrorBody), Db))]
+        (status = 409, description = "The caller already gave this reaction to this message, or the clientId names \
+            another message or event of the caller's (23505)", body = ErrorBody), Db))]
 pub async fn react(
     Call(app, token): Call,
     PathParams((channel, seq)): PathParams<(String, i64)>,
     JsonBody(r): JsonBody<Reaction>,
 ) -> Answer {
-    app.call(api::REACT, &[&token, &channel, &seq, &r.reaction]).await
+    app.call(api::REACT, &[&token, &channel, &seq, &r.reaction, &r.client_id]).await
 }
 
 /// Take back a reaction (members)
 ///
 /// Calls `hatchat.unreact`: removes the caller's reaction and appends a `reaction` event about
 /// message `seq` with payload `{reaction, action: "remove"}`; 404 when the caller had not given it.
-/// The answer is the event's, as a send's (`seq: null` for a muted user). Message `seq` must be a user's message the channel still holds and that is not deleted: an event
-/// or a system message is 400, a missing, retention-removed or deleted one 404.
+/// The answer is the event's, as a send's (`seq: null` for a muted user). Message `seq` must be a
+/// user's message the channel still holds and that is not deleted: an event or a system message is
+/// 400, a missing, retention-removed or deleted one 404. With a `clientId`, a retry answers the
+/// first answer and changes nothing; an id the caller used for another message or event in the
+/// channel is 409.
 #[utoipa::path(delete, path = "/channels/{id}/messages/{seq}/reactions/{reaction}", tag = "messages",
     params(MessageSeq, ("reaction" = String, Path, description = "The reaction, percent-encoded (`%F0%9F%91%8D` for 👍).",
-        min_length = 1, max_length = 64)),
+        min_length = 1, max_length = 64), Retry),
     responses((status = 200, description = "OK", body = Sent), BadRequest, Unauthorized, Forbidden,
+        (status = 409, description = "The clientId names another message or event of the caller's (23505)", body = ErrorBody),
         (status = 404, description = "No such channel or message, or the caller has not given this reaction (P0002)", body = ErrorBody), Db))]
 pub async fn unreact(
     Call(app, token): Call,
     PathParams((channel, seq, reaction)): PathParams<(String, i64, String)>,
+    QueryParams(retry): QueryParams<Retry>,
 ) -> Answer {
-    app.call(api::UNREACT, &[&token, &channel, &seq, &reaction]).await
+    app.call(api::UNREACT, &[&token, &channel, &seq, &reaction, &retry.client_id]).await
 }
