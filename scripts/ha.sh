@@ -18,7 +18,11 @@
 # Why pg_auto_failover: docs/operations.md, "Replication and failover".
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+# The PostgreSQL installation the three clusters run from: the system's (with the release build
+# scripts/run.sh installs), or HATCHAT_PG_BIN, a private copy with a build of its own in it (the
+# failover test's; scripts/test-failover.sh).
+SYSTEM_PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PG_BIN=${HATCHAT_PG_BIN:-$SYSTEM_PG_BIN}
 NODES=(node1 node2)
 
 # --- Settings -------------------------------------------------------------------------------------
@@ -82,7 +86,14 @@ EOF
 ensure_pg_auto_failover() {
     package_installed "postgresql-$PG_MAJOR" || ensure_system_packages
     package_installed "postgresql-$PG_MAJOR-auto-failover" || apt_install "postgresql-$PG_MAJOR-auto-failover"
-    if [ ! -f "$PG_BIN/../lib/hatchat.so" ]; then
+    if [ "$PG_BIN" != "$SYSTEM_PG_BIN" ]; then
+        # A private copy made before the package was installed lacks the monitor's extension.
+        local root=${PG_BIN%"$SYSTEM_PG_BIN"}
+        [ -f "$PG_BIN/../lib/pgautofailover.so" ] || dpkg -L "postgresql-$PG_MAJOR-auto-failover" \
+            | grep -E "^/usr/(lib|share)/postgresql/$PG_MAJOR/(lib|extension)/pgautofailover[^/]*$" \
+            | xargs cp --parents -t "$root"
+        [ -f "$PG_BIN/../lib/hatchat.so" ] || die "no hatchat build in $PG_BIN/.. (HATCHAT_PG_BIN)"
+    elif [ ! -f "$PG_BIN/../lib/hatchat.so" ]; then
         ensure_toolchain
         install_extension release
     fi
@@ -214,7 +225,7 @@ start() {
                 # The first node's cluster is made here, so that its postgresql.conf includes
                 # hatchat.conf from the start; pg_autoctl then registers it as the primary. The
                 # standby is a pg_basebackup of it: the same postgresql.conf and pg_hba.conf.
-                as_postgres initdb -D "$DIR/$node" -U postgres --auth=trust -E UTF8 >/dev/null
+                as_postgres "$PG_BIN/initdb" -D "$DIR/$node" -U postgres --auth=trust -E UTF8 >/dev/null
                 echo "include '$DIR/hatchat.conf'" | as_postgres tee -a "$DIR/$node/postgresql.conf" >/dev/null
             fi
             say "creating $node on 127.0.0.1:$(port_of "$node")"
@@ -327,6 +338,7 @@ switchover() {
     local old t0 t_url t_back
     steady || die "not steady (a primary and a secondary): see scripts/ha.sh status $DIR"
     old=$(primary_name)
+    say "switching over from $old"
     t0=$(now)
     autoctl perform switchover --pgdata "$DIR/monitor" >>"$DIR/switchover.log" 2>&1 &
     local job=$!

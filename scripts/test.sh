@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of hatchat on a fresh or prepared machine: formatting, lints, Rust and JavaScript
 # unit tests, then the SQL, HTTP and browser suites against a throwaway PostgreSQL cluster with the
-# extension installed. Installs what is missing first (PostgreSQL headers, clang, cargo-pgrx,
-# Chromium and ChromeDriver, Node).
+# extension installed, the upgrade path, a failover under load (scripts/test-failover.sh) and the
+# Citus stage. Installs what is missing first (PostgreSQL headers, clang, cargo-pgrx, Chromium and
+# ChromeDriver, Node, pg_auto_failover).
 #
 #   scripts/test.sh                     everything (what CI runs)
 #   scripts/test.sh --test rooms [...]  only these cargo test arguments, against a fresh cluster
@@ -58,6 +59,8 @@ HATCHAT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$plain_port/hatchat_tes
     HATCHAT_TEST_ANNOUNCER=in-transaction cargo test --workspace --test wake_ups --test long_poll --test batch --test messages --test wire
 say "upgrade path ($(basename -a "$ROOT"/sql/hatchat--*--*.sql | tr '\n' ' '))"
 bash "$ROOT/scripts/test-upgrade.sh"
+say "failover: a primary and a synchronous standby under pg_auto_failover, killed and switched over"
+HATCHAT_SKIP_INSTALL=1 bash "$ROOT/scripts/test-failover.sh"
 # The same suites on a 3-node Citus cluster, hatchat distributed (docs/scale-out.md). The dev build
 # is already installed in the tests' private installation.
 # Citus cannot be downloaded here: without its source the stage cannot run, and says so loudly
