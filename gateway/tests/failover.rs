@@ -1,13 +1,13 @@
 //! Lose the primary, lose nothing: one gateway on scripts/ha.sh's replicated deployment (a primary
 //! and a synchronous standby under pg_auto_failover; scripts/test-failover.sh starts it and runs
 //! this). Clients send with client ids, edit and react with client ids, and follow both channels
-//! over SSE and a WebSocket, while the primary is killed with SIGKILL twice (each time after the
-//! old one rejoined as the standby) and switched over once, and a room's posts are forwarded to a
-//! notification receiver. Afterwards: every acknowledged send is stored exactly once where its
-//! answer said, a retry answers the first answer, no edit or reaction applied twice, every stream
-//! saw every seq once and in order with what is stored there, every acknowledged room post was
-//! forwarded (at least once, in order), no request answered 500, and none waited past the
-//! gateway's request timeout.
+//! over SSE and a WebSocket (and one with long-polls), while the primary is killed with SIGKILL
+//! twice (each time after the old one rejoined as the standby) and switched over once, and a
+//! room's posts are forwarded to a notification receiver. Afterwards: every acknowledged send is
+//! stored exactly once where its answer said, a retry answers the first answer, no edit or
+//! reaction applied twice, every follower saw every seq once and in order with what is stored
+//! there, every acknowledged room post was forwarded (at least once, in order), no request
+//! answered 500, and none waited past the gateway's request timeout.
 
 mod support;
 use futures_util::{SinkExt, StreamExt};
@@ -237,6 +237,28 @@ async fn follow_sse(api: Api, user: User, channel: String, done: Shared<Option<i
     seen
 }
 
+/// Follows `channel` with long-polls after the last seq seen (`wait=5`), as the seeds' clients
+/// poll, until `done` says where it ends; a refused poll is tried again.
+async fn follow_long_polls(api: Api, user: User, channel: String, done: Shared<Option<i64>>) -> Seen {
+    let mut seen = Seen::default();
+    while done.lock().unwrap().is_none_or(|end| seen.last() < end) {
+        let path =
+            format!("{}/messages?channelId={}&afterSeq={}&wait=5", api.base, encode(&channel), seen.last());
+        match api.http.get(&path).header("Authorization", user.token()).send().await {
+            Ok(answer) if answer.status() == 200 => {
+                let page: Value = answer.json().await.unwrap();
+                page.as_array().unwrap().iter().for_each(|m| seen.record(m));
+            }
+            Ok(refused) => {
+                *seen.closes.entry(format!("poll {}", refused.status())).or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("a long-poll broke: {error}"),
+        }
+    }
+    seen
+}
+
 /// Follows every channel in `channels` over one WebSocket, subscribing after the last seq seen of
 /// each, and again on a new socket whenever one closes or breaks.
 async fn follow_ws(
@@ -404,6 +426,8 @@ async fn acknowledged_sends_survive_kills_and_a_switchover() {
         .iter()
         .map(|c| tokio::spawn(follow_sse(api.clone(), alice.clone(), c.clone(), ends[c].clone())))
         .collect();
+    let polls =
+        tokio::spawn(follow_long_polls(api.clone(), bob.clone(), second.clone(), ends[&second].clone()));
     let ws = tokio::spawn(follow_ws(gateway.base.clone(), bob.clone(), channels.to_vec(), ends.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
@@ -492,6 +516,9 @@ async fn acknowledged_sends_survive_kills_and_a_switchover() {
     }
     let ws = tokio::time::timeout(Duration::from_secs(60), ws).await.expect("WebSocket caught up").unwrap();
     seen.extend(ws.into_iter().map(|(channel, s)| (format!("WebSocket {channel}"), s)));
+    let polled =
+        tokio::time::timeout(Duration::from_secs(60), polls).await.expect("long-polls caught up").unwrap();
+    seen.push((format!("long-polls {second}"), polled));
     for (name, s) in &seen {
         let channel = name.split(' ').nth(1).unwrap();
         let expected: Vec<(i64, Option<String>)> = rows[channel]
