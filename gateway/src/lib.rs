@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod config;
 pub mod db;
+pub mod door;
 pub mod error;
 pub mod extract;
 pub mod group_commit;

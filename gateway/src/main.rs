@@ -4,6 +4,7 @@
 use clap::Parser;
 use hatchat_gateway::config::{Config, LogFormat};
 use hatchat_gateway::db;
+use hatchat_gateway::door::Door;
 use hatchat_gateway::extract::AppState;
 use hatchat_gateway::group_commit::GroupCommit;
 use hatchat_gateway::issuers::spawn_refresher;
@@ -91,13 +92,15 @@ async fn run(config: Config) -> Result<(), String> {
         max_json_depth = prepared.max_json_depth,
         "hatchat gateway serving"
     );
+    let router = app(state, config.max_body_bytes, &config.chat_prefix);
+    let (door, streams_ended) = Door::open(listener, router.clone()).map_err(|e| e.to_string())?;
     // Served as a made service: a Router served as it is rebuilds its whole route table for each
     // connection (axum's `Service<IncomingStream>`), some 60 kB that a stream holds while open.
-    let app = app(state, config.max_body_bytes, &config.chat_prefix).into_make_service();
-    axum::serve(listener, app)
+    axum::serve(door, router.into_make_service())
         .with_graceful_shutdown(shutdown_signal(hub))
         .await
         .map_err(|e| e.to_string())?;
+    streams_ended.closed().await;
     // Its users leave now rather than when the lease runs out.
     presence.depart().await;
     Ok(())
