@@ -405,17 +405,3 @@ ALTER FUNCTION hatchat.delete_message(text, text, bigint, text) OWNER TO hatchat
 ALTER FUNCTION hatchat.react(text, text, bigint, text, text) OWNER TO hatchat_owner;
 ALTER FUNCTION hatchat.unreact(text, text, bigint, text, text) OWNER TO hatchat_owner;
 -- ---- end client ids for events --------------------------------------------------------------------
-
--- ---- ten thousand online (issue 27): streams' openings in one call ------------------------------
--- A gateway's reconnect storm checks its streams' openings in batches (src/window.rs).
-CREATE FUNCTION hatchat.open_streams(
-	"items" TEXT
-) RETURNS jsonb
-SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'open_streams_wrapper';
-REVOKE EXECUTE ON FUNCTION hatchat.open_streams(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION hatchat.open_streams(text) TO hatchat_gateway;
-ALTER FUNCTION hatchat.open_streams(text) OWNER TO hatchat_owner;
--- ---- end streams' openings -------------------------------------------------------------------------

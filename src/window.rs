@@ -6,15 +6,13 @@
 //! is revoked from PUBLIC and granted to `hatchat_gateway` alone. Membership is still decided
 //! here, per user, in the same snapshot as the messages.
 
-use crate::access::{valid_channel_id, Access};
+use crate::access::valid_channel_id;
 use crate::auth::{self, Caller};
 use crate::commit;
 use crate::db;
 use crate::db::Jsonb;
-use crate::error::{required, HatchatError, Result, SqlResult};
+use crate::error::{HatchatError, SqlResult};
 use crate::limits;
-use crate::messages::{read_window, Window};
-use hatchat_wire::api::{ItemError, StreamItem};
 use pgrx::prelude::*;
 
 /// One statement, so the messages, the members and the bounds come from one snapshot: a member
@@ -89,62 +87,12 @@ fn channel_window(
 #[search_path(pg_catalog, pg_temp)]
 fn stream_caller(token: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
-    Ok(Jsonb::from_text(&caller_json(&caller, token)?.to_string())?)
-}
-
-fn caller_json(caller: &Caller, token: Option<&str>) -> Result<serde_json::Value> {
-    let expires_at = match caller {
+    let expires_at = match &caller {
         Caller::System => None,
         Caller::User(_) => Some(auth::expires_at(token.unwrap_or_default())?.to_string()),
     };
-    Ok(serde_json::json!({"userId": caller.id().to_string(), "expiresAt": expires_at}))
-}
-
-/// The most streams one `open_streams` call opens.
-const MAX_OPENS: usize = 1000;
-
-/// Opens many streams in one call (a gateway's storm of reconnects): for each item `{token,
-/// channelId, afterSeq}`, `{"backlog", "caller"}` (whether a message follows `afterSeq`, and
-/// `stream_caller`'s answer), or `{"error": {sqlstate, message, detail?}}` with the error
-/// `get_messages` gives that read alone, checked in the same order. One transaction and one round
-/// trip for the lot, each token verified once per backend. For the gateway's role only, as
-/// `channel_window`.
-#[pg_extern(security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn open_streams(items: Option<&str>) -> SqlResult<Jsonb> {
-    let items: Vec<StreamItem> = serde_json::from_str(required(items, "items")?)
-        .map_err(|e| HatchatError::invalid(format!("items must be [{{token, channelId, afterSeq}}]: {e}")))?;
-    if items.len() > MAX_OPENS {
-        return Err(HatchatError::invalid(format!("at most {MAX_OPENS} streams per call")).into());
-    }
-    let answers: Vec<serde_json::Value> = items
-        .iter()
-        .map(|item| {
-            open_stream(item).unwrap_or_else(|error| {
-                let detail = error.detail().map(str::to_string);
-                let error = ItemError {
-                    sqlstate: error.sqlstate_code().to_string(),
-                    message: error.to_string(),
-                    detail,
-                };
-                serde_json::json!({"error": error})
-            })
-        })
-        .collect();
-    commit::durable_reads()?;
-    Ok(Jsonb::from_text(&serde_json::Value::Array(answers).to_string())?)
-}
-
-/// One item of `open_streams`: `get_messages(token, channel_id, after_seq => after_seq, row_limit
-/// => 1)`'s checks, then whom the token speaks for.
-fn open_stream(item: &StreamItem) -> Result<serde_json::Value> {
-    let token = item.token.as_deref();
-    let caller = auth::authenticate(token)?;
-    let channel_id = valid_channel_id(required(item.channel_id.as_deref(), "channelId")?)?;
-    let window = Window::parse("-infinity", "infinity", 1, item.after_seq)?;
-    Access::load(channel_id, &caller)?.require_member()?;
-    let backlog = read_window(channel_id, &window)?.to_text() != "[]";
-    Ok(serde_json::json!({"backlog": backlog, "caller": caller_json(&caller, token)?}))
+    let answer = serde_json::json!({"userId": caller.id().to_string(), "expiresAt": expires_at});
+    Ok(Jsonb::from_text(&answer.to_string())?)
 }
 
 // hatchat_gateway is created with the other roles, in sql/schema.sql.
@@ -152,9 +100,7 @@ extension_sql!(
     r#"
 REVOKE EXECUTE ON FUNCTION hatchat.channel_window(text, bigint, integer, uuid[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hatchat.channel_window(text, bigint, integer, uuid[]) TO hatchat_gateway;
-REVOKE EXECUTE ON FUNCTION hatchat.open_streams(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION hatchat.open_streams(text) TO hatchat_gateway;
 "#,
     name = "channel_window_grants",
-    requires = [channel_window, open_streams]
+    requires = [channel_window]
 );

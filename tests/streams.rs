@@ -1,6 +1,5 @@
 //! The shared read behind live streams: `channel_window` answers messages, members and bounds in
-//! one snapshot, only to the gateway's role; `stream_caller` says whose a token is and until when;
-//! `open_streams` checks many streams' openings at once, each as its read alone.
+//! one snapshot, only to the gateway's role; `stream_caller` says whose a token is and until when.
 
 mod common;
 use common::*;
@@ -82,53 +81,4 @@ fn stream_caller_verifies_the_token_and_tells_its_expiry() {
     assert!((50..=61).contains(&left), "{left}");
     let forged = format!("{}x", alice.token());
     assert_eq!(sqlstate(db.query_one("SELECT hatchat.stream_caller($1)", &[&forged])), "28000");
-}
-
-/// A batch of openings answers each item as that read alone would: its errors in `get_messages`'
-/// order, one item's refusal never another's; only the gateway's role may ask.
-#[test]
-fn open_streams_answers_each_opening_as_its_read_alone() {
-    let mut db = connect();
-    let alice = register(&mut db, "alice");
-    let stranger = register(&mut db, "bob");
-    let channel = create_channel(&mut db, &alice, "owner");
-    send(&mut db, &alice, &channel, json!("hi")).unwrap();
-    let alone = |db: &mut postgres::Client, token: &str, channel: &str, after: i64| {
-        let read = db
-            .query_one("SELECT hatchat.get_messages($1, $2, NULL, NULL, 1, $3)", &[&token, &channel, &after]);
-        read.err().map(|e| e.code().unwrap().code().to_string())
-    };
-    let forged = format!("{}x", alice.token());
-    let cases = [
-        (alice.token(), channel.clone(), 0, None),
-        (alice.token(), channel.clone(), 2, None),
-        (forged, channel.clone(), 0, Some("28000")),
-        (stranger.token(), channel.clone(), 0, Some("42501")),
-        (alice.token(), "no-such-channel".into(), 0, Some("P0002")),
-        (alice.token(), channel.clone(), -1, Some("22023")),
-        (stranger.token(), "bad id!".into(), -1, Some("22023")),
-    ];
-    let items: Vec<Value> =
-        cases.iter().map(|(t, c, a, _)| json!({"token": t, "channelId": c, "afterSeq": a})).collect();
-    let items = Value::Array(items).to_string();
-    let mut app = app_connection();
-    let refused = app.query_one("SELECT hatchat.open_streams($1)", &[&items]);
-    assert_eq!(sqlstate(refused), "42501", "an ordinary role must not open streams for others");
-
-    db.batch_execute("SET ROLE hatchat_gateway").unwrap();
-    let answers: Value = db.query_one("SELECT hatchat.open_streams($1)", &[&items]).unwrap().get(0);
-    db.batch_execute("RESET ROLE").unwrap();
-    for ((token, channel, after, expected), answer) in cases.iter().zip(answers.as_array().unwrap()) {
-        assert_eq!(answer["error"]["sqlstate"].as_str(), *expected, "{answer}");
-        assert_eq!(alone(&mut db, token, channel, *after).as_deref(), *expected, "as the read alone");
-    }
-    assert_eq!(answers[0]["backlog"], json!(true));
-    assert_eq!(answers[1]["backlog"], json!(false), "nothing after the last seq");
-    assert_eq!(answers[0]["caller"]["userId"], json!(alice.id));
-    assert!(answers[0]["caller"]["expiresAt"].is_string());
-    let too_many = Value::Array(vec![json!({"channelId": "x"}); 1001]).to_string();
-    db.batch_execute("SET ROLE hatchat_gateway").unwrap();
-    assert_eq!(sqlstate(db.query_one("SELECT hatchat.open_streams($1)", &[&too_many])), "22023");
-    assert_eq!(sqlstate(db.query_one("SELECT hatchat.open_streams($1)", &[&"{}"])), "22023");
-    db.batch_execute("RESET ROLE").unwrap();
 }

@@ -12,7 +12,6 @@ use hatchat_gateway::live::bounds::{Budget, Quota};
 use hatchat_gateway::live::forward::{spawn_forwarder, Target};
 use hatchat_gateway::live::hub::spawn_listener;
 use hatchat_gateway::live::nodes::spawn_node_listeners;
-use hatchat_gateway::live::opener::Opener;
 use hatchat_gateway::live::presence::Presence;
 use hatchat_gateway::live::{check_window_access, Feeds, Hub, Live};
 use hatchat_gateway::placement::Placement;
@@ -80,7 +79,6 @@ async fn run(config: Config) -> Result<(), String> {
         quota: Quota::new(config.max_polls_per_user),
         budget,
         presence: Arc::clone(&presence),
-        opener: Opener::new(pool.clone()),
         streams: config.stream_settings(),
         max_wait: config.max_wait(),
     };

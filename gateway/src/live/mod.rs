@@ -7,8 +7,7 @@
 //! - hub.rs: the LISTEN connection, keys (`Topic`) and wake-ups; nodes.rs: a cluster's other
 //!   nodes' listeners.
 //! - feeds.rs: one window read per wake-up for every reader of a channel (`Feeds`, `Reader`).
-//! - here: who a stream's token speaks for, checked once when it opens (`Live::caller`); opener.rs:
-//!   streams' opening checks, batched in a storm.
+//! - here: who a stream's token speaks for, checked once when it opens (`Live::caller`).
 //! - long_poll.rs, notifications.rs: the long-polls, and the notification streams.
 //! - bounds.rs: what each user may hold waiting, and in bytes.
 //! - presence.rs: who holds a stream on which channel, told to the database with the lease.
@@ -23,7 +22,6 @@ pub mod hub;
 mod long_poll;
 pub mod nodes;
 mod notifications;
-pub mod opener;
 pub mod presence;
 
 pub use feeds::{Delivery, Feeds, OpenStream};
@@ -37,7 +35,6 @@ use crate::error::ApiError;
 use bounds::{Budget, Place, Quota};
 use feeds::{Interest, Reader};
 use hatchat_wire::api;
-use opener::Opener;
 use presence::{Here, Presence};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,8 +53,6 @@ pub struct Live {
     pub budget: Arc<Budget>,
     /// Who holds a stream on which channel through this gateway.
     pub presence: Arc<Presence>,
-    /// Streams' opening checks, batched.
-    pub opener: Arc<Opener>,
     pub streams: StreamSettings,
     /// The longest a long-poll waits.
     pub max_wait: Duration,
@@ -128,7 +123,8 @@ impl Live {
         after_seq: i64,
         presence: bool,
     ) -> Result<ChannelStream, ApiError> {
-        let opened = self.opener.open(token, channel, after_seq).await?;
+        let opened: api::StreamOpen =
+            db::call_typed(&self.pool, api::OPEN_CHANNEL_STREAM, &[token, &channel, &after_seq]).await?;
         let caller = Caller::from(opened.caller);
         let place = self.take_place(&caller.user)?;
         let here = self.here(channel, &caller.user);
