@@ -102,7 +102,11 @@ async fn first_request(
     handoff: mpsc::Sender<(Rewound, SocketAddr)>,
 ) {
     let mut head = Vec::new();
-    let read = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut head)).await;
+    let read = tokio::select! {
+        read = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut head)) => read,
+        // Shutting down: a connection that has not asked for anything yet is let go.
+        _ = handoff.closed() => return,
+    };
     if let Ok(Ok(Some(request))) = read {
         drop(head);
         return answer_stream(stream, request, app).await;
