@@ -405,3 +405,19 @@ ALTER FUNCTION hatchat.delete_message(text, text, bigint, text) OWNER TO hatchat
 ALTER FUNCTION hatchat.react(text, text, bigint, text, text) OWNER TO hatchat_owner;
 ALTER FUNCTION hatchat.unreact(text, text, bigint, text, text) OWNER TO hatchat_owner;
 -- ---- end client ids for events --------------------------------------------------------------------
+
+-- ---- ten thousand online (issue 27): a stream's opening in one function ----------------------
+-- get_messages' checks and stream_caller's answer in one call, for the gateway (src/window.rs).
+CREATE FUNCTION hatchat.open_stream(
+	"token" TEXT,
+	"channel_id" TEXT,
+	"after_seq" bigint
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'open_stream_wrapper';
+REVOKE EXECUTE ON FUNCTION hatchat.open_stream(text, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.open_stream(text, text, bigint) TO hatchat_gateway;
+ALTER FUNCTION hatchat.open_stream(text, text, bigint) OWNER TO hatchat_owner;
+-- ---- end a stream's opening --------------------------------------------------------------------------

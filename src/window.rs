@@ -6,13 +6,14 @@
 //! is revoked from PUBLIC and granted to `hatchat_gateway` alone. Membership is still decided
 //! here, per user, in the same snapshot as the messages.
 
-use crate::access::valid_channel_id;
+use crate::access::{valid_channel_id, Access};
 use crate::auth::{self, Caller};
 use crate::commit;
 use crate::db;
 use crate::db::Jsonb;
-use crate::error::{HatchatError, SqlResult};
+use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::limits;
+use crate::messages::{read_window, Window};
 use pgrx::prelude::*;
 
 /// One statement, so the messages, the members and the bounds come from one snapshot: a member
@@ -87,11 +88,32 @@ fn channel_window(
 #[search_path(pg_catalog, pg_temp)]
 fn stream_caller(token: Option<&str>) -> SqlResult<Jsonb> {
     let caller = auth::authenticate(token)?;
-    let expires_at = match &caller {
+    Ok(Jsonb::from_text(&caller_json(&caller, token)?.to_string())?)
+}
+
+fn caller_json(caller: &Caller, token: Option<&str>) -> Result<serde_json::Value> {
+    let expires_at = match caller {
         Caller::System => None,
         Caller::User(_) => Some(auth::expires_at(token.unwrap_or_default())?.to_string()),
     };
-    let answer = serde_json::json!({"userId": caller.id().to_string(), "expiresAt": expires_at});
+    Ok(serde_json::json!({"userId": caller.id().to_string(), "expiresAt": expires_at}))
+}
+
+/// What a stream of `channel_id` after `after_seq` checks as it opens, in one call: `get_messages(
+/// token, channel_id, after_seq => after_seq, row_limit => 1)`'s checks and errors, in its order,
+/// then `{"backlog", "caller"}`: whether a message follows `after_seq`, and `stream_caller`'s
+/// answer. One function and one token verification where a reconnect storm made two of each. For
+/// the gateway's role only, as `channel_window`.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn open_stream(token: Option<&str>, channel_id: Option<&str>, after_seq: Option<i64>) -> SqlResult<Jsonb> {
+    let caller = auth::authenticate(token)?;
+    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
+    let window = Window::parse("-infinity", "infinity", 1, after_seq)?;
+    Access::load(channel_id, &caller)?.require_member()?;
+    let backlog = read_window(channel_id, &window)?.to_text() != "[]";
+    commit::durable_reads()?;
+    let answer = serde_json::json!({"backlog": backlog, "caller": caller_json(&caller, token)?});
     Ok(Jsonb::from_text(&answer.to_string())?)
 }
 
@@ -100,7 +122,9 @@ extension_sql!(
     r#"
 REVOKE EXECUTE ON FUNCTION hatchat.channel_window(text, bigint, integer, uuid[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hatchat.channel_window(text, bigint, integer, uuid[]) TO hatchat_gateway;
+REVOKE EXECUTE ON FUNCTION hatchat.open_stream(text, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.open_stream(text, text, bigint) TO hatchat_gateway;
 "#,
     name = "channel_window_grants",
-    requires = [channel_window]
+    requires = [channel_window, open_stream]
 );

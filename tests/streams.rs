@@ -82,3 +82,45 @@ fn stream_caller_verifies_the_token_and_tells_its_expiry() {
     let forged = format!("{}x", alice.token());
     assert_eq!(sqlstate(db.query_one("SELECT hatchat.stream_caller($1)", &[&forged])), "28000");
 }
+
+/// A stream's opening is refused exactly as its read alone, and answered with whether a message
+/// follows and whose the token is; only the gateway's role may ask.
+#[test]
+fn open_stream_refuses_as_the_read_alone_and_says_whose_and_whether_behind() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let stranger = register(&mut db, "bob");
+    let channel = create_channel(&mut db, &alice, "owner");
+    send(&mut db, &alice, &channel, json!("hi")).unwrap();
+    let forged = format!("{}x", alice.token());
+    let cases = [
+        (forged, channel.clone(), 0i64, "28000"),
+        (stranger.token(), channel.clone(), 0, "42501"),
+        (alice.token(), "no-such-channel".into(), 0, "P0002"),
+        (alice.token(), channel.clone(), -1, "22023"),
+        (stranger.token(), "bad id!".into(), -1, "22023"),
+    ];
+    let open = "SELECT hatchat.open_stream($1, $2, $3)";
+    let mut app = app_connection();
+    assert_eq!(
+        sqlstate(app.query_one(open, &[&alice.token(), &channel, &0i64])),
+        "42501",
+        "the gateway's only"
+    );
+    for (token, channel, after, expected) in &cases {
+        let alone =
+            db.query_one("SELECT hatchat.get_messages($1, $2, NULL, NULL, 1, $3)", &[token, channel, after]);
+        assert_eq!(sqlstate(alone), *expected, "the read alone");
+        db.batch_execute("SET ROLE hatchat_gateway").unwrap();
+        let opened = db.query_one(open, &[token, channel, after]);
+        db.batch_execute("RESET ROLE").unwrap();
+        assert_eq!(sqlstate(opened), *expected, "{token} {channel} {after}");
+    }
+    db.batch_execute("SET ROLE hatchat_gateway").unwrap();
+    let behind: Value = db.query_one(open, &[&alice.token(), &channel, &0i64]).unwrap().get(0);
+    let caught_up: Value = db.query_one(open, &[&alice.token(), &channel, &2i64]).unwrap().get(0);
+    db.batch_execute("RESET ROLE").unwrap();
+    assert_eq!((behind["backlog"].clone(), caught_up["backlog"].clone()), (json!(true), json!(false)));
+    assert_eq!(behind["caller"]["userId"], json!(alice.id));
+    assert!(behind["caller"]["expiresAt"].is_string());
+}

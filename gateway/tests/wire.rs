@@ -207,9 +207,9 @@ async fn the_answers_the_gateway_reads_decode_with_the_contracts_types() {
     let stamp: api::Stamp = serde_json::from_str(window.messages[0].get()).unwrap();
     assert!(stamp.created_at.parse::<jiff::Timestamp>().is_ok(), "{}", stamp.created_at);
     let (token, last) = (alice.token(), window.last_seq.unwrap());
-    let behind: api::StreamOpen = typed(&db, api::OPEN_CHANNEL_STREAM, &[&token, &channel, &0i64]).await;
+    let behind: api::StreamOpen = typed(&db, api::OPEN_STREAM, &[&token, &channel, &0i64]).await;
     assert!(behind.backlog && behind.caller.user_id == alice.id.to_string());
-    let caught_up: api::StreamOpen = typed(&db, api::OPEN_CHANNEL_STREAM, &[&token, &channel, &last]).await;
+    let caught_up: api::StreamOpen = typed(&db, api::OPEN_STREAM, &[&token, &channel, &last]).await;
     assert!(!caught_up.backlog, "nothing after the last seq");
 
     // Presence: a gateway's first sync holds no lease yet; Alice joins, then types.

@@ -47,11 +47,8 @@ calls! {
     SEND_MESSAGES = "SELECT hatchat.send_messages($1::text::jsonb)::text";
     GET_MESSAGES = "SELECT hatchat.get_messages($1, $2, $3, $4, $5, $6, $7)::text";
     /// Opens a stream of channel $2 after seq $3 for token $1: refuses what `get_messages` refuses
-    /// (its checks and errors, first), and answers a `StreamOpen`.
-    OPEN_CHANNEL_STREAM = "SELECT json_build_object(\
-        'backlog', jsonb_array_length(hatchat.get_messages($1, $2, NULL, NULL, 1, $3)) > 0, \
-        'caller', hatchat.stream_caller($1))::text";
-    /// An event about message $3 of channel $2; the last argument is the request's client id.
+    /// (its checks and errors, first), and answers a `StreamOpen`; for the gateway's role only.
+    OPEN_STREAM = "SELECT hatchat.open_stream($1, $2, $3)::text";
     EDIT_MESSAGE = "SELECT hatchat.edit_message($1, $2, $3, $4::text::jsonb, $5)::text";
     DELETE_MESSAGE = "SELECT hatchat.delete_message($1, $2, $3, $4)::text";
     REACT = "SELECT hatchat.react($1, $2, $3, $4, $5)::text";
@@ -123,7 +120,7 @@ pub struct StreamCaller {
     pub expires_at: Option<String>,
 }
 
-/// `OPEN_CHANNEL_STREAM`'s answer: whether the stream has messages to catch up on, and whom its
+/// `OPEN_STREAM`'s answer: whether the stream has messages to catch up on, and whom its
 /// token speaks for.
 #[derive(Debug, Deserialize)]
 pub struct StreamOpen {

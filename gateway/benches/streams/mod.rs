@@ -482,6 +482,12 @@ async fn follow(
 
 type Outcome = Result<(), String>;
 
+/// Whether the crowd's streams ask for presence and typing, as the web client's do
+/// (BENCH_PRESENCE, default true; false measures the streams without them).
+fn crowd_asks_presence() -> bool {
+    std::env::var("BENCH_PRESENCE").map_or(true, |v| v != "false")
+}
+
 async fn sse(
     base: &str,
     local: std::net::Ipv4Addr,
@@ -496,8 +502,9 @@ async fn sse(
     socket.bind((local, 0).into()).map_err(|e| e.to_string())?;
     let mut stream = socket.connect(address).await.map_err(|e| e.to_string())?;
     let request = format!(
-        "GET /channels/{}/events?presence=true HTTP/1.1\r\nHost: bench\r\nAuthorization: {}\r\nLast-Event-ID: {}\r\n\r\n",
+        "GET /channels/{}/events?presence={} HTTP/1.1\r\nHost: bench\r\nAuthorization: {}\r\nLast-Event-ID: {}\r\n\r\n",
         encode(channel),
+        crowd_asks_presence(),
         person.token(),
         board.last_seq[i].load(Ordering::Relaxed)
     );
@@ -546,7 +553,8 @@ async fn websocket(
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| e.to_string())?;
     let after = board.last_seq[i].load(Ordering::Relaxed);
     let subscribe =
-        json!({"type": "subscribe", "channelId": channel, "afterSeq": after, "presence": true}).to_string();
+        json!({"type": "subscribe", "channelId": channel, "afterSeq": after, "presence": crowd_asks_presence()})
+            .to_string();
     socket.send(Message::Text(subscribe.into())).await.map_err(|e| e.to_string())?;
     while let Some(frame) = socket.next().await {
         let Message::Text(text) = frame.map_err(|e| e.to_string())? else { continue };

@@ -124,7 +124,7 @@ impl Live {
         presence: bool,
     ) -> Result<ChannelStream, ApiError> {
         let opened: api::StreamOpen =
-            db::call_typed(&self.pool, api::OPEN_CHANNEL_STREAM, &[token, &channel, &after_seq]).await?;
+            db::call_typed(&self.pool, api::OPEN_STREAM, &[token, &channel, &after_seq]).await?;
         let caller = Caller::from(opened.caller);
         let place = self.take_place(&caller.user)?;
         let here = self.here(channel, &caller.user);
