@@ -6,14 +6,14 @@
 //! is revoked from PUBLIC and granted to `hatchat_gateway` alone. Membership is still decided
 //! here, per user, in the same snapshot as the messages.
 
-use crate::access::{valid_channel_id, Access};
+use crate::access::valid_channel_id;
 use crate::auth::{self, Caller};
 use crate::commit;
 use crate::db;
 use crate::db::Jsonb;
-use crate::error::{required, HatchatError, Result, SqlResult};
+use crate::error::{HatchatError, Result, SqlResult};
 use crate::limits;
-use crate::messages::{read_window, Window};
+use crate::messages::{admit_read, read_window};
 use pgrx::prelude::*;
 
 /// One statement, so the messages, the members and the bounds come from one snapshot: a member
@@ -107,10 +107,8 @@ fn caller_json(caller: &Caller, token: Option<&str>) -> Result<serde_json::Value
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn open_stream(token: Option<&str>, channel_id: Option<&str>, after_seq: Option<i64>) -> SqlResult<Jsonb> {
-    let caller = auth::authenticate(token)?;
-    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
-    let window = Window::parse("-infinity", "infinity", 1, after_seq)?;
-    Access::load(channel_id, &caller)?.require_member()?;
+    let (caller, channel_id, window) =
+        admit_read(token, channel_id, ("-infinity", "infinity", 1), after_seq)?;
     let backlog = read_window(channel_id, &window)?.to_text() != "[]";
     commit::durable_reads()?;
     let answer = serde_json::json!({"backlog": backlog, "caller": caller_json(&caller, token)?});

@@ -145,8 +145,9 @@ fn event_stream(parsed: &httparse::Request) -> Option<Request<Body>> {
         && parsed.version == Some(1)
         && path.split('?').next()?.ends_with("/events")
         && !parsed.headers.iter().any(|h| {
-            let name = h.name.to_ascii_lowercase();
-            matches!(name.as_str(), "content-length" | "transfer-encoding" | "upgrade" | "expect")
+            ["content-length", "transfer-encoding", "upgrade", "expect"]
+                .iter()
+                .any(|n| h.name.eq_ignore_ascii_case(n))
         });
     if !ours {
         return None;
@@ -185,11 +186,15 @@ async fn answer_stream(mut stream: TcpStream, request: Request<Body>, app: Route
         if chunk.is_empty() {
             continue;
         }
-        let framed = match length {
-            Some(_) => chunk.to_vec(),
-            None => [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat(),
+        let written = match length {
+            Some(_) => writer.write_all(&chunk).await,
+            None => {
+                writer
+                    .write_all(&[format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat())
+                    .await
+            }
         };
-        if writer.write_all(&framed).await.is_err() {
+        if written.is_err() {
             return;
         }
     }

@@ -41,14 +41,6 @@ async fn closes(stream: &mut TcpStream) -> bool {
     }
 }
 
-async fn until_streams(gateway: &Gateway, open: u64) {
-    let deadline = Instant::now() + WITHIN;
-    while gateway.health().await["streams"] != json!(open) {
-        assert!(Instant::now() < deadline, "/health streams never reached {open}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn stream_request(channel: &str, token: &str) -> String {
     format!(
         "GET /channels/{}/events HTTP/1.1\r\nHost: test\r\nAuthorization: {token}\r\n\r\n",
@@ -79,10 +71,10 @@ async fn a_new_connections_stream_is_chunked_closes_and_ends_when_its_client_goe
     let (size, rest) = body.split_once("\r\n").unwrap();
     let size = usize::from_str_radix(size, 16).unwrap();
     assert!(rest.len() >= size + 2 && &rest[size..size + 2] == "\r\n", "{body:?}");
-    until_streams(&gateway, 1).await;
+    gateway.until_health("streams", |open| open == &json!(1)).await;
     // Gone without a word: noticed at once, not at the next heartbeat (20 s).
     drop(stream);
-    until_streams(&gateway, 0).await;
+    gateway.until_health("streams", |open| open == &json!(0)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,7 +119,7 @@ async fn other_requests_and_slow_heads_are_hyper_s_and_keep_their_connection() {
     let head = more.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200 ok") && head.contains("text/event-stream"), "{more}");
     assert!(!head.contains("connection: close"), "{more}");
-    until_streams(&gateway, 1).await;
+    gateway.until_health("streams", |open| open == &json!(1)).await;
     // A head that is not HTTP at all is hyper's to refuse.
     let mut junk = connect(&gateway).await;
     junk.write_all(b"\x16\x03\x01 not http\r\n\r\n").await.unwrap();
@@ -158,19 +150,13 @@ async fn an_idle_stream_costs_under_sixteen_kilobytes() {
         }
     };
     let warm = open(20).await;
-    until_streams(&gateway, 20).await;
-    let before = allocated(&gateway).await;
+    gateway.until_health("streams", |open| open == &json!(20)).await;
+    let before = gateway.allocator("allocated").await;
     let idle = open(STREAMS).await;
-    until_streams(&gateway, (20 + STREAMS) as u64).await;
+    gateway.until_health("streams", |open| open == &json!(20 + STREAMS)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let per_stream = (allocated(&gateway).await - before) / STREAMS as i64;
+    let per_stream = (gateway.allocator("allocated").await - before) / STREAMS as i64;
     eprintln!("an idle stream: {per_stream} bytes allocated");
     assert!(per_stream < 16 * 1024, "{per_stream} bytes a stream");
     drop((warm, idle));
-}
-
-async fn allocated(gateway: &Gateway) -> i64 {
-    let text = reqwest::get(format!("{}/metrics", gateway.base)).await.unwrap().text().await.unwrap();
-    let line = text.lines().find_map(|l| l.strip_prefix("hatchat_allocator_allocated_bytes ")).unwrap();
-    line.trim().parse::<f64>().unwrap() as i64
 }

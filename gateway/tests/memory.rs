@@ -15,28 +15,6 @@ use tokio_tungstenite::tungstenite::Message;
 const WITHIN: Duration = Duration::from_secs(20);
 const MB: i64 = 1024 * 1024;
 
-/// What the gateway's allocator says it holds (`resident` or `allocated`), in bytes (/metrics).
-async fn allocator(gateway: &Gateway, figure: &str) -> i64 {
-    let text = reqwest::get(format!("{}/metrics", gateway.base)).await.unwrap().text().await.unwrap();
-    let name = format!("hatchat_allocator_{figure}_bytes ");
-    let line =
-        text.lines().find_map(|line| line.strip_prefix(name.as_str())).expect("the allocator's figure");
-    line.trim().parse::<f64>().unwrap() as i64
-}
-
-/// Waits until /health's `field` satisfies `done`; its last value.
-async fn until_health(gateway: &Gateway, field: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WITHIN;
-    loop {
-        let value = gateway.health().await[field].clone();
-        if done(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "/health {field} stayed at {value}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// An SSE request from a client with a tiny receive window that never reads its answer.
 async fn non_reading_stream(gateway: &Gateway, path: &str, token: &str) -> tokio::net::TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -58,19 +36,19 @@ async fn sixteen_streams_that_never_read_hold_a_bounded_number_of_bytes() {
     for n in 0..170 {
         api.send(&alice, &channel, json!({"n": n, "big": big})).await.expect(200);
     }
-    let before = allocator(&gateway, "resident").await;
+    let before = gateway.allocator("resident").await;
 
     let path = format!("/channels/{}/events?afterSeq=0", encode(&channel));
     let mut streams = Vec::new();
     for _ in 0..16 {
         streams.push(non_reading_stream(&gateway, &path, &bob.token()).await);
     }
-    until_health(&gateway, "streams", |open| open == &json!(16)).await;
+    gateway.until_health("streams", |open| open == &json!(16)).await;
     // Each stream reads its backlog until its client's window and its purse are full; then it
     // holds still. Give them time to get there.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let held = gateway.health().await["heldBytes"].as_i64().unwrap();
-    let grown = allocator(&gateway, "resident").await - before;
+    let grown = gateway.allocator("resident").await - before;
     eprintln!("16 non-reading streams over a 10 MB backlog: held {held} bytes, resident grew {grown} bytes");
     assert!(
         held <= 16 * (256 * 1024 + 64 * 1024),
@@ -79,14 +57,14 @@ async fn sixteen_streams_that_never_read_hold_a_bounded_number_of_bytes() {
     assert!(grown < 32 * MB, "resident grew by {} MB", grown / MB);
 
     drop(streams);
-    until_health(&gateway, "streams", |open| open == &json!(0)).await;
-    until_health(&gateway, "heldBytes", |held| held == &json!(0)).await;
+    gateway.until_health("streams", |open| open == &json!(0)).await;
+    gateway.until_health("heldBytes", |held| held == &json!(0)).await;
     // The allocator hands freed pages back to the system within its decay time (10 s).
     let deadline = Instant::now() + WITHIN;
-    let mut after = allocator(&gateway, "resident").await - before;
+    let mut after = gateway.allocator("resident").await - before;
     while after > grown / 2 + 4 * MB && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        after = allocator(&gateway, "resident").await - before;
+        after = gateway.allocator("resident").await - before;
     }
     eprintln!("after closing them: resident {after} bytes above where it started");
     assert!(
@@ -116,8 +94,8 @@ async fn streams_that_caught_up_hold_no_page() {
     let mut before = 0;
     for n in 0..12 {
         if n == 2 {
-            until_health(&gateway, "heldBytes", |held| held == &json!(0)).await;
-            before = allocator(&gateway, "allocated").await;
+            gateway.until_health("heldBytes", |held| held == &json!(0)).await;
+            before = gateway.allocator("allocated").await;
         }
         let mut response = api.http.get(&path).header("Authorization", bob.token()).send().await.unwrap();
         // Counted over what came, keeping the end of each chunk: a line may be cut in two.
@@ -131,9 +109,9 @@ async fn streams_that_caught_up_hold_no_page() {
         }
         streams.push(response);
     }
-    until_health(&gateway, "liveReaders", |readers| readers == &json!(12)).await;
-    until_health(&gateway, "heldBytes", |held| held == &json!(0)).await;
-    let grown = allocator(&gateway, "allocated").await - before;
+    gateway.until_health("liveReaders", |readers| readers == &json!(12)).await;
+    gateway.until_health("heldBytes", |held| held == &json!(0)).await;
+    let grown = gateway.allocator("allocated").await - before;
     eprintln!("ten more caught-up streams over a 2 MB backlog: allocated grew {grown} bytes");
     assert!(grown < MB, "the streams kept {} kB of pages", grown / 1024);
 }
@@ -185,7 +163,7 @@ async fn a_websocket_counts_against_its_users_streams_and_so_does_each_subscript
 
     // A socket that closes gives its stream back.
     drop(second);
-    until_health(&gateway, "streams", |open| open == &json!(1)).await;
+    gateway.until_health("streams", |open| open == &json!(1)).await;
     futures_util::SinkExt::send(&mut first, Message::Text(subscribe.to_string().into())).await.unwrap();
     assert_eq!(frame(&mut first).await["type"], "subscribed");
 }

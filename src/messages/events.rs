@@ -14,7 +14,10 @@
 //! Each takes an optional client id, stored on its event row as a send's is: a retry with the same
 //! id is answered the first answer and appends nothing (`earlier_event`).
 
-use super::{admit, append_with, lock_counter, muted_answer, valid_client_id, Destination, Extra, Payload};
+use super::{
+    admit, append_with, earlier_request, lock_counter, muted_answer, valid_client_id, Destination, Extra,
+    Payload,
+};
 use crate::access::{channel_not_found, valid_channel_id, Access, Role};
 use crate::auth::{self, Caller, SYSTEM_USER};
 use crate::db::{self, pg_uuid, rust_uuid, Jsonb};
@@ -85,16 +88,13 @@ fn earlier_event(
     target: i64,
 ) -> Result<Option<Jsonb>> {
     let Some(client_id) = client_id else { return Ok(None) };
-    let found = db::row(
-        "SELECT m.kind, m.target, hatchat.sent_json(m.channel_id, m.seq, m.created_at, m.from_user_id) \
-           FROM hatchat.messages m WHERE m.channel_id = $1 AND m.from_user_id = $2 AND m.client_id = $3",
-        &[channel_id.into(), pg_uuid(from).into(), client_id.into()],
-        |row| Ok((row.get::<String>(1)?, row.get::<i64>(2)?, row.get::<Jsonb>(3)?)),
-    )?;
+    let found = earlier_request(channel_id, from, client_id)?;
     crate::commit::durable_reads()?;
     match found {
         None => Ok(None),
-        Some((Some(k), Some(t), answer)) if k == kind && t == target => Ok(answer),
+        Some(earlier) if earlier.kind.as_deref() == Some(kind) && earlier.target == Some(target) => {
+            Ok(Some(earlier.answer))
+        }
         Some(_) => Err(HatchatError::Conflict(format!(
             "clientId {client_id:?} already names another message or event of yours in channel {channel_id:?}"
         ))),

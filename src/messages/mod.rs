@@ -75,14 +75,31 @@ pub fn lock_counter(channel_id: &str) -> Result<bool> {
     Ok(locked > 0)
 }
 
-/// The answer an earlier send with this client id got (the same object, built from the stored
-/// row), if there was one.
-const EARLIER_SEND: &str = "\
-    SELECT hatchat.sent_json(m.channel_id, m.seq, m.created_at, m.from_user_id) \
+/// The row an earlier request of `from`'s with this client id stored in the channel, if there was
+/// one: a send (no kind) or an event (its kind and target), and the answer it got (the same
+/// object, built from the stored row).
+const EARLIER_REQUEST: &str = "\
+    SELECT m.kind, m.target, hatchat.sent_json(m.channel_id, m.seq, m.created_at, m.from_user_id) \
       FROM hatchat.messages m WHERE m.channel_id = $1 AND m.from_user_id = $2 AND m.client_id = $3";
 
+pub struct Earlier {
+    pub kind: Option<String>,
+    pub target: Option<i64>,
+    pub answer: Jsonb,
+}
+
+pub fn earlier_request(channel_id: &str, from: Uuid, client_id: &str) -> Result<Option<Earlier>> {
+    let args = [channel_id.into(), pg_uuid(from).into(), client_id.into()];
+    let found = db::row(EARLIER_REQUEST, &args, |row| {
+        let (kind, target) = (row.get::<String>(1)?, row.get::<i64>(2)?);
+        Ok(row.get::<Jsonb>(3)?.map(|answer| Earlier { kind, target, answer }))
+    })?;
+    Ok(found.flatten())
+}
+
+/// The answer an earlier send with this client id got, if there was one.
 pub fn earlier_send(channel_id: &str, from: Uuid, client_id: &str) -> Result<Option<Jsonb>> {
-    db::first::<Jsonb>(EARLIER_SEND, &[channel_id.into(), pg_uuid(from).into(), client_id.into()])
+    Ok(earlier_request(channel_id, from, client_id)?.map(|earlier| earlier.answer))
 }
 
 /// What a new row is besides its payload: a send (maybe with a client id) or an event about an
@@ -446,6 +463,23 @@ fn read_window_with(channel_id: &str, window: &Window, plans: [&'static str; 2])
     db::one::<Jsonb>(if window.after_seq.is_some() { by_seq } else { by_time }, &args)
 }
 
+/// The checks every read of a channel's messages passes, in one order, whether it is
+/// `get_messages` or a stream opening (`open_stream`): the caller, the channel id, the window
+/// (`(since, until, row_limit)` and `after_seq`), then membership. So a stream is refused exactly
+/// as its read would be, by construction.
+pub fn admit_read<'a>(
+    token: Option<&str>,
+    channel_id: Option<&'a str>,
+    (since, until, row_limit): (&str, &str, i32),
+    after_seq: Option<i64>,
+) -> Result<(Caller, &'a str, Window)> {
+    let caller = auth::authenticate(token)?;
+    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
+    let window = Window::parse(since, until, row_limit, after_seq)?;
+    Access::load(channel_id, &caller)?.require_member()?;
+    Ok((caller, channel_id, window))
+}
+
 /// Messages of a channel the caller is a member of, oldest first: `since` and `until` are
 /// exclusive bounds on `createdAt`, `after_seq` an exact cursor, `row_limit` 1..1000. With `fold`,
 /// only messages, each in its current state (see fold.rs); otherwise every row, events included.
@@ -460,15 +494,8 @@ fn get_messages(
     after_seq: default!(Option<i64>, "NULL"),
     fold: default!(Option<bool>, false),
 ) -> SqlResult<Jsonb> {
-    let caller = auth::authenticate(token)?;
-    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
-    let window = Window::parse(
-        since.unwrap_or("-infinity"),
-        until.unwrap_or("infinity"),
-        row_limit.unwrap_or(20),
-        after_seq,
-    )?;
-    Access::load(channel_id, &caller)?.require_member()?;
+    let bounds = (since.unwrap_or("-infinity"), until.unwrap_or("infinity"), row_limit.unwrap_or(20));
+    let (_, channel_id, window) = admit_read(token, channel_id, bounds, after_seq)?;
     let page = if fold.unwrap_or(false) {
         read_window_with(channel_id, &window, [fold::FOLDED_BY_SEQ, fold::FOLDED_BY_TIME])?
     } else {

@@ -117,6 +117,28 @@ impl Gateway {
         reqwest::get(format!("{}/health", self.base)).await.unwrap().json().await.unwrap()
     }
 
+    /// Waits (up to 20 s) until /health's `field` satisfies `done`; its last value.
+    pub async fn until_health(&self, field: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let value = self.health().await[field].clone();
+            if done(&value) {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "/health {field} stayed at {value}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What the gateway's allocator says it holds (`resident` or `allocated`), in bytes (/metrics).
+    pub async fn allocator(&self, figure: &str) -> i64 {
+        let text = reqwest::get(format!("{}/metrics", self.base)).await.unwrap().text().await.unwrap();
+        let name = format!("hatchat_allocator_{figure}_bytes ");
+        let line =
+            text.lines().find_map(|line| line.strip_prefix(name.as_str())).expect("the allocator's figure");
+        line.trim().parse::<f64>().unwrap() as i64
+    }
+
     pub async fn waiting(&self) -> u64 {
         self.health().await["waiting"].as_u64().unwrap()
     }
