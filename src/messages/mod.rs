@@ -431,8 +431,18 @@ impl Window {
     }
 }
 
-/// Both plans read the window in `seq` order (which is `createdAt` order); each walks the index
-/// that starts nearest the cursor it was given, so a deep cursor does not scan old history.
+/// Every plan reads the window in `seq` order (which is `createdAt` order) and walks the index
+/// that starts nearest the cursor it was given, so a deep cursor does not scan old history. An
+/// `after_seq` read without time bounds (every stream, long-poll and resume) has no time
+/// predicates at all: with them, the generic plan PostgreSQL settles on after a few calls walked
+/// the `(channel_id, created_at)` index and filtered on seq, reading the whole channel to find
+/// that nothing follows its head.
+const WINDOW_AFTER_SEQ: &str = "\
+    SELECT coalesce(jsonb_agg(w.message ORDER BY w.seq), '[]'::jsonb) \
+      FROM (SELECT m.seq, hatchat.message_json(m.seq, m.created_at, m.from_user_id, u.username, m.payload, m.kind, m.target, m.client_id) AS message \
+              FROM hatchat.messages m LEFT JOIN hatchat.users u ON u.id = m.from_user_id \
+             WHERE m.channel_id = $1 AND m.seq > $5 \
+             ORDER BY m.seq LIMIT $4) w";
 const WINDOW_BY_SEQ: &str = "\
     SELECT coalesce(jsonb_agg(w.message ORDER BY w.seq), '[]'::jsonb) \
       FROM (SELECT m.seq, hatchat.message_json(m.seq, m.created_at, m.from_user_id, u.username, m.payload, m.kind, m.target, m.client_id) AS message \
@@ -448,19 +458,28 @@ const WINDOW_BY_TIME: &str = "\
                AND m.created_at > $2::timestamptz AND m.created_at < $3::timestamptz \
              ORDER BY m.created_at LIMIT $4) w";
 
+/// A window's three plans: after a seq without time bounds, after a seq within them, and by time.
+type Plans = [&'static str; 3];
+
 pub fn read_window(channel_id: &str, window: &Window) -> Result<Jsonb> {
-    read_window_with(channel_id, window, [WINDOW_BY_SEQ, WINDOW_BY_TIME])
+    read_window_with(channel_id, window, [WINDOW_AFTER_SEQ, WINDOW_BY_SEQ, WINDOW_BY_TIME])
 }
 
-/// A window read with `plans`: the one for an `after_seq` cursor, and the one for time bounds.
-fn read_window_with(channel_id: &str, window: &Window, plans: [&'static str; 2]) -> Result<Jsonb> {
+/// A window read with the plan of `plans` that fits it.
+fn read_window_with(channel_id: &str, window: &Window, plans: Plans) -> Result<Jsonb> {
     let since = window.since.to_sql_literal();
     let until = window.until.to_sql_literal();
     let limit = i64::from(window.row_limit);
     let mut args = vec![channel_id.into(), since.as_str().into(), until.as_str().into(), limit.into()];
     args.extend(window.after_seq.map(Into::into));
-    let [by_seq, by_time] = plans;
-    db::one::<Jsonb>(if window.after_seq.is_some() { by_seq } else { by_time }, &args)
+    let [after_seq, by_seq, by_time] = plans;
+    let unbounded = matches!((&window.since, &window.until), (Bound::NegativeInfinity, Bound::Infinity));
+    let plan = match window.after_seq {
+        Some(_) if unbounded => after_seq,
+        Some(_) => by_seq,
+        None => by_time,
+    };
+    db::one::<Jsonb>(plan, &args)
 }
 
 /// The checks every read of a channel's messages passes, in one order, whether it is
@@ -497,7 +516,7 @@ fn get_messages(
     let bounds = (since.unwrap_or("-infinity"), until.unwrap_or("infinity"), row_limit.unwrap_or(20));
     let (_, channel_id, window) = admit_read(token, channel_id, bounds, after_seq)?;
     let page = if fold.unwrap_or(false) {
-        read_window_with(channel_id, &window, [fold::FOLDED_BY_SEQ, fold::FOLDED_BY_TIME])?
+        read_window_with(channel_id, &window, fold::FOLDED)?
     } else {
         read_window(channel_id, &window)?
     };
