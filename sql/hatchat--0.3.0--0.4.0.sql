@@ -421,3 +421,17 @@ REVOKE EXECUTE ON FUNCTION hatchat.open_stream(text, text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hatchat.open_stream(text, text, bigint) TO hatchat_gateway;
 ALTER FUNCTION hatchat.open_stream(text, text, bigint) OWNER TO hatchat_owner;
 -- ---- end a stream's opening --------------------------------------------------------------------------
+
+-- ---- ten thousand online (issue 27): streams' openings in one call ------------------------------
+-- A gateway's reconnect storm checks its streams' openings in batches (src/window.rs).
+CREATE FUNCTION hatchat.open_streams(
+	"items" TEXT
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'open_streams_wrapper';
+REVOKE EXECUTE ON FUNCTION hatchat.open_streams(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.open_streams(text) TO hatchat_gateway;
+ALTER FUNCTION hatchat.open_streams(text) OWNER TO hatchat_owner;
+-- ---- end streams' openings -------------------------------------------------------------------------

@@ -11,9 +11,10 @@ use crate::auth::{self, Caller};
 use crate::commit;
 use crate::db;
 use crate::db::Jsonb;
-use crate::error::{HatchatError, Result, SqlResult};
+use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::limits;
-use crate::messages::{admit_read, read_window};
+use crate::messages::admit_read;
+use hatchat_wire::api::{ItemError, StreamItem};
 use pgrx::prelude::*;
 
 /// One statement, so the messages, the members and the bounds come from one snapshot: a member
@@ -103,16 +104,69 @@ fn caller_json(caller: &Caller, token: Option<&str>) -> Result<serde_json::Value
 /// token, channel_id, after_seq => after_seq, row_limit => 1)`'s checks and errors, in its order,
 /// then `{"backlog", "caller"}`: whether a message follows `after_seq`, and `stream_caller`'s
 /// answer. One function and one token verification where a reconnect storm made two of each. For
-/// the gateway's role only, as `channel_window`.
+/// the gateway's role only, as `channel_window`; `open_streams` checks many at once.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn open_stream(token: Option<&str>, channel_id: Option<&str>, after_seq: Option<i64>) -> SqlResult<Jsonb> {
+    let answer = opening(token, channel_id, after_seq)?;
+    commit::durable_reads()?;
+    Ok(Jsonb::from_text(&answer.to_string())?)
+}
+
+/// Whether a message follows a stream's position: one index probe, whatever the plan, where
+/// building the first message's answer cost a window read per opening.
+const BACKLOG: &str =
+    "SELECT EXISTS (SELECT 1 FROM hatchat.messages m WHERE m.channel_id = $1 AND m.seq > $2)";
+
+/// The most streams one `open_streams` call opens.
+const MAX_OPENS: usize = 1000;
+
+/// Opens many streams in one call (a gateway's storm of reconnects): for each item `{token,
+/// channelId, afterSeq}`, what `open_stream` answers, or `{"error": {sqlstate, message, detail?}}`
+/// with the error it gives that opening alone. One transaction and one round trip for the lot.
+/// For the gateway's role only.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn open_streams(items: Option<&str>) -> SqlResult<Jsonb> {
+    let items: Vec<StreamItem> = serde_json::from_str(required(items, "items")?)
+        .map_err(|e| HatchatError::invalid(format!("items must be [{{token, channelId, afterSeq}}]: {e}")))?;
+    if items.len() > MAX_OPENS {
+        return Err(HatchatError::invalid(format!("at most {MAX_OPENS} streams per call")).into());
+    }
+    let answers: Vec<serde_json::Value> = items
+        .iter()
+        .map(|item| {
+            opening(item.token.as_deref(), item.channel_id.as_deref(), item.after_seq).unwrap_or_else(
+                |error| {
+                    let detail = error.detail().map(str::to_string);
+                    let error = ItemError {
+                        sqlstate: error.sqlstate_code().to_string(),
+                        message: error.to_string(),
+                        detail,
+                    };
+                    serde_json::json!({"error": error})
+                },
+            )
+        })
+        .collect();
+    commit::durable_reads()?;
+    Ok(Jsonb::from_text(&serde_json::Value::Array(answers).to_string())?)
+}
+
+/// One opening: `get_messages(token, channel_id, after_seq => after_seq, row_limit => 1)`'s checks,
+/// then whether a message follows and whom the token speaks for.
+fn opening(
+    token: Option<&str>,
+    channel_id: Option<&str>,
+    after_seq: Option<i64>,
+) -> Result<serde_json::Value> {
     let (caller, channel_id, window) =
         admit_read(token, channel_id, ("-infinity", "infinity", 1), after_seq)?;
-    let backlog = read_window(channel_id, &window)?.to_text() != "[]";
-    commit::durable_reads()?;
-    let answer = serde_json::json!({"backlog": backlog, "caller": caller_json(&caller, token)?});
-    Ok(Jsonb::from_text(&answer.to_string())?)
+    let backlog = match window.after_seq {
+        Some(after_seq) => db::one::<bool>(BACKLOG, &[channel_id.into(), after_seq.into()])?,
+        None => false,
+    };
+    Ok(serde_json::json!({"backlog": backlog, "caller": caller_json(&caller, token)?}))
 }
 
 // hatchat_gateway is created with the other roles, in sql/schema.sql.
@@ -122,7 +176,9 @@ REVOKE EXECUTE ON FUNCTION hatchat.channel_window(text, bigint, integer, uuid[])
 GRANT EXECUTE ON FUNCTION hatchat.channel_window(text, bigint, integer, uuid[]) TO hatchat_gateway;
 REVOKE EXECUTE ON FUNCTION hatchat.open_stream(text, text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hatchat.open_stream(text, text, bigint) TO hatchat_gateway;
+REVOKE EXECUTE ON FUNCTION hatchat.open_streams(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hatchat.open_streams(text) TO hatchat_gateway;
 "#,
     name = "channel_window_grants",
-    requires = [channel_window, open_stream]
+    requires = [channel_window, open_stream, open_streams]
 );

@@ -1031,7 +1031,7 @@ fn rows() -> Vec<Row> {
 
 /// The functions of schema hatchat that are no row of the matrix, each with its reason: they read,
 /// or shape JSON for the functions that do.
-const READS: [(&str, &str); 30] = [
+const READS: [(&str, &str); 31] = [
     ("get_messages", "reads a channel's messages (its members and the secret)"),
     ("get_channel", "reads a channel (its members and the secret)"),
     ("list_channels", "reads the caller's own channels"),
@@ -1050,6 +1050,7 @@ const READS: [(&str, &str); 30] = [
     ("channel_nodes", "says which Citus node holds each channel (hatchat_gateway only)"),
     ("stream_caller", "says whose a token is and when it expires"),
     ("open_stream", "checks a stream's opening as get_messages reads (hatchat_gateway only)"),
+    ("open_streams", "checks streams' openings as get_messages reads (hatchat_gateway only)"),
     ("authenticate", "says whose a token is"),
     ("announcer_mode", "says how this backend announces changes"),
     ("wake_secret", "reads the wake-up secret (EXECUTE for hatchat_gateway and admins only)"),

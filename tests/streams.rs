@@ -1,5 +1,6 @@
 //! The shared read behind live streams: `channel_window` answers messages, members and bounds in
-//! one snapshot, only to the gateway's role; `stream_caller` says whose a token is and until when.
+//! one snapshot, only to the gateway's role; `stream_caller` says whose a token is and until when;
+//! `open_streams` checks many streams' openings at once, each as its read alone.
 
 mod common;
 use common::*;
@@ -123,4 +124,55 @@ fn open_stream_refuses_as_the_read_alone_and_says_whose_and_whether_behind() {
     assert_eq!((behind["backlog"].clone(), caught_up["backlog"].clone()), (json!(true), json!(false)));
     assert_eq!(behind["caller"]["userId"], json!(alice.id));
     assert!(behind["caller"]["expiresAt"].is_string());
+}
+
+/// A batch of openings answers each item as `open_stream` answers that opening alone: its errors
+/// in `get_messages`' order, one item's refusal never another's; only the gateway's role may ask.
+#[test]
+fn open_streams_answers_each_opening_as_alone() {
+    let mut db = connect();
+    let alice = register(&mut db, "alice");
+    let stranger = register(&mut db, "bob");
+    let channel = create_channel(&mut db, &alice, "owner");
+    send(&mut db, &alice, &channel, json!("hi")).unwrap();
+    let forged = format!("{}x", alice.token());
+    let cases = [
+        (alice.token(), channel.clone(), 0i64),
+        (alice.token(), channel.clone(), 2),
+        (forged, channel.clone(), 0),
+        (stranger.token(), channel.clone(), 0),
+        (alice.token(), "no-such-channel".into(), 0),
+        (alice.token(), channel.clone(), -1),
+        (stranger.token(), "bad id!".into(), -1),
+    ];
+    let items: Vec<Value> =
+        cases.iter().map(|(t, c, a)| json!({"token": t, "channelId": c, "afterSeq": a})).collect();
+    let items = Value::Array(items).to_string();
+    let mut app = app_connection();
+    let refused = app.query_one("SELECT hatchat.open_streams($1)", &[&items]);
+    assert_eq!(sqlstate(refused), "42501", "an ordinary role must not open streams for others");
+
+    db.batch_execute("SET ROLE hatchat_gateway").unwrap();
+    let answers: Value = db.query_one("SELECT hatchat.open_streams($1)", &[&items]).unwrap().get(0);
+    for ((token, channel, after), answer) in cases.iter().zip(answers.as_array().unwrap()) {
+        let alone = db.query_one("SELECT hatchat.open_stream($1, $2, $3)", &[token, channel, after]);
+        match alone {
+            Ok(row) => {
+                let alone: Value = row.get(0);
+                assert_eq!(alone["backlog"], answer["backlog"], "{answer}");
+                assert_eq!(alone["caller"]["userId"], answer["caller"]["userId"], "{answer}");
+            }
+            Err(error) => {
+                assert_eq!(answer["error"]["sqlstate"], json!(error.code().unwrap().code()), "{answer}")
+            }
+        }
+    }
+    assert_eq!((answers[0]["backlog"].clone(), answers[1]["backlog"].clone()), (json!(true), json!(false)));
+    assert_eq!(answers[0]["caller"]["userId"], json!(alice.id));
+    assert_eq!(answers[3]["error"]["sqlstate"], json!("42501"), "the stranger, and only the stranger");
+    let too_many = Value::Array(vec![json!({"channelId": "x"}); 1001]).to_string();
+    assert_eq!(sqlstate(db.query_one("SELECT hatchat.open_streams($1)", &[&too_many])), "22023");
+    assert_eq!(sqlstate(db.query_one("SELECT hatchat.open_streams($1)", &[&"{}"])), "22023");
+    assert_eq!(sqlstate(db.query_one("SELECT hatchat.open_streams($1)", &[&None::<String>])), "22023");
+    db.batch_execute("RESET ROLE").unwrap();
 }

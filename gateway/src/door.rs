@@ -13,7 +13,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, Version};
 use axum::Router;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -183,25 +183,52 @@ async fn answer_stream(mut stream: TcpStream, request: Request<Body>, app: Route
             },
         };
         let Some(Ok(chunk)) = chunk else { break };
-        if chunk.is_empty() {
+        // What else is ready goes in the same write: a burst (a catch-up, presence told to a
+        // crowd) is one send, not one per event.
+        let mut out = Vec::new();
+        frame(&mut out, &chunk, length.is_none());
+        let mut ended = false;
+        while out.len() < COALESCE_BYTES {
+            match data.next().now_or_never() {
+                Some(Some(Ok(chunk))) => frame(&mut out, &chunk, length.is_none()),
+                Some(_) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        if out.is_empty() {
             continue;
         }
-        let written = match length {
-            Some(_) => writer.write_all(&chunk).await,
-            None => {
-                writer
-                    .write_all(&[format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat())
-                    .await
-            }
-        };
-        if written.is_err() {
+        if writer.write_all(&out).await.is_err() {
             return;
+        }
+        if ended {
+            break;
         }
     }
     if length.is_none() {
         let _ = writer.write_all(b"0\r\n\r\n").await;
     }
     let _ = writer.shutdown().await;
+}
+
+/// The most bytes of ready events gathered into one write.
+const COALESCE_BYTES: usize = 16 * 1024;
+
+/// Appends `chunk` as the body's framing has it: as it is, or as one chunk of a chunked body.
+fn frame(out: &mut Vec<u8>, chunk: &[u8], chunked: bool) {
+    if chunk.is_empty() {
+        return;
+    }
+    if chunked {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(chunk);
+    }
 }
 
 /// The status line and headers, with the framing this door uses: the body's length when known,

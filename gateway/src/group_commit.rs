@@ -31,7 +31,7 @@ use crate::error::ApiError;
 use crate::placement::{Node, Placement};
 use deadpool_postgres::Pool;
 use hatchat_wire::api;
-use hatchat_wire::api::{Item, ItemError};
+use hatchat_wire::api::Item;
 use serde_json::value::RawValue;
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -314,10 +314,7 @@ impl GroupCommit {
 }
 
 fn item_answer(answer: &RawValue) -> Result<String, ApiError> {
-    match ItemError::from_answer(answer.get()) {
-        Some(e) => Err(ApiError::from_sqlstate(&e.sqlstate, e.message, e.detail)),
-        None => Ok(answer.get().to_string()),
-    }
+    ApiError::from_item(answer).map(str::to_string)
 }
 
 #[cfg(test)]

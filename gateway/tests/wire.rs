@@ -207,10 +207,19 @@ async fn the_answers_the_gateway_reads_decode_with_the_contracts_types() {
     let stamp: api::Stamp = serde_json::from_str(window.messages[0].get()).unwrap();
     assert!(stamp.created_at.parse::<jiff::Timestamp>().is_ok(), "{}", stamp.created_at);
     let (token, last) = (alice.token(), window.last_seq.unwrap());
-    let behind: api::StreamOpen = typed(&db, api::OPEN_STREAM, &[&token, &channel, &0i64]).await;
+    let items = json!([
+        {"token": token, "channelId": channel, "afterSeq": 0},
+        {"token": token, "channelId": channel, "afterSeq": last},
+        {"token": token, "channelId": "no-such-channel", "afterSeq": 0},
+    ])
+    .to_string();
+    let opened: Vec<Box<RawValue>> = typed(&db, api::OPEN_STREAMS, &[&items]).await;
+    let behind: api::StreamOpen = serde_json::from_str(opened[0].get()).unwrap();
     assert!(behind.backlog && behind.caller.user_id == alice.id.to_string());
-    let caught_up: api::StreamOpen = typed(&db, api::OPEN_STREAM, &[&token, &channel, &last]).await;
+    let caught_up: api::StreamOpen = serde_json::from_str(opened[1].get()).unwrap();
     assert!(!caught_up.backlog, "nothing after the last seq");
+    let refused = ItemError::from_answer(opened[2].get()).expect("an error");
+    assert_eq!(refused.sqlstate, "P0002", "{refused:?}");
 
     // Presence: a gateway's first sync holds no lease yet; Alice joins, then types.
     let gateway = Uuid::new_v4().to_string();

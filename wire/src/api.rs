@@ -46,9 +46,10 @@ calls! {
     /// A batch of `batch::Item`s; answers one `batch::Answer` per item, in order.
     SEND_MESSAGES = "SELECT hatchat.send_messages($1::text::jsonb)::text";
     GET_MESSAGES = "SELECT hatchat.get_messages($1, $2, $3, $4, $5, $6, $7)::text";
-    /// Opens a stream of channel $2 after seq $3 for token $1: refuses what `get_messages` refuses
-    /// (its checks and errors, first), and answers a `StreamOpen`; for the gateway's role only.
-    OPEN_STREAM = "SELECT hatchat.open_stream($1, $2, $3)::text";
+    /// Opens a `StreamItem` array in one call: answers, per item in order, a `StreamOpen` or an
+    /// `ItemError` (what `hatchat.open_stream` refuses that opening alone with); for the gateway's
+    /// role only.
+    OPEN_STREAMS = "SELECT hatchat.open_streams($1)::text";
     EDIT_MESSAGE = "SELECT hatchat.edit_message($1, $2, $3, $4::text::jsonb, $5)::text";
     DELETE_MESSAGE = "SELECT hatchat.delete_message($1, $2, $3, $4)::text";
     REACT = "SELECT hatchat.react($1, $2, $3, $4, $5)::text";
@@ -120,12 +121,23 @@ pub struct StreamCaller {
     pub expires_at: Option<String>,
 }
 
-/// `OPEN_STREAM`'s answer: whether the stream has messages to catch up on, and whom its
+/// An `OPEN_STREAMS` item's answer (and `hatchat.open_stream`'s): whether the stream has messages to catch up on, and whom its
 /// token speaks for.
 #[derive(Debug, Deserialize)]
 pub struct StreamOpen {
     pub backlog: bool,
     pub caller: StreamCaller,
+}
+
+/// One stream to open in `OPEN_STREAMS`: a token, a channel, the position the stream starts after.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamItem<'a> {
+    #[serde(borrow)]
+    pub token: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    pub channel_id: Option<std::borrow::Cow<'a, str>>,
+    pub after_seq: Option<i64>,
 }
 
 /// `channel_window`'s answer, its messages borrowed from the answer's text (each is copied once,

@@ -18,6 +18,7 @@
 //! its purse: the messages it is handed are shared with nobody, so they are what it costs.
 
 use super::bounds::{Budget, Purse};
+use super::crowd::{Crowd, Told};
 use super::hub::{Hub, Wake};
 use crate::db;
 use crate::error::ApiError;
@@ -36,8 +37,6 @@ const PAGE: i32 = 1000;
 /// at the default payload limit (64 kB), what a default purse holds.
 const FIRST_PAGE: i32 = 4;
 
-/// Joins and leaves one read of a channel's presence hands out one by one; beyond, one `resync`.
-const MAX_PRESENCE_EVENTS: usize = 16;
 /// Typing one read hands out at most (oldest first).
 const MAX_TYPING_EVENTS: usize = 16;
 
@@ -288,6 +287,7 @@ impl Feeds {
         let mut seen = None;
         let mut read = true;
         let mut retry_at = None;
+        let mut crowd = Crowd::new(Instant::now());
         loop {
             if read {
                 // A failed read is tried again after a moment (the database may be restarting).
@@ -307,8 +307,12 @@ impl Feeds {
             if self.retire(&feed) {
                 return;
             }
+            if crowd.due().is_some_and(|at| at <= Instant::now()) {
+                self.ephemera(&feed, &mut seen, &mut crowd).await;
+            }
             let far = Instant::now() + Duration::from_secs(3600);
-            let deadline = [retry_at, feed.next_expiry()].into_iter().flatten().min().unwrap_or(far);
+            let deadline =
+                [retry_at, feed.next_expiry(), crowd.due()].into_iter().flatten().min().unwrap_or(far);
             read = tokio::select! {
                 wake = subscription.wait(deadline) => match wake {
                     Wake::Changed => true,
@@ -322,8 +326,8 @@ impl Feeds {
                 _ = feed.kick.notified() => true,
                 _ = feed.rearm.notified() => false,
                 Wake::Changed = presence.wait(far) => {
-                    if let Err(error) = self.serve_ephemera(&feed, &mut seen).await {
-                        tracing::warn!(message = error.message, channel = feed.channel, "reading presence failed");
+                    if crowd.read_now(Instant::now()) {
+                        self.ephemera(&feed, &mut seen, &mut crowd).await;
                     }
                     false
                 }
@@ -371,10 +375,22 @@ impl Feeds {
         })
     }
 
+    /// Serves the channel's ephemera; a failed read is logged, and the next change reads again.
+    async fn ephemera(&self, feed: &Feed, seen: &mut Option<HashSet<i64>>, crowd: &mut Crowd) {
+        if let Err(error) = self.serve_ephemera(feed, seen, crowd).await {
+            tracing::warn!(message = error.message, channel = feed.channel, "reading presence failed");
+        }
+    }
+
     /// Hands the channel's joins, leaves and typing that `seen` does not hold to the readers that
-    /// take them. A feed's first read hands out only what is moments old: the rest happened before
-    /// any of its readers came.
-    async fn serve_ephemera(&self, feed: &Feed, seen: &mut Option<HashSet<i64>>) -> Result<(), ApiError> {
+    /// take them, joins and leaves as `crowd` decides. A feed's first read hands out only what is
+    /// moments old: the rest happened before any of its readers came.
+    async fn serve_ephemera(
+        &self,
+        feed: &Feed,
+        seen: &mut Option<HashSet<i64>>,
+        crowd: &mut Crowd,
+    ) -> Result<(), ApiError> {
         let users = feed.ephemera_users();
         if users.is_empty() {
             *seen = None;
@@ -389,8 +405,10 @@ impl Feeds {
             None => event.at.parse::<jiff::Timestamp>().is_ok_and(|at| at > recent),
         };
         let events: Vec<_> = answer.events.iter().filter(|event| is_new(event)).collect();
-        if !events.is_empty() {
-            feed.hand_out_ephemera(&events, &answer);
+        let changes = events.iter().filter(|event| event.kind != "typing").count();
+        let told = crowd.tell(changes, Instant::now());
+        if !events.is_empty() || told != Told::Each {
+            feed.hand_out_ephemera(&events, told, &answer);
         }
         Ok(())
     }
@@ -481,23 +499,24 @@ impl Feed {
     }
 
     /// Offers each event to the readers that take it: members, who did not block its user, and
-    /// (typing) who are not that user. Many joins and leaves in one read (a crowd arriving at
-    /// once) become one `resync`: a thousand readers each told of a thousand joins would cost a
-    /// million deliveries, for a list the clients can ask for once.
-    fn hand_out_ephemera(&self, events: &[&api::Ephemeron], answer: &api::Ephemera) {
+    /// (typing) who are not that user. Joins and leaves go as `told` says (crowd.rs): one by one,
+    /// as one `resync`, or not yet.
+    fn hand_out_ephemera(&self, events: &[&api::Ephemeron], told: Told, answer: &api::Ephemera) {
         let members: HashSet<&str> = answer.members.iter().map(String::as_str).collect();
         let (typing, presence): (Vec<&api::Ephemeron>, Vec<&api::Ephemeron>) =
             events.iter().partition(|event| event.kind == "typing");
         let mut deliveries: Vec<(Option<&api::Ephemeron>, Delivery)> = Vec::new();
-        if presence.len() > MAX_PRESENCE_EVENTS {
-            let json = serde_json::json!({"kind": "resync", "count": presence.len()}).to_string();
-            deliveries.push((None, Delivery::Presence { json: Arc::from(json) }));
-        } else {
-            deliveries.extend(
+        match told {
+            Told::Resync(count) => {
+                let json = serde_json::json!({"kind": "resync", "count": count}).to_string();
+                deliveries.push((None, Delivery::Presence { json: Arc::from(json) }));
+            }
+            Told::Each => deliveries.extend(
                 presence
                     .iter()
                     .map(|event| (Some(*event), Delivery::Presence { json: named(event, answer) })),
-            );
+            ),
+            Told::Held => {}
         }
         let typing = typing.iter().take(MAX_TYPING_EVENTS);
         deliveries
@@ -925,7 +944,7 @@ mod tests {
         let feed = feed_of(readers);
         let answer = ephemera(&[("join", "a"), ("typing", "a")], &[("a", "c")], &["a", "b", "c"]);
         let events: Vec<&api::Ephemeron> = answer.events.iter().collect();
-        feed.hand_out_ephemera(&events, &answer);
+        feed.hand_out_ephemera(&events, Told::Each, &answer);
         assert_eq!(kinds(&mut receivers[0]), ["join a"], "not one's own typing");
         assert_eq!(kinds(&mut receivers[1]), ["join a", "typing a"]);
         assert!(kinds(&mut receivers[2]).is_empty(), "c blocked a");
@@ -933,14 +952,16 @@ mod tests {
     }
 
     #[test]
-    fn a_crowd_of_joins_in_one_read_is_one_resync() {
+    fn a_resync_replaces_the_joins_and_typing_still_goes() {
         let (mut reader, mut receiver, _) = waiter(0, "b", 0, 100);
         reader.ephemera = true;
         let feed = feed_of(vec![reader]);
-        let joins: Vec<(&str, &str)> = (0..=MAX_PRESENCE_EVENTS).map(|_| ("join", "a")).collect();
-        let answer = ephemera(&joins, &[], &["b"]);
-        feed.hand_out_ephemera(&answer.events.iter().collect::<Vec<_>>(), &answer);
-        assert_eq!(kinds(&mut receiver), ["resync "]);
+        let answer = ephemera(&[("join", "a"), ("join", "a"), ("typing", "a")], &[], &["b"]);
+        let events: Vec<&api::Ephemeron> = answer.events.iter().collect();
+        feed.hand_out_ephemera(&events, Told::Resync(2), &answer);
+        assert_eq!(kinds(&mut receiver), ["resync ", "typing a"]);
+        feed.hand_out_ephemera(&events, Told::Held, &answer);
+        assert_eq!(kinds(&mut receiver), ["typing a"], "joins held for the window's end");
     }
 
     fn feed_of(waiters: Vec<Waiter>) -> Feed {

@@ -6,8 +6,10 @@
 //!
 //! - hub.rs: the LISTEN connection, keys (`Topic`) and wake-ups; nodes.rs: a cluster's other
 //!   nodes' listeners.
-//! - feeds.rs: one window read per wake-up for every reader of a channel (`Feeds`, `Reader`).
-//! - here: who a stream's token speaks for, checked once when it opens (`Live::caller`).
+//! - feeds.rs: one window read per wake-up for every reader of a channel (`Feeds`, `Reader`);
+//!   crowd.rs: how a feed tells its readers of many joins and leaves at once.
+//! - here: who a stream's token speaks for, checked once when it opens (`Live::caller`); opener.rs:
+//!   streams' opening checks, batched in a storm.
 //! - long_poll.rs, notifications.rs: the long-polls, and the notification streams.
 //! - bounds.rs: what each user may hold waiting, and in bytes.
 //! - presence.rs: who holds a stream on which channel, told to the database with the lease.
@@ -16,12 +18,14 @@
 //! Routes call `Live`; none subscribes, waits or reads a window itself.
 
 pub mod bounds;
+mod crowd;
 pub mod feeds;
 pub mod forward;
 pub mod hub;
 mod long_poll;
 pub mod nodes;
 mod notifications;
+pub mod opener;
 pub mod presence;
 
 pub use feeds::{Delivery, Feeds, OpenStream};
@@ -35,6 +39,7 @@ use crate::error::ApiError;
 use bounds::{Budget, Place, Quota};
 use feeds::{Interest, Reader};
 use hatchat_wire::api;
+use opener::Opener;
 use presence::{Here, Presence};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +58,8 @@ pub struct Live {
     pub budget: Arc<Budget>,
     /// Who holds a stream on which channel through this gateway.
     pub presence: Arc<Presence>,
+    /// Streams' opening checks, batched.
+    pub opener: Arc<Opener>,
     pub streams: StreamSettings,
     /// The longest a long-poll waits.
     pub max_wait: Duration,
@@ -111,7 +118,8 @@ impl Live {
     }
 
     /// Checks that `token` may read `channel` after `after_seq` (as one `get_messages` call
-    /// would) and learns whose it is, in one call, then opens a reader from there. Each stream
+    /// would) and learns whose it is, in one call shared with the openings around it (opener.rs),
+    /// then opens a reader from there. Each stream
     /// counts against the user's long-polls (`--max-polls-per-user`): a stream costs what a
     /// waiting long-poll costs, and without a bound one client could open any number. Every
     /// stream makes its user present; only those that ask (`presence`) are told of presence and
@@ -123,8 +131,7 @@ impl Live {
         after_seq: i64,
         presence: bool,
     ) -> Result<ChannelStream, ApiError> {
-        let opened: api::StreamOpen =
-            db::call_typed(&self.pool, api::OPEN_STREAM, &[token, &channel, &after_seq]).await?;
+        let opened = self.opener.open(token, channel, after_seq).await?;
         let caller = Caller::from(opened.caller);
         let place = self.take_place(&caller.user)?;
         let here = self.here(channel, &caller.user);

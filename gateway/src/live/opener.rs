@@ -1,0 +1,116 @@
+//! Stream openings, batched. Each stream that opens asks the database once whether its token may
+//! read the channel from its position (`open_streams`), and a reconnect storm is thousands of
+//! those at once. An opening that finds a slot free goes at once, alone; openings that arrive
+//! while every slot is busy go together in the next free slot, one call for up to `MAX_BATCH`:
+//! one transaction and one round trip, and each token verified once per backend rather than once
+//! per stream. Each opening still gets exactly the answer or the error it would get alone.
+
+use crate::db;
+use crate::error::ApiError;
+use deadpool_postgres::Pool;
+use hatchat_wire::api::{self, StreamItem, StreamOpen};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// The extension's limit per `open_streams` call.
+const MAX_BATCH: usize = 1000;
+/// Calls at once: enough to keep both cores of a small database busy while one batch is on the
+/// wire, few enough that a storm's openings batch.
+const SLOTS: usize = 2;
+
+pub struct Opener {
+    pool: Pool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    queue: Vec<Pending>,
+    busy: usize,
+}
+
+struct Pending {
+    token: Option<String>,
+    channel: String,
+    after_seq: i64,
+    answer: oneshot::Sender<Result<StreamOpen, ApiError>>,
+}
+
+impl Opener {
+    pub fn new(pool: Pool) -> Arc<Self> {
+        Arc::new(Opener { pool, state: Mutex::default() })
+    }
+
+    /// What the database says of a stream of `channel` after `after_seq` for `token`: whether
+    /// messages follow, and whom the token speaks for; or the error a read would get.
+    pub async fn open(
+        self: &Arc<Self>,
+        token: &Option<String>,
+        channel: &str,
+        after_seq: i64,
+    ) -> Result<StreamOpen, ApiError> {
+        let (answer, answered) = oneshot::channel();
+        let pending = Pending { token: token.clone(), channel: channel.to_string(), after_seq, answer };
+        let start = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.queue.push(pending);
+            let free = state.busy < SLOTS;
+            state.busy += usize::from(free);
+            free
+        };
+        if start {
+            tokio::spawn(Arc::clone(self).run());
+        }
+        answered.await.unwrap_or_else(|_| Err(ApiError::internal("a stream's opening was dropped")))
+    }
+
+    /// A slot: calls for what is queued until nothing is. In a task of its own, so a client that
+    /// hangs up does not stall the openings batched with its own.
+    async fn run(self: Arc<Self>) {
+        loop {
+            let batch: Vec<Pending> = {
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if state.queue.is_empty() {
+                    state.busy -= 1;
+                    return;
+                }
+                let take = state.queue.len().min(MAX_BATCH);
+                state.queue.drain(..take).collect()
+            };
+            let answers = self.call(&batch).await;
+            for (pending, answer) in batch.into_iter().zip(answers) {
+                let _ = pending.answer.send(answer);
+            }
+        }
+    }
+
+    async fn call(&self, batch: &[Pending]) -> Vec<Result<StreamOpen, ApiError>> {
+        let items: Vec<StreamItem> = batch
+            .iter()
+            .map(|p| StreamItem {
+                token: p.token.as_deref().map(Cow::Borrowed),
+                channel_id: Some(Cow::Borrowed(&p.channel)),
+                after_seq: Some(p.after_seq),
+            })
+            .collect();
+        let items = serde_json::to_string(&items).expect("items serialize");
+        let answers = match db::call_json(&self.pool, api::OPEN_STREAMS, &[&items]).await {
+            Ok(answers) => answers,
+            Err(error) => return batch.iter().map(|_| Err(error.clone())).collect(),
+        };
+        match serde_json::from_str::<Vec<&RawValue>>(&answers) {
+            Ok(answers) if answers.len() == batch.len() => answers.into_iter().map(item_answer).collect(),
+            _ => batch
+                .iter()
+                .map(|_| Err(ApiError::internal("the openings' answer does not match them")))
+                .collect(),
+        }
+    }
+}
+
+fn item_answer(answer: &RawValue) -> Result<StreamOpen, ApiError> {
+    let opened = ApiError::from_item(answer)?;
+    serde_json::from_str(opened).map_err(|e| ApiError::internal(format!("unexpected opening answer: {e}")))
+}
