@@ -12,6 +12,7 @@ use hatchat_gateway::live::bounds::{Budget, Quota};
 use hatchat_gateway::live::forward::{spawn_forwarder, Target};
 use hatchat_gateway::live::hub::spawn_listener;
 use hatchat_gateway::live::nodes::spawn_node_listeners;
+use hatchat_gateway::live::opener::Opener;
 use hatchat_gateway::live::presence::Presence;
 use hatchat_gateway::live::{check_window_access, Feeds, Hub, Live};
 use hatchat_gateway::placement::Placement;
@@ -79,13 +80,12 @@ async fn run(config: Config) -> Result<(), String> {
         quota: Quota::new(config.max_polls_per_user),
         budget,
         presence: Arc::clone(&presence),
+        opener: Opener::new(pool.clone()),
         streams: config.stream_settings(),
         max_wait: config.max_wait(),
     };
     let state = AppState { pool, group_commit, max_json_depth: prepared.max_json_depth, live };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let listener = listen(config.listen).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     tracing::info!(
         address = %config.listen,
         extension = prepared.extension_version,
@@ -150,4 +150,18 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Connections the kernel may hold for the gateway to accept (capped by `net.core.somaxconn`).
+/// tokio's default, 1024, overflowed when thousands of clients reconnected at once: each dropped
+/// handshake is retried by its client a second later, then three, and a storm's opening took 3 to
+/// 8 s on the same work.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket =
+        if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
