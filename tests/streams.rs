@@ -84,15 +84,21 @@ fn stream_caller_verifies_the_token_and_tells_its_expiry() {
     assert_eq!(sqlstate(db.query_one("SELECT hatchat.stream_caller($1)", &[&forged])), "28000");
 }
 
+/// Alice's channel with one message of hers, and Bob, who is no member.
+fn owner_stranger_and_a_message(db: &mut postgres::Client) -> (User, User, String) {
+    let alice = register(db, "alice");
+    let stranger = register(db, "bob");
+    let channel = create_channel(db, &alice, "owner");
+    send(db, &alice, &channel, json!("hi")).unwrap();
+    (alice, stranger, channel)
+}
+
 /// A stream's opening is refused exactly as its read alone, and answered with whether a message
 /// follows and whose the token is; only the gateway's role may ask.
 #[test]
 fn open_stream_refuses_as_the_read_alone_and_says_whose_and_whether_behind() {
     let mut db = connect();
-    let alice = register(&mut db, "alice");
-    let stranger = register(&mut db, "bob");
-    let channel = create_channel(&mut db, &alice, "owner");
-    send(&mut db, &alice, &channel, json!("hi")).unwrap();
+    let (alice, stranger, channel) = owner_stranger_and_a_message(&mut db);
     let forged = format!("{}x", alice.token());
     let cases = [
         (forged, channel.clone(), 0i64, "28000"),
@@ -131,10 +137,7 @@ fn open_stream_refuses_as_the_read_alone_and_says_whose_and_whether_behind() {
 #[test]
 fn open_streams_answers_each_opening_as_alone() {
     let mut db = connect();
-    let alice = register(&mut db, "alice");
-    let stranger = register(&mut db, "bob");
-    let channel = create_channel(&mut db, &alice, "owner");
-    send(&mut db, &alice, &channel, json!("hi")).unwrap();
+    let (alice, stranger, channel) = owner_stranger_and_a_message(&mut db);
     let forged = format!("{}x", alice.token());
     let cases = [
         (alice.token(), channel.clone(), 0i64),
