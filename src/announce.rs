@@ -424,6 +424,10 @@ pub extern "C-unwind" fn hatchat_announcer_main(argument: pg_sys::Datum) {
             BackgroundWorker::transaction(|| {
                 notify_now(&WakeUp::encode(&wake.channels, &wake.users, wake.all))
             });
+            // A backend reports its statistics when it goes idle; a worker must say so itself, or
+            // its transactions reach pg_stat_database only when it exits (at most once a second).
+            // SAFETY: outside any transaction, in a process connected to its database.
+            unsafe { pg_sys::pgstat_report_stat(false) };
             if let Some(queue) = QUEUES.exclusive().of(database) {
                 queue.in_flight = false;
             }
