@@ -36,7 +36,7 @@ const MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// How long a client has to send its auth frame.
 const AUTH_WITHIN: Duration = Duration::from_secs(10);
 /// What a socket reads at a time.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Close code for a policy violation (RFC 6455): a slow consumer, a failed authentication.
 const POLICY: u16 = 1008;
 
