@@ -2,6 +2,7 @@
 //! any SQL client) can tell "who are you" from "not allowed" from "no such thing" without parsing
 //! messages. Errors are plain values until the `#[pg_extern]` edge turns them into a Postgres ERROR.
 
+use hatchat_wire::api::ItemError;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
 use std::fmt;
@@ -101,6 +102,21 @@ impl HatchatError {
             _ => None,
         }
     }
+
+    /// This error as a batch item's answer: `{"error": {sqlstate, message, detail?}}`.
+    pub fn item_answer(&self) -> String {
+        let detail = self.detail().map(str::to_string);
+        ItemError { sqlstate: self.sqlstate_code().to_string(), message: self.to_string(), detail }
+            .to_answer()
+    }
+}
+
+/// A batch's answers as one JSON array text, in item order: each item's answer, or its error as
+/// a value (`send_messages`, `open_streams`), so one item's refusal never becomes another's.
+pub fn item_answers(outcomes: impl IntoIterator<Item = Result<String>>) -> String {
+    let answers: Vec<String> =
+        outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(|error| error.item_answer())).collect();
+    format!("[{}]", answers.join(","))
 }
 
 impl fmt::Display for HatchatError {

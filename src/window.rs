@@ -11,10 +11,10 @@ use crate::auth::{self, Caller};
 use crate::commit;
 use crate::db;
 use crate::db::Jsonb;
-use crate::error::{required, HatchatError, Result, SqlResult};
+use crate::error::{item_answers, required, HatchatError, Result, SqlResult};
 use crate::limits;
 use crate::messages::admit_read;
-use hatchat_wire::api::{ItemError, StreamItem};
+use hatchat_wire::api::StreamItem;
 use pgrx::prelude::*;
 
 /// One statement, so the messages, the members and the bounds come from one snapshot: a member
@@ -133,24 +133,12 @@ fn open_streams(items: Option<&str>) -> SqlResult<Jsonb> {
     if items.len() > MAX_OPENS {
         return Err(HatchatError::invalid(format!("at most {MAX_OPENS} streams per call")).into());
     }
-    let answers: Vec<serde_json::Value> = items
-        .iter()
-        .map(|item| {
-            opening(item.token.as_deref(), item.channel_id.as_deref(), item.after_seq).unwrap_or_else(
-                |error| {
-                    let detail = error.detail().map(str::to_string);
-                    let error = ItemError {
-                        sqlstate: error.sqlstate_code().to_string(),
-                        message: error.to_string(),
-                        detail,
-                    };
-                    serde_json::json!({"error": error})
-                },
-            )
-        })
-        .collect();
+    let answers = item_answers(items.iter().map(|item| {
+        opening(item.token.as_deref(), item.channel_id.as_deref(), item.after_seq)
+            .map(|answer| answer.to_string())
+    }));
     commit::durable_reads()?;
-    Ok(Jsonb::from_text(&serde_json::Value::Array(answers).to_string())?)
+    Ok(Jsonb::from_text(&answers)?)
 }
 
 /// One opening: `get_messages(token, channel_id, after_seq => after_seq, row_limit => 1)`'s checks,

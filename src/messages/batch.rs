@@ -15,9 +15,8 @@ use super::{admit, muted_answer, settle, Admitted, Payload, Retention};
 use crate::access;
 use crate::auth::{self, Caller, SYSTEM_USER};
 use crate::db::{self, pg_uuid, Jsonb};
-use crate::error::{required, HatchatError, Result, SqlResult};
+use crate::error::{item_answers, required, HatchatError, Result, SqlResult};
 use crate::placement::Placement;
-use hatchat_wire::api::ItemError;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
@@ -200,7 +199,7 @@ fn send_messages(items: Option<Jsonb>) -> SqlResult<Jsonb> {
     for (ord, first) in repeats {
         outcomes[ord as usize - 1] = outcomes[first as usize - 1].clone();
     }
-    Ok(Jsonb::from_text(&assemble(outcomes))?)
+    Ok(Jsonb::from_text(&item_answers(outcomes))?)
 }
 
 fn read_items(items: Jsonb) -> Result<Vec<Item>> {
@@ -463,16 +462,4 @@ fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
             (candidate.ord, outcome)
         })
         .collect())
-}
-
-/// The answers as one JSON array text, in item order.
-fn assemble(outcomes: Vec<Result<String>>) -> String {
-    let answers: Vec<String> =
-        outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(|error| error_json(&error))).collect();
-    format!("[{}]", answers.join(","))
-}
-
-fn error_json(error: &HatchatError) -> String {
-    let detail = error.detail().map(str::to_string);
-    ItemError { sqlstate: error.sqlstate_code().to_string(), message: error.to_string(), detail }.to_answer()
 }
