@@ -69,7 +69,6 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
-    /// An error the extension reported with `sqlstate` (raised, or answered per batch item).
     /// A batch item's answer (`send_messages`, `open_streams`): its text, or the error it carries.
     pub fn from_item(answer: &serde_json::value::RawValue) -> Result<&str, Self> {
         match hatchat_wire::api::ItemError::from_answer(answer.get()) {
@@ -78,6 +77,7 @@ impl ApiError {
         }
     }
 
+    /// An error the extension reported with `sqlstate` (raised, or answered per batch item).
     pub fn from_sqlstate(sqlstate: &str, message: String, detail: Option<String>) -> Self {
         crate::metrics::database_error(sqlstate);
         let (status, code) = classify(sqlstate);

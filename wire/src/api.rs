@@ -121,8 +121,8 @@ pub struct StreamCaller {
     pub expires_at: Option<String>,
 }
 
-/// An `OPEN_STREAMS` item's answer (and `hatchat.open_stream`'s): whether the stream has messages to catch up on, and whom its
-/// token speaks for.
+/// An `OPEN_STREAMS` item's answer (and `hatchat.open_stream`'s): whether the stream has messages
+/// to catch up on, and whom its token speaks for.
 #[derive(Debug, Deserialize)]
 pub struct StreamOpen {
     pub backlog: bool,

@@ -2,9 +2,9 @@
 //! reconnect storm). Each is told one by one up to `MAX_EACH` in a window; past that, one `resync`
 //! at once, and while changes go on at most one more per window, at the window's end. While a
 //! window is crowded the feed does not read presence at each change either, only at its end, so
-//! typing in a crowded channel waits up to a window. A thousand
-//! readers told of every small group of joins, as a storm's presence syncs deliver them, cost the
-//! gateway a write each: in a storm of 10,000 streams, 630,000 writes in ten seconds.
+//! typing in a crowded channel waits up to a window. A thousand readers told of every small group
+//! of joins, as a storm's presence syncs deliver them, cost the gateway a write each: in a storm
+//! of 10,000 streams, 630,000 writes in ten seconds.
 
 use std::time::Duration;
 use tokio::time::Instant;

@@ -119,9 +119,9 @@ impl Live {
 
     /// Checks that `token` may read `channel` after `after_seq` (as one `get_messages` call
     /// would) and learns whose it is, in one call shared with the openings around it (opener.rs),
-    /// then opens a reader from there. Each stream
-    /// counts against the user's long-polls (`--max-polls-per-user`): a stream costs what a
-    /// waiting long-poll costs, and without a bound one client could open any number. Every
+    /// then opens a reader from there. Each stream counts against the user's long-polls
+    /// (`--max-polls-per-user`): a stream costs what a waiting long-poll costs, and without a
+    /// bound one client could open any number. Every
     /// stream makes its user present; only those that ask (`presence`) are told of presence and
     /// typing, so a client written before them gets the stream it always got.
     pub async fn open_channel(
