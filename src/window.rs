@@ -123,8 +123,10 @@ const MAX_OPENS: usize = 1000;
 
 /// Opens many streams in one call (a gateway's storm of reconnects): for each item `{token,
 /// channelId, afterSeq}`, what `open_stream` answers, or `{"error": {sqlstate, message, detail?}}`
-/// with the error it gives that opening alone. One transaction and one round trip for the lot.
-/// For the gateway's role only.
+/// with the error it gives that opening alone. An item without `channelId` is a connection that
+/// has no channel yet (a WebSocket, a notification feed): it answers `{"caller"}`, what
+/// `stream_caller` answers. One transaction and one round trip for the lot. For the gateway's
+/// role only.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn open_streams(items: Option<&str>) -> SqlResult<Jsonb> {
@@ -134,8 +136,12 @@ fn open_streams(items: Option<&str>) -> SqlResult<Jsonb> {
         return Err(HatchatError::invalid(format!("at most {MAX_OPENS} streams per call")).into());
     }
     let answers = item_answers(items.iter().map(|item| {
-        opening(item.token.as_deref(), item.channel_id.as_deref(), item.after_seq)
-            .map(|answer| answer.to_string())
+        let token = item.token.as_deref();
+        let answer = match item.channel_id.as_deref() {
+            Some(channel_id) => opening(token, Some(channel_id), item.after_seq),
+            None => connecting(token),
+        };
+        answer.map(|answer| answer.to_string())
     }));
     commit::durable_reads()?;
     Ok(Jsonb::from_text(&answers)?)
@@ -155,6 +161,12 @@ fn opening(
         None => false,
     };
     Ok(serde_json::json!({"backlog": backlog, "caller": caller_json(&caller, token)?}))
+}
+
+/// A connection with no channel yet: whom its token speaks for.
+fn connecting(token: Option<&str>) -> Result<serde_json::Value> {
+    let caller = auth::authenticate(token)?;
+    Ok(serde_json::json!({"caller": caller_json(&caller, token)?}))
 }
 
 // hatchat_gateway is created with the other roles, in sql/schema.sql.

@@ -173,6 +173,22 @@ fn open_streams_answers_each_opening_as_alone() {
     assert_eq!((answers[0]["backlog"].clone(), answers[1]["backlog"].clone()), (json!(true), json!(false)));
     assert_eq!(answers[0]["caller"]["userId"], json!(alice.id));
     assert_eq!(answers[3]["error"]["sqlstate"], json!("42501"), "the stranger, and only the stranger");
+
+    // Items without a channel ask whom their token speaks for, as stream_caller answers alone.
+    let tokens = [Some(stranger.token()), Some(format!("{}x", stranger.token())), None];
+    let items: Vec<Value> = tokens.iter().map(|token| json!({"token": token})).collect();
+    let items = Value::Array(items).to_string();
+    let answers: Value = db.query_one("SELECT hatchat.open_streams($1)", &[&items]).unwrap().get(0);
+    for (token, answer) in tokens.iter().zip(answers.as_array().unwrap()) {
+        match db.query_one("SELECT hatchat.stream_caller($1)", &[token]) {
+            Ok(row) => assert_eq!(answer, &json!({"caller": row.get::<_, Value>(0)})),
+            Err(error) => {
+                assert_eq!(answer["error"]["sqlstate"], json!(error.code().unwrap().code()), "{answer}")
+            }
+        }
+    }
+    assert_eq!(answers[0]["caller"]["userId"], json!(stranger.id));
+    assert_eq!(answers[1]["error"]["sqlstate"], json!("28000"), "a forged token");
     let too_many = Value::Array(vec![json!({"channelId": "x"}); 1001]).to_string();
     assert_eq!(sqlstate(db.query_one("SELECT hatchat.open_streams($1)", &[&too_many])), "22023");
     assert_eq!(sqlstate(db.query_one("SELECT hatchat.open_streams($1)", &[&"{}"])), "22023");

@@ -175,10 +175,6 @@ async fn every_call_of_the_contract_prepares_against_the_database() {
 async fn the_answers_the_gateway_reads_decode_with_the_contracts_types() {
     let db = admin().await;
     let alice = register(&db, "alice").await;
-    let caller: api::StreamCaller = typed(&db, api::STREAM_CALLER, &[&Some(alice.token())]).await;
-    assert_eq!(caller.user_id, alice.id.to_string());
-    assert!(caller.expires_at.is_some(), "a user's token expires");
-
     let channel = format!("wire-{}", short_id());
     let create = api::CREATE_CHANNEL;
     let no_model: Option<String> = None;
@@ -211,6 +207,8 @@ async fn the_answers_the_gateway_reads_decode_with_the_contracts_types() {
         {"token": token, "channelId": channel, "afterSeq": 0},
         {"token": token, "channelId": channel, "afterSeq": last},
         {"token": token, "channelId": "no-such-channel", "afterSeq": 0},
+        {"token": token},
+        {"token": "Bearer not-a-token"},
     ])
     .to_string();
     let opened: Vec<Box<RawValue>> = typed(&db, api::OPEN_STREAMS, &[&items]).await;
@@ -220,6 +218,11 @@ async fn the_answers_the_gateway_reads_decode_with_the_contracts_types() {
     assert!(!caught_up.backlog, "nothing after the last seq");
     let refused = ItemError::from_answer(opened[2].get()).expect("an error");
     assert_eq!(refused.sqlstate, "P0002", "{refused:?}");
+    let connected: api::StreamOpen = serde_json::from_str(opened[3].get()).unwrap();
+    assert_eq!(connected.caller.user_id, alice.id.to_string());
+    assert!(connected.caller.expires_at.is_some(), "a user's token expires");
+    let unknown = ItemError::from_answer(opened[4].get()).expect("an error");
+    assert_eq!(unknown.sqlstate, "28000", "{unknown:?}");
 
     // Presence: a gateway's first sync holds no lease yet; Alice joins, then types.
     let gateway = Uuid::new_v4().to_string();

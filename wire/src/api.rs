@@ -27,8 +27,6 @@ calls! {
     DELETE_USER = "SELECT hatchat.delete_user($1, $2::text::uuid)";
     /// The id (text, not JSON) of the user a token speaks for.
     AUTHENTICATE = "SELECT hatchat.authenticate($1)::text";
-    /// Answers a `StreamCaller`.
-    STREAM_CALLER = "SELECT hatchat.stream_caller($1)::text";
 
     // Channels.
     CREATE_CHANNEL = "SELECT hatchat.create_channel($1, $2, $3, $4::text::jsonb)::text";
@@ -122,14 +120,17 @@ pub struct StreamCaller {
 }
 
 /// An `OPEN_STREAMS` item's answer (and `hatchat.open_stream`'s): whether the stream has messages
-/// to catch up on, and whom its token speaks for.
+/// to catch up on (absent, so false, for an item without a channel), and whom its token speaks
+/// for.
 #[derive(Debug, Deserialize)]
 pub struct StreamOpen {
+    #[serde(default)]
     pub backlog: bool,
     pub caller: StreamCaller,
 }
 
 /// One stream to open in `OPEN_STREAMS`: a token, a channel, the position the stream starts after.
+/// Without a channel, a connection that only asks whom its token speaks for.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamItem<'a> {

@@ -34,7 +34,6 @@ pub use long_poll::{Follow, LongPoll};
 pub use notifications::{Notice, NotificationStream};
 
 use crate::config::StreamSettings;
-use crate::db;
 use crate::error::ApiError;
 use bounds::{Budget, Place, Quota};
 use feeds::{Interest, Reader};
@@ -111,10 +110,10 @@ pub struct ChannelStream {
 }
 
 impl Live {
-    /// Asks the database whose `token` is (`hatchat.stream_caller`: 401 for a bad token).
+    /// Asks the database whose `token` is (401 for a bad token), in one call shared with the
+    /// openings around it (opener.rs).
     pub async fn caller(&self, token: &Option<String>) -> Result<Caller, ApiError> {
-        let answer: api::StreamCaller = db::call_typed(&self.pool, api::STREAM_CALLER, &[token]).await?;
-        Ok(answer.into())
+        Ok(self.opener.caller(token).await?.into())
     }
 
     /// Checks that `token` may read `channel` after `after_seq` (as one `get_messages` call

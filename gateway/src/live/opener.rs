@@ -1,6 +1,6 @@
 //! Stream openings, batched. Each stream that opens asks the database once whether its token may
-//! read the channel from its position (`open_streams`), and a reconnect storm is thousands of
-//! those at once. An opening that finds a slot free goes at once, alone; openings that arrive
+//! read the channel from its position, and each WebSocket whom its token speaks for, as it
+//! connects (`open_streams`); a reconnect storm is thousands of those at once. An opening that finds a slot free goes at once, alone; openings that arrive
 //! while every slot is busy go together in the next free slot, one call for up to `MAX_BATCH`:
 //! one transaction and one round trip, and each token verified once per backend rather than once
 //! per stream. Each opening still gets exactly the answer or the error it would get alone.
@@ -33,7 +33,8 @@ struct State {
 
 struct Pending {
     token: Option<String>,
-    channel: String,
+    /// None for a connection that only asks whom its token speaks for.
+    channel: Option<String>,
     after_seq: i64,
     answer: oneshot::Sender<Result<StreamOpen, ApiError>>,
 }
@@ -51,8 +52,22 @@ impl Opener {
         channel: &str,
         after_seq: i64,
     ) -> Result<StreamOpen, ApiError> {
+        self.ask(token, Some(channel.to_string()), after_seq).await
+    }
+
+    /// Whom `token` speaks for (401 for a bad token), asked with the openings around it.
+    pub async fn caller(self: &Arc<Self>, token: &Option<String>) -> Result<api::StreamCaller, ApiError> {
+        Ok(self.ask(token, None, 0).await?.caller)
+    }
+
+    async fn ask(
+        self: &Arc<Self>,
+        token: &Option<String>,
+        channel: Option<String>,
+        after_seq: i64,
+    ) -> Result<StreamOpen, ApiError> {
         let (answer, answered) = oneshot::channel();
-        let pending = Pending { token: token.clone(), channel: channel.to_string(), after_seq, answer };
+        let pending = Pending { token: token.clone(), channel, after_seq, answer };
         let start = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             state.queue.push(pending);
@@ -91,7 +106,7 @@ impl Opener {
             .iter()
             .map(|p| StreamItem {
                 token: p.token.as_deref().map(Cow::Borrowed),
-                channel_id: Some(Cow::Borrowed(&p.channel)),
+                channel_id: p.channel.as_deref().map(Cow::Borrowed),
                 after_seq: Some(p.after_seq),
             })
             .collect();
