@@ -12,7 +12,7 @@ use hatchat_gateway::live::bounds::{Budget, Quota};
 use hatchat_gateway::live::forward::{spawn_forwarder, Target};
 use hatchat_gateway::live::hub::spawn_listener;
 use hatchat_gateway::live::nodes::spawn_node_listeners;
-use hatchat_gateway::live::opener::Opener;
+use hatchat_gateway::live::opener::{self, Opener};
 use hatchat_gateway::live::presence::Presence;
 use hatchat_gateway::live::{check_window_access, Feeds, Hub, Live};
 use hatchat_gateway::placement::Placement;
@@ -80,7 +80,7 @@ async fn run(config: Config) -> Result<(), String> {
         quota: Quota::new(config.max_polls_per_user),
         budget,
         presence: Arc::clone(&presence),
-        opener: Opener::new(pool.clone()),
+        opener: Opener::new(opener_pools(&config, prepared.request_role.as_deref())?),
         streams: config.stream_settings(),
         max_wait: config.max_wait(),
     };
@@ -104,6 +104,12 @@ async fn run(config: Config) -> Result<(), String> {
     // Its users leave now rather than when the lease runs out.
     presence.depart().await;
     Ok(())
+}
+
+/// The stream openings' connections, one for each of the opener's slots (opener.rs).
+fn opener_pools(config: &Config, request_role: Option<&str>) -> Result<Vec<deadpool_postgres::Pool>, String> {
+    let name = format!("{}-opener", config.application_name);
+    (0..opener::SLOTS).map(|_| db::pool(&config.database_url, &name, 1, request_role)).collect()
 }
 
 /// Deletes expired channels every `interval` seconds (0: never).

@@ -1,9 +1,13 @@
 //! Stream openings, batched. Each stream that opens asks the database once whether its token may
 //! read the channel from its position, and each WebSocket whom its token speaks for, as it
-//! connects (`open_streams`); a reconnect storm is thousands of those at once. An opening that finds a slot free goes at once, alone; openings that arrive
-//! while every slot is busy go together in the next free slot, one call for up to `MAX_BATCH`:
-//! one transaction and one round trip, and each token verified once per backend rather than once
-//! per stream. Each opening still gets exactly the answer or the error it would get alone.
+//! connects (`open_streams`); a reconnect storm is thousands of those at once. An opening whose
+//! slot is free goes at once, alone; openings that arrive while it is busy go together in its
+//! next call, up to `MAX_BATCH`: one transaction and one round trip. Each opening still gets
+//! exactly the answer or the error it would get alone.
+//!
+//! A token always goes to the same slot, and each slot to one connection of its own: the backend
+//! keeps the tokens it verified, so a user's streams and reconnects (one token, many openings)
+//! cost one signature check there rather than one on each of the pool's backends.
 
 use crate::db;
 use crate::error::ApiError;
@@ -11,16 +15,22 @@ use deadpool_postgres::Pool;
 use hatchat_wire::api::{self, StreamItem, StreamOpen};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// The extension's limit per `open_streams` call.
 const MAX_BATCH: usize = 1000;
-/// Calls at once: enough to keep both cores of a small database busy while one batch is on the
-/// wire, few enough that a storm's openings batch.
-const SLOTS: usize = 2;
+/// Calls at once, a connection each: enough to keep both cores of a small database busy while
+/// one batch is on the wire, few enough that a storm's openings batch.
+pub const SLOTS: usize = 2;
 
 pub struct Opener {
+    slots: Vec<Slot>,
+}
+
+/// One connection's openings: those waiting, and whether a call is under way.
+struct Slot {
     pool: Pool,
     state: Mutex<State>,
 }
@@ -28,7 +38,7 @@ pub struct Opener {
 #[derive(Default)]
 struct State {
     queue: Vec<Pending>,
-    busy: usize,
+    busy: bool,
 }
 
 struct Pending {
@@ -40,8 +50,10 @@ struct Pending {
 }
 
 impl Opener {
-    pub fn new(pool: Pool) -> Arc<Self> {
-        Arc::new(Opener { pool, state: Mutex::default() })
+    /// A slot for each pool, which should hold one connection.
+    pub fn new(pools: Vec<Pool>) -> Arc<Self> {
+        let slots = pools.into_iter().map(|pool| Slot { pool, state: Mutex::default() }).collect();
+        Arc::new(Opener { slots })
     }
 
     /// What the database says of a stream of `channel` after `after_seq` for `token`: whether
@@ -68,60 +80,67 @@ impl Opener {
     ) -> Result<StreamOpen, ApiError> {
         let (answer, answered) = oneshot::channel();
         let pending = Pending { token: token.clone(), channel, after_seq, answer };
+        let index = self.slot_of(token);
         let start = {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = self.slots[index].state.lock().unwrap_or_else(|e| e.into_inner());
             state.queue.push(pending);
-            let free = state.busy < SLOTS;
-            state.busy += usize::from(free);
-            free
+            !std::mem::replace(&mut state.busy, true)
         };
         if start {
-            tokio::spawn(Arc::clone(self).run());
+            tokio::spawn(Arc::clone(self).run(index));
         }
         answered.await.unwrap_or_else(|_| Err(ApiError::internal("a stream's opening was dropped")))
     }
 
-    /// A slot: calls for what is queued until nothing is. In a task of its own, so a client that
+    fn slot_of(&self, token: &Option<String>) -> usize {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        token.hash(&mut hasher);
+        (hasher.finish() % self.slots.len() as u64) as usize
+    }
+
+    /// A slot's calls for what is queued until nothing is. In a task of its own, so a client that
     /// hangs up does not stall the openings batched with its own.
-    async fn run(self: Arc<Self>) {
+    async fn run(self: Arc<Self>, index: usize) {
+        let slot = &self.slots[index];
         loop {
             let batch: Vec<Pending> = {
-                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut state = slot.state.lock().unwrap_or_else(|e| e.into_inner());
                 if state.queue.is_empty() {
-                    state.busy -= 1;
+                    state.busy = false;
                     return;
                 }
                 let take = state.queue.len().min(MAX_BATCH);
                 state.queue.drain(..take).collect()
             };
-            let answers = self.call(&batch).await;
+            let answers = call(&slot.pool, &batch).await;
             for (pending, answer) in batch.into_iter().zip(answers) {
                 let _ = pending.answer.send(answer);
             }
         }
     }
+}
 
-    async fn call(&self, batch: &[Pending]) -> Vec<Result<StreamOpen, ApiError>> {
-        let items: Vec<StreamItem> = batch
+/// One `open_streams` call for a batch: each opening's answer, in order.
+async fn call(pool: &Pool, batch: &[Pending]) -> Vec<Result<StreamOpen, ApiError>> {
+    let items: Vec<StreamItem> = batch
+        .iter()
+        .map(|p| StreamItem {
+            token: p.token.as_deref().map(Cow::Borrowed),
+            channel_id: p.channel.as_deref().map(Cow::Borrowed),
+            after_seq: Some(p.after_seq),
+        })
+        .collect();
+    let items = serde_json::to_string(&items).expect("items serialize");
+    let answers = match db::call_json(pool, api::OPEN_STREAMS, &[&items]).await {
+        Ok(answers) => answers,
+        Err(error) => return batch.iter().map(|_| Err(error.clone())).collect(),
+    };
+    match serde_json::from_str::<Vec<&RawValue>>(&answers) {
+        Ok(answers) if answers.len() == batch.len() => answers.into_iter().map(item_answer).collect(),
+        _ => batch
             .iter()
-            .map(|p| StreamItem {
-                token: p.token.as_deref().map(Cow::Borrowed),
-                channel_id: p.channel.as_deref().map(Cow::Borrowed),
-                after_seq: Some(p.after_seq),
-            })
-            .collect();
-        let items = serde_json::to_string(&items).expect("items serialize");
-        let answers = match db::call_json(&self.pool, api::OPEN_STREAMS, &[&items]).await {
-            Ok(answers) => answers,
-            Err(error) => return batch.iter().map(|_| Err(error.clone())).collect(),
-        };
-        match serde_json::from_str::<Vec<&RawValue>>(&answers) {
-            Ok(answers) if answers.len() == batch.len() => answers.into_iter().map(item_answer).collect(),
-            _ => batch
-                .iter()
-                .map(|_| Err(ApiError::internal("the openings' answer does not match them")))
-                .collect(),
-        }
+            .map(|_| Err(ApiError::internal("the openings' answer does not match them")))
+            .collect(),
     }
 }
 
