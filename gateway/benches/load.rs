@@ -219,6 +219,14 @@ struct Cpu {
     load: f64,
 }
 
+impl Cpu {
+    fn add(&mut self, other: &Cpu) {
+        self.postgres += other.postgres;
+        self.gateway += other.gateway;
+        self.load += other.load;
+    }
+}
+
 /// pid -> (comm, parent pid, CPU seconds so far).
 fn cpu_snapshot() -> HashMap<u32, (String, u32, f64)> {
     let mut snapshot = HashMap::new();

@@ -235,7 +235,7 @@ pub async fn measure(
     // Idle, with the churn of tokens that run out (the first ones do 20 s after they were made).
     tokio::time::sleep(Duration::from_secs(22).saturating_sub(started.elapsed())).await;
     let (transactions, reconnects, wal) = idle(admin, &board).await;
-    let lags = fan_out(api, crowd, &board).await;
+    let (lags, fan_out_cpu) = fan_out(api, crowd, &board, gateway.pid(), postmaster).await;
     let typing = typing(other, crowd, &board).await;
     let joins = joins(other, crowd, &board).await;
     tasks.iter().for_each(|task| task.abort());
@@ -276,6 +276,12 @@ pub async fn measure(
     println!(
         "(opening them all, CPU seconds: PostgreSQL {:.1}, gateway {:.1}, this client {:.1})",
         cpu.postgres, cpu.gateway, cpu.load
+    );
+    let delivered = (ROUNDS * n) as f64 / 1e6;
+    println!(
+        "(fan-out, CPU microseconds per delivery: gateway {:.1}, this client {:.1})",
+        fan_out_cpu.gateway / delivered,
+        fan_out_cpu.load / delivered
     );
     for reason in board.reasons.lock().unwrap().iter() {
         println!("- refused at {reason}");
@@ -393,11 +399,19 @@ async fn idle(admin: &tokio_postgres::Client, board: &Board) -> (f64, f64, f64) 
 
 /// `ROUNDS` times one message on every channel: each stream's time from its channel's send to
 /// the message reaching it, sorted.
-async fn fan_out(api: &Api, crowd: &Crowd, board: &Board) -> Vec<Duration> {
+async fn fan_out(
+    api: &Api,
+    crowd: &Crowd,
+    board: &Board,
+    gateway: u32,
+    postmaster: u32,
+) -> (Vec<Duration>, super::Cpu) {
     let mut lags = Vec::new();
+    let mut cpu = super::Cpu::default();
     let sender = &crowd.people[0].user;
     for _ in 0..ROUNDS {
         board.received.iter().for_each(|at| at.store(0, Ordering::Relaxed));
+        let cpu_before = super::cpu_snapshot();
         let mut sent_at = Vec::new();
         for channel in &crowd.channels {
             sent_at.push(board.now());
@@ -419,6 +433,7 @@ async fn fan_out(api: &Api, crowd: &Crowd, board: &Board) -> Vec<Duration> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        cpu.add(&super::cpu_used(&cpu_before, &super::cpu_snapshot(), gateway, postmaster));
         for (i, at) in board.received.iter().enumerate() {
             let lag = at.load(Ordering::Relaxed).saturating_sub(sent_at[channel_of(i)]);
             lags.push(Duration::from_nanos(lag));
@@ -426,7 +441,7 @@ async fn fan_out(api: &Api, crowd: &Crowd, board: &Board) -> Vec<Duration> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     lags.sort();
-    lags
+    (lags, cpu)
 }
 
 /// The gateway's memory: its resident set, and what its allocator says it holds.
