@@ -75,6 +75,57 @@ async fn sixteen_streams_that_never_read_hold_a_bounded_number_of_bytes() {
     );
 }
 
+/// WebSockets whose clients never read, each subscribed to a 10 MB backlog, hold what their
+/// purses bound (the subscription's reader and the socket's queue), not their backlog; closing
+/// gives it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn websockets_that_never_read_hold_a_bounded_number_of_bytes() {
+    let gateway = Gateway::start().await;
+    let api = gateway.api();
+    let (alice, bob, channel) = api.alice_and_bob_in_a_channel().await;
+    let big = "x".repeat(60_000);
+    for n in 0..170 {
+        api.send(&alice, &channel, json!({"n": n, "big": big})).await.expect(200);
+    }
+    let before = gateway.allocator("resident").await;
+    let subscribe = json!({"type": "subscribe", "channelId": channel, "afterSeq": 0}).to_string();
+    let mut sockets = Vec::new();
+    for _ in 0..8 {
+        let mut socket = non_reading_websocket(&gateway, &bob.token()).await;
+        futures_util::SinkExt::send(&mut socket, Message::Text(subscribe.clone().into())).await.unwrap();
+        sockets.push(socket);
+    }
+    gateway.until_health("liveReaders", |_| true).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = gateway.health().await["heldBytes"].as_i64().unwrap();
+    let grown = gateway.allocator("resident").await - before;
+    eprintln!(
+        "8 non-reading WebSockets over a 10 MB backlog: held {held} bytes, resident grew {grown} bytes"
+    );
+    assert!(held > 0, "the sockets hold what they could not write");
+    assert!(held <= 8 * (2 * 256 * 1024 + 64 * 1024), "a reader's and a socket's purse at most: {held}");
+    assert!(grown < 32 * MB, "resident grew by {} MB", grown / MB);
+
+    drop(sockets);
+    gateway.until_health("streams", |open| open == &json!(0)).await;
+    gateway.until_health("heldBytes", |held| held == &json!(0)).await;
+}
+
+/// A WebSocket from a client with a tiny receive window that reads nothing after the handshake.
+async fn non_reading_websocket(gateway: &Gateway, token: &str) -> Socket {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = gateway.base.trim_start_matches("http://").parse().unwrap();
+    let stream = socket.connect(address).await.unwrap();
+    let url = format!("{}/ws", gateway.base.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
+    let protocols = format!("hatchat.v1, hatchat.token.{encoded}");
+    request.headers_mut().insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    tokio_tungstenite::client_async(request, stream).await.unwrap().0
+}
+
 /// A reader of a quiet channel holds no page: once streams have read a 2 MB backlog and caught
 /// up, what the gateway has allocated does not grow with them: ten more cost their connections,
 /// not ten pages. Measured without jemalloc's thread caches, whose fill is megabytes of noise.
