@@ -81,7 +81,8 @@ async fn sixteen_streams_that_never_read_hold_a_bounded_number_of_bytes() {
 }
 
 /// WebSockets whose clients never read, each subscribed to a 10 MB backlog, hold what their
-/// subscription's reader may (`--stream-buffer-bytes`), not their backlog; closing gives it back.
+/// purses bound (the subscription's reader and the socket's queue), not their backlog; closing
+/// gives it back.
 #[tokio::test(flavor = "multi_thread")]
 async fn websockets_that_never_read_hold_a_bounded_number_of_bytes() {
     let (gateway, bob, channel) = a_10_mb_backlog().await;
@@ -101,12 +102,47 @@ async fn websockets_that_never_read_hold_a_bounded_number_of_bytes() {
         "8 non-reading WebSockets over a 10 MB backlog: held {held} bytes, resident grew {grown} bytes"
     );
     assert!(held > 0, "the sockets hold what they could not write");
-    assert!(held <= 8 * (256 * 1024 + 64 * 1024), "each socket's reader holds its buffer at most: {held}");
+    assert!(held <= 8 * (2 * 256 * 1024 + 64 * 1024), "a reader's and a socket's purse at most: {held}");
     assert!(grown < 32 * MB, "resident grew by {} MB", grown / MB);
 
     drop(sockets);
     gateway.until_health("streams", |open| open == &json!(0)).await;
     gateway.until_health("heldBytes", |held| held == &json!(0)).await;
+}
+
+/// WebSockets that stop reading, each following two channels with long backlogs, leave the pool
+/// to everyone else: a subscription's catch-up read finishes whether or not its socket can be
+/// written, so a stalled socket holds pages, never a database connection. (A writer that polled
+/// its subscriptions itself stopped polling one mid-read while blocked on its client.)
+#[tokio::test(flavor = "multi_thread")]
+async fn websockets_that_stop_reading_hold_no_database_connection() {
+    let gateway = Gateway::start_with(&[("HATCHAT_POOL_SIZE", "2")]).await;
+    let api = gateway.api();
+    let (alice, bob, first) = api.alice_and_bob_in_a_channel().await;
+    let second = api.create_channel(&bob, "self").await;
+    api.join(&alice, &second).await.expect(200);
+    let big = "x".repeat(60_000);
+    for n in 0..40 {
+        for channel in [&first, &second] {
+            api.send(&alice, channel, json!({"n": n, "big": big})).await.expect(200);
+        }
+    }
+    let mut sockets = Vec::new();
+    for _ in 0..8 {
+        let mut socket = non_reading_websocket(&gateway, &bob.token()).await;
+        for channel in [&first, &second] {
+            let subscribe = json!({"type": "subscribe", "channelId": channel, "afterSeq": 0}).to_string();
+            futures_util::SinkExt::send(&mut socket, Message::Text(subscribe.into())).await.unwrap();
+        }
+        sockets.push(socket);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for _ in 0..4 {
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), api.poll(&alice, &first, "afterSeq=0&limit=1"));
+        read.await.expect("a read while sockets are stalled is answered in time").expect(200);
+    }
+    drop(sockets);
 }
 
 /// A WebSocket from a client with a tiny receive window that reads nothing after the handshake.

@@ -10,6 +10,7 @@ use crate::db;
 use crate::error::ApiError;
 use crate::extract::AppState;
 use crate::extract::{raw_json, Token};
+use crate::live::bounds::Purse;
 use crate::live::feeds::SLOW_CONSUMER;
 use crate::live::{ChannelStream, Delivery};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -17,15 +18,16 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use futures_util::stream::{AbortHandle, Abortable, BoxStream, SelectAll};
 use futures_util::{SinkExt, StreamExt};
 use hatchat_wire::api;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
 
 pub const PROTOCOL: &str = "hatchat.v1";
 const TOKEN_PROTOCOL_PREFIX: &str = "hatchat.token.";
@@ -202,8 +204,20 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
             return;
         }
     };
-    let (out, outgoing) = mpsc::channel::<Queued>(app.live.streams.buffer);
-    let writer = tokio::spawn(write(sink, outgoing));
+    let (frames, mut outgoing) = mpsc::channel::<Queued>(app.live.streams.buffer);
+    let out = Outbox { frames, purse: app.live.budget.purse(), taken: Arc::new(Notify::new()) };
+    let written = out.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(queued) = outgoing.recv().await {
+            let (message, bytes) = *queued;
+            let sent = sink.send(message).await;
+            written.purse.give_back(bytes);
+            written.taken.notify_waiters();
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
     let (signals, mut signalled) = mpsc::channel::<Signal>(1);
     let mut session = Session { app: app.clone(), token, out, signals, subscriptions: HashMap::new() };
     session.queue(text(json!({"type": "ready", "userId": caller.user}).to_string()));
@@ -229,7 +243,7 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
             Some(Signal::SlowConsumer) = signalled.recv() => {
                 // Best effort: a client that does not read will not see it; it resumes from the
                 // last seq it saw on each channel.
-                session.queue(close(SLOW_CONSUMER));
+                let _ = session.out.try_queue(close(SLOW_CONSUMER));
                 break;
             }
             _ = heartbeat.tick() => {
@@ -238,12 +252,12 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
                 }
             }
             _ = app.live.hub.until_shutdown() => {
-                session.queue(close("gateway shutting down"));
+                let _ = session.out.try_queue(close("gateway shutting down"));
                 break;
             }
         }
     }
-    session.subscriptions.values().for_each(AbortHandle::abort);
+    session.subscriptions.values().for_each(JoinHandle::abort);
     drop(session);
     // The writer ends once it wrote what is queued (the close frame last), unless the client does
     // not read: then it is cut off after a moment.
@@ -263,57 +277,75 @@ async fn auth_frame(incoming: &mut futures_util::stream::SplitStream<WebSocket>)
     }
 }
 
-/// What the session hands its writer: a frame of its own (answers, errors, pings, the close), or
-/// a subscription's frames to follow. Boxed: a queue reserves room for 32 of what it carries as it
-/// is made, so an idle socket holds 32 pointers rather than 32 frames.
-type Queued = Box<Out>;
+/// A frame on its way to the writer, and the bytes it holds of the socket's purse. Boxed: a queue
+/// reserves room for 32 of what it carries as it is made, so an idle socket holds 32 pointers
+/// rather than 32 frames.
+type Queued = Box<(Message, usize)>;
 
-enum Out {
-    Frame(Message),
-    Follow(BoxStream<'static, Message>),
+/// The socket's frames on their way to its writer, each with the bytes it holds of the socket's
+/// purse. Forwarded messages are bounded in bytes (a client that does not read holds its socket's
+/// bound at most); the session's own frames (answers, errors, pings) are small and bounded in
+/// number, and never wait behind a full purse: a busy subscription does not cost a client its
+/// answers.
+#[derive(Clone)]
+struct Outbox {
+    frames: mpsc::Sender<Queued>,
+    purse: Arc<Purse>,
+    /// Told each time the writer wrote a frame (and gave its bytes back).
+    taken: Arc<Notify>,
 }
 
-/// The socket's writer: the session's frames, and the frames of every subscription it follows,
-/// each written as it comes. A subscription's messages wait in its reader (bounded in bytes, as
-/// every stream's) until the writer takes them: a client that does not read holds what its
-/// readers hold, and a live reader that fills is closed as a slow consumer by its feed. The
-/// session's own frames are small and few, and go first.
-async fn write(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut queued: mpsc::Receiver<Queued>,
-) {
-    let mut follows = SelectAll::new();
-    loop {
-        let message = tokio::select! {
-            biased;
-            out = queued.recv() => match out.map(|out| *out) {
-                None => return,
-                Some(Out::Frame(message)) => message,
-                Some(Out::Follow(frames)) => {
-                    follows.push(frames);
-                    continue;
-                }
-            },
-            Some(message) = follows.next(), if !follows.is_empty() => message,
-        };
-        if sink.send(message).await.is_err() {
-            return;
+impl Outbox {
+    /// Queues one of the session's own frames without waiting; false when the client reads too
+    /// slowly to take it.
+    fn try_queue(&self, message: Message) -> bool {
+        self.frames.try_send(Box::new((message, 0))).is_ok()
+    }
+
+    /// Queues a forwarded message, waiting while the queue is full; false once the writer is gone.
+    async fn queue(&self, message: Message) -> bool {
+        let bytes = frame_bytes(&message);
+        loop {
+            let taken = self.taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            if self.purse.take(bytes) {
+                break;
+            }
+            if self.frames.is_closed() {
+                return false;
+            }
+            taken.await;
         }
+        if self.frames.send(Box::new((message, bytes))).await.is_err() {
+            self.purse.give_back(bytes);
+            return false;
+        }
+        true
+    }
+}
+
+/// What a frame costs while it waits: its text (control frames cost nothing to speak of).
+fn frame_bytes(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+        _ => 0,
     }
 }
 
 struct Session {
     app: AppState,
     token: Option<String>,
-    out: mpsc::Sender<Queued>,
+    out: Outbox,
     signals: mpsc::Sender<Signal>,
-    subscriptions: HashMap<String, AbortHandle>,
+    subscriptions: HashMap<String, JoinHandle<()>>,
 }
 
 impl Session {
     /// Queues a frame for the writer; false when the client reads too slowly to take it.
     fn queue(&self, message: Message) -> bool {
-        self.out.try_send(Box::new(Out::Frame(message))).is_ok()
+        self.out.try_queue(message)
     }
 
     /// Handles one client frame; false when the session must end.
@@ -327,11 +359,11 @@ impl Session {
                 error_frame(None, None, &ApiError::bad_request("already authenticated"))
             }
             Ok(ClientFrame::Subscribe(SubscribeFrame { channel_id, after_seq, presence })) => {
-                return self.subscribe(channel_id, after_seq.unwrap_or(0), presence).await;
+                self.subscribe(channel_id, after_seq.unwrap_or(0), presence).await
             }
             Ok(ClientFrame::Unsubscribe(SubscribeFrame { channel_id, .. })) => {
-                if let Some(following) = self.subscriptions.remove(&channel_id) {
-                    following.abort();
+                if let Some(task) = self.subscriptions.remove(&channel_id) {
+                    task.abort();
                 }
                 json!({"type": "unsubscribed", "channelId": channel_id}).to_string()
             }
@@ -360,68 +392,47 @@ impl Session {
         self.queue(text(answer))
     }
 
-    /// Starts (or restarts, from the new position) a channel's subscription: its answer, then its
-    /// frames, go to the writer. False when the session must end.
-    async fn subscribe(&mut self, channel: String, after_seq: i64, presence: bool) -> bool {
+    /// Starts (or restarts, from the new position) a channel's subscription.
+    async fn subscribe(&mut self, channel: String, after_seq: i64, presence: bool) -> String {
         let stream = match self.app.live.open_channel(&self.token, &channel, after_seq, presence).await {
             Ok(stream) => stream,
-            Err(error) => return self.queue(text(error_frame(None, Some(&channel), &error))),
+            Err(error) => return error_frame(None, Some(&channel), &error),
         };
-        if let Some(previous) = self.subscriptions.remove(&channel) {
+        let task = tokio::spawn(forward(stream, channel.clone(), self.out.clone(), self.signals.clone()));
+        if let Some(previous) = self.subscriptions.insert(channel.clone(), task) {
             previous.abort();
         }
-        let subscribed = json!({"type": "subscribed", "channelId": channel, "afterSeq": after_seq});
-        if !self.queue(text(subscribed.to_string())) {
-            return false;
-        }
-        let (following, registration) = AbortHandle::new_pair();
-        let frames = Abortable::new(frames(stream, channel.clone(), self.signals.clone()), registration);
-        self.subscriptions.insert(channel, following);
-        self.out.try_send(Box::new(Out::Follow(frames.boxed()))).is_ok()
+        json!({"type": "subscribed", "channelId": channel, "afterSeq": after_seq}).to_string()
     }
 }
 
-/// One channel's deliveries as the socket's frames, in order.
-fn frames(
-    stream: ChannelStream,
-    channel: String,
-    signals: mpsc::Sender<Signal>,
-) -> impl futures_util::Stream<Item = Message> + Send + 'static {
+/// Passes one channel's deliveries to the socket, in order; waits while the socket's queue is
+/// full (its reader's own buffer then fills, and the feed closes it as a slow consumer).
+async fn forward(stream: ChannelStream, channel: String, out: Outbox, signals: mpsc::Sender<Signal>) {
+    let ChannelStream { mut reader, place: _place, here: _here } = stream;
     let name = serde_json::to_string(&channel).expect("a string serializes");
-    futures_util::stream::unfold(stream, move |mut stream| {
-        let (channel, name, signals) = (channel.clone(), name.clone(), signals.clone());
-        async move {
-            let delivery = stream.reader.next().await?;
-            let frame = frame(&delivery, &channel, &name, stream.reader.cursor(), &signals);
-            Some((text(frame), stream))
-        }
-    })
-}
-
-/// A delivery as a frame; a slow consumer's close also tells the session to close the socket.
-fn frame(
-    delivery: &Delivery,
-    channel: &str,
-    name: &str,
-    cursor: i64,
-    signals: &mpsc::Sender<Signal>,
-) -> String {
-    match delivery {
-        Delivery::Message { json, .. } => {
-            format!(r#"{{"type":"message","channelId":{name},"message":{json}}}"#)
-        }
-        Delivery::Reset { oldest_seq } => {
-            json!({"type": "reset", "channelId": channel, "oldestSeq": oldest_seq}).to_string()
-        }
-        Delivery::Presence { json } => {
-            format!(r#"{{"type":"presence","channelId":{name},"presence":{json}}}"#)
-        }
-        Delivery::Typing { json } => format!(r#"{{"type":"typing","channelId":{name},"typing":{json}}}"#),
-        Delivery::Closed { reason } => {
-            if *reason == SLOW_CONSUMER {
-                let _ = signals.try_send(Signal::SlowConsumer);
+    while let Some(delivery) = reader.next().await {
+        let frame = match &delivery {
+            Delivery::Message { json, .. } => {
+                format!(r#"{{"type":"message","channelId":{name},"message":{json}}}"#)
             }
-            json!({"type": "closed", "channelId": channel, "reason": reason, "lastSeq": cursor}).to_string()
+            Delivery::Reset { oldest_seq } => {
+                json!({"type": "reset", "channelId": channel, "oldestSeq": oldest_seq}).to_string()
+            }
+            Delivery::Presence { json } => {
+                format!(r#"{{"type":"presence","channelId":{name},"presence":{json}}}"#)
+            }
+            Delivery::Typing { json } => format!(r#"{{"type":"typing","channelId":{name},"typing":{json}}}"#),
+            Delivery::Closed { reason } => {
+                if *reason == SLOW_CONSUMER {
+                    let _ = signals.try_send(Signal::SlowConsumer);
+                }
+                let last = reader.cursor();
+                json!({"type": "closed", "channelId": channel, "reason": reason, "lastSeq": last}).to_string()
+            }
+        };
+        if !out.queue(text(frame)).await {
+            return;
         }
     }
 }
