@@ -21,8 +21,6 @@ use serde::Deserialize;
 
 pub const MAX_TYPE_CHARS: usize = 100;
 pub const MAX_ROOM_USERS: usize = 32;
-/// The author name of what the server secret posts, as in ganomede-chat (reserved: no user takes it).
-pub const SYSTEM_NAME: &str = names::SERVER_SECRET_NAME;
 
 /// 1..100 characters, no control characters.
 pub fn valid_room_type(raw: &str) -> Result<&str> {
@@ -122,14 +120,10 @@ fn resolve_usernames(names: &[String]) -> Result<Vec<(pgrx::Uuid, String)>> {
 fn open_room(caller: &Caller, room_type: &str, usernames: &[String]) -> Result<String> {
     let room_type = valid_room_type(room_type)?;
     let names = valid_usernames(usernames)?;
-    let players = resolve_usernames(&names)?;
-    let ids: Vec<pgrx::Uuid> = players.iter().map(|(id, _)| *id).collect();
-    if let Caller::User(user) = caller {
-        if !ids.iter().any(|id| db::rust_uuid(*id) == user.id) {
-            return Err(not_a_user_of_the_room());
-        }
+    let (ids, canonical): (Vec<pgrx::Uuid>, Vec<String>) = resolve_usernames(&names)?.into_iter().unzip();
+    if !caller.is_system() && !ids.contains(&pg_uuid(caller.id())) {
+        return Err(not_a_user_of_the_room());
     }
-    let canonical: Vec<String> = players.iter().map(|(_, name)| name.clone()).collect();
     let id = room_id(room_type, &canonical)?;
     access::drop_if_expired(&id)?;
     let created = db::execute(
@@ -248,9 +242,10 @@ fn checked_body(body: Jsonb) -> Result<String> {
 /// Appends `body`'s message to a room as `caller` (who is checked), and answers the message with
 /// its room id. A muted caller is answered the same, but nothing is stored.
 fn post(caller: &Caller, room_id: &str, body: Jsonb, kind: Option<&str>) -> Result<Jsonb> {
+    // What the server secret posts is from `$$`, as in ganomede-chat (reserved: no user takes it).
     let author = match caller {
-        Caller::User(user) => user.username.clone(),
-        Caller::System => SYSTEM_NAME.to_string(),
+        Caller::User(user) => user.username.as_str(),
+        Caller::System => names::SERVER_SECRET_NAME,
     };
     let message = db::one::<Jsonb>(
         "SELECT jsonb_build_object('timestamp', $1->'timestamp', 'from', $2::text, \
