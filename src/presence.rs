@@ -97,12 +97,11 @@ fn channel_presence(token: Option<&str>, channel_id: Option<&str>) -> SqlResult<
     let caller = auth::authenticate(token)?;
     let channel = valid_channel_id(required(channel_id, "channelId")?)?;
     Access::load(channel, &caller)?.require_member()?;
-    let (users, since) = db::row(PRESENT, &[channel.into()], |row| {
-        let users = row.get::<Vec<pgrx::Uuid>>(1)?.unwrap_or_default();
-        let since = row.get::<Vec<pgrx::datum::TimestampWithTimeZone>>(2)?.unwrap_or_default();
-        Ok((users, since))
-    })?
-    .unwrap_or_default();
+    let (users, since): (Vec<pgrx::Uuid>, Vec<pgrx::datum::TimestampWithTimeZone>) =
+        db::row(PRESENT, &[channel.into()], |row| {
+            Ok((row.get(1)?.unwrap_or_default(), row.get(2)?.unwrap_or_default()))
+        })?
+        .unwrap_or_default();
     let members = db::one::<Vec<pgrx::Uuid>>(MEMBERS_AMONG, &[channel.into(), users.clone().into()])?;
     let blocked =
         db::one::<Vec<pgrx::Uuid>>(BLOCKED_AMONG, &[pg_uuid(caller.id()).into(), users.clone().into()])?;
@@ -323,16 +322,14 @@ fn channel_ephemera(channel_id: Option<&str>, user_ids: Option<Vec<Option<pgrx::
     let readers: Vec<pgrx::Uuid> = user_ids.unwrap_or_default().into_iter().flatten().collect();
     let args = [channel.into(), TYPING_SECONDS.into(), EPHEMERA_SECONDS.into()];
     let (events, actors) = db::row(EVENTS, &args, |row| {
-        let events = row.get::<Jsonb>(1)?;
-        let actors = row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default();
-        Ok((events, actors))
+        Ok((row.get::<Jsonb>(1)?, row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default()))
     })?
-    .unwrap_or((None, Vec::new()));
+    .unwrap_or_default();
     let events = events.ok_or_else(|| HatchatError::Internal("no ephemera array".into()))?;
     let (names, hidden) = db::row(NAMES_AND_HIDDEN, &[actors.clone().into()], |row| {
         Ok((row.get::<Jsonb>(1)?, row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default()))
     })?
-    .unwrap_or((None, Vec::new()));
+    .unwrap_or_default();
     let names = names.ok_or_else(|| HatchatError::Internal("no names object".into()))?;
     let blockers = db::one::<Jsonb>(BLOCKERS, &[readers.clone().into(), actors.clone().into()])?;
     let everyone: Vec<pgrx::Uuid> = readers.iter().chain(&actors).copied().collect();
