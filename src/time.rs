@@ -20,11 +20,8 @@ pub fn from_unix_seconds(seconds: f64) -> Option<Timestamp> {
     if !seconds.is_finite() {
         return None;
     }
-    let micros = (seconds * 1e6).round();
-    if micros.abs() > i64::MAX as f64 {
-        return None;
-    }
-    Timestamp::from_microsecond(micros as i64).ok()
+    // `as` saturates a value beyond i64, and jiff refuses anything past its years -9999..9999.
+    Timestamp::from_microsecond((seconds * 1e6).round() as i64).ok()
 }
 
 /// One end of a message window: a timestamp, or the open ends `-infinity` / `infinity` (Hatch@'s
