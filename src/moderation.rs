@@ -85,13 +85,9 @@ fn set_chat_disabled(
     disabled: Option<bool>,
     self_id: default!(Option<pgrx::Uuid>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    let user = auth::require_self(token, self_id)?;
+    let user = pg_uuid(auth::require_self(token, self_id)?.id);
     let disabled = required(disabled, "disabled")?;
-    Ok(update_user_flags(
-        set_user_flag!("chat_disabled = $2 WHERE id = $1"),
-        pg_uuid(user.id),
-        disabled.into(),
-    )?)
+    Ok(update_user_flags(set_user_flag!("chat_disabled = $2 WHERE id = $1"), user, disabled.into())?)
 }
 
 fn blocked_json(user: &UserState) -> Result<Jsonb> {
