@@ -171,18 +171,19 @@ const DELETE_PRESENCE: &str = "\
 pub fn delete_channels(ids: &[String], only_expired: bool) -> Result<Vec<String>> {
     let gone = db::column::<String>(DELETE_CHANNELS, &[ids.to_vec().into(), only_expired.into()])?;
     if !gone.is_empty() {
-        db::execute(DELETE_MESSAGES, &[gone.clone().into()])?;
-        db::execute(DELETE_PRESENCE, &[gone.clone().into()])?;
+        clear_leftovers(&gone)?;
         gone.iter().try_for_each(|id| announce::channel(id))?;
     }
     Ok(gone)
 }
 
-/// Before a channel or room is created under `id`: no message of an earlier channel of that id may
-/// survive into it (deletion removes them; this is the backstop that makes a leftover harmless).
-pub fn clear_leftovers(id: &str) -> Result<()> {
-    db::execute(DELETE_MESSAGES, &[vec![id.to_string()].into()])?;
-    db::execute(DELETE_PRESENCE, &[vec![id.to_string()].into()])?;
+/// Deletes what channels of `ids` leave behind: their messages, presence and ephemera. Run when
+/// they are deleted, and before a channel or room is created under an id: no message of an earlier
+/// channel of that id may survive into it (deletion removes them; this is the backstop that makes a
+/// leftover harmless).
+pub fn clear_leftovers(ids: &[String]) -> Result<()> {
+    db::execute(DELETE_MESSAGES, &[ids.to_vec().into()])?;
+    db::execute(DELETE_PRESENCE, &[ids.to_vec().into()])?;
     Ok(())
 }
 

@@ -83,7 +83,7 @@ fn create_channel(
         ],
     )?;
     let channel = created.ok_or_else(|| HatchatError::Conflict(format!("channel id {id:?} is taken")))?;
-    access::clear_leftovers(id)?;
+    access::clear_leftovers(&[id.to_string()])?;
     if !caller.is_system() {
         join(id, caller.id())?;
     }
