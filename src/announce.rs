@@ -20,7 +20,7 @@ use hatchat_wire::wake::{self, Kind, WakeUp};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock, PgXactCallbackEvent};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -113,8 +113,7 @@ unsafe impl PGRXSharedMemory for Queues {}
 
 impl Queues {
     fn of(&mut self, database: u32) -> Option<&mut Queue> {
-        let index = self.0.iter().position(|q| q.database == database)?;
-        Some(&mut self.0[index])
+        self.0.iter_mut().find(|q| q.database == database)
     }
 
     /// The database's queue, claiming a free one if it has none.
@@ -153,13 +152,10 @@ struct Pending {
 thread_local! {
     /// Some while this transaction hands its keys to the announcer at commit.
     static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
-}
-
-thread_local! {
     /// The database's wake-up secret as this backend read it, with its table's OID then: an
     /// extension dropped and created again in this backend's database has another secret, in
     /// another table.
-    static SECRET: std::cell::Cell<Option<(pg_sys::Oid, wake::Secret)>> = const { std::cell::Cell::new(None) };
+    static SECRET: Cell<Option<(pg_sys::Oid, wake::Secret)>> = const { Cell::new(None) };
 }
 
 /// The secret this database's wake-up keys are made with (`hatchat.wake_secret`), read once per
@@ -199,27 +195,25 @@ pub fn presence(channel: &str) -> Result<()> {
 }
 
 /// Announces that these users' notification streams grew, once the current transaction commits.
-pub fn users<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<()> {
+pub fn users(ids: &[pgrx::Uuid]) -> Result<()> {
     let secret = secret()?;
     for id in ids {
-        announce(Kind::User, secret.key(Kind::User, id));
+        announce(Kind::User, secret.key(Kind::User, &id.to_string()));
     }
     Ok(())
 }
 
 fn announce(kind: Kind, key: u64) {
-    let queued = PENDING.with_borrow_mut(|pending| match pending {
-        Some(pending) => {
-            record(pending, kind, key);
-            true
+    let queued = PENDING.with_borrow_mut(|pending| {
+        if pending.is_none() && enlist() {
+            *pending = Some(Pending::default());
         }
-        None if enlist() => {
-            let mut fresh = Pending::default();
-            record(&mut fresh, kind, key);
-            *pending = Some(fresh);
-            true
-        }
-        None => false,
+        let Some(pending) = pending else { return false };
+        match kind {
+            Kind::Channel => pending.channels.insert(key),
+            Kind::User => pending.users.insert(key),
+        };
+        true
     });
     if !queued {
         let (channels, users) = match kind {
@@ -228,13 +222,6 @@ fn announce(kind: Kind, key: u64) {
         };
         notify_now(&WakeUp::encode(&channels, &users, false));
     }
-}
-
-fn record(pending: &mut Pending, kind: Kind, key: u64) {
-    match kind {
-        Kind::Channel => pending.channels.insert(key),
-        Kind::User => pending.users.insert(key),
-    };
 }
 
 fn database() -> u32 {
@@ -333,7 +320,7 @@ fn hand_over() {
 /// transaction has keys pending.
 fn hand_over_after_citus() {
     thread_local! {
-        static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        static REGISTERED: Cell<bool> = const { Cell::new(false) };
     }
     if !REGISTERED.replace(true) {
         // SAFETY: registers a callback that lives as long as the backend (a static function).

@@ -129,9 +129,7 @@ fn fan_out_in_one_statement(channel_id: &str, seq: i64, push: Option<Jsonb>) -> 
         hatchat_wire::CHAT_SERVICE.into(),
         settings::MAX_NOTIFICATIONS.get().into(),
     ];
-    let users: Vec<String> =
-        db::column::<pgrx::Uuid>(FAN_OUT, &args)?.iter().map(|u| u.to_string()).collect();
-    announce::users(users.iter().map(String::as_str))
+    announce::users(&db::column::<pgrx::Uuid>(FAN_OUT, &args)?)
 }
 
 impl Placement {

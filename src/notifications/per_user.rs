@@ -2,8 +2,7 @@
 //! receiving user at a time, so that each statement touches one user's shard.
 
 use crate::announce;
-use crate::db;
-use crate::db::Jsonb;
+use crate::db::{self, Jsonb};
 use crate::error::{HatchatError, Result};
 use crate::names;
 use crate::settings;
@@ -67,10 +66,9 @@ pub(super) fn fan_out(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result
                 )?;
             }
         }
-        grown.push(user_id.to_string());
+        grown.push(user_id);
     }
-    announce::users(grown.iter().map(String::as_str))?;
-    Ok(())
+    announce::users(&grown)
 }
 
 fn targets(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<Vec<Target>> {
