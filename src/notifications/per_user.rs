@@ -79,18 +79,17 @@ fn targets(channel_id: &str, seq: i64, push: Option<Jsonb>) -> Result<Vec<Target
         names::SERVER_SECRET_NAME.into(),
         hatchat_wire::CHAT_SERVICE.into(),
     ];
-    let rows: Vec<Option<Target>> = db::query(TARGETS, &args, |rows| {
-        rows.map(|row| {
-            let (receiver, user_id) = (row.get::<pgrx::Uuid>(1)?, row.get::<pgrx::Uuid>(2)?);
-            let (sender, body) = (row.get::<pgrx::Uuid>(3)?, row.get::<Jsonb>(4)?);
-            Ok(receiver
-                .zip(user_id)
-                .zip(sender.zip(body))
-                .map(|((receiver, user_id), (sender, body))| Target { receiver, user_id, sender, body }))
-        })
-        .collect()
-    })?;
-    Ok(rows.into_iter().flatten().collect())
+    db::query(TARGETS, &args, |rows| {
+        let mut targets = Vec::new();
+        for row in rows {
+            if let (Some(receiver), Some(user_id), Some(sender), Some(body)) =
+                (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)
+            {
+                targets.push(Target { receiver, user_id, sender, body });
+            }
+        }
+        Ok(targets)
+    })
 }
 
 /// `targets` without those decided by a member who blocked the sender (the sender is the user of
