@@ -109,16 +109,13 @@ impl State {
 /// sends and `MAX_BATCH_BYTES` whose channels live on the first one's node, and never a send that
 /// must go alone (or join one that must).
 fn fits(batch: &[Pending], bytes: usize, pending: &Pending) -> bool {
-    match batch.first() {
-        None => true,
-        Some(first) => {
-            first.batchable()
-                && pending.batchable()
-                && first.node == pending.node
-                && batch.len() < MAX_BATCH
-                && bytes + pending.size() <= MAX_BATCH_BYTES
-        }
-    }
+    batch.first().is_none_or(|first| {
+        first.batchable()
+            && pending.batchable()
+            && first.node == pending.node
+            && batch.len() < MAX_BATCH
+            && bytes + pending.size() <= MAX_BATCH_BYTES
+    })
 }
 
 struct Pending {
@@ -163,12 +160,8 @@ impl Pending {
 }
 
 impl GroupCommit {
-    pub fn new(pool: Pool, slots: usize) -> Arc<Self> {
-        Self::with_placement(pool, slots, None)
-    }
-
     /// Group commit that batches by node (`placement`, on a Citus cluster).
-    pub fn with_placement(pool: Pool, slots: usize, placement: Option<Placement>) -> Arc<Self> {
+    pub fn new(pool: Pool, slots: usize, placement: Option<Placement>) -> Arc<Self> {
         let slots = slots.max(1);
         let max_slots = slots.max(pool.status().max_size / 2);
         Arc::new(Self {
@@ -301,20 +294,15 @@ impl GroupCommit {
         let items = serde_json::to_string(&items).expect("items serialize");
         let answers = match crate::db::call_json(&self.pool, api::SEND_MESSAGES, &[&items]).await {
             Ok(answers) => answers,
-            Err(error) => return batch.iter().map(|_| Err(error.clone())).collect(),
+            Err(error) => return vec![Err(error); batch.len()],
         };
         match serde_json::from_str::<Vec<&RawValue>>(&answers) {
-            Ok(answers) if answers.len() == batch.len() => answers.into_iter().map(item_answer).collect(),
-            _ => {
-                let broken = ApiError::internal("the batch answer does not match the batch");
-                batch.iter().map(|_| Err(broken.clone())).collect()
+            Ok(answers) if answers.len() == batch.len() => {
+                answers.into_iter().map(|answer| ApiError::from_item(answer).map(str::to_string)).collect()
             }
+            _ => vec![Err(ApiError::internal("the batch answer does not match the batch")); batch.len()],
         }
     }
-}
-
-fn item_answer(answer: &RawValue) -> Result<String, ApiError> {
-    ApiError::from_item(answer).map(str::to_string)
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ async fn run(config: Config) -> Result<(), String> {
     if placement.is_some() {
         tracing::info!("Citus cluster: group commit batches sends by the node of their channel");
     }
-    let group_commit = GroupCommit::with_placement(pool.clone(), config.send_slots, placement);
+    let group_commit = GroupCommit::new(pool.clone(), config.send_slots, placement);
     let budget = Budget::new(config.stream_buffer_bytes, config.streams_max_bytes);
     let feeds = Feeds::new(pool.clone(), Arc::clone(&hub), Arc::clone(&budget));
     // Presence syncs have a connection of their own: they neither wait behind busy requests (a
