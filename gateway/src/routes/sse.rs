@@ -6,15 +6,14 @@
 //! or `?afterSeq=` / `?after=`. Each event's `id` is the position to resume after.
 
 use crate::error::ApiError;
-use crate::extract::AppState;
-use crate::extract::{PathParam, PathParams, QueryParams, Token};
+use crate::extract::{AppState, PathParam, PathParams, QueryParams, Token};
 use crate::live::{Delivery, Notice};
 use crate::openapi::{
     After, AfterSeq, ChannelId, ChannelStream, Db, NotFound, NotificationStream, TooManyRequests,
     Unauthorized,
 };
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -38,25 +37,13 @@ pub struct Position {
     presence: bool,
 }
 
-impl Position {
-    /// The header's token, else the query's; the header's position, else the query's.
-    fn resolve(
-        self,
-        header_token: Option<String>,
-        headers: &HeaderMap,
-        query_after: Option<i64>,
-    ) -> Result<(Option<String>, i64), ApiError> {
-        let token = header_token.or(self.token);
-        Ok((token, last_event_id(headers)?.or(query_after).unwrap_or(0)))
-    }
-}
-
-/// `Last-Event-ID`: a seq (or notification id), 0 or more.
-fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(value) = headers.get("last-event-id") else { return Ok(None) };
+/// The position to resume after: `Last-Event-ID` (a seq, or notification id, 0 or more), else the
+/// query's, else 0.
+fn resume_after(headers: &HeaderMap, query_after: Option<i64>) -> Result<i64, ApiError> {
+    let Some(value) = headers.get("last-event-id") else { return Ok(query_after.unwrap_or(0)) };
     let text = value.to_str().unwrap_or_default().trim();
     match text.parse::<i64>() {
-        Ok(position) if position >= 0 => Ok(Some(position)),
+        Ok(position) if position >= 0 => Ok(position),
         _ => Err(ApiError::bad_request(format!("Last-Event-ID must be a seq (0 or more), got {text:?}"))),
     }
 }
@@ -109,11 +96,11 @@ pub async fn channel_events(
     headers: HeaderMap,
     QueryParams(position): QueryParams<Position>,
 ) -> Result<Response, ApiError> {
-    let (query_after, presence) = (position.after_seq, position.presence);
-    let (token, after_seq) = position.resolve(header_token, &headers, query_after)?;
-    let opened =
-        (app.live.open_channel(&token, &channel, after_seq, presence).await?, app.live.stream_opened());
-    let events = stream::unfold(opened, |(mut stream, opened)| async move {
+    // The header's token, else the query's.
+    let token = header_token.or(position.token);
+    let after_seq = resume_after(&headers, position.after_seq)?;
+    let subscribed = app.live.open_channel(&token, &channel, after_seq, position.presence).await?;
+    let events = stream::unfold((subscribed, app.live.stream_opened()), |(mut stream, opened)| async move {
         let delivery = stream.reader.next().await?;
         let event = message_event(&delivery, stream.reader.cursor());
         Some((event, (stream, opened)))
@@ -150,8 +137,7 @@ fn sse(events: impl Stream<Item = Event> + Send + 'static, app: &AppState) -> Re
     let heartbeat = KeepAlive::new().interval(app.live.streams.heartbeat).text("heartbeat");
     let mut response = Sse::new(events).keep_alive(heartbeat).into_response();
     // Proxies (nginx) must pass events on as they come rather than buffer them.
-    response.headers_mut().insert("x-accel-buffering", "no".parse().expect("a valid header value"));
-    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
 
@@ -191,8 +177,8 @@ pub async fn notification_events(
     headers: HeaderMap,
     QueryParams(position): QueryParams<Position>,
 ) -> Result<Response, ApiError> {
-    let query_after = position.after;
-    let (token, after) = position.resolve(header_token, &headers, query_after)?;
+    let token = header_token.or(position.token);
+    let after = resume_after(&headers, position.after)?;
     let notices = app.live.notifications(token, after).await?;
     let events = stream::unfold(notices, |mut notices| async move {
         let event = match notices.next().await? {
