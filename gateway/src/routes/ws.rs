@@ -8,16 +8,16 @@
 
 use crate::db;
 use crate::error::ApiError;
-use crate::extract::AppState;
-use crate::extract::{raw_json, Token};
+use crate::extract::{raw_json, AppState, Token};
 use crate::live::bounds::Purse;
 use crate::live::feeds::SLOW_CONSUMER;
 use crate::live::{ChannelStream, Delivery};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hatchat_wire::api;
 use serde::Deserialize;
@@ -143,21 +143,18 @@ pub async fn upgrade(
     Token(authorization): Token,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return ApiError::bad_request(rejection.body_text()).into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     // A client that can set headers sends Authorization, as on every route; a browser cannot on
     // an upgrade, and offers the token as a subprotocol (or in its first frame).
     let token = authorization.or_else(|| protocol_token(&headers));
-    upgrade
+    Ok(upgrade
         .protocols([PROTOCOL])
         .max_message_size(MAX_FRAME_BYTES)
         // tungstenite reserves its whole read buffer up front (128 kB by default): an idle socket
         // holds what one read takes. Larger frames are read in more reads.
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| session(app, socket, token))
+        .on_upgrade(move |socket| session(app, socket, token)))
 }
 
 /// The token a browser offered as a subprotocol (base64url of the token text), if any.
@@ -181,33 +178,22 @@ enum Signal {
 async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
     let _opened = app.live.feeds.stream_opened();
     let (mut sink, mut incoming) = socket.split();
-    let token = match token {
-        Some(token) => Some(token),
-        None => auth_frame(&mut incoming).await,
-    };
+    let token = if token.is_some() { token } else { auth_frame(&mut incoming).await };
     // The database calls are boxed (here, and for each frame below): a session lives as long as
     // its socket, and their futures held inline would make every idle session as large as them.
     let caller = match Box::pin(app.live.caller(&token)).await {
         Ok(caller) => caller,
-        Err(error) => {
-            let _ = sink.send(text(error_frame(None, None, &error))).await;
-            let _ = sink.send(close("unauthenticated")).await;
-            return;
-        }
+        Err(error) => return refuse(&mut sink, &error, "unauthenticated").await,
     };
     // The socket counts against its user's streams, as each of its subscriptions does.
     let _socket = match app.live.take_place(&caller.user) {
         Ok(place) => place,
-        Err(error) => {
-            let _ = sink.send(text(error_frame(None, None, &error))).await;
-            let _ = sink.send(close("too many streams")).await;
-            return;
-        }
+        Err(error) => return refuse(&mut sink, &error, "too many streams").await,
     };
     let (frames, mut outgoing) = mpsc::channel::<Queued>(app.live.streams.buffer);
     let out = Outbox { frames, purse: app.live.budget.purse(), taken: Arc::new(Notify::new()) };
     let written = out.clone();
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         while let Some(queued) = outgoing.recv().await {
             let (message, bytes) = *queued;
             let sent = sink.send(message).await;
@@ -220,7 +206,7 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
     });
     let (signals, mut signalled) = mpsc::channel::<Signal>(1);
     let mut session = Session { app: app.clone(), token, out, signals, subscriptions: HashMap::new() };
-    session.queue(text(json!({"type": "ready", "userId": caller.user}).to_string()));
+    session.out.try_queue(text(json!({"type": "ready", "userId": caller.user}).to_string()));
     let mut heartbeat = tokio::time::interval(app.live.streams.heartbeat);
     heartbeat.reset();
     loop {
@@ -233,7 +219,7 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
                 }
                 Some(Ok(Message::Binary(_))) => {
                     let error = ApiError::bad_request("frames are JSON text");
-                    if !session.queue(text(error_frame(None, None, &error))) {
+                    if !session.out.try_queue(text(error_frame(None, None, &error))) {
                         break;
                     }
                 }
@@ -247,7 +233,7 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
                 break;
             }
             _ = heartbeat.tick() => {
-                if !session.queue(Message::Ping(Default::default())) {
+                if !session.out.try_queue(Message::Ping(Default::default())) {
                     break;
                 }
             }
@@ -261,14 +247,19 @@ async fn session(app: AppState, socket: WebSocket, token: Option<String>) {
     drop(session);
     // The writer ends once it wrote what is queued (the close frame last), unless the client does
     // not read: then it is cut off after a moment.
-    let mut writer = writer;
     if tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
         writer.abort();
     }
 }
 
+/// Answers a socket that may not open with `error`, and closes it with `reason`.
+async fn refuse(sink: &mut SplitSink<WebSocket, Message>, error: &ApiError, reason: &'static str) {
+    let _ = sink.send(text(error_frame(None, None, error))).await;
+    let _ = sink.send(close(reason)).await;
+}
+
 /// The token of a first frame `{"type": "auth", "token": "..."}`.
-async fn auth_frame(incoming: &mut futures_util::stream::SplitStream<WebSocket>) -> Option<String> {
+async fn auth_frame(incoming: &mut SplitStream<WebSocket>) -> Option<String> {
     let frame = tokio::time::timeout(AUTH_WITHIN, incoming.next()).await.ok()??.ok()?;
     let Message::Text(frame) = frame else { return None };
     match ClientFrame::parse(frame.as_str()) {
@@ -343,11 +334,6 @@ struct Session {
 }
 
 impl Session {
-    /// Queues a frame for the writer; false when the client reads too slowly to take it.
-    fn queue(&self, message: Message) -> bool {
-        self.out.try_queue(message)
-    }
-
     /// Handles one client frame; false when the session must end.
     async fn handle(&mut self, frame: &str) -> bool {
         let parsed = hatchat_wire::json::check_depth(frame.as_bytes(), self.app.max_json_depth)
@@ -389,7 +375,7 @@ impl Session {
                 }
             }
         };
-        self.queue(text(answer))
+        self.out.try_queue(text(answer))
     }
 
     /// Starts (or restarts, from the new position) a channel's subscription.
