@@ -43,7 +43,10 @@ pub fn check_depth(text: &str) -> Result<()> {
 /// Returns that text, for a caller that reads the payload's fields too (room posts).
 pub fn check_payload(payload: &Jsonb) -> Result<String> {
     let text = payload.to_text();
-    check_size(text.len())?;
+    let limit = settings::max_payload_bytes();
+    if text.len() > limit {
+        return Err(HatchatError::PayloadTooLarge { size: text.len(), limit });
+    }
     check_depth(&text)?;
     Ok(text)
 }
@@ -106,12 +109,4 @@ fn convert_refusably(text: &str) -> Result<Jsonb> {
             Err(other) => other.rethrow(),
         }
     }
-}
-
-fn check_size(size: usize) -> Result<()> {
-    let limit = settings::max_payload_bytes();
-    if size > limit {
-        return Err(HatchatError::PayloadTooLarge { size, limit });
-    }
-    Ok(())
 }
