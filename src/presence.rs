@@ -200,14 +200,12 @@ impl Pairs {
         channels: Option<Vec<Option<String>>>,
         users: Option<Vec<Option<pgrx::Uuid>>>,
     ) -> crate::error::Result<Self> {
-        let refused = || HatchatError::invalid("channel ids and user ids must pair up, without NULLs");
         let channels: Option<Vec<String>> = channels.unwrap_or_default().into_iter().collect();
         let users: Option<Vec<pgrx::Uuid>> = users.unwrap_or_default().into_iter().collect();
-        let (Some(channels), Some(users)) = (channels, users) else { return Err(refused()) };
-        if channels.len() != users.len() {
-            return Err(refused());
+        match (channels, users) {
+            (Some(channels), Some(users)) if channels.len() == users.len() => Ok(Pairs { channels, users }),
+            _ => Err(HatchatError::invalid("channel ids and user ids must pair up, without NULLs")),
         }
-        Ok(Pairs { channels, users })
     }
 
     fn returned(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> crate::error::Result<Self> {
