@@ -127,20 +127,7 @@ impl FromRequestParts<AppState> for Call {
 }
 
 /// A JSON body kept as its text, checked to be JSON: for bodies the extension reads whole.
-pub struct RawJsonBody(pub Box<serde_json::value::RawValue>);
-
-impl<S: Send + Sync> FromRequest<S> for RawJsonBody
-where
-    MaxJsonDepth: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        JsonBody::<Box<serde_json::value::RawValue>>::from_request(request, state)
-            .await
-            .map(|b| RawJsonBody(b.0))
-    }
-}
+pub type RawJsonBody = JsonBody<Box<serde_json::value::RawValue>>;
 
 /// How long a long-poll may wait: `wait` seconds if given (0 or more), at most `longest`.
 pub fn wait_param(wait: Option<f64>, longest: std::time::Duration) -> Result<std::time::Duration, ApiError> {

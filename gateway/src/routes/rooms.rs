@@ -88,7 +88,7 @@ pub async fn get(
 pub async fn post_message(
     State(app): State<AppState>,
     PathParams((token, rest)): PathParams<(String, String)>,
-    RawJsonBody(body): RawJsonBody,
+    JsonBody(body): RawJsonBody,
 ) -> Answer {
     let room = rest.strip_suffix("/messages").ok_or_else(|| ApiError::not_found("no such route"))?;
     app.call(api::POST_ROOM_MESSAGE, &[&token, &room, &body.get()]).await
@@ -103,7 +103,7 @@ pub async fn post_message(
 pub async fn system_message(
     State(app): State<AppState>,
     PathParams(secret): PathParams<String>,
-    RawJsonBody(body): RawJsonBody,
+    JsonBody(body): RawJsonBody,
 ) -> Answer {
     app.call(api::POST_SYSTEM_MESSAGE, &[&secret, &body.get()]).await
 }
