@@ -1,7 +1,6 @@
 //! /channels and /invite: create, view, list, change, delete, invite, leave.
 
-use crate::extract::{Answer, Call};
-use crate::extract::{JsonBody, PathParam, PathParams};
+use crate::extract::{Answer, Call, JsonBody, PathParam, PathParams};
 use crate::openapi::{BadRequest, Body, ChannelId, Conflict, Db, Forbidden, NotFound, Unauthorized};
 use hatchat_wire::api;
 use hatchat_wire::shapes::{

@@ -108,18 +108,14 @@ pub fn document() -> &'static str {
         let mut document = router(hatchat_wire::CHAT_SERVICE).into_openapi();
         // utoipa names each operation after its function (`get` thrice); the document names none.
         for item in document.paths.paths.values_mut() {
-            for operation in operations(item) {
+            let operations =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
                 operation.operation_id = None;
             }
         }
         document.to_json().expect("the document serializes")
     })
-}
-
-fn operations(
-    item: &mut utoipa::openapi::PathItem,
-) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
-    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
 }
 
 /// This document

@@ -2,8 +2,7 @@
 //! presence. Streams carry the changes (`event: presence`, `event: typing`); these routes answer
 //! the whole list and take typing.
 
-use crate::extract::{Answer, Call};
-use crate::extract::{JsonBody, PathParam, PathParams};
+use crate::extract::{Answer, Call, JsonBody, PathParam, PathParams};
 use crate::openapi::{BadRequest, Body, ChannelId, Db, Forbidden, NotFound, Unauthorized};
 use hatchat_wire::api;
 use hatchat_wire::shapes::{self, ErrorBody};
