@@ -97,11 +97,6 @@ pub fn earlier_request(channel_id: &str, from: Uuid, client_id: &str) -> Result<
     Ok(found.flatten())
 }
 
-/// The answer an earlier send with this client id got, if there was one.
-pub fn earlier_send(channel_id: &str, from: Uuid, client_id: &str) -> Result<Option<Jsonb>> {
-    Ok(earlier_request(channel_id, from, client_id)?.map(|earlier| earlier.answer))
-}
-
 /// What a new row is besides its payload: a send (maybe with a client id) or an event about an
 /// earlier message, and where it may go. With a `key`, only a sender who holds it and may post now
 /// appends (see `APPEND`, `send_as_known`).
@@ -370,8 +365,8 @@ fn send_alone(send: Admitted) -> Result<Jsonb> {
     // A retry racing the first send waits here for it to commit, then finds it.
     if let Some(client_id) = client_id.as_deref() {
         if lock_counter(channel)? {
-            if let Some(answer) = earlier_send(channel, sender.id(), client_id)? {
-                return Ok(answer);
+            if let Some(earlier) = earlier_request(channel, sender.id(), client_id)? {
+                return Ok(earlier.answer);
             }
         }
     }
@@ -461,12 +456,11 @@ const WINDOW_BY_TIME: &str = "\
 /// A window's three plans: after a seq without time bounds, after a seq within them, and by time.
 type Plans = [&'static str; 3];
 
-pub fn read_window(channel_id: &str, window: &Window) -> Result<Jsonb> {
-    read_window_with(channel_id, window, [WINDOW_AFTER_SEQ, WINDOW_BY_SEQ, WINDOW_BY_TIME])
-}
+/// Every row of the window, events included (`fold::FOLDED` folds them).
+const UNFOLDED: Plans = [WINDOW_AFTER_SEQ, WINDOW_BY_SEQ, WINDOW_BY_TIME];
 
 /// A window read with the plan of `plans` that fits it.
-fn read_window_with(channel_id: &str, window: &Window, plans: Plans) -> Result<Jsonb> {
+fn read_window(channel_id: &str, window: &Window, plans: Plans) -> Result<Jsonb> {
     let since = window.since.to_sql_literal();
     let until = window.until.to_sql_literal();
     let limit = i64::from(window.row_limit);
@@ -515,11 +509,8 @@ fn get_messages(
 ) -> SqlResult<Jsonb> {
     let bounds = (since.unwrap_or("-infinity"), until.unwrap_or("infinity"), row_limit.unwrap_or(20));
     let (_, channel_id, window) = admit_read(token, channel_id, bounds, after_seq)?;
-    let page = if fold.unwrap_or(false) {
-        read_window_with(channel_id, &window, fold::FOLDED)?
-    } else {
-        read_window(channel_id, &window)?
-    };
+    let plans = if fold.unwrap_or(false) { fold::FOLDED } else { UNFOLDED };
+    let page = read_window(channel_id, &window, plans)?;
     commit::durable_reads()?;
     Ok(page)
 }
