@@ -116,7 +116,7 @@ pub struct Jsonb(pg_sys::Datum);
 
 impl Jsonb {
     /// Parses JSON text that hatchat itself produced (the text must be valid JSON).
-    pub fn from_text(text: &str) -> crate::error::Result<Self> {
+    pub fn from_text(text: &str) -> Result<Self> {
         let text = std::ffi::CString::new(text)
             .map_err(|_| HatchatError::Internal("JSON text with a NUL byte".into()))?;
         // SAFETY: jsonb_in reads a C string and returns a palloc'd jsonb in the current context.

@@ -19,7 +19,7 @@ use crate::access::{valid_channel_id, Access};
 use crate::announce;
 use crate::auth;
 use crate::db::{self, pg_uuid, Jsonb};
-use crate::error::{required, HatchatError, SqlResult};
+use crate::error::{required, HatchatError, Result, SqlResult};
 use pgrx::prelude::*;
 use std::collections::BTreeSet;
 
@@ -142,7 +142,7 @@ fn set_presence_hidden(
     Ok(Jsonb::from_text(&answer.to_string())?)
 }
 
-fn announce_presence(channels: impl IntoIterator<Item = String>) -> crate::error::Result<()> {
+fn announce_presence(channels: impl IntoIterator<Item = String>) -> Result<()> {
     for channel in channels.into_iter().collect::<BTreeSet<_>>() {
         announce::presence(&channel)?;
     }
@@ -196,10 +196,7 @@ struct Pairs {
 }
 
 impl Pairs {
-    fn of(
-        channels: Option<Vec<Option<String>>>,
-        users: Option<Vec<Option<pgrx::Uuid>>>,
-    ) -> crate::error::Result<Self> {
+    fn of(channels: Option<Vec<Option<String>>>, users: Option<Vec<Option<pgrx::Uuid>>>) -> Result<Self> {
         let channels: Option<Vec<String>> = channels.unwrap_or_default().into_iter().collect();
         let users: Option<Vec<pgrx::Uuid>> = users.unwrap_or_default().into_iter().collect();
         match (channels, users) {
@@ -208,7 +205,7 @@ impl Pairs {
         }
     }
 
-    fn returned(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> crate::error::Result<Self> {
+    fn returned(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<Self> {
         db::query(sql, args, |rows| {
             let mut pairs = Pairs::default();
             for row in rows {

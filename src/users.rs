@@ -4,8 +4,7 @@
 
 use crate::access;
 use crate::auth::{self, keys, secret, SYSTEM_USER};
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid};
+use crate::db::{self, pg_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::names::valid_new_username;
 use crate::placement::Placement;
