@@ -9,8 +9,7 @@
 use crate::access::valid_channel_id;
 use crate::auth::{self, Caller};
 use crate::commit;
-use crate::db;
-use crate::db::Jsonb;
+use crate::db::{self, Jsonb};
 use crate::error::{item_answers, required, HatchatError, Result, SqlResult};
 use crate::limits;
 use crate::messages::admit_read;
@@ -60,7 +59,7 @@ fn channel_window(
     row_limit: Option<i32>,
     user_ids: Option<Vec<Option<pgrx::Uuid>>>,
 ) -> SqlResult<Jsonb> {
-    let channel_id = valid_channel_id(crate::error::required(channel_id, "channelId")?)?;
+    let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let after_seq = after_seq.unwrap_or(0);
     if after_seq < 0 {
         return Err(HatchatError::invalid("afterSeq must be 0 or more").into());
@@ -71,11 +70,8 @@ fn channel_window(
     if users.len() > MAX_USERS {
         return Err(HatchatError::invalid(format!("at most {MAX_USERS} user ids per call")).into());
     }
-    let answer = db::first::<Jsonb>(
-        CHANNEL_WINDOW,
-        &[channel_id.into(), after_seq.into(), i64::from(row_limit).into(), users.into()],
-    )?;
-    let answer = match answer {
+    let args = [channel_id.into(), after_seq.into(), i64::from(row_limit).into(), users.into()];
+    let answer = match db::first::<Jsonb>(CHANNEL_WINDOW, &args)? {
         Some(answer) => answer,
         None => db::one::<Jsonb>(GONE, &[channel_id.into()])?,
     };
