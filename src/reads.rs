@@ -5,8 +5,7 @@
 
 use crate::access::{valid_channel_id, Access};
 use crate::auth;
-use crate::db::Jsonb;
-use crate::db::{self, pg_uuid};
+use crate::db::{self, pg_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
 use pgrx::prelude::*;
 
@@ -33,11 +32,6 @@ const READ_STATE: &str = "\
       FROM hatchat.channels c JOIN hatchat.members m ON m.channel_id = c.id AND m.user_id = $2 \
      WHERE c.id = $1";
 
-fn last_seq(channel_id: &str) -> Result<i64> {
-    Ok(db::first::<i64>("SELECT c.last_seq FROM hatchat.channels c WHERE c.id = $1", &[channel_id.into()])?
-        .unwrap_or(0))
-}
-
 /// Records that the caller has read channel `channel_id` up to `seq` (0..lastSeq); a position
 /// already further on stays. The answer: `{channelId, lastSeq, readSeq, unread}`.
 #[pg_extern(security_definer)]
@@ -50,7 +44,9 @@ fn mark_read(token: Option<&str>, channel_id: Option<&str>, seq: Option<i64>) ->
     let channel_id = valid_channel_id(required(channel_id, "channelId")?)?;
     let seq = required(seq, "seq")?;
     Access::load(channel_id, &caller)?.require_member()?;
-    let last = last_seq(channel_id)?;
+    let last =
+        db::first::<i64>("SELECT c.last_seq FROM hatchat.channels c WHERE c.id = $1", &[channel_id.into()])?
+            .unwrap_or(0);
     // Both answers below name lastSeq: only once what it counts is durable, as every read.
     crate::commit::durable_reads()?;
     if !(0..=last).contains(&seq) {
