@@ -6,7 +6,7 @@
 use crate::access::{valid_channel_id, Access};
 use crate::auth;
 use crate::db::{self, pg_uuid, Jsonb};
-use crate::error::{required, HatchatError, Result, SqlResult};
+use crate::error::{required, HatchatError, SqlResult};
 use pgrx::prelude::*;
 
 /// Moves the caller's read position to `$3` unless it is already there or beyond. `read_count`
