@@ -12,10 +12,7 @@ use sha2::{Digest, Sha256};
 pub const MIN_SECRET_CHARS: usize = 16;
 
 fn digest(salt: &[u8], secret: &str) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(salt);
-    hasher.update(secret.as_bytes());
-    hasher.finalize().into()
+    Sha256::new().chain_update(salt).chain_update(secret.as_bytes()).finalize().into()
 }
 
 /// Equal in time independent of where the inputs differ.
