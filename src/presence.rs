@@ -245,17 +245,15 @@ fn presence_sync(
     let whole = whole.unwrap_or(false);
     db::execute(SERIALIZE, &[])?;
     let held = db::one::<bool>(RENEW, &[gateway.into(), lease.into()])?;
-    let removed = Pairs::returned(
-        REMOVE,
-        &[
-            gateway.into(),
-            leaves.channels.into(),
-            leaves.users.into(),
-            joins.channels.clone().into(),
-            joins.users.clone().into(),
-            whole.into(),
-        ],
-    )?;
+    let args = [
+        gateway.into(),
+        leaves.channels.into(),
+        leaves.users.into(),
+        joins.channels.clone().into(),
+        joins.users.clone().into(),
+        whole.into(),
+    ];
+    let removed = Pairs::returned(REMOVE, &args)?;
     let added = Pairs::returned(ADD, &[joins.channels.into(), joins.users.into(), gateway.into()])?;
     if !removed.users.is_empty() || !added.users.is_empty() {
         let args = [
