@@ -354,12 +354,8 @@ impl Session {
                 json!({"type": "unsubscribed", "channelId": channel_id}).to_string()
             }
             Ok(ClientFrame::Send(SendFrame { reference, channel_id, payload, client_id })) => {
-                let sent = self
-                    .app
-                    .group_commit
-                    .send(self.token.clone(), channel_id.clone(), payload, client_id)
-                    .await;
-                match sent {
+                let group_commit = &self.app.group_commit;
+                match group_commit.send(self.token.clone(), channel_id.clone(), payload, client_id).await {
                     Ok(answer) => {
                         let reference = serde_json::to_string(&reference).expect("a JSON value serializes");
                         format!(r#"{{"type":"sent","ref":{reference},"message":{answer}}}"#)
@@ -368,8 +364,7 @@ impl Session {
                 }
             }
             Ok(ClientFrame::Typing(TypingFrame { channel_id })) => {
-                let typed = db::call_json(&self.app.pool, api::TYPING, &[&self.token, &channel_id]).await;
-                match typed {
+                match db::call_json(&self.app.pool, api::TYPING, &[&self.token, &channel_id]).await {
                     Ok(answer) => format!(r#"{{"type":"typed","typing":{answer}}}"#),
                     Err(error) => error_frame(None, channel_id.as_deref(), &error),
                 }
