@@ -33,7 +33,9 @@ pub fn pool(
 ) -> Result<Pool, String> {
     let mut config = postgres_config(url, application_name)?;
     if let Some(role) = request_role {
-        add_options(&mut config, &format!("-c role={role}"));
+        // Added to the server settings the URL may already carry.
+        let existing = config.get_options().unwrap_or_default().to_string();
+        config.options(format!("{existing} -c role={role}").trim());
     }
     let manager =
         Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
@@ -46,21 +48,11 @@ pub fn pool(
         .map_err(|e| e.to_string())
 }
 
-/// Adds server settings to those the URL may already carry.
-fn add_options(config: &mut tokio_postgres::Config, options: &str) {
-    let existing = config.get_options().unwrap_or_default().to_string();
-    config.options(format!("{existing} {options}").trim());
-}
-
 /// How long a request's call may take (`--request-timeout-secs`), set once at startup.
 static REQUEST_TIMEOUT: OnceLock<Duration> = OnceLock::new();
 
 pub fn set_request_timeout(limit: Duration) {
     let _ = REQUEST_TIMEOUT.set(limit);
-}
-
-fn request_timeout() -> Duration {
-    REQUEST_TIMEOUT.get().copied().unwrap_or(Duration::from_secs(10))
 }
 
 /// Runs `sql` (which selects one text column: a function's jsonb cast to text) and returns it.
@@ -82,7 +74,7 @@ async fn within_limit<T>(
     client: &deadpool_postgres::Object,
     call: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, ApiError> {
-    let limit = request_timeout();
+    let limit = REQUEST_TIMEOUT.get().copied().unwrap_or(Duration::from_secs(10));
     match tokio::time::timeout(limit, call).await {
         Ok(answer) => Ok(answer?),
         Err(_) => {
