@@ -263,7 +263,7 @@ fn reaction(token: Option<&str>, request: ReactionRequest) -> Result<Jsonb> {
 /// `hatchat.max_reactions_per_message` distinct ones. Decided under the counter lock that every
 /// reaction to the channel takes (`lock_target`), so two at once cannot both take the last place.
 fn check_reaction_limits(channel_id: &str, seq: i64, user: uuid::Uuid, reaction: &str) -> Result<()> {
-    let counts = db::query(
+    let (mine, distinct, present) = db::query(
         "SELECT count(*) FILTER (WHERE r.user_id = $3), count(DISTINCT r.reaction), \
                 coalesce(bool_or(r.reaction = $4), false) \
            FROM hatchat.reactions r WHERE r.channel_id = $1 AND r.seq = $2",
@@ -277,7 +277,6 @@ fn check_reaction_limits(channel_id: &str, seq: i64, user: uuid::Uuid, reaction:
             ))
         },
     )?;
-    let (mine, distinct, present) = counts;
     let per_user = i64::from(settings::MAX_REACTIONS_PER_USER.get());
     if mine >= per_user {
         return Err(HatchatError::Conflict(format!(
