@@ -37,12 +37,8 @@ async fn main() -> ExitCode {
 
 async fn run(config: Config) -> Result<(), String> {
     let prepared = db::prepare_database(&config.database_url, &config.request_role).await?;
-    let pool = db::pool(
-        &config.database_url,
-        &config.application_name,
-        config.pool_size,
-        prepared.request_role.as_deref(),
-    )?;
+    let role = prepared.request_role.as_deref();
+    let pool = db::pool(&config.database_url, &config.application_name, config.pool_size, role)?;
     check_window_access(&pool).await?;
     db::set_request_timeout(config.request_timeout());
     let hub = Hub::new(prepared.wake_secret);
@@ -65,12 +61,8 @@ async fn run(config: Config) -> Result<(), String> {
     let feeds = Feeds::new(pool.clone(), Arc::clone(&hub), Arc::clone(&budget));
     // Presence syncs have a connection of their own: they neither wait behind busy requests (a
     // lease must be renewed in time) nor take a request connection from a stream catching up.
-    let presence_pool = db::pool(
-        &config.database_url,
-        &format!("{}-presence", config.application_name),
-        1,
-        prepared.request_role.as_deref(),
-    )?;
+    let presence_pool =
+        db::pool(&config.database_url, &format!("{}-presence", config.application_name), 1, role)?;
     let presence = Presence::new(presence_pool, config.presence_lease());
     tokio::spawn(Arc::clone(&presence).run());
     let live = Live {
@@ -80,7 +72,7 @@ async fn run(config: Config) -> Result<(), String> {
         quota: Quota::new(config.max_polls_per_user),
         budget,
         presence: Arc::clone(&presence),
-        opener: Opener::new(opener_pools(&config, prepared.request_role.as_deref())?),
+        opener: Opener::new(opener_pools(&config, role)?),
         streams: config.stream_settings(),
         max_wait: config.max_wait(),
     };
