@@ -134,7 +134,7 @@ fn open_room(caller: &Caller, room_type: &str, usernames: &[String]) -> Result<S
         &[id.as_str().into(), room_type.into(), settings::ROOM_MAX_MESSAGES.get().into(), settings::ROOM_TTL.get().into()],
     )?;
     if created > 0 {
-        access::clear_leftovers(&[id.clone()])?;
+        access::clear_leftovers(std::slice::from_ref(&id))?;
         db::execute(
             "INSERT INTO hatchat.members (channel_id, user_id) SELECT $1, u FROM unnest($2::uuid[]) AS u",
             &[id.as_str().into(), ids.into()],
