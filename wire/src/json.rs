@@ -27,11 +27,9 @@ pub fn depth_up_to(text: &[u8], limit: usize) -> usize {
             b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
-                if depth > deepest {
-                    deepest = depth;
-                    if deepest > limit {
-                        return deepest;
-                    }
+                deepest = deepest.max(depth);
+                if deepest > limit {
+                    return deepest;
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
