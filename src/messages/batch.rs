@@ -416,8 +416,7 @@ fn append_all(accepted: &[Candidate]) -> Result<Outcomes> {
     let payloads: Vec<Jsonb> = accepted.iter().map(|c| c.payload).collect();
     let client_ids: Vec<Option<&str>> = accepted.iter().map(|c| c.client_id.as_deref()).collect();
     let distinct: Vec<&str> = counts.keys().copied().collect();
-    let sizes: Vec<i64> = counts.values().map(|(n, _)| *n).collect();
-    let countable: Vec<i64> = counts.values().map(|(_, n)| *n).collect();
+    let (sizes, countable): (Vec<i64>, Vec<i64>) = counts.values().copied().unzip();
     // (channel, place) -> answer
     let mut answers: HashMap<(String, i64), String> = HashMap::new();
     // channel -> (its new seqs, its retention)
