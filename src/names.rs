@@ -44,8 +44,7 @@ fn invisible(c: char) -> bool {
 /// A name a user may take (register or rename to): valid, and not one the server posts under.
 pub fn valid_new_username(raw: &str) -> Result<&str> {
     let name = valid_username(raw)?;
-    let lower = name.to_lowercase();
-    if RESERVED_USERNAMES.iter().any(|reserved| lower == *reserved) {
+    if RESERVED_USERNAMES.contains(&name.to_lowercase().as_str()) {
         return Err(HatchatError::invalid(format!("username {name:?} is reserved")));
     }
     Ok(name)
