@@ -6,13 +6,12 @@
 //! or `?afterSeq=` / `?after=`. Each event's `id` is the position to resume after.
 
 use crate::error::ApiError;
-use crate::extract::{AppState, PathParam, PathParams, QueryParams, Token};
+use crate::extract::{AppState, Call, PathParam, PathParams, QueryParams};
 use crate::live::{Delivery, Notice};
 use crate::openapi::{
     After, AfterSeq, ChannelId, ChannelStream, Db, NotFound, NotificationStream, TooManyRequests,
     Unauthorized,
 };
-use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -90,9 +89,8 @@ fn resume_after(headers: &HeaderMap, query_after: Option<i64>) -> Result<i64, Ap
         (status = 403, description = "Not a member of the channel (42501)", body = ErrorBody),
         Unauthorized, NotFound, TooManyRequests, Db))]
 pub async fn channel_events(
-    State(app): State<AppState>,
+    Call(app, header_token): Call,
     PathParams(channel): PathParam,
-    Token(header_token): Token,
     headers: HeaderMap,
     QueryParams(position): QueryParams<Position>,
 ) -> Result<Response, ApiError> {
@@ -172,8 +170,7 @@ fn sse(events: impl Stream<Item = Event> + Send + 'static, app: &AppState) -> Re
         Unauthorized, TooManyRequests, Db))]
 // Each notification is an `event: notification` with the notification's id.
 pub async fn notification_events(
-    State(app): State<AppState>,
-    Token(header_token): Token,
+    Call(app, header_token): Call,
     headers: HeaderMap,
     QueryParams(position): QueryParams<Position>,
 ) -> Result<Response, ApiError> {

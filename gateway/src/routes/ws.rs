@@ -8,12 +8,11 @@
 
 use crate::db;
 use crate::error::ApiError;
-use crate::extract::{raw_json, AppState, Token};
+use crate::extract::{raw_json, AppState, Call};
 use crate::live::bounds::Purse;
 use crate::live::feeds::SLOW_CONSUMER;
 use crate::live::{ChannelStream, Delivery};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use base64::Engine;
@@ -139,8 +138,7 @@ impl ClientFrame {
             `Sec-WebSocket-Version` or `Sec-WebSocket-Key`)", body = hatchat_wire::shapes::ErrorBody),
         crate::openapi::Internal))]
 pub async fn upgrade(
-    State(app): State<AppState>,
-    Token(authorization): Token,
+    Call(app, authorization): Call,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
