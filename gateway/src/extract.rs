@@ -101,28 +101,17 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathPar
     }
 }
 
-/// The Authorization header, passed to SQL untouched (with or without `Bearer `); the extension
-/// decides what it means. A header that is not text becomes an empty token, which SQL refuses.
-pub struct Token(pub Option<String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Token {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let header = parts.headers.get(header::AUTHORIZATION);
-        Ok(Token(header.map(|v| v.to_str().unwrap_or_default().to_string())))
-    }
-}
-
-/// What most routes take: the state every route shares, and the Authorization header (`Token`).
+/// What most routes take: the state every route shares, and the Authorization header. The header
+/// is passed to SQL untouched (with or without `Bearer `); the extension decides what it means. A
+/// header that is not text becomes an empty token, which SQL refuses.
 pub struct Call(pub AppState, pub Option<String>);
 
 impl FromRequestParts<AppState> for Call {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let Token(token) = Token::from_request_parts(parts, app).await?;
-        Ok(Call(app.clone(), token))
+        let token = parts.headers.get(header::AUTHORIZATION);
+        Ok(Call(app.clone(), token.map(|v| v.to_str().unwrap_or_default().to_string())))
     }
 }
 
