@@ -322,7 +322,7 @@ fn undeliverable_notifications(row_limit: default!(Option<i32>, 100)) -> SqlResu
     require_forwarder()?;
     let row_limit = row_limit.unwrap_or(100);
     limits::check_row_limit(row_limit)?;
-    let page = db::one::<Jsonb>(
+    Ok(db::one::<Jsonb>(
         "SELECT coalesce(jsonb_agg(jsonb_build_object('userId', n.user_id, 'id', n.id, \
                                                       'reason', n.undeliverable_reason, \
                                                       'at', hatchat.iso_time(n.undeliverable_at), 'body', n.body) \
@@ -330,8 +330,7 @@ fn undeliverable_notifications(row_limit: default!(Option<i32>, 100)) -> SqlResu
            FROM (SELECT * FROM hatchat.notifications WHERE undeliverable_at IS NOT NULL \
                   ORDER BY undeliverable_at DESC, user_id, id DESC LIMIT $1) n",
         &[i64::from(row_limit).into()],
-    )?;
-    Ok(page)
+    )?)
 }
 
 /// `{pending, undeliverable}`: how many notifications wait to be forwarded, and how many were set
@@ -341,14 +340,13 @@ fn undeliverable_notifications(row_limit: default!(Option<i32>, 100)) -> SqlResu
 #[search_path(pg_catalog, pg_temp)]
 fn forwarding_status() -> SqlResult<Jsonb> {
     require_forwarder()?;
-    let status = db::one::<Jsonb>(
+    Ok(db::one::<Jsonb>(
         "SELECT jsonb_build_object( \
                 'pending', (SELECT count(*) FROM hatchat.notifications \
                              WHERE forwarded_at IS NULL AND undeliverable_at IS NULL), \
                 'undeliverable', (SELECT count(*) FROM hatchat.notifications WHERE undeliverable_at IS NOT NULL))",
         &[],
-    )?;
-    Ok(status)
+    )?)
 }
 
 /// Erases the copies that notifications hold of message `seq` of `channel_id` and of its edits:
