@@ -379,18 +379,16 @@ pub(super) fn may_post(channel: &str, member: bool, room: bool) -> Result<()> {
 fn membership(candidates: &[Candidate]) -> Result<MayPost> {
     let channels: Vec<&str> = candidates.iter().map(|c| c.channel.as_str()).collect();
     let senders: Vec<pgrx::Uuid> = candidates.iter().map(|c| pg_uuid(c.sender)).collect();
-    let mut members = HashMap::new();
     db::query(LOCK_AND_CHECK, &[channels.into(), senders.into()], |rows| {
-        for row in rows {
+        rows.map(|row| {
             let channel = row.get::<String>(1)?.unwrap_or_default();
             let sender = db::rust_uuid(row.get::<pgrx::Uuid>(2)?.expect("unnest keeps the sender"));
             let member = row.get::<bool>(3)?.unwrap_or(false);
             let may_post = may_post(&channel, member, row.get::<bool>(4)?.unwrap_or(false));
-            members.insert((channel, sender), may_post);
-        }
-        Ok(())
-    })?;
-    Ok(members)
+            Ok(((channel, sender), may_post))
+        })
+        .collect()
+    })
 }
 
 /// Appends every accepted item in one statement (APPEND_ALL); each item's outcome, by its position
