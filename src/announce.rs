@@ -167,10 +167,8 @@ fn secret() -> Result<wake::Secret> {
         let schema = pg_sys::get_namespace_oid(c"hatchat".as_ptr(), true);
         pg_sys::get_relname_relid(c"wake_secret".as_ptr(), schema)
     };
-    if let Some((oid, secret)) = SECRET.get() {
-        if oid == table {
-            return Ok(secret);
-        }
+    if let Some((_, secret)) = SECRET.get().filter(|(oid, _)| *oid == table) {
+        return Ok(secret);
     }
     let bytes = db::first::<Vec<u8>>("SELECT w.secret FROM hatchat.wake_secret w", &[])?;
     let secret = bytes
@@ -444,10 +442,8 @@ pub extern "C-unwind" fn hatchat_announcer_main(argument: pg_sys::Datum) {
 fn wake_up(database: u32) {
     // SAFETY: this process's pid.
     let me = unsafe { pg_sys::MyProcPid };
-    if let Some(queue) = QUEUES.exclusive().of(database) {
-        if queue.pid == me {
-            queue.awake = true;
-        }
+    if let Some(queue) = QUEUES.exclusive().of(database).filter(|queue| queue.pid == me) {
+        queue.awake = true;
     }
 }
 
@@ -507,10 +503,7 @@ unsafe extern "C-unwind" fn on_exit(_code: i32, argument: pg_sys::Datum) {
     // SAFETY: this process's pid.
     let me = unsafe { pg_sys::MyProcPid };
     let mut queues = QUEUES.exclusive();
-    if let Some(queue) = queues.of(database) {
-        if queue.pid != me {
-            return;
-        }
+    if let Some(queue) = queues.of(database).filter(|queue| queue.pid == me) {
         queue.worker = Worker::None;
         queue.latch = 0;
         queue.pid = 0;
