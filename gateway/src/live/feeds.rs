@@ -87,6 +87,7 @@ pub const UNAVAILABLE: &str = "database unavailable";
 const FELL_BEHIND: &str = "fell behind";
 
 /// Who reads, from where: the user id and expiry come from `hatchat.stream_caller`.
+#[derive(Clone)]
 pub struct Interest {
     pub channel: String,
     pub user: String,
@@ -144,16 +145,12 @@ struct Waiter {
 /// page as it is consumed, then joins its channel's feed. Dropping it unregisters the reader.
 pub struct Reader {
     feeds: Arc<Feeds>,
-    channel: String,
-    user: String,
-    expires: Option<Instant>,
-    buffer: usize,
-    ephemera: bool,
+    /// Its `after_seq` is the reader's cursor: the seq of the last message handed out.
+    interest: Interest,
     /// What it holds of its deliveries, in bytes (pending and in its feed's channel).
     purse: Arc<Purse>,
     /// Messages its next read alone asks for (see `catch_up`).
     page: i32,
-    cursor: i64,
     pending: VecDeque<Delivery>,
     live: Option<Joined>,
     closed: bool,
@@ -215,14 +212,9 @@ impl Feeds {
     pub fn open(self: &Arc<Self>, interest: Interest) -> Reader {
         Reader {
             feeds: Arc::clone(self),
-            channel: interest.channel,
-            user: interest.user,
-            expires: interest.expires,
             page: first_page(interest.buffer),
-            buffer: interest.buffer,
-            ephemera: interest.ephemera,
+            interest,
             purse: self.budget.purse(),
-            cursor: interest.after_seq,
             pending: VecDeque::new(),
             live: None,
             closed: false,
@@ -233,7 +225,7 @@ impl Feeds {
     /// feed at once.
     pub fn open_live(self: &Arc<Self>, interest: Interest) -> Reader {
         let mut reader = self.open(interest);
-        reader.live = Some(self.join(reader.interest(), Arc::clone(&reader.purse)));
+        reader.live = Some(self.join(reader.interest.clone(), Arc::clone(&reader.purse)));
         reader
     }
 
@@ -679,8 +671,8 @@ impl Reader {
             };
             self.purse.give_back(delivery.bytes());
             match &delivery {
-                Delivery::Message { seq, .. } => self.cursor = *seq,
-                Delivery::Reset { oldest_seq } => self.cursor = oldest_seq - 1,
+                Delivery::Message { seq, .. } => self.interest.after_seq = *seq,
+                Delivery::Reset { oldest_seq } => self.interest.after_seq = oldest_seq - 1,
                 Delivery::Closed { .. } | Delivery::Presence { .. } | Delivery::Typing { .. } => {}
             }
             return Some(delivery);
@@ -696,14 +688,14 @@ impl Reader {
         let delivery = self.live.as_mut()?.receiver.try_recv().ok()?;
         self.purse.give_back(delivery.bytes());
         if let Delivery::Message { seq, .. } = &delivery {
-            self.cursor = *seq;
+            self.interest.after_seq = *seq;
         }
         Some(delivery)
     }
 
     /// The seq of the last message handed out (or the starting position).
     pub fn cursor(&self) -> i64 {
-        self.cursor
+        self.interest.after_seq
     }
 
     /// Reads one page of backlog for this reader alone; once a page is not full, the reader is
@@ -713,8 +705,8 @@ impl Reader {
     /// messages as fit, at the size this one's had.
     async fn catch_up(&mut self) {
         let page_size = self.page;
-        let page = match self.feeds.read(&self.channel, self.cursor, vec![self.user.clone()], page_size).await
-        {
+        let Interest { channel, user, after_seq, expires, buffer, .. } = &self.interest;
+        let page = match self.feeds.read(channel, *after_seq, vec![user.clone()], page_size).await {
             Ok(page) => page,
             Err(error) => {
                 tracing::warn!(message = error.message, "catching a stream up failed");
@@ -723,17 +715,17 @@ impl Reader {
                 return;
             }
         };
-        let mut part = part_of(&page, &self.user, self.cursor, self.expires, Instant::now());
+        let mut part = part_of(&page, user, *after_seq, *expires, Instant::now());
         let kept = self.keep_what_fits(&mut part);
-        self.page = next_page_size(&page, self.purse.bound(), self.buffer);
+        self.page = next_page_size(&page, self.purse.bound(), *buffer);
         // The deliveries are handed out before anything else: the cursor can move past them now.
-        self.cursor = part.cursor;
+        self.interest.after_seq = part.cursor;
         self.pending.extend(part.deliveries);
         if let Some(reason) = part.end {
             self.pending.push_back(Delivery::Closed { reason });
             self.closed = true;
         } else if kept && page.messages.len() < page_size as usize {
-            self.live = Some(self.feeds.join(self.interest(), Arc::clone(&self.purse)));
+            self.live = Some(self.feeds.join(self.interest.clone(), Arc::clone(&self.purse)));
         }
     }
 
@@ -753,17 +745,6 @@ impl Reader {
         let all = kept == part.deliveries.len();
         part.deliveries.truncate(kept);
         all
-    }
-
-    fn interest(&self) -> Interest {
-        Interest {
-            channel: self.channel.clone(),
-            user: self.user.clone(),
-            after_seq: self.cursor,
-            expires: self.expires,
-            buffer: self.buffer,
-            ephemera: self.ephemera,
-        }
     }
 }
 
