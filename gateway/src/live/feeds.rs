@@ -609,21 +609,15 @@ impl Waiter {
     fn give(&mut self, delivery: Delivery) -> bool {
         let bytes = delivery.bytes();
         if !self.purse.take(bytes) {
-            self.ended.get_or_init(|| SLOW_CONSUMER);
+            self.end(SLOW_CONSUMER);
             return false;
         }
-        let sent = self.sender.try_send(delivery);
-        if sent.is_err() {
-            self.purse.give_back(bytes);
+        let Err(error) = self.sender.try_send(delivery) else { return true };
+        self.purse.give_back(bytes);
+        if let mpsc::error::TrySendError::Full(_) = error {
+            self.end(SLOW_CONSUMER);
         }
-        match sent {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.ended.get_or_init(|| SLOW_CONSUMER);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        false
     }
 
     /// Hands over presence or typing only into the spare half of the reader's buffer, and drops it
