@@ -101,7 +101,7 @@ pub struct Subscription {
     receiver: Option<watch::Receiver<u64>>,
     everyone: watch::Receiver<u64>,
     /// Counted in `waiting` (a request), or not (a channel's feed, whose readers count instead).
-    counted: bool,
+    _waiting: Option<Waiting>,
 }
 
 impl Hub {
@@ -134,16 +134,15 @@ impl Hub {
     }
 
     pub fn subscribe(self: &Arc<Self>, topic: Topic) -> Subscription {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        self.subscribe_as(topic, true)
+        self.subscribe_as(topic, Some(self.hold()))
     }
 
     /// A subscription that is not a waiting request: a channel's feed (feeds.rs).
     pub fn subscribe_uncounted(self: &Arc<Self>, topic: Topic) -> Subscription {
-        self.subscribe_as(topic, false)
+        self.subscribe_as(topic, None)
     }
 
-    fn subscribe_as(self: &Arc<Self>, topic: Topic, counted: bool) -> Subscription {
+    fn subscribe_as(self: &Arc<Self>, topic: Topic, waiting: Option<Waiting>) -> Subscription {
         let receiver = {
             let mut topics = self.topics.lock().expect("hub lock");
             topics.entry(topic).or_insert_with(|| watch::channel(0).0).subscribe()
@@ -153,7 +152,7 @@ impl Hub {
             topic,
             receiver: Some(receiver),
             everyone: self.everyone.subscribe(),
-            counted,
+            _waiting: waiting,
         }
     }
 
@@ -228,8 +227,8 @@ impl Hub {
         }
     }
 
-    /// Counts a request as waiting (in `waiting`) until the guard is dropped: a long-poll that
-    /// waits through a channel's feed rather than a subscription of its own.
+    /// Counts a request as waiting (in `waiting`) until the guard is dropped: a subscription of
+    /// its own (`subscribe`), or a long-poll that waits through a channel's feed.
     pub fn hold(self: &Arc<Self>) -> Waiting {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         Waiting(Arc::clone(self))
@@ -271,9 +270,6 @@ impl Drop for Waiting {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if self.counted {
-            self.hub.waiting.fetch_sub(1, Ordering::Relaxed);
-        }
         let mut topics = self.hub.topics.lock().expect("hub lock");
         drop(self.receiver.take());
         // Subscribing happens under the same lock, so nobody can be joining this topic right now.
