@@ -330,9 +330,8 @@ async fn listen(
     connected.store(true, Ordering::SeqCst);
     tracing::info!(hosts = ?config.get_hosts(), "listening for announcements");
     hub.wake_everyone();
-    let ended = dispatcher.await.unwrap_or(Ok(()));
-    drop(client);
-    ended
+    // The client lives until the connection ends: dropping it would close the connection.
+    dispatcher.await.unwrap_or(Ok(()))
 }
 
 #[cfg(test)]
