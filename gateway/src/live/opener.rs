@@ -131,16 +131,14 @@ async fn call(pool: &Pool, batch: &[Pending]) -> Vec<Result<StreamOpen, ApiError
         })
         .collect();
     let items = serde_json::to_string(&items).expect("items serialize");
+    let failed = |error: ApiError| batch.iter().map(|_| Err(error.clone())).collect();
     let answers = match db::call_json(pool, api::OPEN_STREAMS, &[&items]).await {
         Ok(answers) => answers,
-        Err(error) => return batch.iter().map(|_| Err(error.clone())).collect(),
+        Err(error) => return failed(error),
     };
     match serde_json::from_str::<Vec<&RawValue>>(&answers) {
         Ok(answers) if answers.len() == batch.len() => answers.into_iter().map(item_answer).collect(),
-        _ => batch
-            .iter()
-            .map(|_| Err(ApiError::internal("the openings' answer does not match them")))
-            .collect(),
+        _ => failed(ApiError::internal("the openings' answer does not match them")),
     }
 }
 
