@@ -163,15 +163,10 @@ impl Presence {
     /// What the next sync sends, if anything: due leaves move from held to told, then the changes
     /// (or everything) are taken; with `renew`, an empty batch too.
     fn take(&self, now: Instant, renew: bool) -> Option<Batch> {
-        let mut state = self.state.lock().expect("presence lock");
-        let due: Vec<Pair> = state
-            .held
-            .iter()
-            .filter(|(_, held)| held.streams == 0 && held.leave_at.is_some_and(|at| at <= now))
-            .map(|(pair, _)| pair.clone())
-            .collect();
-        for pair in due {
-            state.held.remove(&pair);
+        let mut guard = self.state.lock().expect("presence lock");
+        let state = &mut *guard;
+        let due = |_: &Pair, held: &mut Held| held.streams == 0 && held.leave_at.is_some_and(|at| at <= now);
+        for (pair, _) in state.held.extract_if(due) {
             if !state.joins.remove(&pair) {
                 state.leaves.insert(pair);
             }
