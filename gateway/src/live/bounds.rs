@@ -49,11 +49,6 @@ impl Quota {
         *held.entry(user.to_string()).or_default() += 1;
         Some(Place { quota: Arc::clone(self), user: user.to_string() })
     }
-
-    /// Long-polls `user` holds now.
-    pub fn held_by(&self, user: &str) -> usize {
-        self.held.lock().expect("quota lock").get(user).copied().unwrap_or(0)
-    }
 }
 
 impl Drop for Place {
@@ -143,6 +138,11 @@ impl Drop for Purse {
 mod tests {
     use super::*;
 
+    /// Long-polls `user` holds now.
+    fn held_by(quota: &Quota, user: &str) -> usize {
+        quota.held.lock().unwrap().get(user).copied().unwrap_or(0)
+    }
+
     #[test]
     fn a_user_holds_at_most_the_quota_and_dropping_a_place_gives_it_back() {
         let quota = Quota::new(2);
@@ -151,11 +151,11 @@ mod tests {
         assert!(quota.take("alice").is_none());
         assert!(quota.take("bob").is_some(), "another user is not affected");
         drop(first);
-        assert_eq!(quota.held_by("alice"), 1);
+        assert_eq!(held_by(&quota, "alice"), 1);
         let third = quota.take("alice").unwrap();
         assert!(quota.take("alice").is_none());
         drop((second, third));
-        assert_eq!(quota.held_by("alice"), 0);
+        assert_eq!(held_by(&quota, "alice"), 0);
         assert!(quota.held.lock().unwrap().is_empty(), "no entry left behind");
         let none = Quota::new(0);
         assert!(none.take("carol").is_none());
