@@ -1,8 +1,7 @@
 //! One user's notification stream (GET /notifications/events): a read per wake-up of that user.
 //! Notifications are per user, so there is no read to share between streams.
 
-use super::bounds::Place;
-use super::bounds::Purse;
+use super::bounds::{Place, Purse};
 use super::feeds::{OpenStream, SHUTTING_DOWN, TOKEN_EXPIRED, UNAVAILABLE};
 use super::hub::{Subscription, Wake};
 use super::Live;
