@@ -70,7 +70,6 @@ pub fn health() -> Option<Value> {
 }
 
 /// Where and how patiently to forward.
-#[derive(Clone)]
 pub struct Target {
     pub url: String,
     /// How long a notification may keep failing (5xx, unreachable) before it is set aside.
