@@ -85,11 +85,6 @@ impl Live {
     pub fn here(&self, channel: &str, user: &str) -> Option<Here> {
         (user != NIL_USER).then(|| self.presence.enter(channel, user))
     }
-
-    /// Counts a live stream (SSE or WebSocket) as open, in /health, until the guard is dropped.
-    pub fn stream_opened(&self) -> OpenStream {
-        self.feeds.stream_opened()
-    }
 }
 
 /// The user a verified token speaks for, and when it expires (never, for the server secret).

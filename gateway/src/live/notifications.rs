@@ -64,7 +64,7 @@ impl Live {
             more,
             subscription,
             closed: false,
-            _held: (place, self.stream_opened()),
+            _held: (place, self.feeds.stream_opened()),
         })
     }
 

@@ -98,7 +98,8 @@ pub async fn channel_events(
     let token = header_token.or(position.token);
     let after_seq = resume_after(&headers, position.after_seq)?;
     let subscribed = app.live.open_channel(&token, &channel, after_seq, position.presence).await?;
-    let events = stream::unfold((subscribed, app.live.stream_opened()), |(mut stream, opened)| async move {
+    let opened = app.live.feeds.stream_opened();
+    let events = stream::unfold((subscribed, opened), |(mut stream, opened)| async move {
         let delivery = stream.reader.next().await?;
         let event = message_event(&delivery, stream.reader.cursor());
         Some((event, (stream, opened)))
