@@ -17,6 +17,7 @@ use crate::error::{required, HatchatError, Result, SqlResult};
 use crate::limits::{self, check_payload};
 use crate::placement::Placement;
 use crate::time::Bound;
+use hatchat_wire::api::DEFAULT_MESSAGE_LIMIT;
 use pgrx::prelude::*;
 use uuid::Uuid;
 
@@ -507,7 +508,11 @@ fn get_messages(
     after_seq: default!(Option<i64>, "NULL"),
     fold: default!(Option<bool>, false),
 ) -> SqlResult<Jsonb> {
-    let bounds = (since.unwrap_or("-infinity"), until.unwrap_or("infinity"), row_limit.unwrap_or(20));
+    let bounds = (
+        since.unwrap_or("-infinity"),
+        until.unwrap_or("infinity"),
+        row_limit.unwrap_or(DEFAULT_MESSAGE_LIMIT),
+    );
     let (_, channel_id, window) = admit_read(token, channel_id, bounds, after_seq)?;
     let plans = if fold.unwrap_or(false) { fold::FOLDED } else { UNFOLDED };
     let page = read_window(channel_id, &window, plans)?;

@@ -19,6 +19,9 @@ macro_rules! calls {
     };
 }
 
+/// The messages `GET_MESSAGES` answers when it is given no limit (get_messages' SQL default).
+pub const DEFAULT_MESSAGE_LIMIT: i32 = 20;
+
 calls! {
     // Users.
     REGISTER_USER = "SELECT hatchat.register_user($1::text::uuid, $2, $3, $4)::text";

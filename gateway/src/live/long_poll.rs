@@ -25,6 +25,30 @@ pub enum Follow {
 }
 
 impl Follow {
+    /// The position a GET /messages window follows, when that is all it asks (a seq, or a time,
+    /// not both; no `until`, not folded): such a long-poll can wait through its channel's feed,
+    /// which carries messages as they were appended. A time given in a form the feed cannot
+    /// compare exactly (no offset, finer than microseconds) is read alone.
+    pub fn of(
+        after_seq: Option<i64>,
+        since: Option<&str>,
+        until: Option<&str>,
+        fold: Option<bool>,
+    ) -> Option<Self> {
+        if until.is_some() || fold == Some(true) {
+            return None;
+        }
+        match (after_seq, since.map(str::trim)) {
+            (Some(seq), None) => Some(Follow::AfterSeq(seq)),
+            (None, None | Some("-infinity")) => Some(Follow::Since(None)),
+            (None, Some(since)) => {
+                let since = since.parse::<jiff::Timestamp>().ok()?;
+                (since.subsec_nanosecond() % 1000 == 0).then_some(Follow::Since(Some(since)))
+            }
+            (Some(_), Some(_)) => None,
+        }
+    }
+
     /// Whether a message the feed hands over is in the window (after the time followed). Messages
     /// after the first one that is are too: createdAt rises with seq.
     fn wants(&self, message: &str) -> bool {
@@ -33,6 +57,18 @@ impl Follow {
             .ok()
             .and_then(|stamp| stamp.created_at.parse::<jiff::Timestamp>().ok())
             .is_none_or(|created| created > *since)
+    }
+}
+
+/// Whether new messages can still fall inside a window that ends at `until`: waiting only makes
+/// sense while they can.
+pub fn still_open(until: Option<&str>) -> bool {
+    match until.map(str::trim) {
+        None | Some("infinity") | Some("+infinity") => true,
+        Some("-infinity") => false,
+        // The database already accepted this bound, so it parses; if jiff disagreed, waiting is
+        // the safe choice (the deadline still ends it).
+        Some(until) => until.parse::<jiff::Timestamp>().map_or(true, |t| t > jiff::Timestamp::now()),
     }
 }
 
@@ -82,14 +118,15 @@ impl Live {
     }
 
     /// The long-poll of a window that only follows a position: `read` alone first (every check and
-    /// error of get_messages), then the wait through the channel's feed, at most `limit` messages.
+    /// error of get_messages), then the wait through the channel's feed, at most `limit` messages
+    /// (get_messages' default when None).
     /// A poll that follows a time learns the channel's head before its read: what the read does not
     /// return is after that head (createdAt rises with seq), so the feed follows on from there and
     /// hands over only what is newer than the time.
     pub async fn long_poll_channel<R, F>(
         &self,
         token: &Option<String>,
-        (channel, follow, limit): (&str, Follow, usize),
+        (channel, follow, limit): (&str, Follow, Option<i32>),
         deadline: Instant,
         read: R,
     ) -> Result<JsonText, ApiError>
@@ -123,6 +160,8 @@ impl Live {
         let _place = self.take_place(&caller.user)?;
         let _here = self.here(channel, &caller.user);
         let mut reader = self.feeds.open_live(self.interest(channel, caller, after_seq, false));
+        // The read before refused a limit outside 1..1000.
+        let limit = usize::try_from(limit.unwrap_or(api::DEFAULT_MESSAGE_LIMIT)).unwrap_or_default();
         let mut messages: Vec<Arc<str>> = Vec::new();
         while messages.is_empty() {
             let delivery = tokio::select! {

@@ -30,7 +30,7 @@ pub mod presence;
 
 pub use feeds::{Delivery, Feeds, OpenStream};
 pub use hub::{Hub, Topic, Wake};
-pub use long_poll::{Follow, LongPoll};
+pub use long_poll::{still_open, Follow, LongPoll};
 pub use notifications::{Notice, NotificationStream};
 
 use crate::config::StreamSettings;

@@ -3,7 +3,7 @@
 use crate::db::{self, JsonText};
 use crate::error::ApiError;
 use crate::extract::{raw_json, wait_param, Answer, AppState, Call, JsonBody, PathParams, QueryParams};
-use crate::live::{Follow, LongPoll};
+use crate::live::{still_open, Follow, LongPoll};
 use crate::openapi::{BadRequest, Body, Db, Forbidden, MessageSeq, NotFound, TooManyRequests, Unauthorized};
 use hatchat_wire::api;
 use hatchat_wire::shapes::{ErrorBody, Message, Sent};
@@ -73,36 +73,6 @@ impl MessagesQuery {
             [token, &self.channel_id, &self.since, &self.until, &self.limit, &self.after_seq, &self.fold];
         db::call_json(&app.pool, api::GET_MESSAGES, &params).await
     }
-
-    /// The position this window follows, when that is all it asks (a seq, or a time, not both; no
-    /// `until`, not folded): such a long-poll can wait through its channel's feed, which carries
-    /// messages as they were appended. A time given in a form the feed cannot compare exactly
-    /// (no offset, finer than microseconds) is read alone.
-    fn follows(&self) -> Option<Follow> {
-        if self.until.is_some() || self.fold == Some(true) {
-            return None;
-        }
-        match (self.after_seq, self.since.as_deref().map(str::trim)) {
-            (Some(seq), None) => Some(Follow::AfterSeq(seq)),
-            (None, None | Some("-infinity")) => Some(Follow::Since(None)),
-            (None, Some(since)) => {
-                let since = since.parse::<jiff::Timestamp>().ok()?;
-                (since.subsec_nanosecond() % 1000 == 0).then_some(Follow::Since(Some(since)))
-            }
-            (Some(_), Some(_)) => None,
-        }
-    }
-
-    /// Waiting only makes sense while new messages can still fall inside the window.
-    fn still_open(&self) -> bool {
-        match self.until.as_deref().map(str::trim) {
-            None | Some("infinity") | Some("+infinity") => true,
-            Some("-infinity") => false,
-            // The database already accepted this bound, so it parses; if jiff disagreed, waiting
-            // is the safe choice (the deadline still ends it).
-            Some(until) => until.parse::<jiff::Timestamp>().map_or(true, |t| t > jiff::Timestamp::now()),
-        }
-    }
 }
 
 /// Read a channel's messages; long-polls (`wait`) while nothing matches
@@ -116,13 +86,12 @@ impl MessagesQuery {
 pub async fn poll(Call(app, token): Call, QueryParams(w): QueryParams<MessagesQuery>) -> Answer {
     let deadline = Instant::now() + wait_param(w.wait, app.live.max_wait)?;
     let channel = w.channel_id.as_deref().unwrap_or_default();
-    if let Some(follow) = w.follows() {
-        let limit = usize::try_from(w.limit.unwrap_or(20)).unwrap_or(20);
-        let follow = (channel, follow, limit);
+    if let Some(follow) = Follow::of(w.after_seq, w.since.as_deref(), w.until.as_deref(), w.fold) {
+        let follow = (channel, follow, w.limit);
         return app.live.long_poll_channel(&token, follow, deadline, || w.read(&app, &token)).await;
     }
     let poll = LongPoll { topic: app.live.hub.channel(channel), deadline, token: &token, user: None };
-    app.live.long_poll(poll, || w.still_open(), || w.read(&app, &token)).await
+    app.live.long_poll(poll, || still_open(w.until.as_deref()), || w.read(&app, &token)).await
 }
 
 #[derive(Deserialize, ToSchema)]
