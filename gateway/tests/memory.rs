@@ -130,10 +130,13 @@ async fn websockets_that_stop_reading_hold_no_database_connection() {
     let mut sockets = Vec::new();
     for _ in 0..8 {
         let mut socket = non_reading_websocket(&gateway, &bob.token()).await;
+        // Both frames in one write: a socket closed as a slow consumer after its first
+        // subscription would refuse a second write.
         for channel in [&first, &second] {
             let subscribe = json!({"type": "subscribe", "channelId": channel, "afterSeq": 0}).to_string();
-            futures_util::SinkExt::send(&mut socket, Message::Text(subscribe.into())).await.unwrap();
+            futures_util::SinkExt::feed(&mut socket, Message::Text(subscribe.into())).await.unwrap();
         }
+        futures_util::SinkExt::flush(&mut socket).await.unwrap();
         sockets.push(socket);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
