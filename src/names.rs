@@ -1,6 +1,7 @@
 //! The rules of usernames, for everyone who names a user: registration, renames, rooms, and the
 //! users a trusted issuer signs in (auth/issuers.rs).
 
+use crate::db;
 use crate::error::{HatchatError, Result};
 
 pub const MAX_USERNAME_CHARS: usize = 64;
@@ -48,6 +49,12 @@ pub fn valid_new_username(raw: &str) -> Result<&str> {
         return Err(HatchatError::invalid(format!("username {name:?} is reserved")));
     }
     Ok(name)
+}
+
+/// Whether someone other than `id` holds `name`, in any case: names are unique regardless of case.
+pub fn held_by_another(name: &str, id: pgrx::Uuid) -> Result<bool> {
+    let sql = "SELECT true FROM hatchat.users WHERE lower(username) = lower($1) AND id <> $2";
+    Ok(db::first::<bool>(sql, &[name.into(), id.into()])?.is_some())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::access;
 use crate::auth::{self, keys, secret, SYSTEM_USER};
 use crate::db::{self, pg_uuid, Jsonb};
 use crate::error::{required, HatchatError, Result, SqlResult};
-use crate::names::valid_new_username;
+use crate::names::{self, valid_new_username};
 use crate::placement::Placement;
 use crate::settings::{self, Registration};
 use pgrx::prelude::*;
@@ -46,7 +46,7 @@ fn register_user(
     )?;
     // Read after the insert, in a statement of its own: a deletion of this id that committed while
     // the insert waited for it is seen here, and the insert is undone with the call.
-    if was_deleted(id)? {
+    if auth::was_deleted(id)? {
         return Err(HatchatError::Conflict(format!(
             "user id {id} belonged to a deleted user: ids are never registered again"
         ))
@@ -82,10 +82,6 @@ fn may_register(secret: Option<&str>) -> Result<()> {
     }
 }
 
-fn was_deleted(id: pgrx::Uuid) -> Result<bool> {
-    Ok(db::first::<bool>("SELECT true FROM hatchat.deleted_users WHERE id = $1", &[id.into()])?.is_some())
-}
-
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn get_user(id: Option<pgrx::Uuid>) -> SqlResult<Jsonb> {
@@ -105,11 +101,7 @@ fn update_user(token: Option<&str>, id: Option<pgrx::Uuid>, username: Option<&st
     let id = required(id, "id")?;
     only_self(caller.user()?.id, id)?;
     let username = valid_new_username(required(username, "username")?)?;
-    let taken = db::first::<bool>(
-        "SELECT true FROM hatchat.users WHERE lower(username) = lower($1) AND id <> $2",
-        &[username.into(), id.into()],
-    )?;
-    if taken.is_some() {
+    if names::held_by_another(username, id)? {
         return Err(username_taken(username).into());
     }
     let updated = db::first::<Jsonb>(

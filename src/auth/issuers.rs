@@ -16,7 +16,7 @@ use super::{require_admin, UserState};
 use crate::db::Jsonb;
 use crate::db::{self, pg_uuid};
 use crate::error::{required, HatchatError, Result, SqlResult};
-use crate::names::{valid_new_username, valid_username, MAX_USERNAME_CHARS};
+use crate::names::{self, valid_new_username, valid_username, MAX_USERNAME_CHARS};
 use crate::settings;
 use jiff::Timestamp;
 use pgrx::prelude::*;
@@ -141,7 +141,7 @@ fn create(id: Uuid, iss: &str, claim: Option<&str>, claim_name: &str) -> Result<
         // Read in a statement of its own: this call's insert, or one that a first call of the same
         // user's committed meanwhile.
         if let Some(user) = state(id)? {
-            if was_deleted(id)? {
+            if super::was_deleted(pg_uuid(id))? {
                 return Err(HatchatError::unauthenticated_with("this user was deleted"));
             }
             return Ok(user);
@@ -150,7 +150,6 @@ fn create(id: Uuid, iss: &str, claim: Option<&str>, claim_name: &str) -> Result<
     Err(HatchatError::Conflict(format!("username {wanted:?} is taken, and so are {fixed:?} and {random:?}")))
 }
 
-const NAME_TAKEN: &str = "SELECT true FROM hatchat.users WHERE lower(username) = lower($1) AND id <> $2";
 const RENAME: &str = "\
     UPDATE hatchat.users SET username = $2 WHERE id = $1 \
        AND NOT EXISTS (SELECT 1 FROM hatchat.users o WHERE lower(o.username) = lower($2) AND o.id <> $1)";
@@ -159,9 +158,7 @@ const RENAME: &str = "\
 /// first, so that a claim someone else holds costs a read, not a write, on every call.
 fn rename(mut user: UserState, claim: Option<&str>) -> Result<UserState> {
     let Some(name) = claim.and_then(|claim| valid_new_username(claim).ok()) else { return Ok(user) };
-    if name == user.username
-        || db::first::<bool>(NAME_TAKEN, &[name.into(), pg_uuid(user.id).into()])?.is_some()
-    {
+    if name == user.username || names::held_by_another(name, pg_uuid(user.id))? {
         return Ok(user);
     }
     if db::execute(RENAME, &[pg_uuid(user.id).into(), name.into()])? == 1 {
@@ -175,11 +172,6 @@ fn state(id: Uuid) -> Result<Option<UserState>> {
         let Some(row) = rows.into_iter().next() else { return Ok(None) };
         Ok(Some(UserState::from_columns(&row, id, 1)?))
     })
-}
-
-fn was_deleted(id: Uuid) -> Result<bool> {
-    let sql = "SELECT true FROM hatchat.deleted_users WHERE id = $1";
-    Ok(db::first::<bool>(sql, &[pg_uuid(id).into()])?.is_some())
 }
 
 /// An issuer as the admin functions answer it (its keys by id only).

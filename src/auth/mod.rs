@@ -143,6 +143,11 @@ fn load_users(ids: Vec<pgrx::Uuid>) -> Result<HashMap<Uuid, Stored>> {
     })
 }
 
+/// Whether `id` belonged to a deleted user: such an id never registers or signs in again.
+pub fn was_deleted(id: pgrx::Uuid) -> Result<bool> {
+    Ok(db::first::<bool>("SELECT true FROM hatchat.deleted_users WHERE id = $1", &[id.into()])?.is_some())
+}
+
 /// Who a raw Authorization value speaks for, or 28000.
 pub fn authenticate(raw_token: Option<&str>) -> Result<Caller> {
     authenticate_all(&[raw_token])?.pop().expect("one answer per token")
