@@ -66,6 +66,30 @@ pub async fn call_json(pool: &Pool, sql: &str, params: &Params<'_>) -> Result<St
     Ok(row.get(0))
 }
 
+/// One call for a batch of items (`send_messages`, `open_streams`), whose answer is a JSON array
+/// of one answer per item: each item's answer, in order, as `read` makes it of the item's text,
+/// or the error that item carries. A call that fails is every item's error, and an answer that
+/// does not line up with the items is a bug, answered to each.
+pub async fn call_batch<I: serde::Serialize, T>(
+    pool: &Pool,
+    sql: &str,
+    items: &[I],
+    read: impl Fn(&str) -> Result<T, ApiError>,
+) -> Vec<Result<T, ApiError>> {
+    let text = serde_json::to_string(items).expect("items serialize");
+    let every = |error: ApiError| items.iter().map(|_| Err(error.clone())).collect();
+    let answers = match call_json(pool, sql, &[&text]).await {
+        Ok(answers) => answers,
+        Err(error) => return every(error),
+    };
+    match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(&answers) {
+        Ok(answers) if answers.len() == items.len() => {
+            answers.into_iter().map(|answer| ApiError::from_item(answer).and_then(&read)).collect()
+        }
+        _ => every(ApiError::internal("the batch's answers do not line up with its items")),
+    }
+}
+
 /// Runs a call on `client` for at most the request timeout. Past it the call is canceled and the
 /// request answers 503: a COMMIT still waiting for a standby that is gone (a failover under way)
 /// must not hold its client for ever. A canceled commit may still have committed, so the answer

@@ -291,17 +291,7 @@ impl GroupCommit {
 
     async fn send_together(&self, batch: &[Pending]) -> Vec<Result<String, ApiError>> {
         let items: Vec<Item> = batch.iter().map(Pending::item).collect();
-        let items = serde_json::to_string(&items).expect("items serialize");
-        let answers = match crate::db::call_json(&self.pool, api::SEND_MESSAGES, &[&items]).await {
-            Ok(answers) => answers,
-            Err(error) => return vec![Err(error); batch.len()],
-        };
-        match serde_json::from_str::<Vec<&RawValue>>(&answers) {
-            Ok(answers) if answers.len() == batch.len() => {
-                answers.into_iter().map(|answer| ApiError::from_item(answer).map(str::to_string)).collect()
-            }
-            _ => vec![Err(ApiError::internal("the batch answer does not match the batch")); batch.len()],
-        }
+        crate::db::call_batch(&self.pool, api::SEND_MESSAGES, &items, |sent| Ok(sent.to_string())).await
     }
 }
 

@@ -13,7 +13,6 @@ use crate::db;
 use crate::error::ApiError;
 use deadpool_postgres::Pool;
 use hatchat_wire::api::{self, StreamItem, StreamOpen};
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -130,19 +129,9 @@ async fn call(pool: &Pool, batch: &[Pending]) -> Vec<Result<StreamOpen, ApiError
             after_seq: Some(p.after_seq),
         })
         .collect();
-    let items = serde_json::to_string(&items).expect("items serialize");
-    let failed = |error: ApiError| batch.iter().map(|_| Err(error.clone())).collect();
-    let answers = match db::call_json(pool, api::OPEN_STREAMS, &[&items]).await {
-        Ok(answers) => answers,
-        Err(error) => return failed(error),
-    };
-    match serde_json::from_str::<Vec<&RawValue>>(&answers) {
-        Ok(answers) if answers.len() == batch.len() => answers.into_iter().map(item_answer).collect(),
-        _ => failed(ApiError::internal("the openings' answer does not match them")),
-    }
-}
-
-fn item_answer(answer: &RawValue) -> Result<StreamOpen, ApiError> {
-    let opened = ApiError::from_item(answer)?;
-    serde_json::from_str(opened).map_err(|e| ApiError::internal(format!("unexpected opening answer: {e}")))
+    db::call_batch(pool, api::OPEN_STREAMS, &items, |opened| {
+        serde_json::from_str(opened)
+            .map_err(|e| ApiError::internal(format!("unexpected opening answer: {e}")))
+    })
+    .await
 }
